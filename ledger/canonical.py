@@ -1,0 +1,73 @@
+"""RFC 8785 JSON Canonicalization Scheme (JCS) for the JSON the ledger writes.
+
+The ledger's JSON never holds floats (money is integer fen, rates are integer basis
+points), so JCS reduces to: UTF-8, no whitespace, object members sorted by the UTF-16
+code units of their names, strings escaped as ECMAScript ``JSON.stringify`` does, and
+integers in the I-JSON range. ``json.dumps`` with ``ensure_ascii=False`` escapes exactly
+as JCS does (``\\b \\f \\n \\r \\t \\" \\\\``, other controls as lowercase ``\\u00xx``); its
+``sort_keys`` orders by code point, which differs from UTF-16 order only between a
+supplementary-plane character and one in U+E000..U+FFFF, so names are re-sorted by UTF-16
+here. The test suite checks this against the ``rfc8785`` reference implementation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ledger.errors import InvalidInput
+
+MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493) / JCS: integers must be exact in a double
+
+_DUMP = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _utf16_key(name: str) -> bytes:
+    return name.encode("utf-16-be", "surrogatepass")
+
+
+def _normalise(value: Any, path: str) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key in sorted(value, key=lambda k: _utf16_key(k) if isinstance(k, str) else b""):
+            if not isinstance(key, str):
+                raise InvalidInput(f"{path}: object member names must be strings, got {key!r}")
+            out[key] = _normalise(value[key], f"{path}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalise(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise InvalidInput(f"{path}: integer {value} is outside the I-JSON range ±(2^53-1)")
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"{path}: string is not valid Unicode (lone surrogate)") from exc
+        return value
+    if isinstance(value, float):
+        raise InvalidInput(f"{path}: floats are not allowed in ledger JSON (use integers)")
+    raise InvalidInput(f"{path}: {type(value).__name__} is not a JSON value")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of ``value`` (dicts, lists, str, int, bool, None)."""
+    return _DUMP(_normalise(value, "$")).encode("utf-8")
+
+
+def _reject_float(text: str) -> Any:
+    raise ValueError(f"float {text} in ledger JSON")
+
+
+def parse_canonical(data: bytes) -> Any:
+    """Parse ``data`` and check that it is already in canonical form; raise InvalidInput if not."""
+    try:
+        value = json.loads(data, parse_float=_reject_float)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"not valid ledger JSON: {exc}") from exc
+    if canonical_bytes(value) != data:
+        raise InvalidInput("JSON is not in RFC 8785 canonical form")
+    return value
