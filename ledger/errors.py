@@ -73,3 +73,10 @@ class VerificationError(LedgerError):
 
     kind = "invalid"
     reason = "VERIFICATION_FAILED"
+
+
+class Unauthenticated(LedgerError):
+    """No valid credentials were presented."""
+
+    kind = "unauthenticated"
+    reason = "UNAUTHENTICATED"

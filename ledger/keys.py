@@ -34,9 +34,14 @@ def key_hash(name: str, public: bytes) -> int:
 
 def _b64decode(text: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"not standard base64: {text!r}") from exc
+    # Python accepts a stray '=' after a full quantum (Go's decoder refuses it) and non-zero
+    # spare bits; a key string is also an identifier compared as text: only canonical form.
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise InvalidInput(f"not canonical base64: {text!r}")
+    return raw
 
 
 @dataclass(frozen=True)

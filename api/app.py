@@ -1,0 +1,55 @@
+"""The HTTP application: one FastAPI app, errors as RFC 9457 problem+json everywhere."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.errors import problem
+from ledger.errors import InvalidInput, LedgerError
+from ledger.store.ledger import Ledger
+
+PROBLEM = "application/problem+json"
+
+
+def create_app(ledger: Ledger) -> FastAPI:
+    app = FastAPI(
+        title="suanli",
+        summary="Compute-voucher (算力券) ledger for 成经信财〔2023〕31号",
+        version="0.1.0",
+    )
+    app.state.ledger = ledger
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
+        body = problem(exc, str(request.url.path))
+        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        error = InvalidInput(f"{where}: {first.get('msg', 'invalid request')}")
+        body = problem(error, str(request.url.path))
+        body["errors"] = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))} for e in exc.errors()
+        ]
+        return JSONResponse(body, status_code=400, media_type=PROBLEM)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = {
+            "type": "about:blank",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "instance": str(request.url.path),
+        }
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
+
+    from api import routes_log
+
+    app.include_router(routes_log.router)
+    return app

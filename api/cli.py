@@ -1,0 +1,61 @@
+"""The ``suanli`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="suanli",
+    help="suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="keys, certificates, SQLite db")]
+Db = Annotated[str | None, typer.Option("--db", help="database URL (default: SQLite in data dir)")]
+
+
+def settings_from(data_dir: Path | None = None, db: str | None = None, **more: object):  # type: ignore[no-untyped-def]
+    from api.config import Settings
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "db": db, **more}.items() if v is not None}
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    db: Db = None,
+    http: Annotated[str | None, typer.Option(help="HTTP listen address (default 127.0.0.1:8080)")] = None,
+    grpc: Annotated[str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")] = None,
+) -> None:
+    """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres)."""
+    from api.server import run
+
+    run(settings_from(data_dir, db, http=http, grpc=grpc))
+
+
+@app.command()
+def init(data_dir: DataDir = None, db: Db = None) -> None:
+    """Create development keys and certificates and write the log's first entries."""
+    from api.bootstrap import open_ledger
+
+    service = open_ledger(settings_from(data_dir, db))
+    keys = service.ledger.keys
+    typer.echo(f"data dir:   {service.settings.data_dir.resolve()}")
+    typer.echo(f"database:   {service.settings.database_url()}")
+    typer.echo(f"log size:   {service.ledger.state.size}")
+    typer.echo(f"log key:    {keys.log.verifier.vkey}")
+
+
+def main() -> None:
+    for name, module in (("audit", "api.audit_cli"), ("policy", "api.policy_cli"), ("center", "adapters.cli")):
+        try:
+            sub = __import__(module, fromlist=["app"]).app
+        except ImportError:
+            continue
+        app.add_typer(sub, name=name)
+    app()

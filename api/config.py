@@ -1,0 +1,29 @@
+"""Configuration, in one place. Every setting is an environment variable ``SUANLI_<NAME>``
+and most are also command-line options of ``suanli serve``; docs/configuration.md lists them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUANLI_")
+
+    data_dir: Path = Path("suanli-data")
+    """Keys, development TLS certificates and the embedded SQLite database live here."""
+    db: str | None = None
+    """SQLAlchemy URL; default: SQLite in the data dir. Production: postgresql+psycopg://…"""
+    http: str = "127.0.0.1:8080"
+    grpc: str = "127.0.0.1:50051"
+    origin: str = "suanli.localhost/chengdu-2023"
+    """The log's C2SP checkpoint origin (and the log key's name)."""
+    log_level: str = "INFO"
+    clock: str | None = None
+    """Start the service clock at this RFC 3339 time and let it run (demos replay 2023)."""
+    claim_skew_seconds: int = 300
+    """How far a centre's signed timestamp may be from the service clock."""
+
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"

@@ -1,0 +1,171 @@
+"""The log over HTTP: C2SP tlog-tiles (``/checkpoint``, ``/tile/...``) and JSON proofs.
+
+Full tiles never change, so they are served as immutable for a year; partial tiles and the
+checkpoint change with every append and are served uncached.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from ledger import merkle, tiles
+from ledger.errors import InvalidInput, NotFound
+from ledger.store.ledger import Ledger
+
+router = APIRouter()
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+
+def _ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _latest(ledger: Ledger) -> tuple[int, str]:
+    latest = ledger.store.latest_checkpoint()
+    if latest is None:
+        raise NotFound("the log has no checkpoint yet")
+    return latest
+
+
+@router.get("/checkpoint", tags=["log"], response_class=Response)
+def checkpoint(request: Request) -> Response:
+    """The latest signed checkpoint (c2sp.org/tlog-checkpoint), as text."""
+    _size, note = _latest(_ledger(request))
+    return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": NO_CACHE})
+
+
+@router.get("/tile/{path:path}", tags=["log"], response_class=Response)
+def tile(path: str, request: Request) -> Response:
+    """A hash tile or entry bundle (c2sp.org/tlog-tiles)."""
+    ledger = _ledger(request)
+    ref = tiles.parse_tile_path("tile/" + path)
+    size, _note = _latest(ledger)
+    level = -1 if ref.is_entries else ref.level
+    available = tiles.partial_width(max(level, 0), ref.n, size) if not ref.is_entries else None
+    if ref.is_entries:
+        available = _entry_tile_width(ref.n, size)
+    if available is None or ref.width > available:
+        raise NotFound(f"tile {path} is not in the tree of size {size}")
+    start = ref.n * tiles.TILE_WIDTH
+    if ref.is_entries:
+        body = tiles.entry_bundle(ledger.store.entries(start, start + ref.width))
+    else:
+        body = b"".join(ledger.store.node_range(ref.level * tiles.TILE_HEIGHT, start, start + ref.width))
+    cache = IMMUTABLE if ref.width == tiles.TILE_WIDTH else NO_CACHE
+    return Response(body, media_type="application/octet-stream", headers={"Cache-Control": cache})
+
+
+def _entry_tile_width(n: int, size: int) -> int | None:
+    remaining = size - n * tiles.TILE_WIDTH
+    if remaining <= 0:
+        return None
+    return min(remaining, tiles.TILE_WIDTH)
+
+
+@router.get("/v1/log/key", tags=["log"])
+def log_key(request: Request) -> dict[str, Any]:
+    """The log's verifier key string (name+hex8+base64) and checkpoint origin; pin these."""
+    ledger = _ledger(request)
+    state = ledger.refresh()
+    return {
+        "origin": ledger.origin,
+        "vkey": ledger.keys.log.verifier.vkey,
+        "log_keys": [
+            {"vkey": e.verifier.vkey, "from_size": e.from_size} for e in state.registry.log_epochs
+        ],
+    }
+
+
+@router.get("/v1/log/entries/{index}", tags=["log"])
+def entry(index: int, request: Request) -> dict[str, Any]:
+    """One entry: its canonical bytes (base64), parsed JSON and leaf hash."""
+    ledger = _ledger(request)
+    if index < 0:
+        raise InvalidInput("index must be >= 0")
+    rows = ledger.store.entries(index, index + 1)
+    if not rows:
+        raise NotFound(f"no entry at index {index}")
+    data = rows[0]
+    return {
+        "index": index,
+        "entry": json.loads(data),
+        "data": b64(data),
+        "leaf_hash": b64(merkle.leaf_hash(data)),
+        "proof": f"/v1/log/proof/inclusion?index={index}",
+    }
+
+
+@router.get("/v1/log/proof/inclusion", tags=["log"])
+def inclusion(
+    request: Request,
+    index: Annotated[int, Query(ge=0)],
+    size: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` (default: latest)."""
+    ledger = _ledger(request)
+    size = _checked_size(ledger, size)
+    if index >= size:
+        raise InvalidInput(f"index {index} is not below size {size}")
+    read = ledger.store.node_reader()
+    proof = merkle.inclusion_proof(index, size, read)
+    leaf = read([(0, index)])[(0, index)]
+    return {
+        "index": index,
+        "size": size,
+        "leaf_hash": b64(leaf),
+        "root": b64(merkle.root_at(size, read)),
+        "proof": [b64(h) for h in proof],
+        "checkpoint": ledger.store.checkpoint(size),
+    }
+
+
+@router.get("/v1/log/proof/consistency", tags=["log"])
+def consistency(
+    request: Request,
+    old: Annotated[int, Query(ge=1)],
+    new: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """RFC 9162 consistency proof between the trees of sizes ``old`` and ``new``."""
+    ledger = _ledger(request)
+    new = _checked_size(ledger, new)
+    if old > new:
+        raise InvalidInput(f"old size {old} is larger than new size {new}")
+    read = ledger.store.node_reader()
+    return {
+        "old": old,
+        "new": new,
+        "old_root": b64(merkle.root_at(old, read)),
+        "new_root": b64(merkle.root_at(new, read)),
+        "proof": [b64(h) for h in merkle.consistency_proof(old, new, read)],
+    }
+
+
+@router.get("/v1/log/checkpoints", tags=["log"])
+def checkpoints(
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> dict[str, Any]:
+    """Signed checkpoints by size (every size the log had at a commit), for auditors."""
+    rows = _ledger(request).store.checkpoints(after=after, limit=limit)
+    return {"checkpoints": [{"size": s, "note": n} for s, n in rows]}
+
+
+def _checked_size(ledger: Ledger, size: int | None) -> int:
+    latest, _ = _latest(ledger)
+    if size is None:
+        return latest
+    if size > latest:
+        raise InvalidInput(f"size {size} is beyond the log's size {latest}")
+    return size

@@ -1,0 +1,102 @@
+"""Log entries: one signed, canonical JSON document per change.
+
+An entry is ``{"v": 1, "kind": ..., "at": ..., "body": {...}, "sigs": [...]}`` in RFC 8785
+canonical form, and those bytes are the Merkle leaf. Each signature is Ed25519 over
+
+    b"suanli-entry/v1\\n" || JCS({"v", "kind", "at", "body"})
+
+(the entry without ``sigs``), by a key named ``name+hex8`` as in C2SP signed-note. The
+prefix keeps an entry signature from ever being mistaken for a signature of anything else
+(a note, a voucher, a claim in another format). ``at`` is the author's UTC time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.canonical import canonical_bytes, parse_canonical
+from ledger.errors import InvalidInput
+from ledger.keys import Signer
+from ledger.timeutil import parse_time
+
+ENTRY_VERSION = 1
+SIGNING_PREFIX = b"suanli-entry/v1\n"
+MAX_ENTRY_BYTES = 65535  # a C2SP entry bundle stores each entry's length as uint16
+
+
+@dataclass(frozen=True)
+class Signature:
+    key: str  # key id, "name+hex8"
+    sig: bytes
+
+    def to_json(self) -> dict[str, str]:
+        return {"key": self.key, "sig": base64.b64encode(self.sig).decode()}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One change. ``body`` holds only JSON values (no floats); ``at`` is RFC 3339 UTC."""
+
+    kind: str
+    at: str
+    body: Mapping[str, Any]
+    sigs: tuple[Signature, ...] = ()
+
+    def unsigned(self) -> dict[str, Any]:
+        return {"v": ENTRY_VERSION, "kind": self.kind, "at": self.at, "body": self.body}
+
+    def message(self) -> bytes:
+        """The bytes every signature of this entry covers."""
+        return SIGNING_PREFIX + canonical_bytes(self.unsigned())
+
+    def signed(self, *signers: Signer) -> Entry:
+        message = self.message()
+        new = tuple(Signature(s.key_id, s.sign(message)) for s in signers)
+        return Entry(self.kind, self.at, self.body, self.sigs + new)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.unsigned(), "sigs": [s.to_json() for s in self.sigs]}
+
+    def to_bytes(self) -> bytes:
+        data = canonical_bytes(self.to_json())
+        if len(data) > MAX_ENTRY_BYTES:
+            raise InvalidInput(f"entry is {len(data)} bytes; at most {MAX_ENTRY_BYTES} allowed")
+        return data
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Entry:
+        if not isinstance(obj, dict) or set(obj) != {"v", "kind", "at", "body", "sigs"}:
+            raise InvalidInput("entry must be an object with exactly v, kind, at, body, sigs")
+        if obj["v"] != ENTRY_VERSION:
+            raise InvalidInput(f"entry version {obj['v']!r} is not {ENTRY_VERSION}")
+        kind, at, body, sigs = obj["kind"], obj["at"], obj["body"], obj["sigs"]
+        if not isinstance(kind, str) or not kind:
+            raise InvalidInput("entry kind must be a non-empty string")
+        if not isinstance(at, str):
+            raise InvalidInput("entry time must be a string")
+        parse_time(at)
+        if not isinstance(body, dict):
+            raise InvalidInput("entry body must be an object")
+        if not isinstance(sigs, list):
+            raise InvalidInput("entry sigs must be a list")
+        parsed = []
+        for item in sigs:
+            if not isinstance(item, dict) or set(item) != {"key", "sig"}:
+                raise InvalidInput("each signature must be {key, sig}")
+            try:
+                raw = base64.b64decode(item["sig"], validate=True)
+            except (binascii.Error, ValueError, TypeError) as exc:
+                raise InvalidInput("signature is not standard base64") from exc
+            if len(raw) != 64:
+                raise InvalidInput("an Ed25519 signature is 64 bytes")
+            parsed.append(Signature(str(item["key"]), raw))
+        return cls(kind, at, body, tuple(parsed))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Entry:
+        """Parse a stored leaf; refuses anything not in canonical form."""
+        return cls.from_json(parse_canonical(data))

@@ -1,0 +1,165 @@
+"""The ledger service's unit of work: fold state in memory, log in the database.
+
+State is a fold of the log (``ledger.state``). Each process keeps the fold in memory and,
+before deciding anything, takes the append lock and applies whatever other processes have
+appended since (``_catch_up``). A decision is made by ``apply`` on that up-to-date state,
+so caps hold across processes without row locks: the append lock is the only writer gate.
+A refused entry raises before it changes the state, so nothing is written for it. If the
+transaction fails after entries were applied in memory, the in-memory state is thrown away
+and rebuilt from the log, which is the truth.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.entry import Entry
+from ledger.errors import LedgerError
+from ledger.keys import Signer
+from ledger.state import LedgerState, Result, apply
+from ledger.store.log import LogStore, LogWriter
+from ledger.timeutil import format_time
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """The private keys the service holds: the log key signs checkpoints and the key
+    registry, the issuer key signs the bureau's decisions and vouchers, the service key
+    signs what the service records on behalf of signed-in users."""
+
+    log: Signer
+    issuer: Signer
+    service: Signer
+
+
+@dataclass
+class Appended:
+    index: int
+    entry: Entry
+    result: Result
+
+
+@dataclass
+class Batch:
+    """What one write transaction appended, in order."""
+
+    appended: list[Appended] = field(default_factory=list)
+
+
+class Transaction:
+    def __init__(self, ledger: Ledger, writer: LogWriter) -> None:
+        self.ledger = ledger
+        self.writer = writer
+        self.batch = Batch()
+
+    @property
+    def state(self) -> LedgerState:
+        return self.ledger.state
+
+    @property
+    def next_index(self) -> int:
+        return self.writer.size
+
+    def now(self) -> str:
+        return format_time(self.ledger.clock())
+
+    def append(self, entry: Entry) -> Appended:
+        """Apply ``entry`` to the state (raising if the rules refuse it) and stage it."""
+        leaf = entry.to_bytes()
+        result = apply(self.ledger.state, entry, self.writer.size)
+        self.ledger.dirty = True  # state now differs from the committed log until commit
+        self.writer.append(leaf)
+        done = Appended(self.writer.size - 1, entry, result)
+        self.batch.appended.append(done)
+        return done
+
+    def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
+        return Entry(kind, self.now(), body).signed(*signers)
+
+
+class Ledger:
+    def __init__(
+        self, store: LogStore, keys: ServiceKeys, origin: str, clock: Clock = system_clock
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.origin = origin
+        self.clock = clock
+        self.state = LedgerState()
+        self.dirty = False
+        self._lock = threading.RLock()
+        self.on_commit: list[Callable[[Batch], None]] = []
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        self.state = LedgerState()
+        self.dirty = False
+        self._catch_up_from(self.store.iter_entries(0))
+
+    def _catch_up_from(self, entries: Iterator[tuple[int, bytes]]) -> None:
+        for index, data in entries:
+            apply(self.state, Entry.from_bytes(data), index)
+
+    def refresh(self) -> LedgerState:
+        """Bring the in-memory fold up to the committed log (for readers)."""
+        with self._lock:
+            if self.dirty:
+                self._reload()
+            self._catch_up_from(self.store.iter_entries(self.state.size))
+            return self.state
+
+    # --- writes --------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Hold the append lock, catch up, and commit everything appended with one checkpoint."""
+        with self._lock:
+            if self.dirty:
+                self._reload()
+            try:
+                with self.store.writer() as writer:
+                    self._catch_up_from(iter(writer.committed_since(self.state.size)))
+                    tx = Transaction(self, writer)
+                    yield tx
+                    if tx.batch.appended:
+                        writer.flush(self._checkpoint(writer))
+            except BaseException:
+                if self.dirty:
+                    self._reload()
+                raise
+            self.dirty = False
+        if tx.batch.appended:
+            for hook in self.on_commit:
+                hook(tx.batch)
+
+    def _checkpoint(self, writer: LogWriter) -> str:
+        signer = self.log_signer_for(writer.size)
+        return sign_checkpoint(Checkpoint(self.origin, writer.size, writer.root()), signer)
+
+    def log_signer_for(self, size: int) -> Signer:
+        want = self.state.registry.log_key_for_size(size)
+        if want.key_id != self.keys.log.key_id:
+            raise LedgerError(
+                f"the log key in force at size {size} is {want.key_id}, "
+                f"but this service holds {self.keys.log.key_id}",
+                reason="WRONG_LOG_KEY",
+            )
+        return self.keys.log
+
+    def submit(self, entry: Entry) -> Appended:
+        """Append one entry in its own transaction."""
+        with self.transaction() as tx:
+            return tx.append(entry)

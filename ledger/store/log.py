@@ -1,0 +1,194 @@
+"""The log's storage: entries, Merkle nodes and checkpoints, on SQLite or PostgreSQL.
+
+Appends are serialised so that index order is commit order: on PostgreSQL every writer
+takes ``pg_advisory_xact_lock`` before it reads the size, and on SQLite it opens its
+transaction with ``BEGIN IMMEDIATE``. Only one writer at a time holds the right edge of
+the tree; it reads the O(log n) right-edge nodes, appends, writes the new full nodes and a
+signed checkpoint for the new size, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, tuple_
+
+from ledger import merkle
+from ledger.store.schema import checkpoints, log_entries, log_nodes
+
+# Any constant works; it names suanli's append lock among the database's advisory locks.
+APPEND_LOCK_KEY = 0x7375616E6C69  # "suanli"
+_NODE_BATCH = 500
+
+
+def _read_nodes(conn: Connection, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    found: dict[merkle.NodeId, bytes] = {}
+    wanted = list(dict.fromkeys(ids))
+    for start in range(0, len(wanted), _NODE_BATCH):
+        chunk = wanted[start : start + _NODE_BATCH]
+        if conn.dialect.name == "postgresql":
+            where = tuple_(log_nodes.c.level, log_nodes.c.idx).in_(chunk)
+        else:
+            where = or_(*(and_(log_nodes.c.level == lv, log_nodes.c.idx == ix) for lv, ix in chunk))
+        for level, idx, digest in conn.execute(
+            select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(where)
+        ):
+            found[(level, idx)] = bytes(digest)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise LookupError(f"log nodes missing from storage: {missing[:5]}")
+    return found
+
+
+@dataclass
+class Appended:
+    index: int
+    leaf_hash: bytes
+
+
+class LogWriter:
+    """One write transaction holding the append lock."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        size = _size(conn)
+        ids = merkle.CompactRange.node_ids(size)
+        nodes = _read_nodes(conn, ids) if ids else {}
+        self.range = merkle.CompactRange(size, [nodes[i] for i in ids])
+        self.start_size = size
+        self._entries: list[dict[str, object]] = []
+        self._nodes: list[dict[str, object]] = []
+
+    @property
+    def size(self) -> int:
+        return self.range.size
+
+    def committed_since(self, start: int) -> list[tuple[int, bytes]]:
+        """Entries other writers committed from ``start`` up to this transaction's start."""
+        if start >= self.start_size:
+            return []
+        return list(enumerate(_entries(self.conn, start, self.start_size), start))
+
+    def append(self, leaf: bytes) -> Appended:
+        index = self.range.size
+        new_nodes = self.range.append(merkle.leaf_hash(leaf))
+        self._entries.append({"idx": index, "data": leaf})
+        self._nodes.extend({"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new_nodes)
+        return Appended(index, new_nodes[0][1])
+
+    def root(self) -> bytes:
+        return self.range.root()
+
+    def flush(self, checkpoint_note: str | None = None) -> None:
+        if self._entries:
+            self.conn.execute(insert(log_entries), self._entries)
+            self.conn.execute(insert(log_nodes), self._nodes)
+            self._entries, self._nodes = [], []
+        if checkpoint_note is not None:
+            self.conn.execute(insert(checkpoints), [{"size": self.size, "note": checkpoint_note}])
+
+
+class LogStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @contextmanager
+    def writer(self) -> Iterator[LogWriter]:
+        """A transaction that holds the append lock; commits on normal exit, else rolls back."""
+        conn = self.engine.connect()
+        if self.dialect == "sqlite":
+            conn = conn.execution_options(sqlite_immediate=True)
+        try:
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})")
+                writer = LogWriter(conn)
+                yield writer
+                writer.flush()
+        finally:
+            conn.close()
+
+    # --- reads (no lock; they see committed data only) ------------------------------------
+
+    def size(self) -> int:
+        with self.engine.connect() as conn:
+            return _size(conn)
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries [start, end) in index order."""
+        with self.engine.connect() as conn:
+            return _entries(conn, start, end)
+
+    def iter_entries(self, start: int = 0, batch: int = 5000) -> Iterator[tuple[int, bytes]]:
+        index = start
+        while True:
+            chunk = self.entries(index, index + batch)
+            if not chunk:
+                return
+            for data in chunk:
+                yield index, data
+                index += 1
+
+    def node_reader(self) -> Callable[[Sequence[merkle.NodeId]], Mapping[merkle.NodeId, bytes]]:
+        def read(ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
+            with self.engine.connect() as conn:
+                return _read_nodes(conn, ids)
+
+        return read
+
+    def node_range(self, level: int, start: int, end: int) -> list[bytes]:
+        """Hashes of nodes (level, start..end-1), for C2SP tiles."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(log_nodes.c.hash)
+                .where(log_nodes.c.level == level, log_nodes.c.idx >= start, log_nodes.c.idx < end)
+                .order_by(log_nodes.c.idx)
+            ).all()
+        return [bytes(r[0]) for r in rows]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(checkpoints.c.size, checkpoints.c.note)
+                .order_by(checkpoints.c.size.desc())
+                .limit(1)
+            ).first()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def checkpoint(self, size: int) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(checkpoints.c.note).where(checkpoints.c.size == size)
+            ).first()
+        return str(row[0]) if row else None
+
+    def checkpoints(self, after: int = 0, limit: int | None = None) -> list[tuple[int, str]]:
+        """Stored checkpoints with size > ``after``, smallest first."""
+        query = (
+            select(checkpoints.c.size, checkpoints.c.note)
+            .where(checkpoints.c.size > after)
+            .order_by(checkpoints.c.size)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _size(conn: Connection) -> int:
+    # max(idx) + 1 is one primary-key lookup; count(*) would scan the table on PostgreSQL.
+    last = conn.execute(select(func.max(log_entries.c.idx))).scalar_one()
+    return 0 if last is None else int(last) + 1
+
+
+def _entries(conn: Connection, start: int, end: int) -> list[bytes]:
+    rows = conn.execute(
+        select(log_entries.c.idx, log_entries.c.data)
+        .where(log_entries.c.idx >= start, log_entries.c.idx < end)
+        .order_by(log_entries.c.idx)
+    ).all()
+    return [bytes(r[1]) for r in rows]
