@@ -45,6 +45,9 @@ a stored hash not 32 bytes             VerificationError           n/a
 The split between the two error kinds: ``InvalidInput`` means a value is outside its domain
 whatever tree it is about (a size that is not a uint64, a hash that is not 32 bytes);
 ``VerificationError`` means well-formed values that do not check out against each other.
+The 32-byte rule makes one transparency-dev probe fail that Go accepts
+(``consistency/additional/sizes-are-equal-one-and-proof-is-empty``: equal sizes, empty
+proof, equal 12-byte placeholder roots); the test suite lists it as a deliberate deviation.
 ``node_hash`` itself takes inputs of any length, because it is the raw RFC 9162 hasher (its
 known-answer tests hash 4-byte strings); lengths are checked at every public boundary above it.
 
