@@ -28,14 +28,13 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.checkpoint import Checkpoint, open_checkpoint, parse_uint64
+from ledger.checkpoint import MAX_UINT64, Checkpoint, open_checkpoint, parse_uint64
 from ledger.errors import InvalidInput, VerificationError
 from ledger.keys import Verifier
 from ledger.note import NoteVerifier, b64decode_canonical
 
 HEADER = "c2sp.org/tlog-proof@v1"
 HASH_SIZE = 32  # "one SHA-256 hash per line"
-MAX_UINT64 = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,6 @@ def parse_tlog_proof(text: str) -> TlogProof:
     head, sep, checkpoint = text.partition("\n\n")
     if not sep:
         raise _malformed("no empty line before the checkpoint")
-    if not checkpoint.endswith("\n") or checkpoint.startswith("\n"):
-        raise _malformed("the checkpoint must be a signed note (non-empty, ending in a newline)")
     lines = head.split("\n")
     if lines[0] != HEADER:
         raise _malformed(f"first line must be {HEADER!r}")
@@ -102,6 +99,8 @@ def parse_tlog_proof(text: str) -> TlogProof:
     for h in hashes:
         if len(h) != HASH_SIZE:
             raise _malformed(f"proof hash is {len(h)} bytes, want {HASH_SIZE}")
+    if not checkpoint.endswith("\n") or checkpoint.startswith("\n"):
+        raise _malformed("the checkpoint must be a signed note (non-empty, ending in a newline)")
     return TlogProof(index=index, hashes=hashes, checkpoint=checkpoint, extra=extra)
 
 

@@ -68,9 +68,7 @@ def test_peter_skey_matches_vkey() -> None:
     assert PETER.skey == KEYS["PeterNeumann"]["skey"]
 
 
-@pytest.mark.parametrize(
-    "vkey", [case["vkey"] for case in NOTE["bad_vkeys"] if "vkey" in case]
-)
+@pytest.mark.parametrize("vkey", [case["vkey"] for case in NOTE["bad_vkeys"] if "vkey" in case])
 def test_bad_vkeys_are_refused(vkey: str) -> None:
     with pytest.raises(InvalidInput):
         Verifier.parse(vkey)
@@ -114,7 +112,7 @@ def test_non_canonical_vkey_base64_is_refused() -> None:
 def test_signing_reproduces_the_golden_note_byte_for_byte() -> None:
     # Ed25519 (RFC 8032) is deterministic: Go's TestSign output must come back exactly.
     assert sign_note(TEXT, [PETER]) == GOLDEN
-    assert GOLDEN == TEXT + "\n" + NOTE["signature_lines"]["PeterNeumann"]
+    assert TEXT + "\n" + NOTE["signature_lines"]["PeterNeumann"] == GOLDEN
 
 
 def test_signature_line_vectors_parse() -> None:
@@ -156,7 +154,8 @@ def _message(case: dict[str, Any]) -> str:
         return str(case["msg"])
     # "note_text + '\n' + signature_lines.PeterNeumann * 101"
     assert case["msg_construct"] == "note_text + '\\n' + signature_lines.PeterNeumann * 101"
-    return TEXT + "\n" + NOTE["signature_lines"]["PeterNeumann"] * 101
+    line: str = NOTE["signature_lines"]["PeterNeumann"]
+    return TEXT + "\n" + line * 101
 
 
 @pytest.mark.parametrize("case", NOTE["signed_notes"], ids=lambda c: c["desc"][:60])
@@ -173,7 +172,7 @@ def test_open_vectors(case: dict[str, Any]) -> None:
         return
     want = case["want_error"]
     if want == "malformed note":
-        with pytest.raises(InvalidInput, match="^malformed note"):
+        with pytest.raises(InvalidInput, match=r"^malformed note"):
             open_note(msg, verifiers)
     else:
         with pytest.raises(VerificationError) as info:
@@ -184,16 +183,17 @@ def test_open_vectors(case: dict[str, Any]) -> None:
 def _malformed_message(case: dict[str, Any]) -> bytes:
     if "msg" in case:
         return str(case["msg"]).encode()
-    return bytes.fromhex(case["msg_bytes_hex_prefix"]) + case["msg_after_prefix"].encode()
+    after: str = case["msg_after_prefix"]
+    return bytes.fromhex(case["msg_bytes_hex_prefix"]) + after.encode()
 
 
 @pytest.mark.parametrize("case", NOTE["malformed_notes"], ids=lambda c: c["desc"])
 def test_malformed_vectors(case: dict[str, Any]) -> None:
     raw = _malformed_message(case)
     for msg in (raw, raw.decode("utf-8", "surrogateescape")):
-        with pytest.raises(InvalidInput, match="^malformed note"):
+        with pytest.raises(InvalidInput, match=r"^malformed note"):
             parse_note(msg)
-        with pytest.raises(InvalidInput, match="^malformed note"):
+        with pytest.raises(InvalidInput, match=r"^malformed note"):
             open_note(msg, list(VERIFIERS.values()))
 
 
@@ -227,7 +227,7 @@ def test_duplicate_verifiers_are_ambiguous() -> None:
         known.verifier("EnochRoot", 0xAF0CFE78)
     assert info.value.message == "ambiguous key EnochRoot+af0cfe78"
     both = NOTE["signed_notes"][1]["msg"]
-    with pytest.raises(VerificationError, match="^ambiguous key EnochRoot\\+af0cfe78$"):
+    with pytest.raises(VerificationError, match=r"^ambiguous key EnochRoot\+af0cfe78$"):
         open_note(both, [VERIFIERS["PeterNeumann"], enoch, enoch])
     # Ambiguity only matters when a signature names that key (Go reports it on lookup).
     assert open_note(GOLDEN, [VERIFIERS["PeterNeumann"], enoch, enoch])[1][0].name == (
@@ -245,7 +245,7 @@ def test_name_or_hash_alone_does_not_select_a_key() -> None:
     assert [s.key_id for s in unverified] == [same_name.key_id]
     # A line with Peter's hash under another name is unknown, not a bad Peter signature.
     forged = TEXT + "\n" + NOTE["signature_lines"]["PeterNeumann"].replace("PeterNeumann", "Eve")
-    with pytest.raises(VerificationError, match="^note has no verifiable signatures$"):
+    with pytest.raises(VerificationError, match=r"^note has no verifiable signatures$"):
         open_note(forged, [PETER.verifier])
 
 
@@ -293,7 +293,7 @@ def test_text_may_contain_blank_lines() -> None:
     ],
 )
 def test_malformed_signature_lines(block: str) -> None:
-    with pytest.raises(InvalidInput, match="^malformed note"):
+    with pytest.raises(InvalidInput, match=r"^malformed note"):
         parse_note(TEXT + "\n" + block)
 
 
@@ -326,8 +326,8 @@ SIGNER = Signer("example.com/prop", hashlib.sha256(b"suanli note property key").
 
 note_texts = st.text(
     alphabet=st.characters(
-        blacklist_categories=("Cs",),  # lone surrogates are not UTF-8
-        blacklist_characters=[chr(c) for c in range(0x20) if c != 0x0A],
+        exclude_categories=["Cs"],  # lone surrogates are not UTF-8
+        exclude_characters=[chr(c) for c in range(0x20) if c != 0x0A],
     ),
     max_size=200,
 ).map(lambda s: s + "\n")
@@ -360,7 +360,7 @@ def test_flipped_signature_bit_is_an_invalid_signature(text: str, bit: int) -> N
     forged = bytearray(sig.signature)
     forged[bit // 8] ^= 1 << (bit % 8)
     msg = format_note(Note(text, (NoteSignature(sig.name, sig.key_hash, bytes(forged)),)))
-    with pytest.raises(VerificationError, match="^invalid signature for key example.com/prop"):
+    with pytest.raises(VerificationError, match=r"^invalid signature for key example\.com/prop"):
         open_note(msg, [SIGNER.verifier])
 
 
