@@ -34,7 +34,8 @@ def create_app(ledger: Ledger) -> FastAPI:
         error = InvalidInput(f"{where}: {first.get('msg', 'invalid request')}")
         body = problem(error, str(request.url.path))
         body["errors"] = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))} for e in exc.errors()
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))}
+            for e in exc.errors()
         ]
         return JSONResponse(body, status_code=400, media_type=PROBLEM)
 

@@ -46,7 +46,13 @@ def write_genesis(ledger: Ledger, centre_keys: dict[str, Signer]) -> None:
     with ledger.transaction() as tx:
         if tx.next_index != 0:
             return  # another process got there first
-        tx.append(tx.sign("log.genesis", {"origin": ledger.origin, "log_key": keys.log.verifier.vkey}, keys.log))
+        tx.append(
+            tx.sign(
+                "log.genesis",
+                {"origin": ledger.origin, "log_key": keys.log.verifier.vkey},
+                keys.log,
+            )
+        )
         for signer, role in ((keys.issuer, "issuer"), (keys.service, "service")):
             body = {"vkey": signer.verifier.vkey, "roles": [role]}
             tx.append(tx.sign("key.register", body, keys.log))

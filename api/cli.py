@@ -29,8 +29,12 @@ def settings_from(data_dir: Path | None = None, db: str | None = None, **more: o
 def serve(
     data_dir: DataDir = None,
     db: Db = None,
-    http: Annotated[str | None, typer.Option(help="HTTP listen address (default 127.0.0.1:8080)")] = None,
-    grpc: Annotated[str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")] = None,
+    http: Annotated[
+        str | None, typer.Option(help="HTTP listen address (default 127.0.0.1:8080)")
+    ] = None,
+    grpc: Annotated[
+        str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
+    ] = None,
 ) -> None:
     """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres)."""
     from api.server import run
@@ -52,7 +56,11 @@ def init(data_dir: DataDir = None, db: Db = None) -> None:
 
 
 def main() -> None:
-    for name, module in (("audit", "api.audit_cli"), ("policy", "api.policy_cli"), ("center", "adapters.cli")):
+    for name, module in (
+        ("audit", "api.audit_cli"),
+        ("policy", "api.policy_cli"),
+        ("center", "adapters.cli"),
+    ):
         try:
             sub = __import__(module, fromlist=["app"]).app
         except ImportError:

@@ -42,7 +42,9 @@ def _latest(ledger: Ledger) -> tuple[int, str]:
 def checkpoint(request: Request) -> Response:
     """The latest signed checkpoint (c2sp.org/tlog-checkpoint), as text."""
     _size, note = _latest(_ledger(request))
-    return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": NO_CACHE})
+    return Response(
+        note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": NO_CACHE}
+    )
 
 
 @router.get("/tile/{path:path}", tags=["log"], response_class=Response)
@@ -51,26 +53,21 @@ def tile(path: str, request: Request) -> Response:
     ledger = _ledger(request)
     ref = tiles.parse_tile_path("tile/" + path)
     size, _note = _latest(ledger)
-    level = -1 if ref.is_entries else ref.level
-    available = tiles.partial_width(max(level, 0), ref.n, size) if not ref.is_entries else None
-    if ref.is_entries:
-        available = _entry_tile_width(ref.n, size)
-    if available is None or ref.width > available:
+    try:
+        available = tiles.partial_width(0 if ref.is_entries else ref.level, ref.n, size)
+    except InvalidInput:
+        available = 0
+    if ref.width > available:
         raise NotFound(f"tile {path} is not in the tree of size {size}")
     start = ref.n * tiles.TILE_WIDTH
     if ref.is_entries:
         body = tiles.entry_bundle(ledger.store.entries(start, start + ref.width))
     else:
-        body = b"".join(ledger.store.node_range(ref.level * tiles.TILE_HEIGHT, start, start + ref.width))
+        body = b"".join(
+            ledger.store.node_range(ref.level * tiles.TILE_HEIGHT, start, start + ref.width)
+        )
     cache = IMMUTABLE if ref.width == tiles.TILE_WIDTH else NO_CACHE
     return Response(body, media_type="application/octet-stream", headers={"Cache-Control": cache})
-
-
-def _entry_tile_width(n: int, size: int) -> int | None:
-    remaining = size - n * tiles.TILE_WIDTH
-    if remaining <= 0:
-        return None
-    return min(remaining, tiles.TILE_WIDTH)
 
 
 @router.get("/v1/log/key", tags=["log"])

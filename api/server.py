@@ -19,10 +19,17 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     service = open_ledger(settings)
     ledger = service.ledger
     host, port = split_address(settings.http)
-    log.info("log %s: %d entries; log key %s", ledger.origin, ledger.state.size, ledger.keys.log.verifier.vkey)
+    log.info(
+        "log %s: %d entries; log key %s",
+        ledger.origin,
+        ledger.state.size,
+        ledger.keys.log.verifier.vkey,
+    )
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
     uvicorn.run(create_app(ledger), host=host, port=port, log_level=settings.log_level.lower())

@@ -19,7 +19,11 @@ class LedgerError(Exception):
     reason = "INVALID"
 
     def __init__(
-        self, message: str, *, reason: str | None = None, details: Mapping[str, object] | None = None
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,7 +52,7 @@ class Conflict(LedgerError):
 
 
 class Refused(LedgerError):
-    """The request is well formed but the rules forbid it now (window closed, voucher suspended...)."""
+    """Well formed, but the rules forbid it now (window closed, voucher suspended...)."""
 
     kind = "precondition"
     reason = "FAILED_PRECONDITION"

@@ -94,7 +94,9 @@ class KeyRegistry:
 
     # --- the registry's own entries -------------------------------------------------------
 
-    def _add(self, verifier: Verifier, roles: frozenset[str], centre: str | None, index: int) -> None:
+    def _add(
+        self, verifier: Verifier, roles: frozenset[str], centre: str | None, index: int
+    ) -> None:
         if verifier.key_id in self.keys:
             raise InvalidInput(f"key {verifier.key_id} is already registered", reason="KEY_EXISTS")
         unknown = roles - ROLES

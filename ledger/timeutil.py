@@ -51,7 +51,7 @@ def shanghai_start(day: date) -> datetime:
 
 
 def shanghai_end(day: date) -> datetime:
-    """"24:00" of ``day`` in Asia/Shanghai (exclusive end), as UTC."""
+    """ "24:00" of ``day`` in Asia/Shanghai (exclusive end), as UTC."""
     return shanghai_start(day + timedelta(days=1))
 
 

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pg import throwaway_database  # noqa: E402
+from pg import throwaway_database
+
+from api.bootstrap import Service, open_ledger
+from api.config import Settings
 
 VECTORS = Path(__file__).parent / "vectors"
 SAMPLES = Path(__file__).parent / "samples"
@@ -22,6 +25,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         with throwaway_database() as url:
             yield url
+
+
+@pytest.fixture
+def open_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Open (or reopen) a service on a data dir and database; closes them all at teardown."""
+    opened: list[Service] = []
+
+    def open_(db: str, data_dir: Path | None = None, **settings: object) -> Service:
+        service = open_ledger(Settings(data_dir=data_dir or tmp_path / "data", db=db, **settings))
+        opened.append(service)
+        return service
+
+    yield open_
+    for service in opened:
+        service.ledger.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ failure, never a skip.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -21,11 +22,15 @@ LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _docker_url() -> tuple[str, object] | None:
+    # Probe the engine's socket directly: docker-py's client leaks its socket on failure.
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return None
     try:
-        import docker
-
-        docker.from_env().ping()
-    except Exception:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            probe.connect(host.removeprefix("unix://"))
+    except OSError:
         return None
     from testcontainers.postgres import PostgresContainer
 

@@ -102,6 +102,9 @@ class Ledger:
         self._lock = threading.RLock()
         self.on_commit: list[Callable[[Batch], None]] = []
 
+    def close(self) -> None:
+        self.store.engine.dispose()
+
     # --- state ---------------------------------------------------------------------------
 
     def _reload(self) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, tuple_
 
 from ledger import merkle
 from ledger.store.schema import checkpoints, log_entries, log_nodes
@@ -28,6 +28,7 @@ def _read_nodes(conn: Connection, ids: Sequence[merkle.NodeId]) -> dict[merkle.N
     wanted = list(dict.fromkeys(ids))
     for start in range(0, len(wanted), _NODE_BATCH):
         chunk = wanted[start : start + _NODE_BATCH]
+        where: ColumnElement[bool]
         if conn.dialect.name == "postgresql":
             where = tuple_(log_nodes.c.level, log_nodes.c.idx).in_(chunk)
         else:
@@ -160,9 +161,7 @@ class LogStore:
 
     def checkpoint(self, size: int) -> str | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(checkpoints.c.note).where(checkpoints.c.size == size)
-            ).first()
+            row = conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).first()
         return str(row[0]) if row else None
 
     def checkpoints(self, after: int = 0, limit: int | None = None) -> list[tuple[int, str]]:

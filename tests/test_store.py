@@ -1,0 +1,179 @@
+"""The storage contract: the same suite on SQLite and PostgreSQL (the ``db_url`` fixture)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ledger import merkle
+from ledger.checkpoint import open_checkpoint
+from ledger.entry import Entry
+from ledger.errors import Denied, InvalidInput
+from ledger.keys import Signer
+from ledger.store.ledger import Ledger
+
+
+@pytest.fixture
+def fresh(open_service):  # type: ignore[no-untyped-def]
+    return lambda _tmp, url: open_service(url).ledger
+
+
+def register_key(ledger: Ledger, name: str) -> int:
+    with ledger.transaction() as tx:
+        body = {"vkey": Signer.generate(name).verifier.vkey, "roles": ["service"]}
+        return tx.append(tx.sign("key.register", body, ledger.keys.log)).index
+
+
+def test_fresh_service_has_a_verifiable_log(fresh, tmp_path: Path, db_url: str) -> None:
+    ledger = fresh(tmp_path, db_url)
+    size = ledger.store.size()
+    assert size >= 5  # genesis, issuer and service keys, two centre keys
+    entries = ledger.store.entries(0, size)
+    first = Entry.from_bytes(entries[0])
+    assert first.kind == "log.genesis"
+    latest = ledger.store.latest_checkpoint()
+    assert latest is not None
+    cp = open_checkpoint(latest[1], ledger.keys.log.verifier, origin=ledger.origin)
+    assert cp.size == size
+    assert cp.root == merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in entries])
+
+
+def test_reopening_does_not_write_genesis_again(fresh, tmp_path: Path, db_url: str) -> None:
+    size = fresh(tmp_path, db_url).store.size()
+    assert fresh(tmp_path, db_url).store.size() == size
+
+
+def test_roots_and_proofs_match_a_reference_tree(fresh, tmp_path: Path, db_url: str) -> None:
+    ledger = fresh(tmp_path, db_url)
+    for i in range(40):
+        register_key(ledger, f"k{i}")
+    size = ledger.store.size()
+    leaves = [merkle.leaf_hash(e) for e in ledger.store.entries(0, size)]
+    read = ledger.store.node_reader()
+    for n in (1, 2, 3, 7, 8, 17, 32, size):
+        root = merkle.root_at(n, read)
+        assert root == merkle.root_from_leaf_hashes(leaves[:n])
+        for i in range(n):
+            merkle.verify_inclusion(leaves[i], i, n, merkle.inclusion_proof(i, n, read), root)
+    for old in range(1, size):
+        proof = merkle.consistency_proof(old, size, read)
+        merkle.verify_consistency(
+            old, size, proof, merkle.root_at(old, read), merkle.root_at(size, read)
+        )
+    # every stored checkpoint verifies and matches the tree at its size
+    for n, note in ledger.store.checkpoints():
+        assert open_checkpoint(note, ledger.keys.log.verifier).root == merkle.root_at(n, read)
+
+
+def test_refused_entry_writes_nothing(fresh, tmp_path: Path, db_url: str) -> None:
+    ledger = fresh(tmp_path, db_url)
+    before = (ledger.store.size(), ledger.store.latest_checkpoint())
+    stranger = Signer.generate("stranger")
+    with pytest.raises(Denied), ledger.transaction() as tx:
+        body = {"vkey": Signer.generate("x").verifier.vkey, "roles": ["service"]}
+        tx.append(tx.sign("key.register", body, stranger))
+    with pytest.raises(InvalidInput), ledger.transaction() as tx:
+        tx.append(tx.sign("no.such.kind", {}, ledger.keys.log))
+    assert (ledger.store.size(), ledger.store.latest_checkpoint()) == before
+    assert ledger.refresh().size == before[0]
+
+
+def test_failed_transaction_rolls_back_entries_and_state(
+    fresh, tmp_path: Path, db_url: str
+) -> None:
+    ledger = fresh(tmp_path, db_url)
+    size = ledger.store.size()
+    with pytest.raises(RuntimeError), ledger.transaction() as tx:
+        tx.append(
+            tx.sign(
+                "key.register",
+                {"vkey": Signer.generate("a").verifier.vkey, "roles": ["service"]},
+                ledger.keys.log,
+            )
+        )
+        raise RuntimeError("crash before commit")
+    assert ledger.store.size() == size
+    assert ledger.state.size == size
+    assert register_key(ledger, "b") == size
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE log_entries SET data = data",
+        "DELETE FROM log_entries",
+        "DELETE FROM log_nodes",
+        "UPDATE checkpoints SET note = 'x'",
+    ],
+)
+def test_log_tables_refuse_update_and_delete(
+    fresh, tmp_path: Path, db_url: str, statement: str
+) -> None:
+    ledger = fresh(tmp_path, db_url)
+    with (
+        pytest.raises(sa.exc.DatabaseError, match="append-only"),
+        ledger.store.engine.begin() as conn,
+    ):
+        conn.exec_driver_sql(statement)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["log_entries", "log_nodes", "checkpoints"])
+def test_postgres_refuses_truncate(fresh, tmp_path: Path, pg_url: str, table: str) -> None:
+    ledger = fresh(tmp_path, pg_url)
+    with (
+        pytest.raises(sa.exc.DatabaseError, match="append-only"),
+        ledger.store.engine.begin() as conn,
+    ):
+        conn.exec_driver_sql(f"TRUNCATE {table}")
+
+
+def test_concurrent_writers_commit_in_index_order(fresh, tmp_path: Path, db_url: str) -> None:
+    """Writers in separate ledgers (as separate processes would be) append at once while a
+    reader polls: the committed indices it sees are always a gap-free prefix, so index order
+    is commit order, and every writer's in-memory fold catches up with the others."""
+    fresh(tmp_path, db_url)
+    writers = [fresh(tmp_path, db_url) for _ in range(4)]
+    reader = writers[0].store
+    per_writer = 15
+    errors: list[BaseException] = []
+    done = threading.Event()
+    gaps: list[tuple[int, int]] = []
+
+    def write(ledger: Ledger, w: int) -> None:
+        try:
+            for i in range(per_writer):
+                register_key(ledger, f"w{w}-{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def poll() -> None:
+        while not done.is_set():
+            with reader.engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT count(*), coalesce(max(idx), -1) FROM log_entries"
+                ).one()
+            if rows[0] != rows[1] + 1:
+                gaps.append((rows[0], rows[1]))
+
+    threads = [threading.Thread(target=write, args=(led, w)) for w, led in enumerate(writers)]
+    poller = threading.Thread(target=poll)
+    poller.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    poller.join()
+    assert not errors, errors
+    assert not gaps
+    size = reader.size()
+    assert size == 5 + 4 * per_writer
+    sizes = [s for s, _ in reader.checkpoints()]
+    assert sizes == sorted(sizes) and sizes[-1] == size
+    for ledger in writers:
+        assert ledger.refresh().size == size
+        assert len(ledger.state.registry.keys) == size  # one key per entry, none lost or doubled
