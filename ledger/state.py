@@ -116,3 +116,11 @@ def _register(state: LedgerState, entry: Entry, ctx: Context) -> None:
 @rule("key.retire", "registry")
 def _retire(state: LedgerState, entry: Entry, ctx: Context) -> None:
     state.registry.retire(entry, ctx.index)
+
+
+@rule("log.note", "registry", "issuer", "service")
+def _note(state: LedgerState, entry: Entry, ctx: Context) -> None:
+    """A signed remark in the log (an operator's annotation: maintenance, incident, notice)."""
+    text = entry.body.get("text")
+    if not isinstance(text, str) or not text or len(text) > 4000:
+        raise InvalidInput("log.note: body.text must be a string of 1..4000 characters")
