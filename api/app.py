@@ -7,20 +7,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.bootstrap import Service
 from api.errors import problem
 from ledger.errors import InvalidInput, LedgerError
-from ledger.store.ledger import Ledger
 
 PROBLEM = "application/problem+json"
 
 
-def create_app(ledger: Ledger) -> FastAPI:
+def create_app(service: Service) -> FastAPI:
     app = FastAPI(
         title="suanli",
         summary="Compute-voucher (算力券) ledger for 成经信财〔2023〕31号",
         version="0.1.0",
     )
-    app.state.ledger = ledger
+    app.state.service = service
+    app.state.ledger = service.ledger
+    app.state.tokens = service.tokens
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError) -> JSONResponse:

@@ -16,6 +16,7 @@ from ledger.keys import Signer
 from ledger.store.db import make_engine, migrate
 from ledger.store.ledger import Clock, Ledger, Transaction, system_clock
 from ledger.store.log import LogStore
+from ledger.store.tokens import TokenStore
 
 # Later parts (policy, centres, rate cards) add their first entries here.
 GENESIS_STEPS: list[Callable[[Transaction, dict[str, Signer]], None]] = []
@@ -26,6 +27,10 @@ class Service:
     settings: Settings
     ledger: Ledger
     centre_keys: dict[str, Signer]
+    tokens: TokenStore
+
+    def close(self) -> None:
+        self.ledger.close()
 
 
 def open_ledger(settings: Settings, clock: Clock = system_clock) -> Service:
@@ -38,7 +43,7 @@ def open_ledger(settings: Settings, clock: Clock = system_clock) -> Service:
     ledger.refresh()
     if ledger.state.size == 0:
         write_genesis(ledger, centre_keys)
-    return Service(settings, ledger, centre_keys)
+    return Service(settings, ledger, centre_keys, TokenStore(engine))
 
 
 def write_genesis(ledger: Ledger, centre_keys: dict[str, Signer]) -> None:

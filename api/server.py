@@ -32,4 +32,4 @@ def run(settings: Settings) -> None:
         ledger.keys.log.verifier.vkey,
     )
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
-    uvicorn.run(create_app(ledger), host=host, port=port, log_level=settings.log_level.lower())
+    uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())

@@ -15,7 +15,8 @@ from ledger.keys import Signer
 
 @pytest.fixture
 def served(open_service, db_url):  # type: ignore[no-untyped-def]
-    ledger = open_service(db_url).ledger
+    service = open_service(db_url)
+    ledger = service.ledger
     for batch in range(30):  # 300 more entries: one full level-0 tile and a partial one
         with ledger.transaction() as tx:
             for i in range(10):
@@ -24,7 +25,7 @@ def served(open_service, db_url):  # type: ignore[no-untyped-def]
                     "roles": ["service"],
                 }
                 tx.append(tx.sign("key.register", body, ledger.keys.log))
-    with TestClient(create_app(ledger)) as client:
+    with TestClient(create_app(service)) as client:
         yield ledger, client
 
 

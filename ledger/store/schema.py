@@ -4,7 +4,7 @@ DELETE against them on any backend."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, SmallInteger, Table, Text
+from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, SmallInteger, String, Table, Text
 
 metadata = MetaData()
 
@@ -36,3 +36,19 @@ checkpoints = Table(
 )
 
 APPEND_ONLY_TABLES = ("log_entries", "log_nodes", "checkpoints")
+
+# Bearer tokens for the HTTP API. Only the SHA-256 of a token is stored; the token itself
+# is shown once, when it is created.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("district", Text, nullable=True),
+    Column("entity", String(18), nullable=True),
+    Column("centre", String(32), nullable=True),
+    Column("label", Text, nullable=False, server_default=""),
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text, nullable=True),
+)
