@@ -52,7 +52,8 @@ def create_app(service: Service) -> FastAPI:
         }
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
 
-    from api import routes_log
+    from api import routes_log, routes_ops
 
     app.include_router(routes_log.router)
+    app.include_router(routes_ops.router)
     return app

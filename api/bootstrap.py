@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from api import metrics
 from api.config import Settings
 from api.keystore import CENTRES, load_centre_keys, load_service_keys
 from ledger.keys import Signer
@@ -40,7 +41,9 @@ def open_ledger(settings: Settings, clock: Clock = system_clock) -> Service:
     keys = load_service_keys(settings.data_dir, settings.origin)
     centre_keys = load_centre_keys(settings.data_dir)
     ledger = Ledger(LogStore(engine), keys, settings.origin, clock)
+    ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
     ledger.refresh()
+    metrics.LOG_SIZE.set(ledger.state.size)
     if ledger.state.size == 0:
         write_genesis(ledger, centre_keys)
     return Service(settings, ledger, centre_keys, TokenStore(engine))

@@ -1,0 +1,61 @@
+"""Prometheus metrics, defined once; HTTP serves them at /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+CLAIMS = Counter(
+    "suanli_claims_total",
+    "Claims accepted, by centre and kind (claim, capture)",
+    ["centre", "kind"],
+    registry=REGISTRY,
+)
+SUBSIDY_FEN = Counter(
+    "suanli_subsidy_fen_total", "Subsidy granted, in fen, by centre", ["centre"], registry=REGISTRY
+)
+REFUSALS = Counter(
+    "suanli_refusals_total", "Refused requests, by reason", ["reason"], registry=REGISTRY
+)
+RPC_LATENCY = Histogram(
+    "suanli_rpc_seconds",
+    "gRPC call latency by method",
+    ["method"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HTTP_LATENCY = Histogram(
+    "suanli_http_seconds",
+    "HTTP request latency by route",
+    ["route", "method"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+LOG_SIZE = Gauge("suanli_log_size", "Entries in the log (latest checkpoint)", registry=REGISTRY)
+CHECKPOINT_AGE = Gauge(
+    "suanli_checkpoint_age_seconds",
+    "Seconds since this process last signed a checkpoint",
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "suanli_commit_batch_entries",
+    "Entries per commit",
+    registry=REGISTRY,
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+
+_last_commit = time.monotonic()
+
+
+def committed(entries: int, size: int) -> None:
+    global _last_commit  # noqa: PLW0603 - one process-wide timestamp
+    _last_commit = time.monotonic()
+    BATCH_SIZE.observe(entries)
+    LOG_SIZE.set(size)
+
+
+def refresh_ages() -> None:
+    CHECKPOINT_AGE.set(time.monotonic() - _last_commit)
