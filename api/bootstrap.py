@@ -42,9 +42,9 @@ def open_ledger(settings: Settings, clock: Clock = system_clock) -> Service:
     centre_keys = load_centre_keys(settings.data_dir)
     ledger = Ledger(LogStore(engine), keys, settings.origin, clock)
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
-    ledger.refresh()
-    metrics.LOG_SIZE.set(ledger.state.size)
-    if ledger.state.size == 0:
+    # The fold is replayed lazily (on the first read or write), so that commands that never
+    # touch the state, such as `suanli token create`, start at once on a long log.
+    if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
     return Service(settings, ledger, centre_keys, TokenStore(engine))
 

@@ -51,7 +51,7 @@ def init(data_dir: DataDir = None, db: Db = None) -> None:
     keys = service.ledger.keys
     typer.echo(f"data dir:   {service.settings.data_dir.resolve()}")
     typer.echo(f"database:   {service.settings.database_url()}")
-    typer.echo(f"log size:   {service.ledger.state.size}")
+    typer.echo(f"log size:   {service.ledger.store.size()}")
     typer.echo(f"log key:    {keys.log.verifier.vkey}")
 
 

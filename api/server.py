@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from api import metrics
 from api.app import create_app
 from api.bootstrap import open_ledger
 from api.config import Settings
@@ -24,6 +25,8 @@ def run(settings: Settings) -> None:
     )
     service = open_ledger(settings)
     ledger = service.ledger
+    ledger.refresh()  # replay the log before accepting traffic
+    metrics.LOG_SIZE.set(ledger.state.size)
     host, port = split_address(settings.http)
     log.info(
         "log %s: %d entries; log key %s",
