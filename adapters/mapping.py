@@ -101,10 +101,7 @@ class AccountMap:
             raise InvalidInput(f"cannot read mapping file {file}: {exc}") from exc
         doc: Any
         try:
-            if file.suffix.lower() == ".toml":
-                doc = tomllib.loads(text)
-            else:
-                doc = json.loads(text)
+            doc = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise InvalidInput(f"mapping file {file} is not valid: {exc}") from exc
         return cls.from_dict(doc, origin=str(file))
