@@ -103,7 +103,7 @@ def main() -> None:
     for name, module in (
         ("audit", "api.audit_cli"),
         ("policy", "api.policy_cli"),
-        ("center", "adapters.cli"),
+        ("center", "adapters.preview"),
     ):
         try:
             sub = __import__(module, fromlist=["app"]).app

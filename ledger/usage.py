@@ -42,7 +42,7 @@ def check_resource(resource: str) -> None:
 
 
 def check_centre_id(centre: str) -> None:
-    if not _CENTRE_ID.match(centre):
+    if not _CENTRE_ID.fullmatch(centre):
         raise InvalidInput(f"centre id {centre!r} must be 2-32 of a-z 0-9 '-'")
 
 
@@ -69,7 +69,7 @@ class UsageRecord:
 
     def __post_init__(self) -> None:
         check_centre_id(self.centre)
-        if not _RECORD_ID.match(self.record_id):
+        if not _RECORD_ID.fullmatch(self.record_id):
             raise InvalidInput(
                 f"record id {self.record_id!r} must be 1-128 of A-Z a-z 0-9 _ . : + - / @",
                 reason="MALFORMED_RECORD",
