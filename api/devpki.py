@@ -145,7 +145,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public: object, days: int) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public: object, days: int
+) -> x509.CertificateBuilder:
     now = _now()
     return (
         x509.CertificateBuilder()
@@ -233,9 +235,7 @@ def _make_leaf(
     _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
 
 
-def _good(
-    files: TlsFiles, ca_cert: x509.Certificate, sans: list[x509.GeneralName]
-) -> bool:
+def _good(files: TlsFiles, ca_cert: x509.Certificate, sans: list[x509.GeneralName]) -> bool:
     """Is the leaf at ``files`` present, signed by ``ca_cert``, current, for these names?"""
     cert = _load_cert(files.cert)
     if cert is None or not files.key.exists():
@@ -262,8 +262,9 @@ class DevPki:
 
 def ensure_dev_pki(data_dir: Path, centres: Iterable[str] = CENTRES) -> DevPki:
     """Create whatever is missing or stale of the development CA and certificates."""
-    ca_files = TlsFiles(tls_dir(data_dir) / "ca.pem", tls_dir(data_dir) / "ca.pem",
-                        tls_dir(data_dir) / "ca.key")
+    ca_files = TlsFiles(
+        tls_dir(data_dir) / "ca.pem", tls_dir(data_dir) / "ca.pem", tls_dir(data_dir) / "ca.key"
+    )
     server = server_files(data_dir)
     wanted = {c: centre_files(data_dir, c) for c in centres}
     created: list[str] = []
@@ -292,9 +293,7 @@ def ensure_dev_pki(data_dir: Path, centres: Iterable[str] = CENTRES) -> DevPki:
         for centre, files in sorted(wanted.items()):
             sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(centre_uri(centre))]
             if not _good(files, ca_cert, sans):
-                _make_leaf(
-                    ca_cert, ca_key, centre, sans, ExtendedKeyUsageOID.CLIENT_AUTH, files
-                )
+                _make_leaf(ca_cert, ca_key, centre, sans, ExtendedKeyUsageOID.CLIENT_AUTH, files)
                 created.append(f"centre {centre}")
             if not files.ca.exists() or files.ca.read_bytes() != ca_pem:
                 _write(files.ca, ca_pem, private=False)
