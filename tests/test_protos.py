@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from api import protos
 from suanli.v1 import redemption_pb2 as pb
 from suanli.v1 import redemption_pb2_grpc as pb_grpc
+
+from api import protos
 
 
 def test_generated_code_matches_the_proto() -> None:
