@@ -1,0 +1,368 @@
+"""Shared helpers for the domain tests: a ledger with real Ed25519 keys, run through ``apply``.
+
+``World`` makes a genesis entry and registers an issuer, a service and one key per centre
+(``Signer.generate``), publishes a policy (the packaged chengdu-2023-31 by default),
+registers the policy's centres and rate cards, and then lets a test register entities,
+submit / review / decide applications, issue vouchers and claim, every step a signed
+entry applied with ``ledger.state.apply``. ``refuse`` checks that an entry is refused
+with a reason *and* that the state is exactly as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+import ledger.domain  # noqa: F401  (registers every rule)
+from ledger import applications, claims, corrections, entities, grants, vouchers
+from ledger.entry import Entry
+from ledger.errors import LedgerError
+from ledger.keys import Signer
+from ledger.policy import Policy, parse_local, publish_body
+from ledger.state import LedgerState, Result, apply
+from ledger.timeutil import SHANGHAI, format_time, parse_time
+from ledger.uscc import complete
+
+W = 1_000_000  # fen per 万元
+YUAN = 100
+
+
+def wan(n: int) -> int:
+    return n * W
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def local(text: str) -> datetime:
+    """'2023-08-20 10:00' or '2023-08-20T10:00:00' Asia/Shanghai -> aware UTC datetime."""
+    text = text.replace(" ", "T")
+    if len(text) == 16:
+        text += ":00"
+    return parse_time(text + "+08:00")
+
+
+def make_uscc(n: int, region: str = "510100") -> str:
+    """A valid 统一社会信用代码: 9 1 <region> MA<7 digits> + check character."""
+    return complete(f"91{region}MA{n:07d}")
+
+
+DATES = {"project_start": "2023-02-01", "project_end": "2023-07-15"}
+
+DEFAULT_INPUTS: dict[str, dict[str, Any]] = {
+    "adaptation": {"rank": 1},
+    "cloud-upgrade": {
+        "racks_total": 1200,
+        "racks_in_use": 1200,
+        "avg_renovation_cost_per_rack_fen": 1500 * YUAN,
+        "compute_share_bp": 7500,
+        "pue_milli": 1200,
+        **DATES,
+    },
+    "national-strategy": {"compute_cost_fen": wan(500), "host_type": "national_key_lab", **DATES},
+    "industry": {
+        "compute_cost_fen": wan(1200),
+        "level": "national",
+        "project_type": "ai_industrialisation",
+        **DATES,
+    },
+    "talent": {
+        "compute_cost_fen": wan(300),
+        "talent_category": "academician",
+        "chengdu_contribution_months": 12,
+        **DATES,
+    },
+    "ai-model": {
+        "compute_cost_fen": wan(1500),
+        "parameters": 130_000_000_000,
+        "scenarios": 6,
+        **DATES,
+    },
+    "scheduling-platform": {"investment_fen": wan(2000), "scheduling_cases": 3, **DATES},
+}
+
+
+def materials_for(policy: Policy, programme: str) -> dict[str, str]:
+    return {
+        m.id: sha(f"{programme}/{m.id}")
+        for m in policy.programme(programme).materials
+        if m.required
+    }
+
+
+def attest_all(policy: Policy, programme: str) -> dict[str, bool]:
+    return {c.id: True for c in policy.programme(programme).conditions if c.attested}
+
+
+def snapshot(state: LedgerState) -> tuple[Any, ...]:
+    """Everything a refused entry must leave unchanged."""
+    return (state.size, state.time, repr(state.parts), repr(state.registry))
+
+
+@dataclass
+class World:
+    policy: Policy = field(default_factory=Policy.load)
+    clock: datetime = field(default_factory=lambda: local("2023-08-20 10:00"))
+    state: LedgerState = field(default_factory=LedgerState)
+    entries: list[Entry] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    log: Signer = field(default_factory=lambda: Signer.generate("suanli-log"))
+    issuer: Signer = field(default_factory=lambda: Signer.generate("city-issuer"))
+    service: Signer = field(default_factory=lambda: Signer.generate("suanli-service"))
+    centre_keys: dict[str, Signer] = field(default_factory=dict)
+    counter: int = 0
+
+    def __post_init__(self) -> None:
+        self.apply(
+            "log.genesis",
+            {"origin": "suanli.test/log", "log_key": self.log.verifier.vkey},
+            self.log,
+        )
+        self.register_key(self.issuer, ["issuer"])
+        self.register_key(self.service, ["service"])
+        self.apply("policy.publish", publish_body(self.policy), self.issuer)
+        for centre in self.policy.centres.values():
+            key = Signer.generate(centre.id)
+            self.centre_keys[centre.id] = key
+            self.register_key(key, ["centre"], centre.id)
+            self.apply(
+                "centre.register",
+                claims.centre_body(centre.id, centre.name, centre.kind),
+                self.issuer,
+            )
+        for card in self.policy.rate_cards:
+            body = claims.ratecard_body(card.centre, card.version, card.effective_from, card.prices)
+            self.apply("ratecard.publish", body, self.issuer)
+
+    # entries ------------------------------------------------------------------------------
+
+    def register_key(self, signer: Signer, roles: list[str], centre: str | None = None) -> None:
+        body: dict[str, Any] = {"vkey": signer.verifier.vkey, "roles": roles}
+        if centre is not None:
+            body["centre"] = centre
+        self.apply("key.register", body, self.log)
+
+    def entry(
+        self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None
+    ) -> Entry:
+        return Entry(kind, format_time(at or self.clock), dict(body)).signed(*signers)
+
+    def apply(
+        self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None
+    ) -> Result:
+        entry = self.entry(kind, body, *signers, at=at)
+        result = apply(self.state, entry)
+        self.entries.append(entry)
+        self.results.append(result)
+        return result
+
+    def refuse(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        *signers: Signer,
+        reason: str,
+        at: datetime | None = None,
+    ) -> LedgerError:
+        """Apply an entry that must be refused with ``reason``; check nothing changed."""
+        before = snapshot(self.state)
+        with pytest.raises(LedgerError) as caught:
+            apply(self.state, self.entry(kind, body, *signers, at=at))
+        assert caught.value.reason == reason, caught.value.message
+        assert snapshot(self.state) == before, "a refused entry changed the state"
+        return caught.value
+
+    def at(self, text: str) -> World:
+        self.clock = local(text)
+        return self
+
+    def tick(self, **delta: float) -> World:
+        self.clock += timedelta(**delta)
+        return self
+
+    def next_id(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{self.counter:04d}"
+
+    def centre(self, centre_id: str = "nscc-cd") -> Signer:
+        return self.centre_keys[centre_id]
+
+    def publish(self, policy: Policy) -> None:
+        self.policy = policy
+        self.apply("policy.publish", publish_body(policy), self.issuer)
+
+    # the application path ---------------------------------------------------------------
+
+    def register(self, n: int | None = None, district: str = "成都高新区", **kw: Any) -> str:
+        uscc = make_uscc(n if n is not None else self.counter + 1000)
+        self.counter += 1
+        self.apply(
+            "entity.register",
+            entities.register_body(
+                uscc,
+                kw.pop("name", f"测试单位{uscc[-6:]}"),
+                kw.pop("type", "enterprise"),
+                district,
+                **kw,
+            ),
+            self.service,
+        )
+        return uscc
+
+    def submit(
+        self,
+        programme: str,
+        uscc: str,
+        inputs: Mapping[str, Any] | None = None,
+        application: str | None = None,
+        **override: Any,
+    ) -> str:
+        app_id = application or self.next_id("A")
+        body = applications.submit_body(
+            application=app_id,
+            programme=programme,
+            applicant=uscc,
+            inputs={**DEFAULT_INPUTS[programme], **(inputs or {})},
+            materials=override.pop("materials", materials_for(self.policy, programme)),
+            attestations=override.pop("attestations", attest_all(self.policy, programme)),
+            policy=self.policy,
+        )
+        self.apply("application.submit", body, self.service)
+        return app_id
+
+    def review(self, app_id: str, opinion: str = "approve") -> None:
+        district = self.state.parts["applications"].applications[app_id].district
+        self.apply(
+            "application.review",
+            applications.review_body(
+                application=app_id, district=district, reviewer="reviewer-1", opinion=opinion
+            ),
+            self.service,
+        )
+
+    def approve(self, app_id: str, amount_fen: int | None = None) -> int:
+        app = self.state.parts["applications"].applications[app_id]
+        amount = (
+            amount_fen
+            if amount_fen is not None
+            else self.policy.programme(app.programme).entitlement(app.inputs)
+        )
+        self.apply(
+            "application.decide",
+            applications.decide_body(
+                application=app_id, decision="approve", amount_fen=amount, policy=self.policy
+            ),
+            self.issuer,
+        )
+        return amount
+
+    def issue(self, app_id: str, voucher: str | None = None, **kw: Any) -> str:
+        voucher_id = voucher or self.next_id("V")
+        body = vouchers.issue_body(
+            self.state,
+            application=app_id,
+            voucher=voucher_id,
+            issuer=self.issuer,
+            log_index=self.state.size,
+            **kw,
+        )
+        self.apply("voucher.issue", body, self.issuer)
+        return voucher_id
+
+    def approved(
+        self,
+        programme: str,
+        inputs: Mapping[str, Any] | None = None,
+        amount_fen: int | None = None,
+        uscc: str | None = None,
+        **kw: Any,
+    ) -> str:
+        """Register (unless ``uscc``), submit, review and approve; return the application id."""
+        holder = uscc or self.register(**kw)
+        app_id = self.submit(programme, holder, inputs)
+        self.review(app_id)
+        self.approve(app_id, amount_fen)
+        return app_id
+
+    def voucher(
+        self,
+        programme: str = "industry",
+        inputs: Mapping[str, Any] | None = None,
+        amount_fen: int | None = None,
+        uscc: str | None = None,
+        **issue_kw: Any,
+    ) -> str:
+        """A voucher through the whole path (at the current clock, inside the window)."""
+        return self.issue(self.approved(programme, inputs, amount_fen, uscc), **issue_kw)
+
+    # redemption ------------------------------------------------------------------------
+
+    def usage(
+        self, centre: str, cost_fen: int, resource: str = "cpu", start: datetime | None = None
+    ) -> dict[str, Any]:
+        """Usage (resource, quantity, start, end, cost) the rate card prices at ``cost_fen``."""
+        start = start or local("2023-03-01 09:00")
+        card = self.state.parts["claims"].centres[centre].card_at(start)
+        price = card.prices[resource]
+        quantity = max(1, math.ceil(cost_fen * price.per_units / price.price_fen))
+        assert price.cost(quantity) == cost_fen or cost_fen == 0, (
+            "cost not reachable with this resource"
+        )
+        return {
+            "resource": resource,
+            "quantity": quantity,
+            "start": start,
+            "end": start + timedelta(hours=1),
+            "cost_fen": price.cost(quantity),
+        }
+
+    def claim_body(
+        self,
+        voucher: str,
+        cost_fen: int,
+        centre: str = "nscc-cd",
+        record_id: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        usage = self.usage(centre, cost_fen, kw.pop("resource", "cpu"), kw.pop("start", None))
+        usage.update(kw)
+        return claims.claim_body(
+            centre=centre, record_id=record_id or self.next_id("job"), voucher=voucher, **usage
+        )
+
+    def claim(self, voucher: str, cost_fen: int, centre: str = "nscc-cd", **kw: Any) -> Result:
+        return self.apply(
+            "claim", self.claim_body(voucher, cost_fen, centre, **kw), self.centre(centre)
+        )
+
+    def pay(self, app_id: str, amount_fen: int | None = None, grant: str | None = None) -> Result:
+        app = self.state.parts["applications"].applications[app_id]
+        body = grants.pay_body(
+            grant=grant or self.next_id("G"),
+            application=app_id,
+            amount_fen=app.approved_fen if amount_fen is None else amount_fen,
+            policy_version=self.policy.version,
+        )
+        return self.apply("grant.pay", body, self.issuer)
+
+    def blacklist(self, uscc: str, reason: str = "失信") -> Result:
+        return self.apply(
+            "entity.blacklist",
+            corrections.blacklist_body(uscc=uscc, reason=reason, evidence_sha256=sha(reason)),
+            self.issuer,
+        )
+
+
+def shanghai(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def window_end(text: str) -> datetime:
+    return parse_local(text, end=True)
