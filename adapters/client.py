@@ -1,0 +1,392 @@
+"""The centre side of the gRPC contract: a client that signs for its caller.
+
+    from adapters.client import RedemptionClient
+    client = RedemptionClient.from_data_dir("localhost:50051", data_dir, "nscc-cd")
+    result = client.claim(usage, voucher="V-...", cost_fen=12_000)
+
+Every write is signed here with the centre's Ed25519 key over the ledger entry it becomes
+(docs/grpc.md: ``b"suanli-entry/v1\\n" || JCS({v, kind, at, body})``). Every call has a
+deadline. Calls that fail with UNAVAILABLE or DEADLINE_EXCEEDED are retried with
+exponential backoff and jitter, re-signed with a fresh ``at``: this is safe because the
+ledger answers a repeated (centre, record id) with its first answer (``replayed`` is then
+true) and a repeated hold id likewise. Any other failure raises ``RedemptionError`` with
+the status code, the ErrorInfo reason and metadata.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from suanli.v1 import redemption_pb2 as pb
+from suanli.v1 import redemption_pb2_grpc as pb_grpc
+
+from ledger.entry import Entry
+from ledger.keys import Signer
+from ledger.timeutil import format_time
+from ledger.usage import UsageRecord
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+MAX_MESSAGE = 4 << 20
+
+_T = TypeVar("_T")
+
+
+class RedemptionError(Exception):
+    """A call the service refused (or that failed for good): code, reason and metadata."""
+
+    def __init__(
+        self, code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str]
+    ) -> None:
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+
+    @classmethod
+    def from_rpc(cls, error: grpc.RpcError) -> RedemptionError:
+        call: Any = error
+        code = call.code() if hasattr(call, "code") else grpc.StatusCode.UNKNOWN
+        message = call.details() if hasattr(call, "details") else str(error)
+        reason, metadata = code.name, {}
+        try:
+            status = rpc_status.from_call(call)
+        except (ValueError, AttributeError):
+            status = None
+        if status is not None:
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    reason, metadata = info.reason, dict(info.metadata)
+                    break
+        return cls(code, reason, message or "", metadata)
+
+    @classmethod
+    def from_refusal(cls, refusal: pb.Refusal) -> RedemptionError:
+        code = next((c for c in grpc.StatusCode if c.value[0] == refusal.code), None)
+        return cls(
+            code or grpc.StatusCode.UNKNOWN,
+            refusal.reason,
+            refusal.message,
+            dict(refusal.metadata),
+        )
+
+
+@dataclass(frozen=True)
+class ClaimItem:
+    """One claim for ``claim_stream``: a usage record, the voucher and the priced cost."""
+
+    usage: UsageRecord
+    voucher: str
+    cost_fen: int
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """The answer to one ``ClaimItem``: a result, or the refusal."""
+
+    item: ClaimItem
+    result: pb.ClaimResult | None
+    refusal: RedemptionError | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+def _read(source: bytes | str | Path) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
+
+def claim_body(usage: UsageRecord, voucher: str, cost_fen: int) -> pb.ClaimBody:
+    return pb.ClaimBody(
+        centre=usage.centre,
+        record_id=usage.record_id,
+        voucher=voucher,
+        resource=usage.resource,
+        quantity=usage.quantity,
+        start=format_time(usage.start),
+        end=format_time(usage.end),
+        cost_fen=cost_fen,
+    )
+
+
+def body_dict(body: Any) -> dict[str, Any]:
+    """The JSON body a ``*Body`` message stands for: every field, named as in the proto."""
+    return {f.name: getattr(body, f.name) for f in body.DESCRIPTOR.fields}
+
+
+class RedemptionClient:
+    """A centre's connection to the ledger (synchronous; thread-safe for concurrent calls).
+
+    target: ``host:port`` of the service. ca, cert, key: PEM bytes or paths of the CA that
+    signed the server's certificate and of this centre's client certificate and key.
+    signing_key: the centre's Ed25519 key registered in the log. centre: its id.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        ca: bytes | str | Path,
+        cert: bytes | str | Path,
+        key: bytes | str | Path,
+        signing_key: Signer,
+        centre: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        clock: Callable[[], datetime] | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        credentials = grpc.ssl_channel_credentials(_read(ca), _read(key), _read(cert))
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.enable_retries", 0),  # retries are done here, re-signed
+        ]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        self.channel = grpc.secure_channel(target, credentials, options=options)
+        self.stub = pb_grpc.RedemptionStub(self.channel)
+        self.signer = signing_key
+        self.centre = centre
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def from_data_dir(
+        cls, target: str, data_dir: str | Path, centre: str, **options: Any
+    ) -> RedemptionClient:
+        """A client with the development certificate and signing key ``suanli init`` made."""
+        from api.devpki import centre_files
+        from api.keystore import centre_key_path
+
+        data_dir = Path(data_dir)
+        files = centre_files(data_dir, centre)
+        signer = Signer.parse(centre_key_path(data_dir, centre).read_text().strip())
+        return cls(target, files.ca, files.cert, files.key, signer, centre, **options)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> RedemptionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- signing and retrying --------------------------------------------------------------
+
+    def sign(self, kind: str, body: Any) -> tuple[str, str, bytes]:
+        """(at, key_id, signature) for the entry ``kind`` with ``body``, signed now."""
+        at = format_time(self.clock())
+        signature = self.signer.sign(Entry(kind, at, body_dict(body)).message())
+        return at, self.signer.key_id, signature
+
+    def _call(self, attempt: Callable[[float], _T], timeout: float | None = None) -> _T:
+        """Run ``attempt(deadline_seconds)``, retrying transient failures with backoff."""
+        delay = self.backoff
+        for tries in range(self.retries + 1):
+            try:
+                return attempt(timeout or self.timeout)
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                if code not in RETRYABLE or tries == self.retries:
+                    raise RedemptionError.from_rpc(error) from None
+            time.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
+            delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def _signed(self, rpc: Callable[..., _T], request_type: Any, kind: str, body: Any) -> _T:
+        def attempt(deadline: float) -> _T:
+            at, key_id, signature = self.sign(kind, body)
+            request = request_type(body=body, at=at, key_id=key_id, signature=signature)
+            return rpc(request, timeout=deadline)
+
+        return self._call(attempt)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def verify_voucher(self, voucher: str, credential: str = "") -> pb.VerifyVoucherResponse:
+        request = pb.VerifyVoucherRequest(voucher=voucher, credential=credential)
+        return self._call(lambda t: self.stub.VerifyVoucher(request, timeout=t))
+
+    def balance(self, voucher: str) -> pb.Balance:
+        request = pb.GetBalanceRequest(voucher=voucher)
+        return self._call(lambda t: self.stub.GetBalance(request, timeout=t))
+
+    def list_claims(
+        self, voucher: str = "", from_index: int = 0, limit: int = 0, timeout: float = 60.0
+    ) -> list[pb.ClaimRecord]:
+        request = pb.ListClaimsRequest(voucher=voucher, from_index=from_index, limit=limit)
+        return self._call(lambda t: list(self.stub.ListClaims(request, timeout=t)), timeout)
+
+    def statement(self, statement_id: str) -> pb.Statement:
+        request = pb.GetStatementRequest(statement_id=statement_id)
+        return self._call(lambda t: self.stub.GetStatement(request, timeout=t))
+
+    def statements(self, period: str = "") -> list[pb.Statement]:
+        request = pb.ListStatementsRequest(period=period)
+        return list(self._call(lambda t: self.stub.ListStatements(request, timeout=t)).statements)
+
+    # --- signed writes ---------------------------------------------------------------------
+
+    def claim(self, usage: UsageRecord, voucher: str, cost_fen: int) -> pb.ClaimResult:
+        body = claim_body(usage, voucher, cost_fen)
+        return self._signed(self.stub.Claim, pb.ClaimRequest, "claim", body)
+
+    def authorize(
+        self, hold_id: str, voucher: str, estimated_cost_fen: int, expires_at: datetime | str
+    ) -> pb.Hold:
+        expires = expires_at if isinstance(expires_at, str) else format_time(expires_at)
+        body = pb.HoldBody(
+            centre=self.centre,
+            hold_id=hold_id,
+            voucher=voucher,
+            estimated_cost_fen=estimated_cost_fen,
+            expires_at=expires,
+        )
+        return self._signed(self.stub.Authorize, pb.AuthorizeRequest, "hold", body)
+
+    def capture(self, hold_id: str, usage: UsageRecord, cost_fen: int) -> pb.ClaimResult:
+        body = pb.CaptureBody(
+            centre=usage.centre,
+            hold_id=hold_id,
+            record_id=usage.record_id,
+            resource=usage.resource,
+            quantity=usage.quantity,
+            start=format_time(usage.start),
+            end=format_time(usage.end),
+            cost_fen=cost_fen,
+        )
+        return self._signed(self.stub.Capture, pb.CaptureRequest, "capture", body)
+
+    def void(self, hold_id: str) -> pb.VoidResult:
+        body = pb.VoidBody(centre=self.centre, hold_id=hold_id)
+        return self._signed(self.stub.Void, pb.VoidRequest, "void", body)
+
+    def claim_stream(
+        self, items: Iterable[ClaimItem], *, timeout: float = 3600.0, window: int = 1024
+    ) -> Iterator[StreamResult]:
+        """Claim many usage records over one stream; yield one result per item.
+
+        At most ``window`` claims are in flight. If the stream breaks with a transient
+        error, a new stream re-sends (re-signed) every claim that has no answer yet, so
+        each item gets exactly one answer; a re-sent claim the ledger had already recorded
+        comes back with ``replayed`` set.
+        """
+        source = iter(items)
+        state = _StreamState(window)
+        delay = self.backoff
+        failures = 0
+        while True:
+            stop = threading.Event()
+            call = self.stub.ClaimStream(
+                self._stream_requests(source, state, stop), timeout=timeout
+            )
+            try:
+                for response in call:
+                    item = state.acked(response.seq)
+                    if item is None:
+                        continue
+                    failures, delay = 0, self.backoff
+                    if response.HasField("result"):
+                        yield StreamResult(item, response.result, None)
+                    else:
+                        refusal = RedemptionError.from_refusal(response.refusal)
+                        yield StreamResult(item, None, refusal)
+                if state.finished():
+                    return
+                raise RedemptionError(
+                    grpc.StatusCode.INTERNAL, "STREAM_INCOMPLETE", "stream ended early", {}
+                )
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                failures += 1
+                if code not in RETRYABLE or failures > self.retries:
+                    raise RedemptionError.from_rpc(error) from None
+            finally:
+                stop.set()
+                call.cancel()
+            time.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
+            delay = min(delay * 2, self.max_backoff)
+
+    def _stream_requests(
+        self, source: Iterator[ClaimItem], state: _StreamState, stop: threading.Event
+    ) -> Iterator[pb.ClaimStreamRequest]:
+        for seq, item in state.resend():
+            yield self._stream_request(seq, item)
+        while not stop.is_set():
+            if not state.slot(stop):
+                return
+            with state.lock:
+                item_or_none = next(source, None)
+                if item_or_none is None:
+                    state.exhausted = True
+                    state.release()
+                    return
+                seq = state.add(item_or_none)
+            yield self._stream_request(seq, item_or_none)
+
+    def _stream_request(self, seq: int, item: ClaimItem) -> pb.ClaimStreamRequest:
+        body = claim_body(item.usage, item.voucher, item.cost_fen)
+        at, key_id, signature = self.sign("claim", body)
+        claim = pb.ClaimRequest(body=body, at=at, key_id=key_id, signature=signature)
+        return pb.ClaimStreamRequest(seq=seq, claim=claim)
+
+
+class _StreamState:
+    """Claims sent and not yet answered, by seq; a window of ``window`` in flight."""
+
+    def __init__(self, window: int) -> None:
+        self.lock = threading.Lock()
+        self.unacked: OrderedDict[int, ClaimItem] = OrderedDict()
+        self.next_seq = 1
+        self.exhausted = False
+        self._slots = threading.Semaphore(window)
+
+    def slot(self, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            if self._slots.acquire(timeout=0.1):
+                return True
+        return False
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def add(self, item: ClaimItem) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        self.unacked[seq] = item
+        return seq
+
+    def acked(self, seq: int) -> ClaimItem | None:
+        with self.lock:
+            item = self.unacked.pop(seq, None)
+        if item is not None:
+            self._slots.release()
+        return item
+
+    def resend(self) -> list[tuple[int, ClaimItem]]:
+        with self.lock:
+            return list(self.unacked.items())
+
+    def finished(self) -> bool:
+        with self.lock:
+            return self.exhausted and not self.unacked
