@@ -310,7 +310,13 @@ class CapBook:
     # auditing ---------------------------------------------------------------------------
 
     def audit(self) -> list[str]:
-        """Recompute every counter from the charges; list every difference and overrun."""
+        """Recompute every counter from the charges; list every difference and overrun.
+
+        A counter may carry different limits on different charges (the entity's cap in
+        (四) is 300 万 for a national project and 150 万 for a provincial one, on one
+        counter); each charge was checked against its own limit when it was made, so the
+        counter can never exceed the largest of them, which is what is checked here.
+        """
         used: dict[Key, int] = {}
         held: dict[Key, int] = {}
         limits: dict[Key, int] = {}
@@ -321,8 +327,8 @@ class CapBook:
             counter = held if charge.kind == "hold" else used
             for line in charge.lines:
                 counter[line.key] = counter.get(line.key, 0) + charge.amount
-                if line.limit is not None:
-                    limits[line.key] = min(limits.get(line.key, line.limit), line.limit)
+                if line.limit is not None:  # each charge was checked against its own limit
+                    limits[line.key] = max(limits.get(line.key, line.limit), line.limit)
         if {k: v for k, v in used.items() if v} != self.used:
             problems.append("used counters differ from the charges")
         if {k: v for k, v in held.items() if v} != self.held:
