@@ -362,6 +362,9 @@ class Outcome:
     at: str
     replayed: bool = False
 
+    def key(self) -> tuple[int, str, Mapping[str, Any]]:
+        return self.index, self.kind, self.body
+
 
 _SCALARS: dict[str, dict[str, type]] = {}
 
@@ -829,13 +832,16 @@ def _differences(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[st
     }
 
 
-def _conflict(what: str, index: int, first: Mapping[str, Any], now: Mapping[str, Any]) -> Conflict:
+def _conflict(
+    reason: str, what: str, index: int, first: Mapping[str, Any], now: Mapping[str, Any]
+) -> Conflict:
+    """ALREADY_EXISTS: the idempotency key was used before with another body."""
     diff = _differences(first, now)
     changed = "; ".join(f"{k}: {v}" for k, v in diff.items())
     return Conflict(
         f"{what} was already recorded at log index {index} with a different body ({changed}); "
         "a retry must repeat the first body exactly",
-        reason="ALREADY_EXISTS",
+        reason=reason,
         details={"log_index": index, **{f"diff.{k}": v for k, v in diff.items()}},
     )
 
@@ -862,7 +868,9 @@ def _claim_work(prepared: Prepared) -> Callable[[Transaction], Outcome]:
         if first is not None:
             index, body, result = first
             if body != dict(prepared.body):
-                raise _conflict(f"record {centre}/{record_id}", index, body, prepared.body)
+                raise _conflict(
+                    "ALREADY_CLAIMED", f"record {centre}/{record_id}", index, body, prepared.body
+                )
             record = claims.claim_of(tx.state, centre, record_id)
             return Outcome(index, record.kind, body, result, format_time(record.at), True)
         outcome = _appended(tx, prepared)
@@ -881,7 +889,9 @@ def _hold_work(prepared: Prepared) -> Callable[[Transaction], Outcome]:
         prepared.check_deadline()
         hold = claims.book(tx.state).holds.get((centre, hold_id))
         if hold is None:
-            return _appended(tx, prepared)
+            outcome = _appended(tx, prepared)
+            rate = vouchers.voucher_of(tx.state, str(prepared.body["voucher"])).rate_bp
+            return Outcome(*outcome.key(), {**outcome.result, "rate_bp": rate}, outcome.at)
         first = {
             "centre": hold.centre,
             "hold_id": hold.hold_id,
@@ -893,8 +903,9 @@ def _hold_work(prepared: Prepared) -> Callable[[Transaction], Outcome]:
         with contextlib.suppress(LedgerError):
             now["expires_at"] = format_time(parse_time(str(now["expires_at"])))
         if first != now:
-            raise _conflict(f"hold {centre}/{hold_id}", hold.index, first, now)
+            raise _conflict("HOLD_EXISTS", f"hold {centre}/{hold_id}", hold.index, first, now)
         view = claims.hold_view(tx.state, centre, hold_id)
+        view["rate_bp"] = vouchers.voucher_of(tx.state, hold.voucher).rate_bp
         return Outcome(hold.index, "hold", first, view, format_time(hold.at), True)
 
     return work
