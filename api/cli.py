@@ -46,13 +46,18 @@ def serve(
 def init(data_dir: DataDir = None, db: Db = None) -> None:
     """Create development keys and certificates and write the log's first entries."""
     from api.bootstrap import open_ledger
+    from api.devpki import ensure_dev_pki
 
     service = open_ledger(settings_from(data_dir, db))
     keys = service.ledger.keys
+    pki = ensure_dev_pki(service.settings.data_dir)
     typer.echo(f"data dir:   {service.settings.data_dir.resolve()}")
     typer.echo(f"database:   {service.settings.database_url()}")
     typer.echo(f"log size:   {service.ledger.store.size()}")
     typer.echo(f"log key:    {keys.log.verifier.vkey}")
+    typer.echo(f"gRPC TLS:   CA {pki.server.ca}, server {pki.server.cert}")
+    for centre, files in pki.centres.items():
+        typer.echo(f"centre:     {centre}: {files.cert.parent}/ (client.pem, client.key, ca.pem)")
 
 
 token_app = typer.Typer(help="API tokens for the HTTP roles (stored hashed; shown once).")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
+import time
+from datetime import datetime, timedelta
 
 import uvicorn
 
@@ -10,6 +13,8 @@ from api import metrics
 from api.app import create_app
 from api.bootstrap import open_ledger
 from api.config import Settings
+from ledger.store.ledger import Clock, system_clock
+from ledger.timeutil import parse_time
 
 log = logging.getLogger("suanli")
 
@@ -19,11 +24,26 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def service_clock(settings: Settings) -> Clock:
+    """The system clock, or with ``SUANLI_CLOCK`` one that starts there and runs (demos)."""
+    if not settings.clock:
+        return system_clock
+    start, began = parse_time(settings.clock), time.monotonic()
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - began)
+
+    return clock
+
+
 def run(settings: Settings) -> None:
+    from api.devpki import ensure_dev_pki
+    from api.grpc_server import DEFAULT_GRACE, GrpcServer
+
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    service = open_ledger(settings)
+    service = open_ledger(settings, clock=service_clock(settings))
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
     metrics.LOG_SIZE.set(ledger.state.size)
@@ -34,5 +54,20 @@ def run(settings: Settings) -> None:
         ledger.state.size,
         ledger.keys.log.verifier.vkey,
     )
+    created = ensure_dev_pki(settings.data_dir).created
+    if created:
+        log.info("development TLS material created: %s", ", ".join(created))
+    grpc_server = GrpcServer(service, settings.grpc)
+    grpc_port = grpc_server.start()
+    log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
-    uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())
+    # uvicorn handles SIGINT/SIGTERM, stops HTTP gracefully, then raises the signal again
+    # once it has returned: note SIGTERM instead of dying, so that gRPC drains too.
+    previous = signal.signal(signal.SIGTERM, lambda *_: log.info("SIGTERM: shutting down"))
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())
+    finally:
+        log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
+        grpc_server.stop(DEFAULT_GRACE)
+        service.close()
+        signal.signal(signal.SIGTERM, previous)
