@@ -195,6 +195,7 @@ class CapBook:
     held: dict[Key, int] = field(default_factory=dict)  # open holds (including expired, unswept)
     charges: dict[str, Charge] = field(default_factory=dict)
     expiring: list[tuple[datetime, str]] = field(default_factory=list)  # open holds by expiry
+    seen: dict[Key, int | None] = field(default_factory=dict)  # every key ever counted: limit
 
     # reading ----------------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class CapBook:
         counter = self.held if kind == "hold" else self.used
         for line in lines:
             counter[line.key] = counter.get(line.key, 0) + amount
+            self.seen[line.key] = line.limit
         charge = Charge(charge_id, kind, tuple(lines), amount, expires_at)
         self.charges[charge_id] = charge
         if kind == "hold":
@@ -368,10 +370,7 @@ def programme_budget(state: LedgerState, at: datetime | None = None) -> dict[str
     adjust = caps.adjustments(now) if now is not None else {}
     programmes: dict[str, dict[str, dict[str, int | None]]] = {}
     pools: dict[str, dict[str, dict[str, int | None]]] = {}
-    limits: dict[Key, int | None] = {}
-    for charge in caps.charges.values():
-        for line in charge.lines:
-            limits.setdefault(line.key, line.limit)
+    limits: dict[Key, int | None] = dict(caps.seen)
     for round_id, version in policies(state).current.items():
         policy = policies(state).versions[version]
         for pid, programme in policy.programmes.items():
