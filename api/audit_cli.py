@@ -124,7 +124,11 @@ def verify(
     with _open(source) as src:
         try:
             note = src.checkpoint()
-            size = peek_checkpoint(note).size
+            try:
+                size = peek_checkpoint(note).size
+            except SourceError as exc:  # the log's own head is broken: a failed check
+                typer.echo(f"FAIL (checkpoint): {exc} (the latest, from {src.name})")
+                raise typer.Exit(EXIT_FAILED) from exc
             with _progress(progress, "verifying entries") as tick:
                 report = verify_log(
                     src.entries(size),

@@ -79,6 +79,13 @@ __all__ = [
 FOLD_MODULES: tuple[str, ...] = ("ledger.state", "ledger.domain")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def load_fold_modules(modules: Sequence[str] = FOLD_MODULES) -> None:
     """Import every fold module so that its rules are registered; raise if one is missing."""
     for name in modules:
@@ -574,7 +581,7 @@ def verify_log(
     ``progress``: called with the number of entries read so far, now and then.
     """
     load_fold_modules()
-    jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    jobs = max(1, jobs if jobs is not None else usable_cores())
     audit = _Audit(genesis_key, origin, jobs, chunk_size)
     report = Report()
     size: int | None = None

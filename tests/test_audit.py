@@ -412,6 +412,24 @@ def test_altered_stored_hashes_leave_a_range_not_a_guess(
     ) in out
 
 
+def test_a_damaged_export_fails_the_check_not_the_command(
+    grown: Grown, tmp_path: Path, db_url: str
+) -> None:
+    export = tmp_path / "e"
+    assert run("export", db_url, str(export))[0] == 0
+    bundle = export / tiles.entries_path(0, grown.N)
+    bundle.unlink()
+    code, out = audit_verify(str(export), grown.key)
+    assert code == 1, out
+    assert out.splitlines()[0] == (
+        f"FAIL at index 0 (source): entry is missing: entry bundle "
+        f"{tiles.entries_path(0, grown.N)} is not available"
+    )
+    (export / "checkpoint").write_text("not a checkpoint\n")
+    code, out = audit_verify(str(export), grown.key)
+    assert code == 1 and out.startswith("FAIL (checkpoint): malformed checkpoint"), out
+
+
 # --- keys ----------------------------------------------------------------------------------
 
 
