@@ -272,7 +272,7 @@ class CapBook:
                 raise RuntimeError(f"charge {charge_id} would exceed cap {line.key}")
         counter = self.held if kind == "hold" else self.used
         for line in lines:
-            counter[line.key] = counter.get(line.key, 0) + amount
+            _add(counter, line.key, amount)
             self.seen[line.key] = line.limit
         charge = Charge(charge_id, kind, tuple(lines), amount, expires_at)
         self.charges[charge_id] = charge
@@ -286,9 +286,7 @@ class CapBook:
         charge = self.charges.pop(charge_id)
         counter = self.held if charge.kind == "hold" else self.used
         for line in charge.lines:
-            counter[line.key] -= charge.amount
-            if counter[line.key] == 0:
-                del counter[line.key]
+            _add(counter, line.key, -charge.amount)
         if charge.kind == "hold":
             assert charge.expires_at is not None
             self.expiring.remove((charge.expires_at, charge_id))
@@ -301,9 +299,7 @@ class CapBook:
         if not 0 <= amount <= charge.amount or charge.kind not in ("claim", "grant"):
             raise RuntimeError("bad reduction")
         for line in charge.lines:
-            self.used[line.key] -= amount
-            if self.used[line.key] == 0:
-                del self.used[line.key]
+            _add(self.used, line.key, -amount)
         charge.amount -= amount
         if forfeit_id is not None and amount:
             holder = [line for line in charge.lines if line.name in HOLDER_CAPS]
@@ -341,6 +337,15 @@ class CapBook:
                     f"cap {key} exceeded: {used.get(key, 0) + held.get(key, 0)} > {limit}"
                 )
         return problems
+
+
+def _add(counter: dict[Key, int], key: Key, delta: int) -> None:
+    """Adjust a counter; a counter at zero is dropped, so equal books have equal dicts."""
+    value = counter.get(key, 0) + delta
+    if value:
+        counter[key] = value
+    else:
+        counter.pop(key, None)
 
 
 def book(state: LedgerState) -> CapBook:
