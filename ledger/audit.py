@@ -449,15 +449,17 @@ class _Audit:
 
     # --- naming the bad index when a signed root does not match -------------------------------
 
-    def locate(self, evidence: Evidence | None, upper: Checkpoint, what: str) -> Failure:
+    def locate(
+        self, evidence: Evidence | None, upper: Checkpoint, what: str, whose: str = "signed"
+    ) -> Failure:
         """Bracket the first bad index between signed checkpoints, then name it.
 
         ``upper`` is a verified checkpoint whose root differs from the rebuilt root at its
         size (which is at most ``self.count``); stored checkpoints may give a tighter bracket.
         """
-        good, bad = self.bracket(evidence, (upper.size, upper.root, what))
+        good, bad = self.bracket(evidence, (upper.size, upper.root, what), whose)
         bracket = f"{bad[2]} does not match the entries" + (
-            f"; the signed checkpoint of size {good} does" if good else ""
+            f"; the {whose} checkpoint of size {good} does" if good else ""
         )
         read = evidence.leaf_hashes if evidence is not None else None
         stored = read(good, bad[0]) if read is not None else None
@@ -467,7 +469,7 @@ class _Audit:
         return self.name(good, bad, list(stored), bracket, read)
 
     def bracket(
-        self, evidence: Evidence | None, bad: tuple[int, bytes, str]
+        self, evidence: Evidence | None, bad: tuple[int, bytes, str], whose: str
     ) -> tuple[int, tuple[int, bytes, str]]:
         """``(good, (bad size, bad root, description))``: the first bad index is in
         [good, bad size). Both ends are checkpoints that verify with the log key."""
@@ -487,7 +489,7 @@ class _Audit:
             if cr.root() == cp.root:
                 lower.append((size, note))
             elif self.verifies(note, size):  # unsigned ones prove nothing: skip them
-                bad = (size, cp.root, f"the signed checkpoint of size {size}")
+                bad = (size, cp.root, f"the {whose} checkpoint of size {size}")
                 break
         good = next((s for s, n in reversed(lower) if self.verifies(n, s)), 0)
         return good, bad
@@ -698,7 +700,12 @@ def _check_pin(
         f"checkpoint says {b64(cp.root).decode()}: entries before {cp.size} were rewritten"
     )
     if pinned_evidence is not None:
-        located = audit.locate(pinned_evidence, cp, f"the pinned checkpoint (size {cp.size})")
+        located = audit.locate(
+            pinned_evidence,
+            cp,
+            f"the pinned checkpoint (size {cp.size})",
+            "earlier export's signed",
+        )
         audit.failures.append(
             Failure("pin", f"{located.message}; {mismatch}", located.index, located.end)
         )

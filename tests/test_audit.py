@@ -357,7 +357,9 @@ def test_truncate_and_reappend_is_caught_by_the_pin(
     earlier = str(tmp_path / "earlier")
     code, out = audit_tampered(open_service, db_url, kind, grown.key, "--pin", earlier)
     assert code == 1, out
-    assert out.splitlines()[0].startswith(f"FAIL at index {k} (pin): entry {k} was altered"), out
+    first = out.splitlines()[0]
+    assert first.startswith(f"FAIL at index {k} (pin): entry {k} was altered"), out
+    assert "the earlier export's signed checkpoint of size" in first
 
 
 def test_a_log_cut_short_of_the_pin_names_the_first_missing_index(
