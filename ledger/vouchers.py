@@ -579,8 +579,12 @@ def voucher_view(state: LedgerState, voucher_id: str, at: datetime | None = None
     vkey: caps_mod.Key = ("voucher", voucher.id)
     used = book_.used.get(vkey, 0)
     held = book_.held.get(vkey, 0) - adjust.get(vkey, 0)
+    # Never below 0: a shared counter can be past this voucher's own limit (the entity's
+    # provincial 150 万 after its national project took more), which means "nothing left".
     remaining = {
-        line.name: rem for line in lines if (rem := book_.remaining(line, adjust)) is not None
+        line.name: max(0, rem)
+        for line in lines
+        if (rem := book_.remaining(line, adjust)) is not None
     }
     return {
         "voucher": voucher.id,
