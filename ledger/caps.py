@@ -261,15 +261,16 @@ class CapBook:
         amount: int,
         expires_at: datetime | None = None,
     ) -> Charge:
+        """Count ``amount`` against ``lines``. The caller has decided it within the caps
+        (:meth:`decide`); the checks here are a last line of defence against a bug."""
         if charge_id in self.charges:
-            raise RuntimeError(
-                f"charge {charge_id} exists"
-            )  # a bug: ids are unique by construction
+            raise RuntimeError(f"charge {charge_id} exists")  # ids are unique by construction
         if amount < 0:
             raise RuntimeError("negative charge")
-        for line in lines:  # last line of defence: the handler decided within the caps
-            if line.limit is not None and self.counted(line.key) + amount > line.limit:
-                raise RuntimeError(f"charge {charge_id} would exceed cap {line.key}")
+        if kind != "forfeit":  # a forfeit moves an amount already counted (see reduce)
+            for line in lines:
+                if line.limit is not None and self.counted(line.key) + amount > line.limit:
+                    raise RuntimeError(f"charge {charge_id} would exceed cap {line.key}")
         counter = self.held if kind == "hold" else self.used
         for line in lines:
             _add(counter, line.key, amount)
@@ -298,6 +299,8 @@ class CapBook:
         charge = self.charges[charge_id]
         if not 0 <= amount <= charge.amount or charge.kind not in ("claim", "grant"):
             raise RuntimeError("bad reduction")
+        if forfeit_id is not None and forfeit_id in self.charges:
+            raise RuntimeError(f"charge {forfeit_id} exists")
         for line in charge.lines:
             _add(self.used, line.key, -amount)
         charge.amount -= amount

@@ -193,3 +193,25 @@ def test_blacklisting_suspends_and_unblacklisting_reinstates_only_its_own() -> N
         world.service,
         reason="WRONG_SIGNER",
     )
+
+
+def test_clawback_on_a_shared_entity_counter_past_this_vouchers_tier() -> None:
+    """二、(四): one lead entity with a provincial (150 万) and a national (300 万) project.
+    The national voucher takes the shared entity counter past 150 万; clawing back the
+    provincial claim afterwards must still work (found by the property test)."""
+    world = World()
+    uscc = world.register()
+    national = world.voucher(uscc=uscc, amount_fen=wan(300))
+    provincial = world.voucher(
+        "industry", {"level": "provincial", "compute_cost_fen": wan(500)}, uscc=uscc
+    )
+    assert world.claim(provincial, wan(500), record_id="p-1")["subsidy_fen"] == wan(150)
+    second = world.claim(national, wan(1000), record_id="n-1")
+    assert second["subsidy_fen"] == wan(150) and second["bound_by"] == "entity_programme"
+    body = clawback_body(
+        claim=("nscc-cd", "p-1"), amount_fen=wan(50), reason="x", evidence_sha256=sha("x")
+    )
+    world.apply("clawback", body, world.issuer)
+    assert pool(world)["paid_fen"] == wan(250)
+    assert voucher_view(world.state, provincial)["caps"]["entity_programme"] == 0
+    assert caps_book(world.state).audit() == []
