@@ -52,8 +52,10 @@ def create_app(service: Service) -> FastAPI:
         }
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
 
-    from api import routes_log, routes_ops
+    from api import routes_audit, routes_log, routes_ops, routes_web
 
     app.include_router(routes_log.router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_audit.router)
+    app.include_router(routes_web.router)
     return app

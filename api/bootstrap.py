@@ -7,20 +7,36 @@ fresh service already has entries to audit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from api import metrics
 from api.config import Settings
 from api.keystore import CENTRES, load_centre_keys, load_service_keys
+from ledger import claims
 from ledger.keys import Signer
+from ledger.policy import Policy, publish_body
 from ledger.store.db import make_engine, migrate
 from ledger.store.ledger import Clock, Ledger, Transaction, system_clock
 from ledger.store.log import LogStore
+from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
+from ledger.timeutil import parse_time
 
-# Later parts (policy, centres, rate cards) add their first entries here.
-GENESIS_STEPS: list[Callable[[Transaction, dict[str, Signer]], None]] = []
+
+def publish_round(tx: Transaction, policy: Policy) -> None:
+    """Record a policy version, its centres and their rate cards (all signed by the issuer)."""
+    issuer = tx.ledger.keys.issuer
+    tx.append(tx.sign("policy.publish", publish_body(policy), issuer))
+    known = claims.book(tx.state).centres
+    for centre in policy.centres.values():
+        if centre.id not in known:
+            body = claims.centre_body(centre.id, centre.name, centre.kind)
+            tx.append(tx.sign("centre.register", body, issuer))
+    for card in policy.rate_cards:
+        body = claims.ratecard_body(card.centre, card.version, card.effective_from, card.prices)
+        tx.append(tx.sign("ratecard.publish", body, issuer))
 
 
 @dataclass
@@ -29,12 +45,36 @@ class Service:
     ledger: Ledger
     centre_keys: dict[str, Signer]
     tokens: TokenStore
+    _sequencer: Sequencer | None = field(default=None, repr=False)
+
+    @property
+    def sequencer(self) -> Sequencer:
+        """The process's one group-commit writer, shared by gRPC and HTTP (made on first use)."""
+        if self._sequencer is None:
+            self._sequencer = Sequencer(self.ledger)
+        return self._sequencer
 
     def close(self) -> None:
+        if self._sequencer is not None:
+            self._sequencer.close()
+            self._sequencer = None
         self.ledger.close()
 
 
-def open_ledger(settings: Settings, clock: Clock = system_clock) -> Service:
+def service_clock(settings: Settings) -> Clock:
+    """The system clock, or with ``SUANLI_CLOCK`` one that starts there and runs (demos)."""
+    if not settings.clock:
+        return system_clock
+    start, began = parse_time(settings.clock), time.monotonic()
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - began)
+
+    return clock
+
+
+def open_ledger(settings: Settings, clock: Clock | None = None) -> Service:
+    clock = clock or service_clock(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
     migrate(engine)
@@ -67,8 +107,7 @@ def write_genesis(ledger: Ledger, centre_keys: dict[str, Signer]) -> None:
         for centre, signer in sorted(centre_keys.items()):
             body = {"vkey": signer.verifier.vkey, "roles": ["centre"], "centre": centre}
             tx.append(tx.sign("key.register", body, keys.log))
-        for step in GENESIS_STEPS:
-            step(tx, centre_keys)
+        publish_round(tx, Policy.load())
 
 
 __all__ = ["CENTRES", "Service", "open_ledger"]

@@ -492,8 +492,7 @@ class Redemption:
     def _read_committed(self, fn: Callable[[], _H]) -> _H:
         # The ledger lock is held by the sequencer for a whole transaction, so under it the
         # state is exactly the committed log (never a batch that might still roll back).
-        with self.ledger._lock:  # ledger/ has no public read context yet
-            self.ledger.refresh()
+        with self.ledger.reading():
             return fn()
 
     async def prepare(
@@ -1008,8 +1007,8 @@ class GrpcServer:
         self.service = service
         self.address = address or service.settings.grpc
         self.tls = tls
-        self._own_sequencer = sequencer is None
-        self.sequencer = sequencer or Sequencer(service.ledger)
+        self._own_sequencer = False
+        self.sequencer = sequencer or service.sequencer
         self.readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="suanli-grpc-read")
         self.redemption = Redemption(service, self.sequencer, self.readers, skew_seconds)
         self.port: int | None = None

@@ -10,9 +10,10 @@ import base64
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
+from api.routes_audit import problem_responses
 from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
 from ledger.store.ledger import Ledger
@@ -20,6 +21,8 @@ from ledger.store.ledger import Ledger
 router = APIRouter()
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
+# Indices and sizes are stored as signed 64-bit integers; larger values would overflow the driver.
+MAX_INDEX = 2**63 - 2
 
 
 def _ledger(request: Request) -> Ledger:
@@ -38,7 +41,15 @@ def _latest(ledger: Ledger) -> tuple[int, str]:
     return latest
 
 
-@router.get("/checkpoint", tags=["log"], response_class=Response)
+@router.get(
+    "/checkpoint",
+    tags=["log"],
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problem_responses(404),
+    },
+)
 def checkpoint(request: Request) -> Response:
     """The latest signed checkpoint (c2sp.org/tlog-checkpoint), as text."""
     _size, note = _latest(_ledger(request))
@@ -47,7 +58,19 @@ def checkpoint(request: Request) -> Response:
     )
 
 
-@router.get("/tile/{path:path}", tags=["log"], response_class=Response)
+@router.get(
+    "/tile/{path:path}",
+    tags=["log"],
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
+        **problem_responses(400, 404),
+    },
+)
 def tile(path: str, request: Request) -> Response:
     """A hash tile or entry bundle (c2sp.org/tlog-tiles)."""
     ledger = _ledger(request)
@@ -84,8 +107,10 @@ def log_key(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/log/entries/{index}", tags=["log"])
-def entry(index: int, request: Request) -> dict[str, Any]:
+@router.get("/v1/log/entries/{index}", tags=["log"], responses=problem_responses(400, 404))
+def entry(
+    index: Annotated[int, Path(le=MAX_INDEX, description="the entry's index")], request: Request
+) -> dict[str, Any]:
     """One entry: its canonical bytes (base64), parsed JSON and leaf hash."""
     ledger = _ledger(request)
     if index < 0:
@@ -103,7 +128,7 @@ def entry(index: int, request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/log/proof/inclusion", tags=["log"])
+@router.get("/v1/log/proof/inclusion", tags=["log"], responses=problem_responses(400, 404))
 def inclusion(
     request: Request,
     index: Annotated[int, Query(ge=0)],
@@ -127,7 +152,7 @@ def inclusion(
     }
 
 
-@router.get("/v1/log/proof/consistency", tags=["log"])
+@router.get("/v1/log/proof/consistency", tags=["log"], responses=problem_responses(400, 404))
 def consistency(
     request: Request,
     old: Annotated[int, Query(ge=1)],
@@ -148,10 +173,10 @@ def consistency(
     }
 
 
-@router.get("/v1/log/checkpoints", tags=["log"])
+@router.get("/v1/log/checkpoints", tags=["log"], responses=problem_responses(400))
 def checkpoints(
     request: Request,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     """Signed checkpoints by size (every size the log had at a commit), for auditors."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
-from datetime import datetime, timedelta
 
 import uvicorn
 
@@ -13,8 +11,6 @@ from api import metrics
 from api.app import create_app
 from api.bootstrap import open_ledger
 from api.config import Settings
-from ledger.store.ledger import Clock, system_clock
-from ledger.timeutil import parse_time
 
 log = logging.getLogger("suanli")
 
@@ -24,18 +20,6 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def service_clock(settings: Settings) -> Clock:
-    """The system clock, or with ``SUANLI_CLOCK`` one that starts there and runs (demos)."""
-    if not settings.clock:
-        return system_clock
-    start, began = parse_time(settings.clock), time.monotonic()
-
-    def clock() -> datetime:
-        return start + timedelta(seconds=time.monotonic() - began)
-
-    return clock
-
-
 def run(settings: Settings) -> None:
     from api.devpki import ensure_dev_pki
     from api.grpc_server import DEFAULT_GRACE, GrpcServer
@@ -43,7 +27,7 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    service = open_ledger(settings, clock=service_clock(settings))
+    service = open_ledger(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
     metrics.LOG_SIZE.set(ledger.state.size)

@@ -116,6 +116,16 @@ class Ledger:
         for index, data in entries:
             apply(self.state, Entry.from_bytes(data), index)
 
+    @contextmanager
+    def reading(self) -> Iterator[LedgerState]:
+        """The fold exactly at the committed log, held still while the caller reads it.
+
+        Writers hold the same lock for a whole transaction, so a reader never sees entries
+        of a batch that might still roll back.
+        """
+        with self._lock:
+            yield self.refresh()
+
     def refresh(self) -> LedgerState:
         """Bring the in-memory fold up to the committed log (for readers)."""
         with self._lock:
