@@ -570,3 +570,107 @@ def test_revoking_releases_open_holds(world: World) -> None:
     result = world.apply("voucher.revoke", status_body(voucher, "撤销"), world.issuer)
     assert result["holds_released"] == ["h-1"]
     assert voucher_view(world.state, voucher)["held_fen"] == 0
+
+
+# --- docs/claims.md: canonical forms and signature test vectors ---------------------------
+
+
+def _doc_vectors() -> dict[str, Any]:
+    text = (Path(__file__).parent.parent / "docs" / "claims.md").read_text(encoding="utf-8")
+    block = text.split("```json vectors\n", 1)[1].split("\n```", 1)[0]
+    return json.loads(block)
+
+
+def test_signature_vectors_in_the_docs() -> None:
+    """docs/claims.md: what a centre signs, byte for byte (Ed25519 is deterministic)."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger.canonical import canonical_bytes
+    from ledger.entry import Entry
+    from ledger.keys import Signer
+
+    doc = _doc_vectors()
+    key = Signer(doc["key"]["name"], bytes.fromhex(doc["key"]["seed_hex"]))
+    assert key.seed == bytes(range(32))
+    assert (key.key_id, key.verifier.vkey) == (doc["key"]["key_id"], doc["key"]["vkey"])
+    assert key.verifier.public.hex() == doc["key"]["public_hex"]
+    assert [v["kind"] for v in doc["vectors"]] == ["claim", "hold", "capture", "void"]
+    plain = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    for v in doc["vectors"]:
+        entry = Entry(v["kind"], v["at"], v["body"]).signed(key)
+        message = entry.message()
+        assert message.decode() == v["message_utf8"]
+        assert hashlib.sha256(message).hexdigest() == v["message_sha256"]
+        assert base64.b64encode(entry.sigs[0].sig).decode() == v["signature_base64"]
+        assert canonical_bytes(entry.to_json()).decode() == v["entry"]
+        assert Entry.from_bytes(v["entry"].encode()) == entry
+        # the snippet in the doc: JCS with json.dumps for these ASCII member names
+        unsigned = {"v": 1, "kind": v["kind"], "at": v["at"], "body": v["body"]}
+        snippet = (
+            b"suanli-entry/v1\n"
+            + json.dumps(
+                unsigned, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+            ).encode()
+        )
+        assert snippet == message
+        assert base64.b64encode(plain.sign(snippet)).decode() == v["signature_base64"]
+
+
+def test_vector_bodies_are_what_the_builders_make() -> None:
+    """The vectors' bodies are valid: the builders make exactly them from typed arguments."""
+    from ledger.timeutil import parse_time
+
+    doc = {v["kind"]: v["body"] for v in _doc_vectors()["vectors"]}
+    claim = doc["claim"]
+    assert (
+        claims_builders()["claim"](
+            centre=claim["centre"],
+            record_id=claim["record_id"],
+            voucher=claim["voucher"],
+            resource=claim["resource"],
+            quantity=claim["quantity"],
+            start=parse_time(claim["start"]),
+            end=parse_time(claim["end"]),
+            cost_fen=claim["cost_fen"],
+        )
+        == claim
+    )
+    held = doc["hold"]
+    assert (
+        hold_body(
+            centre=held["centre"],
+            hold_id=held["hold_id"],
+            voucher=held["voucher"],
+            estimated_cost_fen=held["estimated_cost_fen"],
+            expires_at=parse_time(held["expires_at"]),
+        )
+        == held
+    )
+    cap = doc["capture"]
+    assert (
+        capture_body(
+            centre=cap["centre"],
+            hold_id=cap["hold_id"],
+            record_id=cap["record_id"],
+            resource=cap["resource"],
+            quantity=cap["quantity"],
+            start=parse_time(cap["start"]),
+            end=parse_time(cap["end"]),
+            cost_fen=cap["cost_fen"],
+        )
+        == cap
+    )
+    assert void_body(centre="nscc-cd", hold_id=doc["void"]["hold_id"]) == doc["void"]
+    # and the costs are the development rate card's
+    card = Policy.load().rate_cards[0].prices
+    assert card["gpu:a100"].cost(claim["quantity"]) == claim["cost_fen"]
+    assert card["gpu:910b"].cost(cap["quantity"]) == cap["cost_fen"]
+
+
+def claims_builders() -> dict[str, Any]:
+    from ledger.domain import BUILDERS
+
+    return BUILDERS

@@ -195,3 +195,13 @@ def test_cli_show() -> None:
     assert result.exit_code == 0
     assert Policy.load().version in result.output
     assert "industry" in result.output and "not stated in the notice" in result.output
+
+
+def test_the_example_in_docs_policy_md_prints_what_it_says() -> None:
+    """docs/policy.md shows a run of the notice's cases; it must stay true."""
+    text = (Path(__file__).parent.parent / "docs" / "policy.md").read_text(encoding="utf-8")
+    lines = text.split("```jsonl\n", 1)[1].split("\n```", 1)[0]
+    expected = text.split("prints\n\n```\n", 1)[1].split("\n```", 1)[0]
+    result = CliRunner().invoke(app, ["simulate", "-"], input=lines)
+    assert result.exit_code == 0
+    assert result.output.strip() == expected.strip()
