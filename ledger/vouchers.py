@@ -179,10 +179,12 @@ def cap_lines(
             over = voucher.periods.count is not None and not 1 <= n <= voucher.periods.count
             period = ((voucher.id, n), 0 if over else voucher.periods.cap_fen)
         else:
-            year = budget_year(usage_start)
+            year = budget_year(usage_start)  # the usage start's Asia/Shanghai calendar year
+            n = year - budget_year(voucher.usage_start) + 1
+            over = voucher.periods.count is not None and not 1 <= n <= voucher.periods.count
             period = (
                 (voucher.round, voucher.programme, voucher.holder, year),
-                voucher.periods.cap_fen,
+                0 if over else voucher.periods.cap_fen,
             )
     pool = policy.pool_for(programme.id)
     lines = lines_for(

@@ -323,3 +323,88 @@ def test_fold_never_overspends_and_replays_the_same(ops: list[tuple[Any, ...]]) 
     assert programme_budget(fresh, world.clock) == programme_budget(world.state, world.clock)
     assert caps_book(fresh).used == caps_book(world.state).used
     assert caps_book(fresh).held == caps_book(world.state).held
+
+
+# --- policy variants: the cross-programme cap and calendar-year periods --------------------
+
+
+def _variant(**change: Any) -> Policy:
+    obj = json.loads(POLICY_FILE.read_text(encoding="utf-8"))
+    if "entity_yearly_cap_fen" in change:
+        obj["entity_yearly_cap_fen"] = change["entity_yearly_cap_fen"]
+    if "ai_period" in change:
+        next(p for p in obj["programmes"] if p["id"] == "ai-model")["caps"]["period"] = change[
+            "ai_period"
+        ]
+    return Policy.from_json(obj)
+
+
+def test_cross_programme_yearly_cap_per_entity() -> None:
+    """A round may cap an entity across programmes per year (null in 成经信财〔2023〕31号)."""
+    world = World(policy=_variant(entity_yearly_cap_fen=wan(400)))
+    uscc = world.register()
+    industry = world.voucher("industry", uscc=uscc)
+    model = world.voucher("ai-model", uscc=uscc)
+    assert world.claim(industry, wan(1000))["subsidy_fen"] == wan(300)
+    second = world.claim(model, wan(1000), start=local("2023-03-01 09:00"))
+    assert second["subsidy_fen"] == wan(100) and second["bound_by"] == "entity_round"
+    err = world.refuse(
+        "claim", world.claim_body(model, wan(10)), world.centre(), reason="CAP_EXHAUSTED"
+    )
+    assert err.details["cap"] == "entity_round"
+    assert voucher_view(world.state, model)["caps"]["entity_round"] == 0
+    # the next budget year starts fresh
+    world.at("2024-02-01 10:00")
+    third = world.claim(model, wan(100), start=local("2024-01-20 09:00"))
+    assert third["subsidy_fen"] == wan(50)
+    assert caps_book(world.state).audit() == []
+
+
+def test_calendar_year_periods() -> None:
+    """Where a policy says 'per calendar year', the period is the usage start's year."""
+    period = {"kind": "calendar_year", "count": 3, "amount_fen": wan(500)}
+    world = World(policy=_variant(ai_period=period))
+    voucher = world.voucher("ai-model", amount_fen=wan(1500))
+    assert voucher_view(world.state, voucher)["periods"] == {
+        "kind": "calendar_year",
+        "count": 3,
+        "cap_fen": wan(500),
+    }
+    late_2023 = world.claim(voucher, wan(1200), start=local("2023-07-01 09:00"))
+    assert late_2023["subsidy_fen"] == wan(500) and late_2023["bound_by"] == "period"
+    world.at("2024-02-01 10:00")
+    early_2024 = world.claim(voucher, wan(1200), start=local("2024-01-02 09:00"))
+    assert early_2024["subsidy_fen"] == wan(500)  # a voucher year would still be year 1
+    err = world.refuse(
+        "claim",
+        world.claim_body(voucher, wan(10), start=local("2023-12-31 23:00")),
+        world.centre(),
+        reason="CAP_EXHAUSTED",
+    )
+    assert err.details["cap"] == "period" and err.details["key"].endswith("/2023")
+    # count 3: 2023, 2024, 2025; usage in early 2026 (still inside the window) gets nothing
+    world.at("2026-01-08 10:00")
+    err = world.refuse(
+        "claim",
+        world.claim_body(voucher, wan(10), start=local("2026-01-05 09:00")),
+        world.centre(),
+        reason="CAP_EXHAUSTED",
+    )
+    assert err.details["key"].endswith("/2026")
+
+
+def test_budget_view_counts_open_holds() -> None:
+    world = World()
+    voucher = world.voucher("ai-model")
+    body = hold_body(
+        centre="nscc-cd",
+        hold_id="h-1",
+        voucher=voucher,
+        estimated_cost_fen=wan(100),
+        expires_at=world.clock + timedelta(hours=1),
+    )
+    world.apply("hold", body, world.centre())
+    row = programme_budget(world.state)["programmes"]["chengdu-2023-31/ai-model"]["2023"]
+    assert row == {"paid_fen": 0, "held_fen": wan(50)}
+    later = programme_budget(world.state, world.clock + timedelta(hours=2))
+    assert later["programmes"]["chengdu-2023-31/ai-model"]["2023"]["held_fen"] == 0
