@@ -651,6 +651,6 @@ function start() {
 }
 
 // Exposed for tests and for the curious (the console): the pure verification functions.
-window.suanli = { rootFromInclusionProof, leafHash, nodeHash, parseCheckpoint, verifyNote, yuan };
+window.suanli = { rootFromInclusionProof, leafHash, nodeHash, parseCheckpoint, parseVkey, verifyNote, yuan };
 
 document.addEventListener("DOMContentLoaded", start);
