@@ -846,7 +846,9 @@ def _conflict(
 
 
 def _appended(tx: Transaction, prepared: Prepared) -> Outcome:
-    done = tx.append(prepared.entry)
+    # The edge verified the signature against the key's registered vkey (a key id names
+    # one vkey for ever); the fold still checks the key is registered and active here.
+    done = tx.append(prepared.entry, signatures_checked=True)
     at = tx.state.time
     return Outcome(
         done.index,

@@ -84,7 +84,7 @@ def tile(path: str, request: Request) -> Response:
         raise NotFound(f"tile {path} is not in the tree of size {size}")
     start = ref.n * tiles.TILE_WIDTH
     if ref.is_entries:
-        body = tiles.entry_bundle(ledger.store.entries(start, start + ref.width))
+        body = tiles.entry_bundle(ledger.store.stored_entries(start, start + ref.width))
     else:
         body = b"".join(
             ledger.store.node_range(ref.level * tiles.TILE_HEIGHT, start, start + ref.width)
@@ -95,15 +95,16 @@ def tile(path: str, request: Request) -> Response:
 
 @router.get("/v1/log/key", tags=["log"])
 def log_key(request: Request) -> dict[str, Any]:
-    """The log's verifier key string (name+hex8+base64) and checkpoint origin; pin these."""
+    """The log's genesis verifier key string (name+hex8+base64) and checkpoint origin: pin
+    these. ``current_vkey`` signs new checkpoints; ``log_keys`` lists every rotation."""
     ledger = _ledger(request)
-    state = ledger.refresh()
+    with ledger.reading() as state:
+        epochs = list(state.registry.log_epochs)
     return {
         "origin": ledger.origin,
-        "vkey": ledger.keys.log.verifier.vkey,
-        "log_keys": [
-            {"vkey": e.verifier.vkey, "from_size": e.from_size} for e in state.registry.log_epochs
-        ],
+        "vkey": epochs[0].verifier.vkey if epochs else ledger.keys.log.verifier.vkey,
+        "current_vkey": epochs[-1].verifier.vkey if epochs else ledger.keys.log.verifier.vkey,
+        "log_keys": [{"vkey": e.verifier.vkey, "from_size": e.from_size} for e in epochs],
     }
 
 

@@ -13,6 +13,7 @@ here. The test suite checks this against the ``rfc8785`` reference implementatio
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ledger.errors import InvalidInput
@@ -20,6 +21,14 @@ from ledger.errors import InvalidInput
 MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493) / JCS: integers must be exact in a double
 
 _DUMP = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_DUMP_SORTED = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
+).encode
+# UTF-8 lead bytes of U+E000..U+FFFF (0xEE, 0xEF) and of supplementary-plane characters
+# (0xF0..0xF4): the only characters whose code-point order differs from UTF-16 order.
+_ORDER_SENSITIVE = re.compile(rb"[\xee\xef\xf0-\xf4]")
+# A number of 16 or more digits may be outside the I-JSON range.
+_LONG_NUMBER = re.compile(rb"\d{16}")
 
 
 def _utf16_key(name: str) -> bytes:
@@ -63,11 +72,22 @@ def _reject_float(text: str) -> Any:
 
 
 def parse_canonical(data: bytes) -> Any:
-    """Parse ``data`` and check that it is already in canonical form; raise InvalidInput if not."""
+    """Parse ``data`` and check that it is already in canonical form; raise InvalidInput if not.
+
+    The auditor calls this for every entry, so the common case stays in C: floats are
+    refused while parsing, and when the bytes hold no character whose sort order differs
+    between code points and UTF-16 and no number long enough to leave the I-JSON range,
+    ``json.dumps(sort_keys=True)`` *is* JCS and a byte comparison decides. Anything else
+    takes the full check.
+    """
     try:
-        value = json.loads(data, parse_float=_reject_float)
+        value = json.loads(data, parse_float=_reject_float, parse_constant=_reject_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"not valid ledger JSON: {exc}") from exc
-    if canonical_bytes(value) != data:
+    if _ORDER_SENSITIVE.search(data) is None and _LONG_NUMBER.search(data) is None:
+        canonical = _DUMP_SORTED(value).encode("utf-8") == data
+    else:
+        canonical = canonical_bytes(value) == data
+    if not canonical:
         raise InvalidInput("JSON is not in RFC 8785 canonical form")
     return value

@@ -84,3 +84,10 @@ class Unauthenticated(LedgerError):
 
     kind = "unauthenticated"
     reason = "UNAUTHENTICATED"
+
+
+class LogCorrupt(LedgerError):
+    """Storage no longer holds what the log committed (a row missing or altered)."""
+
+    kind = "internal"
+    reason = "LOG_CORRUPT"

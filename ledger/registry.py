@@ -153,3 +153,26 @@ def _str(entry: Entry, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{entry.kind}: body.{name} must be a non-empty string")
     return value
+
+
+def verify_entry_signatures(registry: KeyRegistry, entry: Entry) -> None:
+    """Check every signature of ``entry`` cryptographically against the registry.
+
+    A key the registry does not know is left to the fold, which refuses it by name
+    (``UNKNOWN_KEY``) — except the keys that ``log.genesis`` and ``log.rotate`` introduce,
+    which sign the very entry that registers them.
+    """
+    known = {key_id: k.verifier for key_id, k in registry.keys.items()}
+    introduced = {"log.genesis": "log_key", "log.rotate": "new_key"}.get(entry.kind)
+    if introduced and isinstance(entry.body.get(introduced), str):
+        new = Verifier.parse(entry.body[introduced])
+        known.setdefault(new.key_id, new)
+    message = entry.message()
+    for sig in entry.sigs:
+        verifier = known.get(sig.key)
+        if verifier is not None and not verifier.is_valid(message, sig.sig):
+            raise Denied(
+                f"the signature by key {sig.key} does not verify",
+                reason="BAD_SIGNATURE",
+                details={"key": sig.key},
+            )

@@ -179,3 +179,36 @@ def test_concurrent_writers_commit_in_index_order(fresh, tmp_path: Path, db_url:
         assert ledger.refresh().size == size
         # one new key per entry: none lost, none doubled
         assert len(ledger.state.registry.keys) == base_keys + 4 * per_writer
+
+
+def test_a_forged_signature_is_refused_and_writes_nothing(
+    fresh, tmp_path: Path, db_url: str
+) -> None:
+    import dataclasses
+
+    from ledger.entry import Signature
+
+    ledger = fresh(tmp_path, db_url)
+    size = ledger.store.size()
+    good = Entry("log.note", "2026-01-01T00:00:00.000000Z", {"text": "x"}).signed(
+        ledger.keys.service
+    )
+    forged = dataclasses.replace(good, sigs=(Signature(good.sigs[0].key, bytes(64)),))
+    with pytest.raises(Denied, match="does not verify") as refused, ledger.transaction() as tx:
+        tx.append(forged)
+    assert refused.value.reason == "BAD_SIGNATURE"
+    assert ledger.store.size() == size
+
+
+def test_a_missing_row_stops_the_replay(fresh, tmp_path: Path, db_url: str) -> None:
+    from ledger.errors import LogCorrupt
+
+    ledger = fresh(tmp_path, db_url)
+    with ledger.store.engine.begin() as conn:  # an attacker with the database's keys
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ALTER TABLE log_entries DISABLE TRIGGER USER")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER log_entries_no_delete")
+        conn.exec_driver_sql("DELETE FROM log_entries WHERE idx = 3")
+    with pytest.raises(LogCorrupt, match="entry 3 is missing"):
+        fresh(tmp_path, db_url).refresh()

@@ -22,6 +22,7 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.keys import Signer
+from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState, Result, apply
 from ledger.store.log import LogStore, LogWriter
 from ledger.timeutil import format_time
@@ -75,8 +76,12 @@ class Transaction:
     def now(self) -> str:
         return format_time(self.ledger.clock())
 
-    def append(self, entry: Entry) -> Appended:
-        """Apply ``entry`` to the state (raising if the rules refuse it) and stage it."""
+    def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
+        """Check ``entry``'s signatures, apply it to the state (raising if the rules refuse
+        it) and stage it. ``signatures_checked``: the caller has already verified them
+        against this state's key registry (the gRPC edge does, off the writer thread)."""
+        if not signatures_checked:
+            verify_entry_signatures(self.ledger.state.registry, entry)
         leaf = entry.to_bytes()
         result = apply(self.ledger.state, entry, self.writer.size)
         self.ledger.dirty = True  # state now differs from the committed log until commit

@@ -1,0 +1,78 @@
+"""RFC 8785 (JCS) canonical JSON, checked against the ``rfc8785`` reference implementation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.canonical import MAX_SAFE_INT, canonical_bytes, parse_canonical
+from ledger.errors import InvalidInput
+
+# Keys and strings from the whole of Unicode (minus lone surrogates), including the
+# U+E000..U+FFFF and supplementary-plane characters where UTF-16 and code-point order differ.
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+order_sensitive = st.sampled_from(["\ue000", "\uffff", "\U0001f600", "a", "\u00e9", "中"])
+keys = st.one_of(text, st.lists(order_sensitive, min_size=1, max_size=3).map("".join))
+ints = st.integers(-MAX_SAFE_INT, MAX_SAFE_INT)
+json_values = st.recursive(
+    st.none() | st.booleans() | ints | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@given(json_values)
+def test_matches_the_reference_implementation(value: object) -> None:
+    assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+@given(json_values)
+def test_parse_accepts_exactly_the_canonical_form(value: object) -> None:
+    data = rfc8785.dumps(value)
+    assert parse_canonical(data) == json.loads(data)
+    spaced = json.dumps(value, ensure_ascii=False, indent=1).encode()
+    if spaced != data:
+        with pytest.raises(InvalidInput):
+            parse_canonical(spaced)
+
+
+def test_utf16_key_order() -> None:
+    # U+E000 sorts after U+1F600 by code point but before it by UTF-16 (0xD83D).
+    obj = {"\ue000": 1, "\U0001f600": 2}
+    assert canonical_bytes(obj) == '{"\U0001f600":2,"\ue000":1}'.encode()
+    with pytest.raises(InvalidInput, match="canonical"):
+        parse_canonical('{"\ue000":1,"\U0001f600":2}'.encode())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1.5}',  # a float
+        b'{"a":NaN}',
+        b'{"a":Infinity}',
+        b'{"a":9007199254740992}',  # 2^53: outside I-JSON
+        b'{"b":1,"a":2}',  # unsorted
+        b'{"a":1,"a":1}',  # duplicate member
+        b'{"a": 1}',  # whitespace
+        b'{"a":"\\u0041"}',  # needless escape
+        b"\xff",  # not UTF-8
+    ],
+)
+def test_parse_refuses_non_canonical_or_non_ledger_json(data: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        parse_canonical(data)
+
+
+@pytest.mark.parametrize("value", [1.0, {"a": float("nan")}, 2**53, {1: "x"}, "\ud800", b"x"])
+def test_canonical_bytes_refuses_what_jcs_cannot_say(value: object) -> None:
+    with pytest.raises(InvalidInput):
+        canonical_bytes(value)
+
+
+def test_control_characters_escape_as_jcs_does() -> None:
+    value = {"s": "\b\f\n\r\t\x00\x1f\"\\/\x7f\u2028"}
+    assert canonical_bytes(value) == rfc8785.dumps(value)
