@@ -64,6 +64,9 @@ class Transaction:
         self.ledger = ledger
         self.writer = writer
         self.batch = Batch()
+        # Entries this transaction signed itself with the service's keys: their signatures
+        # are right by construction and need no verification (other entries get it).
+        self._signed_here: dict[int, Entry] = {}
 
     @property
     def state(self) -> LedgerState:
@@ -80,7 +83,7 @@ class Transaction:
         """Check ``entry``'s signatures, apply it to the state (raising if the rules refuse
         it) and stage it. ``signatures_checked``: the caller has already verified them
         against this state's key registry (the gRPC edge does, off the writer thread)."""
-        if not signatures_checked:
+        if not signatures_checked and self._signed_here.pop(id(entry), None) is not entry:
             verify_entry_signatures(self.ledger.state.registry, entry)
         leaf = entry.to_bytes()
         result = apply(self.ledger.state, entry, self.writer.size)
@@ -91,7 +94,10 @@ class Transaction:
         return done
 
     def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
-        return Entry(kind, self.now(), body).signed(*signers)
+        """A new entry of ``kind`` at the service clock's time, signed by ``signers``."""
+        entry = Entry(kind, self.now(), body).signed(*signers)
+        self._signed_here[id(entry)] = entry
+        return entry
 
 
 class Ledger:
