@@ -25,10 +25,9 @@ _DUMP_SORTED = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
 ).encode
 # UTF-8 lead bytes of U+E000..U+FFFF (0xEE, 0xEF) and of supplementary-plane characters
-# (0xF0..0xF4): the only characters whose code-point order differs from UTF-16 order.
-_ORDER_SENSITIVE = re.compile(rb"[\xee\xef\xf0-\xf4]")
-# A number of 16 or more digits may be outside the I-JSON range.
-_LONG_NUMBER = re.compile(rb"\d{16}")
+# (0xF0..0xF4), the only characters whose code-point order differs from UTF-16 order; and
+# numbers of 16 or more digits, which may be outside the I-JSON range.
+_NEEDS_FULL_CHECK = re.compile(rb"[\xee\xef\xf0-\xf4]|\d{16}")
 
 
 def _utf16_key(name: str) -> bytes:
@@ -84,7 +83,7 @@ def parse_canonical(data: bytes) -> Any:
         value = json.loads(data, parse_float=_reject_float, parse_constant=_reject_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"not valid ledger JSON: {exc}") from exc
-    if _ORDER_SENSITIVE.search(data) is None and _LONG_NUMBER.search(data) is None:
+    if _NEEDS_FULL_CHECK.search(data) is None:
         canonical = _DUMP_SORTED(value).encode("utf-8") == data
     else:
         canonical = canonical_bytes(value) == data

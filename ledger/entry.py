@@ -21,7 +21,6 @@ from typing import Any
 from ledger.canonical import canonical_bytes, parse_canonical
 from ledger.errors import InvalidInput
 from ledger.keys import Signer
-from ledger.timeutil import parse_time
 
 ENTRY_VERSION = 1
 SIGNING_PREFIX = b"suanli-entry/v1\n"
@@ -78,14 +77,19 @@ class Entry:
             raise InvalidInput("entry kind must be a non-empty string")
         if not isinstance(at, str):
             raise InvalidInput("entry time must be a string")
-        parse_time(at)
+        # ``at`` is parsed (and refused if malformed) by the fold, which needs its value.
         if not isinstance(body, dict):
             raise InvalidInput("entry body must be an object")
         if not isinstance(sigs, list):
             raise InvalidInput("entry sigs must be a list")
         parsed = []
         for item in sigs:
-            if not isinstance(item, dict) or set(item) != {"key", "sig"}:
+            if (
+                not isinstance(item, dict)
+                or len(item) != 2
+                or "key" not in item
+                or "sig" not in item
+            ):
                 raise InvalidInput("each signature must be {key, sig}")
             try:
                 raw = base64.b64decode(item["sig"], validate=True)

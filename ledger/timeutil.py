@@ -28,8 +28,17 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_STORED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (any offset) to an aware UTC datetime."""
+    if len(text) == 27 and _STORED.fullmatch(text):
+        # The form the ledger writes (format_time); the fold reads one per entry.
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidInput(f"time {text!r} is not a valid date and time: {exc}") from exc
     match = _RFC3339.match(text)
     if not match:
         raise InvalidInput(f"time {text!r} is not RFC 3339 (e.g. 2023-08-20T10:00:00+08:00)")
