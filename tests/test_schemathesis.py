@@ -38,7 +38,7 @@ from api.config import Settings
 from ledger.keys import Signer
 
 # Cases per operation; the whole file stays well under a minute on two cores.
-MAX_EXAMPLES = int(os.environ.get("SUANLI_SCHEMATHESIS_EXAMPLES", "60"))
+MAX_EXAMPLES = int(os.environ.get("SUANLI_SCHEMATHESIS_EXAMPLES", "200"))
 PROBLEM = "application/problem+json"
 
 
@@ -46,9 +46,8 @@ class Tally:
     def __init__(self) -> None:
         self.cases = 0
         self.operations: set[str] = set()
-        self.seen: list[tuple[str, str, int]] = []
         self.by_status: dict[int, int] = {}
-        self.started = time.monotonic()
+        self.seconds = 0.0  # spent calling the app and checking its answers
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.cases:
@@ -57,7 +56,7 @@ class Tally:
         terminalreporter.write_sep("-", "schemathesis")
         terminalreporter.write_line(
             f"schemathesis: {self.cases} cases over {len(self.operations)} GET operations "
-            f"in {time.monotonic() - self.started:.1f}s (statuses {statuses})"
+            f"in {self.seconds:.1f}s (statuses {statuses})"
         )
 
 
@@ -164,12 +163,15 @@ CHECKS = [
 def test_get_operations(case: Case, app: Any, auditor_token: str) -> None:
     # Every request, and every probe a check re-sends (ignored_auth), goes to the app in process.
     case.operation.app = case.operation.schema.app = app
-    response = case.call()
-    TALLY.cases += 1
-    TALLY.operations.add(case.operation.label)
-    TALLY.seen.append((case.operation.label, case.method, response.status_code))
-    TALLY.by_status[response.status_code] = TALLY.by_status.get(response.status_code, 0) + 1
-    case.validate_response(response, checks=CHECKS)
+    started = time.perf_counter()
+    try:
+        response = case.call()
+        TALLY.cases += 1
+        TALLY.operations.add(case.operation.label)
+        TALLY.by_status[response.status_code] = TALLY.by_status.get(response.status_code, 0) + 1
+        case.validate_response(response, checks=CHECKS)
+    finally:
+        TALLY.seconds += time.perf_counter() - started
 
 
 def test_openapi_declares_problems_not_422(service: Service) -> None:
