@@ -54,6 +54,12 @@ class Service:
             self._sequencer = Sequencer(self.ledger)
         return self._sequencer
 
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._sequencer is not None:
             self._sequencer.close()
@@ -81,6 +87,7 @@ def open_ledger(settings: Settings, clock: Clock | None = None) -> Service:
     keys = load_service_keys(settings.data_dir, settings.origin)
     centre_keys = load_centre_keys(settings.data_dir)
     ledger = Ledger(LogStore(engine), keys, settings.origin, clock)
+    ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
     # The fold is replayed lazily (on the first read or write), so that commands that never
     # touch the state, such as `suanli token create`, start at once on a long log.

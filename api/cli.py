@@ -48,16 +48,40 @@ def init(data_dir: DataDir = None, db: Db = None) -> None:
     from api.bootstrap import open_ledger
     from api.devpki import ensure_dev_pki
 
-    service = open_ledger(settings_from(data_dir, db))
-    keys = service.ledger.keys
+    with open_ledger(settings_from(data_dir, db)) as service:
+        keys = service.ledger.keys
+        size = service.ledger.store.size()
     pki = ensure_dev_pki(service.settings.data_dir)
     typer.echo(f"data dir:   {service.settings.data_dir.resolve()}")
     typer.echo(f"database:   {service.settings.database_url()}")
-    typer.echo(f"log size:   {service.ledger.store.size()}")
+    typer.echo(f"log size:   {size}")
     typer.echo(f"log key:    {keys.log.verifier.vkey}")
     typer.echo(f"gRPC TLS:   CA {pki.server.ca}, server {pki.server.cert}")
     for centre, files in pki.centres.items():
         typer.echo(f"centre:     {centre}: {files.cert.parent}/ (client.pem, client.key, ca.pem)")
+
+
+keys_app = typer.Typer(help="The service's keys.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate-log")
+def keys_rotate_log(data_dir: DataDir = None, db: Db = None) -> None:
+    """Hand the log over to a new key (recorded in the log, signed by old and new keys).
+
+    Earlier checkpoints stay verifiable with the old key; auditors keep pinning the
+    genesis key and follow the rotation in the log."""
+    from api.bootstrap import open_ledger
+    from api.keystore import install_log_key, stage_log_key
+
+    settings = settings_from(data_dir, db)
+    with open_ledger(settings) as service:
+        old = service.ledger.log_signer_for(service.ledger.refresh().size)
+        new = stage_log_key(settings.data_dir, settings.origin)
+        done = service.ledger.rotate_log_key(new)
+        install_log_key(settings.data_dir, new)
+    typer.echo(f"log key rotated at index {done.index}: {old.key_id} -> {new.key_id}")
+    typer.echo(f"new verifier key: {new.verifier.vkey}")
 
 
 token_app = typer.Typer(help="API tokens for the HTTP roles (stored hashed; shown once).")
@@ -77,10 +101,10 @@ def token_create(
     """Create a token and print it (only its hash is stored)."""
     from api.bootstrap import open_ledger
 
-    service = open_ledger(settings_from(data_dir, db))
-    token, principal = service.tokens.create(
-        role, district=district, entity=entity, centre=centre, label=label
-    )
+    with open_ledger(settings_from(data_dir, db)) as service:
+        token, principal = service.tokens.create(
+            role, district=district, entity=entity, centre=centre, label=label
+        )
     typer.echo(token)
     typer.echo(f"id {principal.token_id}, role {role}", err=True)
 
@@ -90,7 +114,9 @@ def token_list(data_dir: DataDir = None, db: Db = None) -> None:
     """List active tokens (ids and scopes, never the tokens)."""
     from api.bootstrap import open_ledger
 
-    for p in open_ledger(settings_from(data_dir, db)).tokens.list():
+    with open_ledger(settings_from(data_dir, db)) as service:
+        principals = service.tokens.list()
+    for p in principals:
         scope = p.district or p.entity or p.centre or "-"
         typer.echo(f"{p.token_id}  {p.role:9} {scope}  {p.label}")
 
@@ -100,7 +126,8 @@ def token_revoke(token_id: str, data_dir: DataDir = None, db: Db = None) -> None
     """Revoke a token by its id."""
     from api.bootstrap import open_ledger
 
-    open_ledger(settings_from(data_dir, db)).tokens.revoke(token_id)
+    with open_ledger(settings_from(data_dir, db)) as service:
+        service.tokens.revoke(token_id)
     typer.echo(f"revoked {token_id}")
 
 

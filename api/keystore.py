@@ -21,18 +21,45 @@ def _load_or_create(path: Path, name: str) -> Signer:
         return Signer.parse(path.read_text().strip())
     path.parent.mkdir(parents=True, exist_ok=True)
     signer = Signer.generate(name)
+    _write_new(path, signer)
+    return signer
+
+
+def stage_log_key(data_dir: Path, origin: str) -> Signer:
+    """Make the next log key and keep it as ``keys/log-<hex8>.key`` before it is used, so
+    that whatever happens next the key the log names is on disk. ``install_log_key`` makes
+    it ``log.key`` once the rotation is committed."""
+    new = Signer.generate(origin)
+    _write_new(data_dir / "keys" / f"log-{new.verifier.hash:08x}.key", new)
+    return new
+
+
+def install_log_key(data_dir: Path, new: Signer) -> None:
+    keys = data_dir / "keys"
+    old = Signer.parse((keys / "log.key").read_text().strip())
+    archived = keys / f"log-{old.verifier.hash:08x}.key"
+    if not archived.exists():
+        _write_new(archived, old)
+    (keys / f"log-{new.verifier.hash:08x}.key").replace(keys / "log.key")
+
+
+def _write_new(path: Path, signer: Signer) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(signer.skey + "\n")
-    return signer
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_service_keys(data_dir: Path, origin: str) -> ServiceKeys:
     keys = data_dir / "keys"
+    log = _load_or_create(keys / "log.key", origin)
+    others = (Signer.parse(p.read_text().strip()) for p in sorted(keys.glob("log-*.key")))
     return ServiceKeys(
-        log=_load_or_create(keys / "log.key", origin),
+        log=log,
         issuer=_load_or_create(keys / "issuer.key", "suanli-issuer"),
         service=_load_or_create(keys / "service.key", "suanli-service"),
+        log_ring={s.key_id: s for s in (log, *others)},
     )
 
 

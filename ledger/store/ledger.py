@@ -11,6 +11,7 @@ and rebuilt from the log, which is the truth.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,11 @@ class ServiceKeys:
     log: Signer
     issuer: Signer
     service: Signer
+    log_ring: dict[str, Signer] = field(default_factory=dict)
+    """Every log key this service holds, current and past and staged, by key id."""
+
+    def log_key(self, key_id: str) -> Signer | None:
+        return self.log if key_id == self.log.key_id else self.log_ring.get(key_id)
 
 
 @dataclass
@@ -112,6 +118,7 @@ class Ledger:
         self.dirty = False
         self._lock = threading.RLock()
         self.on_commit: list[Callable[[Batch], None]] = []
+        self.key_loader: Callable[[], ServiceKeys] | None = None
 
     def close(self) -> None:
         self.store.engine.dispose()
@@ -174,14 +181,31 @@ class Ledger:
         return sign_checkpoint(Checkpoint(self.origin, writer.size, writer.root()), signer)
 
     def log_signer_for(self, size: int) -> Signer:
+        """The log key the registry puts in force for a checkpoint of ``size``.
+
+        After ``suanli keys rotate-log`` (perhaps run by another process) the key may be
+        new to this process: the key loader is asked once more before giving up.
+        """
         want = self.state.registry.log_key_for_size(size)
-        if want.key_id != self.keys.log.key_id:
+        signer = self.keys.log_key(want.key_id)
+        if signer is None and self.key_loader is not None:
+            self.keys = self.key_loader()
+            signer = self.keys.log_key(want.key_id)
+        if signer is None:
             raise LedgerError(
                 f"the log key in force at size {size} is {want.key_id}, "
                 f"but this service holds {self.keys.log.key_id}",
                 reason="WRONG_LOG_KEY",
             )
-        return self.keys.log
+        return signer
+
+    def rotate_log_key(self, new: Signer) -> Appended:
+        """Hand the log over to ``new``: a ``log.rotate`` entry signed by the current key
+        and the new one; the new key signs this commit's checkpoint and every later one."""
+        old = self.log_signer_for(self.state.size)
+        self.keys = dataclasses.replace(self.keys, log_ring={**self.keys.log_ring, new.key_id: new})
+        with self.transaction() as tx:
+            return tx.append(tx.sign("log.rotate", {"new_key": new.verifier.vkey}, old, new))
 
     def submit(self, entry: Entry) -> Appended:
         """Append one entry in its own transaction."""
