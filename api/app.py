@@ -27,7 +27,8 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         body = problem(exc, str(request.url.path))
-        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.kind == "unauthenticated" else None
+        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -50,7 +51,8 @@ def create_app(service: Service) -> FastAPI:
             "detail": str(exc.detail),
             "instance": str(request.url.path),
         }
-        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM)
+        headers = getattr(exc, "headers", None)  # e.g. Allow on 405
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
 
     from api import routes_audit, routes_log, routes_ops, routes_web
 

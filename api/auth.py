@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.errors import Denied, Unauthenticated
@@ -25,11 +25,16 @@ def tokens(request: Request) -> TokenStore:
     return store
 
 
-def require(*roles: str) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """A dependency that admits a valid token whose role is one of ``roles``."""
+def require(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that admits a valid token whose role is one of ``roles``.
 
-    async def dependency(request: Request) -> Principal:
-        credentials: HTTPAuthorizationCredentials | None = await bearer(request)
+    The roles are kept on the dependency (``.roles``) so that the authorization-matrix
+    test can read what every route admits."""
+
+    async def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> Principal:
         if credentials is None:
             raise Unauthenticated("send Authorization: Bearer <token>")
         principal = tokens(request).resolve(credentials.credentials)
@@ -41,6 +46,7 @@ def require(*roles: str) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
         request.state.principal = principal
         return principal
 
+    dependency.roles = roles  # type: ignore[attr-defined]
     return dependency
 
 

@@ -27,73 +27,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import bearer, require
+from api.errors import problem_responses
 from ledger import merkle
 from ledger.errors import InvalidInput
 from ledger.store.ledger import Ledger
 from ledger.store.log import LogStore
-
-# --- problem+json in the OpenAPI document --------------------------------------------------
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-# Written out rather than generated from a pydantic model: FastAPI puts a response model's
-# schema under the route's own media type (application/json), and errors are never that.
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "title": "Problem",
-    "description": "RFC 9457 problem details; reason, details and errors are extensions.",
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string", "description": "a URI naming the kind of problem"},
-        "title": {"type": "string"},
-        "status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "detail": {"type": "string", "description": "what was wrong, for people"},
-        "instance": {"type": "string", "description": "the request path"},
-        "reason": {"type": "string", "description": "stable UPPER_SNAKE reason code"},
-        "details": {"type": "object", "additionalProperties": {"type": "string"}},
-        "errors": {
-            "type": "array",
-            "description": "every request validation error, when the request was malformed",
-            "items": {
-                "type": "object",
-                "required": ["loc", "msg"],
-                "properties": {
-                    "loc": {"type": "array", "items": {"type": "string"}},
-                    "msg": {"type": "string"},
-                },
-            },
-        },
-    },
-    "additionalProperties": True,
-}
-
-_STATUS_TEXT = {
-    400: "Bad request: a parameter is malformed or out of range",
-    401: "No valid bearer token",
-    403: "The token's role may not do this",
-    404: "Not found",
-    409: "Conflict with what is already recorded",
-    422: "Refused by the rules, or a cap is exhausted",
-}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route whose errors are problem+json: these statuses, and "4XX"
-    for any other client error (405, ...). Declaring "4XX" also keeps FastAPI from adding
-    its 422 HTTPValidationError, which this app never sends."""
-    declared: dict[int | str, dict[str, Any]] = {
-        status: {
-            "description": _STATUS_TEXT.get(status, "Error"),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
-        }
-        for status in statuses
-    }
-    declared["4XX"] = {
-        "description": "Any other client error",
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
-    }
-    return declared
-
 
 AUDIT_ROLES = ("auditor", "admin")
 

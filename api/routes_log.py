@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from api.routes_audit import problem_responses
+from api.errors import problem_responses
 from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
 from ledger.store.ledger import Ledger

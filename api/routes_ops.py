@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from api import metrics
@@ -20,7 +21,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "not ready"}})
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"description": "not ready (same body)", "model": Readiness}},
+)
 def readyz(request: Request) -> Any:
     """Ready to serve: the database answers, the keys are loaded, the log has a checkpoint."""
     service = request.app.state.service

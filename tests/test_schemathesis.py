@@ -30,6 +30,7 @@ from schemathesis.checks import (
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from api.app import create_app
@@ -121,7 +122,7 @@ class AuditorToken:
 
 
 # /readyz answers 503 with its readiness report (JSON), as a probe, not with a problem.
-NOT_PROBLEMS = {("GET /readyz", 503)}
+NOT_PROBLEMS = {("GET /readyz", 503)}  # readiness answers with its own body
 NOT_PROBLEMS_DECLARED = {(label, str(status)) for label, status in NOT_PROBLEMS}
 
 
@@ -148,6 +149,7 @@ CHECKS = [
     response_headers_conformance,
     negative_data_rejection,
     ignored_auth,
+    unsupported_method,
     problem_json_errors,
 ]
 
