@@ -85,6 +85,12 @@ ProgressOpt = Annotated[
 ]
 
 
+def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | None:
+    """The source's stored projection, when it describes a tree this audit reads."""
+    stored = src.projection()
+    return stored if stored is not None and 0 < stored[0] <= size else None
+
+
 @app.command()
 def verify(
     source: Annotated[str, typer.Argument(help="http(s):// server URL, export dir or db URL")],
@@ -140,6 +146,7 @@ def verify(
                     pinned_evidence=pinned_evidence,
                     jobs=jobs,
                     progress=lambda done: tick(done, size),
+                    projection=_projection_within(src, size),
                 )
         except SourceError as exc:
             raise _error(str(exc)) from exc

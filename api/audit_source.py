@@ -41,6 +41,7 @@ from ledger.note import parse_note
 CHECKPOINT_FILE = "checkpoint"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 KEY_FILE = "key"
+PROJECTION_FILE = "projection.json"
 _PAGE = 1000
 
 
@@ -76,6 +77,10 @@ class Source:
     def log_vkey(self) -> str | None:
         """The log's current verifier key string, if the source says."""
         raise NotImplementedError
+
+    def projection(self) -> tuple[int, dict[str, int]] | None:
+        """The service's stored projection (size, summary), if the source has one."""
+        return None
 
     def close(self) -> None:
         """Release connections."""
@@ -308,6 +313,13 @@ class HttpSource(Source):
         response = self._get("v1/log/key")
         return None if response is None else str(response.json()["vkey"])
 
+    def projection(self) -> tuple[int, dict[str, int]] | None:
+        response = self._get("v1/log/projection")
+        if response is None:
+            return None
+        body = response.json()
+        return int(body["size"]), {str(k): int(v) for k, v in body["values"].items()}
+
     def close(self) -> None:
         self.client.close()
 
@@ -347,6 +359,13 @@ class DirSource(Source):
     def log_vkey(self) -> str | None:
         file = self.path / KEY_FILE
         return file.read_text("utf-8").strip() if file.is_file() else None
+
+    def projection(self) -> tuple[int, dict[str, int]] | None:
+        file = self.path / PROJECTION_FILE
+        if not file.is_file():
+            return None
+        body = json.loads(file.read_text("utf-8"))
+        return int(body["size"]), {str(k): int(v) for k, v in body["values"].items()}
 
 
 # --- the database -------------------------------------------------------------------------
@@ -413,6 +432,11 @@ class DbSource(Source):
                 expected += 1
             for missing in range(expected, min(size, start + batch)):
                 yield Missing(missing, "no row with this index in log_entries")
+
+    def projection(self) -> tuple[int, dict[str, int]] | None:
+        from ledger.store.log import load_projection
+
+        return load_projection(self.store.engine)
 
     def checkpoints(self, after: int = 0) -> Iterator[tuple[int, str]]:
         while rows := self.store.checkpoints(after=after, limit=_PAGE):
@@ -487,5 +511,9 @@ def export(source: Source, out: Path, progress: Callable[[int, int], None] | Non
     vkey = source.log_vkey()
     if vkey:
         _write(out / KEY_FILE, (vkey + "\n").encode())
+    stored = source.projection()
+    if stored is not None and stored[0] <= size:
+        body = {"size": stored[0], "values": stored[1]}
+        _write(out / PROJECTION_FILE, json.dumps(body, sort_keys=True).encode())
     _write(out / CHECKPOINT_FILE, note.encode("utf-8"))
     return size

@@ -61,6 +61,38 @@ def init(data_dir: DataDir = None, db: Db = None) -> None:
         typer.echo(f"centre:     {centre}: {files.cert.parent}/ (client.pem, client.key, ca.pem)")
 
 
+@app.command()
+def rebuild(data_dir: DataDir = None, db: Db = None) -> None:
+    """Rebuild every projection from the log alone and store it; report where it differs
+    from the projection the service had stored (exit status 1 if it does)."""
+    from api.bootstrap import open_ledger
+    from ledger.audit import load_fold_modules
+    from ledger.entry import Entry
+    from ledger.projection import differences, summary
+    from ledger.state import LedgerState, apply
+    from ledger.store.log import load_projection, save_projection
+
+    load_fold_modules()
+    with open_ledger(settings_from(data_dir, db)) as service:
+        engine = service.ledger.store.engine
+        stored = load_projection(engine)
+        state, drift = LedgerState(), []
+        for index, data in service.ledger.store.iter_entries():
+            apply(state, Entry.from_bytes(data), index)
+            if stored is not None and stored[0] == index + 1:
+                drift = differences(stored[1], summary(state))
+        values = summary(state)
+        save_projection(engine, state.size, values)
+    typer.echo(f"replayed {state.size} entries; stored {len(values)} projection values")
+    if stored is not None:
+        verdict = "differs" if drift else "matches"
+        typer.echo(f"the projection stored at size {stored[0]} {verdict} the replay")
+    for line in drift:
+        typer.echo(f"  {line}")
+    if drift:
+        raise typer.Exit(1)
+
+
 keys_app = typer.Typer(help="The service's keys.")
 app.add_typer(keys_app, name="keys")
 

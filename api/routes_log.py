@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from api.errors import problem_responses
 from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
 from ledger.store.ledger import Ledger
+from ledger.store.log import load_projection
 
 router = APIRouter()
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -192,3 +194,23 @@ def _checked_size(ledger: Ledger, size: int | None) -> int:
     if size > latest:
         raise InvalidInput(f"size {size} is beyond the log's size {latest}")
     return size
+
+
+class Projection(BaseModel):
+    size: int
+    values: dict[str, int]
+
+
+@router.get(
+    "/v1/log/projection",
+    tags=["log"],
+    response_model=Projection,
+    responses=problem_responses(404),
+)
+def stored_projection(request: Request) -> Projection:
+    """The service's stored projection (balances, cap counters, holds) at a log size, for
+    ``suanli audit verify`` to compare with its own replay. No more than the log shows."""
+    stored = load_projection(_ledger(request).store.engine)
+    if stored is None:
+        raise NotFound("no projection is stored yet")
+    return Projection(size=stored[0], values=stored[1])

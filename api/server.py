@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 
 import uvicorn
 
 from api import metrics
 from api.app import create_app
-from api.bootstrap import open_ledger
+from api.bootstrap import Service, open_ledger
 from api.config import Settings
 
 log = logging.getLogger("suanli")
@@ -18,6 +19,38 @@ log = logging.getLogger("suanli")
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+PROJECTION_INTERVAL = 30.0
+
+
+class ProjectionWriter:
+    """Stores the live fold's projection now, every ``interval`` seconds while the log
+    grows, and once more on stop, so that auditors can compare it with their replay."""
+
+    def __init__(self, service: Service, interval: float) -> None:
+        self.ledger = service.ledger
+        self.interval = interval
+        self.saved = self.ledger.save_projection()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="suanli-projection", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._save()
+
+    def _save(self) -> None:
+        if self.ledger.state.size != self.saved:
+            try:
+                self.saved = self.ledger.save_projection()
+            except Exception:  # a failed save is retried at the next tick; never fatal
+                log.exception("saving the projection failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._save()
 
 
 def run(settings: Settings) -> None:
@@ -31,6 +64,7 @@ def run(settings: Settings) -> None:
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
     metrics.LOG_SIZE.set(ledger.state.size)
+    projections = ProjectionWriter(service, PROJECTION_INTERVAL)
     host, port = split_address(settings.http)
     log.info(
         "log %s: %d entries; log key %s",
@@ -53,5 +87,6 @@ def run(settings: Settings) -> None:
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
         grpc_server.stop(DEFAULT_GRACE)
+        projections.stop()
         service.close()
         signal.signal(signal.SIGTERM, previous)

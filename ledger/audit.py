@@ -55,6 +55,7 @@ from ledger.errors import LedgerError
 from ledger.keys import Verifier
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 from ledger.note import parse_note
+from ledger.projection import differences, summary
 from ledger.state import LedgerState, apply
 
 __all__ = [
@@ -337,6 +338,7 @@ class _Audit:
         self.chunk: list[SigItem] = []
         self.chunk_keys: set[str] = set()
         self.chunk_size = chunk_size
+        self.projection: tuple[int, dict[str, int]] | None = None  # stored (size, summary)
 
     # failures that name an index stop the per-entry checks after it
     def fail(self, check: str, message: str, index: int | None = None) -> None:
@@ -377,11 +379,26 @@ class _Audit:
             self.fail("fold", f"{entry.kind}: the fold raised {type(exc).__name__}: {exc}", index)
         if index == 0:
             self.check_genesis(entry)
+        if self.projection is not None and self.projection[0] == index + 1:
+            self.check_projection(index)
         sigs = tuple((s.key, s.sig) for s in entry.sigs)
         self.chunk.append((index, signed_message(data, entry), sigs))
         self.chunk_keys.update(key for key, _ in sigs)
         if len(self.chunk) >= self.chunk_size:
             self.flush()
+
+    def check_projection(self, index: int) -> None:
+        """The service's stored projection must equal this replay at the same size."""
+        assert self.projection is not None
+        size, stored = self.projection
+        drift = differences(stored, summary(self.state))
+        if drift:
+            self.fail(
+                "projection",
+                f"the service's stored projection at size {size} differs from the replay: "
+                + "; ".join(drift),
+                index,
+            )
 
     def check_genesis(self, entry: Entry) -> None:
         epochs = self.state.registry.log_epochs
@@ -570,6 +587,7 @@ def verify_log(
     jobs: int | None = None,
     chunk_size: int = 512,
     progress: Callable[[int], None] | None = None,
+    projection: tuple[int, dict[str, int]] | None = None,
 ) -> Report:
     """Audit a whole log. See the module docstring for what is checked.
 
@@ -580,11 +598,14 @@ def verify_log(
     checkpoints and leaf hashes; ``pinned_evidence``: the same, saved when the pin was (an
     earlier export), to name the index when the log was rewritten before the pinned size;
     ``jobs``: signature worker processes (default: every core; 1 checks inline);
-    ``progress``: called with the number of entries read so far, now and then.
+    ``progress``: called with the number of entries read so far, now and then;
+    ``projection``: the service's stored projection (size, ``ledger.projection.summary``),
+    compared with the replay when the replay reaches that size.
     """
     load_fold_modules()
     jobs = max(1, jobs if jobs is not None else usable_cores())
     audit = _Audit(genesis_key, origin, jobs, chunk_size)
+    audit.projection = projection
     report = Report()
     size: int | None = None
     try:

@@ -33,7 +33,12 @@ def open_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     opened: list[Service] = []
 
     def open_(db: str, data_dir: Path | None = None, **settings: object) -> Service:
-        service = open_ledger(Settings(data_dir=data_dir or tmp_path / "data", db=db, **settings))
+        clock = settings.pop("clock", None)
+        if clock is not None and not callable(clock):
+            settings["clock"] = clock  # an RFC 3339 start time: SUANLI_CLOCK
+            clock = None
+        config = Settings(data_dir=data_dir or tmp_path / "data", db=db, **settings)  # type: ignore[arg-type]
+        service = open_ledger(config, clock=clock)  # type: ignore[arg-type]
         opened.append(service)
         return service
 

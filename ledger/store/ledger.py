@@ -119,6 +119,7 @@ class Ledger:
         self._lock = threading.RLock()
         self.on_commit: list[Callable[[Batch], None]] = []
         self.key_loader: Callable[[], ServiceKeys] | None = None
+        self._writing = False  # a transaction is open (its thread holds the lock)
 
     def close(self) -> None:
         self.store.engine.dispose()
@@ -144,9 +145,24 @@ class Ledger:
         with self._lock:
             yield self.refresh()
 
+    def save_projection(self) -> int:
+        """Store the live fold's summary (``ledger.projection``) at its size; returns it."""
+        from ledger.projection import summary
+        from ledger.store.log import save_projection
+
+        with self.reading() as state:
+            size, values = state.size, summary(state)
+        save_projection(self.store.engine, size, values)
+        return size
+
     def refresh(self) -> LedgerState:
-        """Bring the in-memory fold up to the committed log (for readers)."""
+        """Bring the in-memory fold up to the committed log (for readers).
+
+        Inside a transaction (same thread: the lock is re-entrant) the state already holds
+        the catch-up and this transaction's own entries, and is returned as it is."""
         with self._lock:
+            if self._writing:
+                return self.state
             if self.dirty:
                 self._reload()
             self._catch_up_from(self.store.iter_entries(self.state.size))
@@ -164,7 +180,11 @@ class Ledger:
                 with self.store.writer() as writer:
                     self._catch_up_from(iter(writer.committed_since(self.state.size)))
                     tx = Transaction(self, writer)
-                    yield tx
+                    self._writing = True
+                    try:
+                        yield tx
+                    finally:
+                        self._writing = False
                     if tx.batch.appended:
                         writer.flush(self._checkpoint(writer))
             except BaseException:

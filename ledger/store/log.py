@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or
 
 from ledger import merkle
 from ledger.errors import LogCorrupt
-from ledger.store.schema import checkpoints, log_entries, log_nodes
+from ledger.store.schema import checkpoints, log_entries, log_nodes, projection
 
 # Any constant works; it names suanli's append lock among the database's advisory locks.
 APPEND_LOCK_KEY = 0x7375616E6C69  # "suanli"
@@ -183,6 +183,28 @@ class LogStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [(int(r[0]), str(r[1])) for r in rows]
+
+
+SIZE_ROW = "@size"
+
+
+def save_projection(engine: Engine, size: int, values: Mapping[str, int]) -> None:
+    """Replace the stored projection with ``values`` at log ``size``."""
+    rows = [{"name": SIZE_ROW, "value": size}] + [
+        {"name": n, "value": v} for n, v in sorted(values.items())
+    ]
+    with engine.begin() as conn:
+        conn.execute(projection.delete())
+        conn.execute(insert(projection), rows)
+
+
+def load_projection(engine: Engine) -> tuple[int, dict[str, int]] | None:
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(projection.c.name, projection.c.value)).all())
+    if SIZE_ROW not in rows:
+        return None
+    size = int(rows.pop(SIZE_ROW))
+    return size, {str(n): int(v) for n, v in rows.items()}
 
 
 def _size(conn: Connection) -> int:

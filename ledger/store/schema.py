@@ -52,3 +52,12 @@ api_tokens = Table(
     Column("created_at", Text, nullable=False),
     Column("revoked_at", Text, nullable=True),
 )
+
+# The live fold's summary (ledger.projection) at one log size; the row named "@size" holds
+# the size. Rewritten whole; not part of the log.
+projection = Table(
+    "projection",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
