@@ -74,5 +74,5 @@ def test_canonical_bytes_refuses_what_jcs_cannot_say(value: object) -> None:
 
 
 def test_control_characters_escape_as_jcs_does() -> None:
-    value = {"s": "\b\f\n\r\t\x00\x1f\"\\/\x7f\u2028"}
+    value = {"s": '\b\f\n\r\t\x00\x1f"\\/\x7f\u2028'}
     assert canonical_bytes(value) == rfc8785.dumps(value)
