@@ -16,7 +16,9 @@ def main() -> None:
     args = parser.parse_args()
     backends = args.backends.split(",")
     big = 100_000 if args.quick else 1_000_000
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     tables = []
     for part in args.only.split(","):
         if part == "core":
