@@ -1,0 +1,588 @@
+"""Redemption over the real gRPC stack: claims/s, Claim latency at 100 req/s, pgbench -N.
+
+Every figure goes through what a centre uses: ``adapters.client.RedemptionClient`` (signs
+each claim with the centre's Ed25519 key, builds the protobuf), mutual TLS with the
+development certificates, ``suanli serve`` in its own process (HTTP + gRPC, the group-commit
+sequencer, SQLite or PostgreSQL), and the centre clients in other processes (``spawn``), so
+that no client shares the server's GIL. The server's clock is ``SUANLI_CLOCK`` inside the
+2023 round, and the clients' clocks run from the same start, so every claim is valid.
+
+Phases, each on a fresh set of record ids (every claim is new, so each answer is one entry
+appended and committed before it was acknowledged):
+
+- ``Claim ×C``: C concurrent unary callers (over min(C, 4) processes), closed loop.
+- ``ClaimStream ×1`` and ``×S``: S processes, one stream each, the client's window full.
+- ``Claim @100/s``: open loop. Sends are scheduled at fixed times (every 10 ms) and handed
+  to a pool of threads; latency is measured from the *scheduled* time to the answer, so a
+  slow answer that delays later sends is counted in theirs too (no coordinated omission).
+
+``pgbench -N -T 10`` runs in the same invocation on the same PostgreSQL server, in its own
+throwaway database, with 1 client and with C clients, while no suanli server is running.
+The server's CPU time per claim (``/proc/<pid>/stat``) is reported beside each rate: unlike
+the rate it does not depend on what else loads the machine's cores.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from queue import Empty
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchmarks.common import BACKENDS, PG_ADMIN, Table, fmt_ms, fmt_rate, percentile
+from benchmarks.seed import Seeded, Usage, seed
+
+PACED_RATE = 100.0  # requests per second for the latency figure
+GOAL_STREAM = 2.0  # ClaimStream / pgbench tps
+GOAL_UNARY = 0.5  # Claim / pgbench tps
+GOAL_P99 = 0.020  # seconds
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Options:
+    clients: int = 8  # concurrent unary callers (and pgbench -c)
+    streams: int = 4  # concurrent ClaimStreams
+    seconds: float = 10.0  # each throughput phase
+    paced_seconds: float = 20.0  # the 100 req/s phase
+    pgbench_seconds: int = 10
+
+    @classmethod
+    def quick(cls) -> Options:
+        return cls(seconds=5.0, paced_seconds=10.0)
+
+
+# --- the server in its own process -----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    began: float  # time.monotonic() when it was launched (the clients' clocks start here)
+    log: Path
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def serve(seeded: Seeded, tmp: Path) -> Iterator[Server]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SUANLI_DATA_DIR": str(seeded.data_dir),
+        "SUANLI_DB": seeded.db,
+        "SUANLI_CLOCK": seeded.clock_start,
+        "SUANLI_LOG_LEVEL": "WARNING",
+    }
+    log = tmp / f"serve-{port}.log"
+    command = [
+        str(Path(sys.executable).parent / "suanli"),
+        "serve",
+        "--http",
+        f"127.0.0.1:{_free_port()}",
+        "--grpc",
+        f"127.0.0.1:{port}",
+    ]
+    with log.open("wb") as out:
+        began = time.monotonic()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    server = Server(process, port, began, log)
+    try:
+        _wait_serving(server, seeded.data_dir)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _wait_serving(server: Server, data_dir: Path) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    files = data_dir / "centres" / "nscc-cd"
+    credentials = grpc.ssl_channel_credentials(
+        (files / "ca.pem").read_bytes(),
+        (files / "client.key").read_bytes(),
+        (files / "client.pem").read_bytes(),
+    )
+    deadline = time.monotonic() + 60
+    with grpc.secure_channel(server.target, credentials) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"suanli serve exited:\n{server.log.read_text()}")
+            try:
+                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise RuntimeError(f"suanli serve did not become healthy:\n{server.log.read_text()}")
+
+
+# --- the clients (each in its own process) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one client process does; plain data, so that it pickles into a spawned child."""
+
+    mode: str  # "unary", "stream" or "paced"
+    tag: str  # unique per process and phase: the record ids' prefix
+    target: str
+    data_dir: Path
+    centre: str
+    voucher: str
+    usage: Usage
+    cost_fen: int
+    clock_start: str
+    began: float  # the server's launch on time.monotonic() (system-wide on Linux)
+    threads: int = 1
+    seconds: float = 10.0
+    rate: float = PACED_RATE
+
+
+@dataclass
+class Outcome:
+    ok: int = 0
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+    first: float = 0.0  # monotonic time of the first send
+    last: float = 0.0  # monotonic time of the last answer
+    latencies: list[float] = field(default_factory=list)
+    late: int = 0  # paced sends that left more than 1 ms after their scheduled time
+
+
+def _client(job: Job) -> Any:
+    from adapters.client import RedemptionClient
+    from ledger.timeutil import parse_time
+
+    start = parse_time(job.clock_start)
+
+    def clock() -> Any:  # runs like the server's SUANLI_CLOCK, from the server's launch
+        return start + timedelta(seconds=time.monotonic() - job.began)
+
+    return RedemptionClient.from_data_dir(
+        job.target, job.data_dir, job.centre, clock=clock, timeout=60.0, retries=0
+    )
+
+
+def _worker(job: Job, ready: Any, go: Any, results: Any) -> None:
+    """Entry point of a client process: warm up, say ready, wait for the start, run."""
+    try:
+        client = _client(job)
+        for n in range(3):  # a connection, TLS session and the first calls' costs, paid now
+            client.claim(job.usage.record(f"{job.tag}-warm{n}"), job.voucher, job.cost_fen)
+        ready.put(job.tag)
+        start_at = go.get()
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        run = {"unary": _run_unary, "stream": _run_stream, "paced": _run_paced}[job.mode]
+        outcome = run(client, job, start_at)
+        client.close()
+    except BaseException as exc:
+        ready.put(job.tag)
+        outcome = Outcome(errors=[f"{type(exc).__name__}: {exc}"])
+    results.put((job.tag, outcome))
+
+
+def _run_unary(client: Any, job: Job, start: float) -> Outcome:
+    from adapters.client import RedemptionError
+
+    end = start + job.seconds
+    out = Outcome(first=start)
+    lock = threading.Lock()
+
+    def caller(t: int) -> None:
+        k = 0
+        ok, refused, latencies, errors = 0, 0, [], []
+        while (sent := time.monotonic()) < end:
+            record = job.usage.record(f"{job.tag}-{t}-{k}")
+            k += 1
+            try:
+                client.claim(record, job.voucher, job.cost_fen)
+                ok += 1
+            except RedemptionError as error:
+                refused += 1
+                errors.append(str(error))
+            latencies.append(time.monotonic() - sent)
+        with lock:
+            out.ok += ok
+            out.refused += refused
+            out.latencies += latencies
+            out.errors += errors[:3]
+            out.last = max(out.last, time.monotonic())
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(job.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+def _run_stream(client: Any, job: Job, start: float) -> Outcome:
+    from adapters.client import ClaimItem
+
+    end = start + job.seconds
+    out = Outcome(first=start)
+
+    def items() -> Iterator[ClaimItem]:
+        k = 0
+        while time.monotonic() < end:
+            yield ClaimItem(job.usage.record(f"{job.tag}-{k}"), job.voucher, job.cost_fen)
+            k += 1
+
+    for answer in client.claim_stream(items()):
+        if answer.ok:
+            out.ok += 1
+        else:
+            out.refused += 1
+            if len(out.errors) < 3:
+                out.errors.append(str(answer.refusal))
+    out.last = time.monotonic()
+    return out
+
+
+def _run_paced(client: Any, job: Job, start: float) -> Outcome:
+    from adapters.client import RedemptionError
+
+    out = Outcome(first=start)
+    lock = threading.Lock()
+    count = int(job.seconds * job.rate)
+
+    def send(k: int, scheduled: float) -> None:
+        late = time.monotonic() - scheduled > 0.001
+        record = job.usage.record(f"{job.tag}-{k}")
+        try:
+            client.claim(record, job.voucher, job.cost_fen)
+            error = None
+        except RedemptionError as exc:
+            error = str(exc)
+        done = time.monotonic()
+        with lock:
+            out.latencies.append(done - scheduled)
+            out.late += late
+            out.last = max(out.last, done)
+            if error is None:
+                out.ok += 1
+            else:
+                out.refused += 1
+                out.errors += [error][: 3 - len(out.errors)]
+
+    with ThreadPoolExecutor(32) as pool:
+        for k in range(count):
+            scheduled = start + k / job.rate
+            time.sleep(max(0.0, scheduled - time.monotonic()))
+            pool.submit(send, k, scheduled)
+    return out
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    mode: str
+    processes: int
+    threads: int  # per process
+    seconds: float
+
+    @property
+    def callers(self) -> int:
+        return self.processes * self.threads
+
+
+@dataclass
+class Measured:
+    phase: Phase
+    outcome: Outcome
+    seconds: float
+    server_cpu: float  # seconds of server CPU during the phase
+    load: float  # 1-minute load average when the phase started
+
+    @property
+    def rate(self) -> float:
+        return self.outcome.ok / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_per_claim(self) -> float:
+        done = self.outcome.ok + self.outcome.refused
+        return self.server_cpu / done if done else 0.0
+
+
+def run_phase(server: Server, seeded: Seeded, phase: Phase, tag: str) -> Measured:
+    ctx = mp.get_context("spawn")
+    ready, go, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    jobs = []
+    for n in range(phase.processes):
+        centre = seeded_centre(n)
+        jobs.append(
+            Job(
+                mode=phase.mode,
+                tag=f"{tag}-p{n}",
+                target=server.target,
+                data_dir=seeded.data_dir,
+                centre=centre,
+                voucher=seeded.vouchers[n % len(seeded.vouchers)],
+                usage=seeded.usage[centre],
+                cost_fen=seeded.cost_fen,
+                clock_start=seeded.clock_start,
+                began=server.began,
+                threads=phase.threads,
+                seconds=phase.seconds,
+            )
+        )
+    processes = [ctx.Process(target=_worker, args=(job, ready, go, results)) for job in jobs]
+    for process in processes:
+        process.start()
+    for _ in processes:
+        ready.get(timeout=120)
+    time.sleep(0.5)  # let the warm-ups' commits and the spawns settle
+    load = os.getloadavg()[0]
+    start_at = time.monotonic() + 0.2
+    for _ in processes:
+        go.put(start_at)
+    cpu_before = server.cpu_seconds()
+    total = Outcome(first=start_at)
+    for _ in processes:
+        try:
+            _, outcome = results.get(timeout=phase.seconds + 300)
+        except Empty:
+            raise RuntimeError(f"{phase.name}: a client process did not answer") from None
+        total.ok += outcome.ok
+        total.refused += outcome.refused
+        total.errors += outcome.errors
+        total.latencies += outcome.latencies
+        total.late += outcome.late
+        total.last = max(total.last, outcome.last)
+    cpu = server.cpu_seconds() - cpu_before
+    for process in processes:
+        process.join(30)
+    if total.errors and not total.ok:
+        raise RuntimeError(f"{phase.name}: {total.errors[0]}")
+    return Measured(phase, total, total.last - start_at, cpu, load)
+
+
+def seeded_centre(n: int) -> str:
+    return ("nscc-cd", "cd-icc")[n % 2]
+
+
+# --- pgbench -------------------------------------------------------------------------------
+
+
+PGBENCH_TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
+
+
+def pgbench(clients: list[int], seconds: int) -> dict[int, float]:
+    """``pgbench -N -T seconds -c n`` for each n, in a throwaway database (scale 1)."""
+    import psycopg
+
+    url = urlsplit(PG_ADMIN)
+    name = f"suanli_pgbench_{uuid.uuid4().hex[:10]}"
+    base = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432)]
+    base += ["-U", url.username or "postgres"]
+    env = {**os.environ, **({"PGPASSWORD": url.password} if url.password else {})}
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        subprocess.run(
+            ["pgbench", "-i", "-q", *base, name], env=env, check=True, capture_output=True
+        )
+        found = {}
+        for n in clients:
+            jobs = min(n, os.cpu_count() or 1)
+            command = ["pgbench", "-N", "-T", str(seconds), "-c", str(n), "-j", str(jobs)]
+            done = subprocess.run(
+                [*command, *base, name], env=env, check=True, capture_output=True, text=True
+            )
+            match = PGBENCH_TPS.search(done.stdout)
+            if match is None:
+                raise RuntimeError(f"no tps in pgbench's output:\n{done.stdout}")
+            found[n] = float(match.group(1))
+        return found
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def phases(options: Options) -> list[Phase]:
+    c, s = options.clients, options.streams
+    procs = min(c, 4)
+    return [
+        Phase(f"Claim ×{c}", "unary", procs, max(1, c // procs), options.seconds),
+        Phase("ClaimStream ×1", "stream", 1, 1, options.seconds),
+        Phase(f"ClaimStream ×{s}", "stream", s, 1, options.seconds),
+        Phase(f"Claim @{PACED_RATE:.0f}/s", "paced", 1, 1, options.paced_seconds),
+    ]
+
+
+def measure(name: str, options: Options) -> list[Measured]:
+    from ledger.store.db import make_engine
+    from ledger.store.log import LogStore
+
+    with BACKENDS[name]() as (url, tmp):
+        seeded = seed(url, tmp / "data", 8)
+        out = []
+        with serve(seeded, tmp) as server:
+            for n, phase in enumerate(phases(options)):
+                out.append(run_phase(server, seeded, phase, f"{name[:2]}{n}"))
+        acknowledged = sum(m.outcome.ok for m in out)
+        warm = sum(m.phase.processes * 3 for m in out)
+        engine = make_engine(url)
+        try:
+            size = LogStore(engine).size()
+        finally:
+            engine.dispose()
+        appended = size - seeded.log_size
+        if appended != acknowledged + warm:  # every acknowledged claim is one committed entry
+            raise RuntimeError(
+                f"{name}: {acknowledged + warm} claims acknowledged, {appended} entries appended"
+            )
+        return out
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}×" if base else "n/a"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def run(backends: list[str], options: Options | None = None) -> list[Table]:
+    options = options or Options()
+    load = os.getloadavg()
+    baseline = pgbench(sorted({1, options.clients, options.streams}), options.pgbench_seconds)
+    measured = {name: measure(name, options) for name in backends}
+    c, s = options.clients, options.streams
+
+    rates = Table(
+        "gRPC redemption over mTLS: claims/s (server in its own process)",
+        [
+            "backend",
+            "call",
+            "concurrent",
+            "claims",
+            "refused",
+            "claims/s",
+            "server CPU / claim",
+            "server CPU use",
+            "load avg at start",
+        ],
+    )
+    latency = Table(
+        f"Claim latency at a fixed {PACED_RATE:.0f} requests/s (open loop, from scheduled time)",
+        ["backend", "requests", "p50", "p90", "p99", "max", "sent late (>1 ms)", "p99 goal"],
+    )
+    base = Table(
+        "pgbench -N on the same PostgreSQL (baseline, same run)",
+        ["clients", "threads (-j)", "tps"],
+    )
+    for n, tps in baseline.items():
+        base.add(n, min(n, os.cpu_count() or 1), f"{tps:,.0f}")
+    ratios = Table(
+        "Ratios to pgbench -N (goals: ClaimStream ≥ 2×, Claim ≥ 0.5×, p99 @100/s ≤ 20 ms)",
+        [
+            "backend",
+            "ClaimStream ×1 / pgbench c1",
+            f"ClaimStream ×{s} / pgbench c{s}",
+            f"Claim ×{c} / pgbench c{c}",
+            f"Claim ×{c} / pgbench c1",
+            "Claim p99 @100/s",
+            "verdict (stream, claim, p99)",
+        ],
+    )
+    for name, results in measured.items():
+        by = {m.phase.name: m for m in results}
+        for m in results:
+            if m.phase.mode == "paced":
+                lat = m.outcome.latencies
+                latency.add(
+                    name,
+                    m.outcome.ok + m.outcome.refused,
+                    fmt_ms(percentile(lat, 50)),
+                    fmt_ms(percentile(lat, 90)),
+                    fmt_ms(percentile(lat, 99)),
+                    fmt_ms(max(lat)),
+                    m.outcome.late,
+                    _verdict(percentile(lat, 99) <= GOAL_P99),
+                )
+            rates.add(
+                name,
+                m.phase.name,
+                m.phase.callers,
+                f"{m.outcome.ok:,}",
+                m.outcome.refused,
+                fmt_rate(m.rate),
+                f"{m.cpu_per_claim * 1e6:.0f} µs",
+                f"{m.server_cpu / m.seconds:.0%}" if m.seconds else "n/a",
+                f"{m.load:.2f}",
+            )
+        one, many = by["ClaimStream ×1"].rate, by[f"ClaimStream ×{s}"].rate
+        unary = by[f"Claim ×{c}"].rate
+        p99 = percentile(by[f"Claim @{PACED_RATE:.0f}/s"].outcome.latencies, 99)
+        b1, bc, bs = baseline.get(1), baseline.get(c), baseline.get(s)
+        stream_ok = bool(b1 and bs and one >= GOAL_STREAM * b1 and many >= GOAL_STREAM * bs)
+        unary_ok = bool(bc and unary >= GOAL_UNARY * bc)
+        ratios.add(
+            name,
+            _ratio(one, b1),
+            _ratio(many, bs),
+            _ratio(unary, bc),
+            _ratio(unary, b1),
+            fmt_ms(p99),
+            ", ".join(_verdict(x) for x in (stream_ok, unary_ok, p99 <= GOAL_P99)),
+        )
+        for m in results:
+            for error in m.outcome.errors[:2]:
+                rates.notes.append(f"{name} {m.phase.name}: {error}")
+    rates.notes.append(
+        f"{os.cpu_count()} cores shared by the server, its database and the client processes; "
+        f"load average before the run {load[0]:.2f}. Server CPU / claim is the server "
+        "process's user+system time over the phase divided by the claims answered."
+    )
+    rates.notes.append(
+        f"Claim ×{c}: {c} callers in {min(c, 4)} processes, closed loop; ClaimStream ×n: n "
+        "processes with one stream each, window 1024; each phase runs "
+        f"{options.seconds:.0f} s on new record ids."
+    )
+    ratios.notes.append(
+        "Streams are compared with pgbench at the same concurrency (one stream with -c 1, "
+        f"{s} streams with -c {s}); the verdict for ClaimStream needs both."
+    )
+    return [base, rates, latency, ratios]
