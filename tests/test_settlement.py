@@ -1,0 +1,375 @@
+"""Settlement statements (statement.issue) in the pure fold: exactly-once, periods, corrections.
+
+Every step is a signed entry applied with ``ledger.state.apply`` (tests/domain_helpers.py);
+every refusal is checked to leave the state exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from domain_helpers import World, local, sha, wan
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import corrections, settlement
+from ledger.errors import LedgerError
+from ledger.policy import Policy
+from ledger.settlement import parse_period, period_of, statement_body
+from ledger.state import Result
+
+
+def issue(world: World, period: str, centre: str = "nscc-cd") -> Result:
+    body = statement_body(world.state, centre=centre, period=period, at=world.clock)
+    return world.apply("statement.issue", body, world.log)
+
+
+def body_of(world: World, period: str, centre: str = "nscc-cd") -> dict[str, Any]:
+    return statement_body(world.state, centre=centre, period=period, at=world.clock)
+
+
+def lines_of(world: World, statement: str) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = settlement.statement_view(world.state, statement)["lines"]
+    return lines
+
+
+def reverse(world: World, record_id: str, centre: str = "nscc-cd") -> Result:
+    body = corrections.reverse_body(centre=centre, record_id=record_id, reason="计量错误")
+    return world.apply("claim.reverse", body, world.issuer)
+
+
+def clawback(world: World, record_id: str, amount_fen: int, centre: str = "nscc-cd") -> Result:
+    body = corrections.clawback_body(
+        amount_fen=amount_fen, reason="虚报", evidence_sha256=sha("x"), claim=(centre, record_id)
+    )
+    return world.apply("clawback", body, world.issuer)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+# --- periods ------------------------------------------------------------------------------
+
+
+def test_periods_are_shanghai_calendar_months_quarters_and_years() -> None:
+    q3 = parse_period("2023-Q3")
+    assert (q3.cadence, q3.start, q3.end) == (
+        "quarterly",
+        local("2023-07-01 00:00"),
+        local("2023-10-01 00:00"),
+    )
+    dec = parse_period("2023-12")
+    assert (dec.start, dec.end) == (local("2023-12-01 00:00"), local("2024-01-01 00:00"))
+    year = parse_period("2024")
+    assert (year.cadence, year.start, year.end) == (
+        "yearly",
+        local("2024-01-01 00:00"),
+        local("2025-01-01 00:00"),
+    )
+    # 2023-09-30 23:30 in Beijing is still Q3, though it is 15:30 UTC on the same day
+    assert period_of(local("2023-09-30 23:30"), "quarterly").text == "2023-Q3"
+    assert period_of(local("2023-10-01 00:00"), "quarterly").text == "2023-Q4"
+    assert period_of(local("2023-10-01 00:00"), "monthly").text == "2023-10"
+    for bad in ("2023-Q5", "2023-13", "23", "2023-q3", "2023-00", ""):
+        with pytest.raises(LedgerError) as caught:
+            parse_period(bad)
+        assert caught.value.reason == "MALFORMED_PERIOD"
+
+
+# --- what a statement holds ------------------------------------------------------------------
+
+
+def test_a_statement_settles_every_claim_of_its_period_once(world: World) -> None:
+    voucher = world.voucher("industry")
+    first = [world.claim(voucher, wan(10), record_id=f"job-{i}") for i in range(3)]
+    other_centre = world.voucher("industry")
+    world.claim(other_centre, wan(5), centre="cd-icc", record_id="icc-1")
+
+    result = issue(world, "2023-Q3")
+    assert result["statement"] == "nscc-cd.2023-Q3.1"
+    lines = lines_of(world, "nscc-cd.2023-Q3.1")
+    assert [line["record_id"] for line in lines] == ["job-0", "job-1", "job-2"]
+    assert [line["line"] for line in lines] == [1, 2, 3]
+    assert all(line["type"] == "claim" and line["settled_before_fen"] == 0 for line in lines)
+    assert [line["amount_fen"] for line in lines] == [r["subsidy_fen"] for r in first]
+    assert result["amount_fen"] == sum(r["subsidy_fen"] for r in first)
+    view = settlement.statement_view(world.state, "nscc-cd.2023-Q3.1")
+    assert view["totals"]["by_voucher"] == [
+        {
+            "voucher": voucher,
+            "holder": view["lines"][0]["holder"],
+            "round": "chengdu-2023-31",
+            "programme": "industry",
+            "lines": 3,
+            "cost_fen": wan(30),
+            "amount_fen": result["amount_fen"],
+        }
+    ]
+    assert view["signed_by"] == [world.log.key_id]
+    assert view["previous"] is None
+
+    # A claim captured after the statement falls into the next one of the same period.
+    world.tick(hours=1)
+    late = world.claim(voucher, wan(2), record_id="job-late")
+    second = issue(world, "2023-Q3")
+    assert second["statement"] == "nscc-cd.2023-Q3.2"
+    assert [x["record_id"] for x in lines_of(world, second["statement"])] == ["job-late"]
+    assert second["amount_fen"] == late["subsidy_fen"]
+    assert settlement.statement_view(world.state, second["statement"])["previous"] == (
+        "nscc-cd.2023-Q3.1"
+    )
+    # The other centre's claim waits for its own statement.
+    icc = issue(world, "2023-Q3", centre="cd-icc")
+    assert [x["record_id"] for x in lines_of(world, icc["statement"])] == ["icc-1"]
+    # Nothing left: a third statement is refused, and so is a replay of the first.
+    with pytest.raises(LedgerError) as caught:
+        body_of(world, "2023-Q3")
+    assert caught.value.reason == "NOTHING_TO_SETTLE"
+    replay = next(
+        e.body for e in reversed(world.entries) if e.body.get("statement") == second["statement"]
+    )
+    world.refuse("statement.issue", replay, world.log, reason="ALREADY_SETTLED")
+
+
+def test_a_claim_recorded_after_the_period_goes_into_the_next_period(world: World) -> None:
+    voucher = world.voucher("industry")
+    world.at("2023-09-30 23:59").claim(voucher, wan(1), record_id="q3")
+    world.at("2023-10-01 00:00").claim(voucher, wan(1), record_id="q4")
+    issue(world, "2023-Q3")
+    assert [x["record_id"] for x in lines_of(world, "nscc-cd.2023-Q3.1")] == ["q3"]
+    issue(world, "2023-Q4")
+    assert [x["record_id"] for x in lines_of(world, "nscc-cd.2023-Q4.1")] == ["q4"]
+
+
+def test_a_period_must_have_begun_and_the_cadence_must_be_the_policys(world: World) -> None:
+    voucher = world.voucher("industry")
+    world.claim(voucher, wan(1), record_id="j1")
+    with pytest.raises(LedgerError) as caught:
+        body_of(world, "2023-Q4")
+    assert caught.value.reason == "PERIOD_NOT_STARTED"
+    # The policy settles quarterly: a monthly period finds nothing of this round in it.
+    with pytest.raises(LedgerError) as caught:
+        body_of(world, "2023-08")
+    assert caught.value.reason == "NOTHING_TO_SETTLE"
+    body = body_of(world, "2023-Q3")
+    world.refuse(
+        "statement.issue", {**body, "cadence": "monthly"}, world.log, reason="PERIOD_CADENCE"
+    )
+
+
+def test_monthly_cadence_when_the_policy_says_so(world: World) -> None:
+    raw = world.policy.to_json()
+    raw["settlement"]["cadence"] = "monthly"
+    world.publish(Policy.from_json(raw))
+    voucher = world.voucher("industry")
+    world.at("2023-08-31 12:00").claim(voucher, wan(1), record_id="aug")
+    world.at("2023-09-01 12:00").claim(voucher, wan(1), record_id="sep")
+    with pytest.raises(LedgerError) as caught:
+        body_of(world, "2023-Q3")
+    assert caught.value.reason == "NOTHING_TO_SETTLE"
+    issue(world, "2023-08")
+    assert [x["record_id"] for x in lines_of(world, "nscc-cd.2023-08.1")] == ["aug"]
+    issue(world, "2023-09")
+    assert [x["record_id"] for x in lines_of(world, "nscc-cd.2023-09.1")] == ["sep"]
+
+
+# --- corrections ------------------------------------------------------------------------------
+
+
+def test_a_reversal_after_settlement_is_a_negative_line_in_the_next_statement(
+    world: World,
+) -> None:
+    voucher = world.voucher("industry")
+    paid = world.claim(voucher, wan(10), record_id="j1")["subsidy_fen"]
+    kept = world.claim(voucher, wan(4), record_id="j2")["subsidy_fen"]
+    issue(world, "2023-Q3")
+    world.at("2023-10-10 10:00")
+    reverse(world, "j1")
+    clawback(world, "j2", 1234)
+    fresh = world.claim(voucher, wan(1), record_id="j3")["subsidy_fen"]
+    result = issue(world, "2023-Q4")
+    lines = lines_of(world, result["statement"])
+    assert [(x["type"], x["record_id"], x["amount_fen"]) for x in lines] == [
+        ("claim", "j3", fresh),
+        ("adjustment", "j1", -paid),
+        ("adjustment", "j2", -1234),
+    ]
+    assert lines[1]["settled_before_fen"] == paid and lines[1]["cost_fen"] == 0
+    assert lines[1]["reversed_index"] is not None
+    assert lines[2]["clawed_back_fen"] == 1234
+    assert result["amount_fen"] == fresh - paid - 1234
+    totals = settlement.statement_view(world.state, result["statement"])["totals"]
+    assert (totals["claims"], totals["adjustments"], totals["cost_fen"]) == (1, 2, wan(1))
+    # settled so far equals the net subsidy of every claim
+    for record_id, net in (("j1", 0), ("j2", kept - 1234), ("j3", fresh)):
+        assert (
+            settlement.settlement_of_claim(world.state, "nscc-cd", record_id)["settled_fen"] == net
+        )
+    # and a second correction of j2 is adjusted once more, never twice
+    clawback(world, "j2", 100)
+    adjustment = issue(world, "2023-Q4")
+    again = lines_of(world, adjustment["statement"])
+    assert [(x["record_id"], x["amount_fen"]) for x in again] == [("j2", -100)]
+    with pytest.raises(LedgerError) as caught:
+        body_of(world, "2023-Q4")
+    assert caught.value.reason == "NOTHING_TO_SETTLE"
+
+
+def test_a_claim_corrected_before_settlement_is_settled_at_what_remains(world: World) -> None:
+    voucher = world.voucher("industry")
+    world.claim(voucher, wan(10), record_id="gone")
+    kept = world.claim(voucher, wan(10), record_id="cut")["subsidy_fen"]
+    reverse(world, "gone")
+    clawback(world, "cut", 500)
+    issue(world, "2023-Q3")
+    lines = lines_of(world, "nscc-cd.2023-Q3.1")
+    assert [(x["record_id"], x["type"], x["amount_fen"]) for x in lines] == [
+        ("gone", "claim", 0),
+        ("cut", "claim", kept - 500),
+    ]
+    assert settlement.centre_settlement(world.state, "nscc-cd")["due_fen"] == 0
+
+
+# --- refusals: the fold recomputes the statement --------------------------------------------
+
+
+def test_a_statement_that_differs_from_the_fold_is_refused(world: World) -> None:
+    voucher = world.voucher("industry")
+    for i in range(3):
+        world.claim(voucher, wan(1), record_id=f"j{i}")
+    body = body_of(world, "2023-Q3")
+
+    dropped = copy.deepcopy(body)
+    dropped["lines"].pop(1)
+    world.refuse("statement.issue", dropped, world.log, reason="STATEMENT_INCOMPLETE")
+
+    inflated = copy.deepcopy(body)
+    inflated["lines"][0]["amount_fen"] += 1
+    error = world.refuse("statement.issue", inflated, world.log, reason="STATEMENT_MISMATCH")
+    assert error.details["field"] == "body.lines[0].amount_fen"
+
+    totals = copy.deepcopy(body)
+    totals["totals"]["amount_fen"] += 100
+    world.refuse("statement.issue", totals, world.log, reason="STATEMENT_MISMATCH")
+
+    unknown = copy.deepcopy(body)
+    unknown["lines"][0]["record_id"] = "no-such-job"
+    world.refuse("statement.issue", unknown, world.log, reason="UNKNOWN_CLAIM")
+
+    malformed = {**body, "lines": "all of them"}
+    world.refuse("statement.issue", malformed, world.log, reason="MALFORMED_BODY")
+    world.refuse("statement.issue", {**body, "extra": 1}, world.log, reason="MALFORMED_BODY")
+
+    # only the log key signs statements
+    world.refuse("statement.issue", body, world.issuer, reason="WRONG_SIGNER")
+    world.refuse("statement.issue", body, world.centre("nscc-cd"), reason="WRONG_SIGNER")
+
+    world.apply("statement.issue", body, world.log)
+    # a later claim outside the period cannot be slipped into a statement of it
+    world.at("2023-10-02 10:00").claim(voucher, wan(1), record_id="oct")
+    world.claim(voucher, wan(1), record_id="oct2")
+    q4 = body_of(world, "2023-Q4")
+    sneaky = copy.deepcopy(q4)
+    sneaky["period"] = "2023-Q3"
+    world.refuse("statement.issue", sneaky, world.log, reason="NOT_IN_PERIOD")
+    # nor can a settled claim be settled again next to a new one
+    again = copy.deepcopy(q4)
+    again["lines"].append({**body["lines"][0], "line": 3})
+    world.refuse("statement.issue", again, world.log, reason="ALREADY_SETTLED")
+
+
+def test_an_empty_statement_is_refused(world: World) -> None:
+    world.voucher("industry")
+    body = {
+        "statement": "nscc-cd.2023-Q3.1",
+        "centre": "nscc-cd",
+        "period": "2023-Q3",
+        "cadence": "quarterly",
+        "period_start": "2023-06-30T16:00:00.000000Z",
+        "period_end": "2023-09-30T16:00:00.000000Z",
+        "sequence": 1,
+        "previous": None,
+        "lines": [],
+        "totals": settlement.totals_of([]),
+    }
+    world.refuse("statement.issue", body, world.log, reason="NOTHING_TO_SETTLE")
+    world.refuse(
+        "statement.issue", {**body, "centre": "nowhere"}, world.log, reason="UNKNOWN_CENTRE"
+    )
+
+
+# --- the property: every fen of every claim is settled exactly once ------------------------
+
+STEP = st.one_of(
+    st.tuples(st.just("claim"), st.integers(1, 4), st.integers(0, 1)),
+    st.tuples(st.just("statement"), st.integers(0, 1), st.just(0)),
+    st.tuples(st.just("reverse"), st.integers(0, 30), st.just(0)),
+    st.tuples(st.just("clawback"), st.integers(0, 30), st.integers(1, 50_000)),
+    st.tuples(st.just("later"), st.integers(1, 40), st.just(0)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STEP, min_size=1, max_size=25))
+def test_every_claim_is_settled_exactly_once_at_its_net(steps: list[Any]) -> None:
+    world = World()
+    vouchers = [world.voucher("industry"), world.voucher("industry")]
+    centres = ("nscc-cd", "cd-icc")
+    made: list[tuple[str, str]] = []
+    for action, a, b in steps:
+        if action == "claim":
+            centre = centres[b]
+            record_id = world.next_id("job")
+            world.claim(vouchers[b], wan(a), centre=centre, record_id=record_id)
+            made.append((centre, record_id))
+        elif action == "statement":
+            period = period_of(world.clock, "quarterly").text
+            try:
+                body = body_of(world, period, centres[a])
+            except LedgerError as exc:
+                assert exc.reason == "NOTHING_TO_SETTLE"
+                continue
+            world.apply("statement.issue", body, world.log)
+        elif action in ("reverse", "clawback") and made:
+            centre, record_id = made[a % len(made)]
+            record = world.state.parts["claims"].claims[(centre, record_id)]
+            if record.reversed_index is not None or record.net_fen == 0:
+                continue
+            if action == "reverse":
+                reverse(world, record_id, centre)
+            else:
+                clawback(world, record_id, min(b, record.net_fen), centre)
+        elif action == "later":
+            world.tick(days=a)
+    # settle whatever is left: every period from Q3 2023 to now, each centre
+    for centre in centres:
+        for period in ("2023-Q3", "2023-Q4", "2024-Q1", "2024-Q2", "2024-Q3"):
+            if parse_period(period).start > world.clock:
+                break
+            try:
+                world.apply("statement.issue", body_of(world, period, centre), world.log)
+            except LedgerError as exc:
+                assert exc.reason == "NOTHING_TO_SETTLE"
+    book = world.state.parts["settlement"]
+    claim_lines: dict[tuple[str, str], int] = {}
+    paid: dict[tuple[str, str], int] = {}
+    for statement in book.statements.values():
+        for line in statement.body["lines"]:
+            key = (statement.centre, line["record_id"])
+            paid[key] = paid.get(key, 0) + line["amount_fen"]
+            if line["type"] == "claim":
+                claim_lines[key] = claim_lines.get(key, 0) + 1
+                assert parse_period(statement.period).contains(
+                    world.state.parts["claims"].claims[key].at
+                )
+    for key in made:
+        record = world.state.parts["claims"].claims[key]
+        assert claim_lines.get(key) == 1, f"{key} settled {claim_lines.get(key)} times"
+        assert paid[key] == record.net_fen
+    for centre in centres:
+        position = settlement.centre_settlement(world.state, centre)
+        assert position["due_fen"] == 0 and position["unsettled_claims_fen"] == 0
