@@ -17,6 +17,7 @@ ledger.grants       grant.pay                                        ``grants``
 ledger.corrections  claim.reverse, clawback, entity.blacklist /      (the parts above)
                     .unblacklist
 ledger.caps         (cap arithmetic and counters for all of them)    ``caps``
+ledger.settlement   statement.issue (signed by the log key)          ``settlement``
 =================== ================================================ =====================
 
 :data:`BUILDERS` maps each kind to the function that makes its body from typed arguments,
@@ -29,7 +30,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger import applications, claims, corrections, entities, grants, policy, vouchers
+from ledger import (
+    applications,
+    claims,
+    corrections,
+    entities,
+    grants,
+    policy,
+    settlement,
+    vouchers,
+)
 from ledger.caps import programme_budget
 from ledger.state import RULES, LedgerState
 
@@ -55,6 +65,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "grant.pay": grants.pay_body,
     "claim.reverse": corrections.reverse_body,
     "clawback": corrections.clawback_body,
+    "statement.issue": settlement.statement_body,
 }
 
 DOMAIN_KINDS = tuple(BUILDERS)
