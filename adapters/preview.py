@@ -205,3 +205,6 @@ def preview(
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
     out.flush()
     typer.echo(_summary(kind, path, result, unmapped), err=True)
+
+
+from adapters import center_cli as _center_cli  # noqa: E402, F401  (adds `run` and `reconcile`)

@@ -1,0 +1,835 @@
+"""The centre agent: metering output in, signed claims out, each exactly once.
+
+    suanli center run --source sacct:jobs.log --mapping accounts.json --centre nscc-cd
+
+What it does, in a loop (once, or every ``--interval`` seconds):
+
+1. **Read** the source (``Source``): a sacct export file, a ``sacct`` command it runs
+   itself, a directory (or file) of CloudEvents usage events, or a usage CSV. The parsers
+   (``adapters.slurm``, ``adapters.events``) turn it into usage records; accounts map to
+   vouchers through the mapping file (``adapters.mapping``); rows the parsers skip are
+   counted by reason. Unchanged files are not parsed again (size and mtime, remembered
+   together with the mapping and rate-card fingerprint).
+2. **Price** each record with the centre's rate card in force at the usage start
+   (``RateBook``: the packaged development cards, a JSON file, or the ledger's own
+   ``ratecard.publish`` entries over HTTP), exactly as the ledger prices it:
+   ``floor(quantity × price_fen / per_units)``.
+3. **Store** every record in the outbox (``adapters.outbox``, SQLite, fsync'd) before it is
+   ever sent, keyed by (centre, record id): reading the source again never adds a row.
+4. **Submit** pending records in the order they were added, over one ``ClaimStream`` per
+   batch (``adapters.client``: signed with the centre's Ed25519 key, mutual TLS, retried
+   on UNAVAILABLE / DEADLINE_EXCEEDED). Each answer is written back to the outbox:
+   a result (subsidy, log index, the cap that bound it), or a final refusal (reason, gRPC
+   code, metadata: ``CAP_EXHAUSTED`` with ``cap``, ``VOUCHER_EXPIRED`` ...), which is never
+   sent again. Transient failures (the server down, a deadline, a broken stream) leave the
+   record pending; the agent backs off (0.5 s doubling to 30 s) and sends it again.
+
+Exactly once: a record whose answer was lost (agent or server killed after the ledger
+committed) is sent again with the same body and the ledger answers with its first answer
+(``replayed``), never a second payment. ``CLOCK_SKEW`` (the service clock differs from this
+machine's, e.g. a service started with ``SUANLI_CLOCK``) is not final either: the agent
+takes the skew the service reports, signs with its clock corrected by it, and resends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from adapters.client import ClaimItem, RedemptionClient, RedemptionError, StreamResult
+from adapters.mapping import AccountMap
+from adapters.outbox import Answer, Claimed, Outbox, OutboxRecord, Refusal, Row, Transient
+from adapters.slurm import ParseResult, parse_sacct
+from ledger.errors import InvalidInput
+from ledger.keys import Signer
+from ledger.policy import Price, Reader, parse_local, read_prices
+from ledger.timeutil import format_time, parse_time
+from ledger.usage import UsageRecord
+
+log = logging.getLogger("suanli.agent")
+
+SOURCE_KINDS = ("sacct", "sacct-cmd", "events", "csv")
+EVENT_SUFFIXES = (".json", ".jsonl", ".ndjson")
+# Refusals that are not final: the record stays pending and is sent again.
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+TRANSIENT_REASONS = frozenset({"CLOCK_SKEW"})
+LOCAL = "LOCAL"  # the code of a refusal the agent made itself (a record it cannot price)
+
+
+class AgentError(Exception):
+    """A problem the agent cannot retry its way out of (bad source, credentials, setup)."""
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where usage comes from: ``kind:spec``.
+
+    * ``sacct:FILE``: sacct ``--parsable``/``--parsable2`` output (``delimiter``, ``tz``);
+    * ``sacct-cmd:COMMAND``: run ``COMMAND`` (split like a shell would, but no shell) and
+      parse its standard output as sacct output, e.g.
+      ``sacct-cmd:sacct -a -P -X --starttime now-2days --format ...``;
+    * ``events:DIR`` (or ``events:FILE``): CloudEvents usage events, every ``*.json``,
+      ``*.jsonl`` and ``*.ndjson`` file of the directory in name order;
+    * ``csv:FILE``: usage CSV (``record_id,account,resource,quantity,start,end``).
+    """
+
+    kind: str
+    spec: str
+    delimiter: str = "|"
+    tz: tzinfo = UTC
+
+    @classmethod
+    def parse(cls, text: str, *, delimiter: str = "|", tz: tzinfo = UTC) -> Source:
+        kind, sep, spec = text.partition(":")
+        if not sep or kind not in SOURCE_KINDS or not spec:
+            raise AgentError(
+                f"source {text!r}: expected one of "
+                + ", ".join(f"{k}:..." for k in SOURCE_KINDS)
+                + " (e.g. sacct:jobs.log)"
+            )
+        return cls(kind, spec, delimiter, tz)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.spec}"
+
+    def files(self) -> list[Path]:
+        """The files this source reads (empty for ``sacct-cmd``)."""
+        if self.kind == "sacct-cmd":
+            return []
+        path = Path(self.spec)
+        if self.kind == "events" and path.is_dir():
+            return sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix in EVENT_SUFFIXES
+            )
+        if not path.exists():
+            raise AgentError(f"source {self}: {path} does not exist")
+        return [path]
+
+    def parse_file(self, path: Path, centre: str, accounts: AccountMap) -> ParseResult:
+        from adapters.events import parse_events, parse_usage_csv
+
+        try:
+            if self.kind == "sacct":
+                with path.open(encoding="utf-8-sig", errors="replace") as lines:
+                    return parse_sacct(
+                        lines,
+                        centre=centre,
+                        delimiter=self.delimiter,
+                        tz=self.tz,
+                        accounts=accounts,
+                    )
+            if self.kind == "events":
+                with path.open(encoding="utf-8-sig") as lines:
+                    return parse_events(lines, centre=centre, accounts=accounts)
+            with path.open(encoding="utf-8-sig", newline="") as lines:
+                return parse_usage_csv(lines, centre=centre, accounts=accounts)
+        except (OSError, UnicodeDecodeError, InvalidInput) as exc:
+            message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+            raise AgentError(f"source {self.kind}:{path}: {message}") from exc
+
+    def run_command(self, centre: str, accounts: AccountMap, timeout: float = 600.0) -> ParseResult:
+        argv = shlex.split(self.spec)
+        if not argv:
+            raise AgentError("sacct-cmd: the command is empty")
+        try:
+            done = subprocess.run(  # noqa: S603 - the operator's own command, no shell
+                argv, capture_output=True, timeout=timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AgentError(f"sacct-cmd: cannot run {argv[0]}: {exc}") from exc
+        if done.returncode != 0:
+            error = done.stderr.decode("utf-8", "replace").strip()[:500]
+            raise AgentError(f"sacct-cmd: {argv[0]} exited with {done.returncode}: {error}")
+        text = done.stdout.decode("utf-8", "replace")
+        try:
+            return parse_sacct(
+                text.splitlines(),
+                centre=centre,
+                delimiter=self.delimiter,
+                tz=self.tz,
+                accounts=accounts,
+            )
+        except InvalidInput as exc:
+            raise AgentError(f"sacct-cmd: {exc.message}") from exc
+
+
+# --- pricing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    centre: str
+    version: int
+    effective_from: datetime
+    prices: Mapping[str, Price]
+
+
+class Unpriced(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class RateBook:
+    """The centres' rate cards, each in force from its ``effective_from`` until the next."""
+
+    cards: dict[str, list[Card]] = field(default_factory=dict)
+    origin: str = ""
+
+    def add(self, card: Card) -> None:
+        cards = self.cards.setdefault(card.centre, [])
+        cards.append(card)
+        cards.sort(key=lambda c: (c.effective_from, c.version))
+
+    def card_at(self, centre: str, moment: datetime) -> Card | None:
+        found = None
+        for card in self.cards.get(centre, []):
+            if card.effective_from <= moment:
+                found = card
+        return found
+
+    def cost(self, usage: UsageRecord) -> int:
+        """The cost in fen, as the ledger computes it; ``Unpriced`` when there is no price."""
+        card = self.card_at(usage.centre, usage.start)
+        if card is None:
+            raise Unpriced(
+                "NO_RATE_CARD",
+                f"no rate card of {usage.centre} in force at {format_time(usage.start)}"
+                f" (rate cards from {self.origin})",
+            )
+        price = card.prices.get(usage.resource)
+        if price is None:
+            raise Unpriced(
+                "UNKNOWN_RESOURCE",
+                f"rate card {card.version} of {usage.centre} has no price for"
+                f" {usage.resource!r} (priced: {', '.join(sorted(card.prices))})",
+            )
+        return price.cost(usage.quantity)
+
+    def fingerprint(self) -> str:
+        parts = [
+            [c.centre, c.version, format_time(c.effective_from),
+             {k: [p.price_fen, p.per_units] for k, p in sorted(c.prices.items())}]
+            for cards in self.cards.values()
+            for c in cards
+        ]  # fmt: skip
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    # -- loading --
+
+    @classmethod
+    def load(
+        cls, spec: str = "builtin", timeout: float = 30.0, token: str | None = None
+    ) -> RateBook:
+        """``builtin`` (the packaged policy's development cards, which a fresh ledger
+        publishes at genesis), ``http(s)://HOST:PORT`` (the ledger's ``ratecard.publish``
+        entries, from its auditor API: ``token`` or ``$SUANLI_TOKEN`` must be an auditor
+        token) or a JSON file (a policy file, or a list of rate card bodies ``{centre,
+        version, effective_from, prices}``)."""
+        if spec == "builtin":
+            from ledger.policy import Policy
+
+            book = cls(origin="the packaged policy (development defaults)")
+            for spec_card in Policy.load().rate_cards:
+                book.add(
+                    Card(
+                        spec_card.centre,
+                        spec_card.version,
+                        spec_card.effective_from,
+                        spec_card.prices,
+                    )
+                )
+            return book
+        if spec.startswith(("http://", "https://")):
+            import os
+
+            bearer = token or os.environ.get("SUANLI_TOKEN")
+            return cls._from_http(spec.rstrip("/"), timeout, bearer)
+        path = Path(spec)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"rate cards {spec}: {exc}") from exc
+        bodies = doc.get("rate_cards") if isinstance(doc, dict) and "rate_cards" in doc else doc
+        if isinstance(bodies, dict):
+            bodies = [bodies]
+        if not isinstance(bodies, list):
+            raise AgentError(f"rate cards {spec}: expected a list of rate cards")
+        book = cls(origin=str(path))
+        for i, body in enumerate(bodies):
+            book.add(_card(body, f"{path}[{i}]"))
+        return book
+
+    @classmethod
+    def _from_http(cls, base: str, timeout: float, token: str | None) -> RateBook:
+        import httpx
+
+        book = cls(origin=f"{base} (ratecard.publish entries)")
+        after = -1
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            with httpx.Client(timeout=timeout, headers=headers) as http:
+                while True:
+                    reply = http.get(
+                        f"{base}/v1/audit/entries",
+                        params={"kind": "ratecard.publish", "after": after, "limit": 1000},
+                    )
+                    reply.raise_for_status()
+                    page = reply.json()
+                    for item in page["entries"]:
+                        book.add(_card(item["entry"]["body"], f"entry {item['index']}"))
+                    if page.get("next_after") is None:
+                        break
+                    after = int(page["next_after"])
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise AgentError(f"cannot read rate cards from {base}: {exc}") from exc
+        return book
+
+
+def _card(body: Any, where: str) -> Card:
+    try:
+        r = Reader(body, where).obj(
+            ["centre", "version", "effective_from", "prices"], ["development_default", "note"]
+        )
+        when = r.text("effective_from", max_len=64)
+        effective = parse_local(when, end=False) if len(when) <= 16 else parse_time(when)
+        return Card(
+            r.text("centre", max_len=32),
+            r.integer("version", minimum=1),
+            effective,
+            read_prices(r),
+        )
+    except InvalidInput as exc:
+        raise AgentError(f"rate card {where}: {exc.message}") from exc
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+class Progress:
+    """A rich progress bar on a terminal; a log line every ``every`` seconds otherwise."""
+
+    def __init__(self, label: str, *, bar: bool | None = None, every: float = 5.0) -> None:
+        self.label = label
+        self.bar_enabled = sys.stderr.isatty() if bar is None else bar
+        self.every = every
+        self.total = 0
+        self.done = 0
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        self.total, self.done, self.started = total, 0, time.monotonic()
+        self.counts.clear()
+        self.last_line = self.started
+        if self.bar_enabled and total and self._bar is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
+            )
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=total, detail="")
+        elif total:
+            log.info("%s: %d records to submit", self.label, total)
+
+    def advance(self, status: str, n: int = 1) -> None:
+        self.counts[status] += n
+        if status != "retry":
+            self.done += n
+        if self._bar is not None:
+            detail = (
+                f"claimed {self.counts['claimed']}  refused {self.counts['refused']}"
+                f"  retrying {self.counts['retry']}"
+            )
+            self._bar.update(self._task, completed=self.done, detail=detail)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= self.every:
+            self.last_line = now
+            self._line()
+
+    def _line(self) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        log.info(
+            "%s: %d/%d answered (%d claimed, %d refused, %d transient failures), %.0f claims/s",
+            self.label,
+            self.done,
+            self.total,
+            self.counts["claimed"],
+            self.counts["refused"],
+            self.counts["retry"],
+            self.done / elapsed,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        elif self.total:
+            self._line()
+
+
+# --- the agent -----------------------------------------------------------------------------
+
+
+@dataclass
+class IngestReport:
+    rows: int = 0
+    records: int = 0
+    added: int = 0
+    known: int = 0
+    changed: int = 0
+    unpriced: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    files: int = 0
+    unchanged_files: int = 0
+
+
+@dataclass
+class SubmitReport:
+    answered: int = 0
+    claimed: int = 0
+    refused: int = 0
+    transient: int = 0
+    replayed: int = 0
+    subsidy_fen: int = 0
+    seconds: float = 0.0
+    finished: bool = True  # nothing left pending
+
+
+@dataclass(frozen=True)
+class CentreFiles:
+    """A centre's credentials: its client certificate and key, the CA, its signing key."""
+
+    directory: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.directory / "client.pem"
+
+    @property
+    def key(self) -> Path:
+        return self.directory / "client.key"
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.directory / "signing.key"
+
+    def check(self) -> None:
+        missing = [
+            p.name for p in (self.cert, self.key, self.ca, self.signing_key) if not p.exists()
+        ]
+        if missing:
+            raise AgentError(
+                f"centre directory {self.directory} lacks {', '.join(missing)}"
+                " (suanli init makes development ones in <data dir>/centres/<id>/)"
+            )
+
+
+def classify(result: StreamResult) -> Answer:
+    """The ledger's answer to one claim, as the outbox stores it."""
+    if result.result is not None:
+        r = result.result
+        return Claimed(
+            r.subsidy_fen,
+            r.log_index,
+            r.bound_by,
+            r.voucher_balance_fen,
+            r.rate_bp,
+            r.policy_version,
+            r.at,
+            r.replayed,
+        )
+    error = result.refusal
+    assert error is not None
+    return answer_of_error(error)
+
+
+def answer_of_error(error: RedemptionError) -> Answer:
+    if error.code in TRANSIENT_CODES or error.reason in TRANSIENT_REASONS:
+        return Transient(f"{error.code.name} {error.reason}: {error.message}")
+    return Refusal(error.reason, error.code.name, error.message, dict(error.metadata))
+
+
+class Agent:
+    """One centre's agent over one outbox. Thread-safe only in that ``stop()`` may be called
+    from another thread (a signal handler) while ``run`` runs."""
+
+    def __init__(
+        self,
+        *,
+        centre: str,
+        outbox: Outbox,
+        target: str,
+        files: CentreFiles,
+        mapping: AccountMap,
+        rates: RateBook,
+        sources: Iterable[Source] = (),
+        batch: int = 5000,
+        window: int = 1024,
+        timeout: float = 10.0,
+        progress: Progress | None = None,
+        server_name: str | None = None,
+        client_factory: Callable[[Callable[[], datetime]], RedemptionClient] | None = None,
+    ) -> None:
+        self.centre = centre
+        self.outbox = outbox
+        self.target = target
+        self.files = files
+        self.mapping = mapping
+        self.rates = rates
+        self.sources = list(sources)
+        self.batch = batch
+        self.window = window
+        self.timeout = timeout
+        self.progress = progress or Progress(f"{centre}", bar=False)
+        self.server_name = server_name
+        self.client_factory = client_factory
+        self.stopping = threading.Event()
+        saved = outbox.get_meta(f"clock_offset:{centre}")
+        self.offset = float(saved) if saved else 0.0
+        self._client: RedemptionClient | None = None
+
+    # -- clock and client --
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def client(self) -> RedemptionClient:
+        if self._client is None:
+            if self.client_factory is not None:
+                self._client = self.client_factory(self.clock)
+            else:
+                self.files.check()
+                signer = Signer.parse(self.files.signing_key.read_text().strip())
+                self._client = RedemptionClient(
+                    self.target,
+                    self.files.ca,
+                    self.files.cert,
+                    self.files.key,
+                    signer,
+                    self.centre,
+                    timeout=self.timeout,
+                    clock=self.clock,
+                    server_name=self.server_name,
+                )
+        return self._client
+
+    def drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        self.drop_client()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- reading sources --
+
+    def _config_fingerprint(self) -> str:
+        mapping = json.dumps(
+            {
+                "accounts": dict(sorted(self.mapping.accounts.items())),
+                "types": {
+                    k: [v.resource, v.units] for k, v in sorted(self.mapping.instance_types.items())
+                },
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256((mapping + self.rates.fingerprint()).encode()).hexdigest()
+
+    def ingest(self) -> IngestReport:
+        """Read every source into the outbox (records not there yet); report what was read."""
+        report = IngestReport()
+        fingerprint = self._config_fingerprint()
+        key = f"config:{self.centre}"
+        if self.outbox.get_meta(key) != fingerprint:
+            # A new mapping or new rate cards: read every file again (an account mapped
+            # now may have usage in a file read before).
+            self.outbox.db.execute("DELETE FROM sources")
+            self.outbox.set_meta(key, fingerprint)
+        for source in self.sources:
+            if source.kind == "sacct-cmd":
+                result = source.run_command(self.centre, self.mapping)
+                self._store(result, str(source), report)
+                continue
+            for path in source.files():
+                stat = path.stat()
+                name = f"{source.kind}:{path.resolve()}"
+                report.files += 1
+                if self.outbox.source_seen(name) == (stat.st_size, stat.st_mtime_ns):
+                    report.unchanged_files += 1
+                    continue
+                result = source.parse_file(path, self.centre, self.mapping)
+                self._store(result, f"{source.kind}:{path.name}", report)
+                self.outbox.mark_source(name, stat.st_size, stat.st_mtime_ns)
+        return report
+
+    def _store(self, result: ParseResult, origin: str, report: IngestReport) -> None:
+        report.rows += result.rows
+        report.records += len(result.records)
+        for skip in result.skipped:
+            report.skipped[skip.code] += 1
+        records: list[OutboxRecord] = []
+        unpriced: list[tuple[OutboxRecord, Refusal]] = []
+        for usage in result.records:
+            voucher = self.mapping.voucher_for(usage.account)
+            if voucher is None:  # the parsers skip unmapped accounts; this is a safeguard
+                report.skipped["unmapped"] += 1
+                continue
+            try:
+                cost = self.rates.cost(usage)
+            except Unpriced as why:
+                record = OutboxRecord.of(usage, voucher, 0, origin)
+                unpriced.append((record, Refusal(why.reason, LOCAL, why.message)))
+                records.append(record)
+                continue
+            records.append(OutboxRecord.of(usage, voucher, cost, origin))
+        added = self.outbox.add(records)
+        report.added += added.added
+        report.known += added.known
+        report.changed += len(added.changed)
+        for record, first in added.changed[:5]:
+            log.warning(
+                "%s: record %s read again with a different body (kept the first): %s -> %s",
+                origin,
+                record.record_id,
+                first,
+                record.body(),
+            )
+        if unpriced:
+            fresh = [
+                (r, a)
+                for r, a in unpriced
+                if (row := self.outbox.get(r.centre, r.record_id)) and row.status == "pending"
+            ]
+            self.outbox.answer(fresh, at=format_time(self.clock()))
+            report.unpriced += len(fresh)
+
+    def reprice(self, record: OutboxRecord) -> int:
+        try:
+            return self.rates.cost(record.usage())
+        except Unpriced:
+            return record.cost_fen
+
+    # -- submitting --
+
+    def submit(
+        self, *, give_up_after: float | None = 300.0, max_backoff: float = 30.0
+    ) -> SubmitReport:
+        """Send every pending record until none is left (or ``give_up_after`` seconds pass
+        without a single answer, or ``stop()``). Answers go to the outbox as they come."""
+        report = SubmitReport()
+        started = last_answer = time.monotonic()
+        counts = self.outbox.counts(self.centre)
+        self.progress.start(counts["pending"])
+        backoff = 0.5
+        quick = 0
+        try:
+            while not self.stopping.is_set():
+                progressed, broken, retry = self._pass(report)
+                if progressed:
+                    last_answer = time.monotonic()
+                    backoff = 0.5
+                if not self.outbox.pending(1, centre=self.centre):
+                    break
+                if retry and not broken and quick < 3:
+                    quick += 1
+                    continue  # the clock was corrected: send again at once
+                quick = 0
+                if give_up_after is not None and time.monotonic() - last_answer > give_up_after:
+                    report.finished = False
+                    break
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, max_backoff)
+        finally:
+            self.progress.close()
+            report.seconds = time.monotonic() - started
+        report.finished = report.finished and not self.outbox.pending(1, centre=self.centre)
+        return report
+
+    def _pass(self, report: SubmitReport) -> tuple[bool, bool, bool]:
+        """One pass over the pending records: (any answered, stream broke, resend now)."""
+        progressed = broken = resend = False
+        after = 0
+        while not self.stopping.is_set():
+            rows = self.outbox.pending(self.batch, after_seq=after, centre=self.centre)
+            if not rows:
+                break
+            after = rows[-1].seq
+            answered, ok, skew = self._stream(rows, report)
+            progressed = progressed or answered > 0
+            resend = resend or skew
+            if not ok:
+                broken = True
+                break
+        return progressed, broken, resend
+
+    def _stream(self, rows: list[Row], report: SubmitReport) -> tuple[int, bool, bool]:
+        """Claim ``rows`` over one stream; (answers recorded, stream finished, clock fixed)."""
+        items = {row.record.record_id: row.record for row in rows}
+        claims = (
+            ClaimItem(r.record.usage(), r.record.voucher, r.record.cost_fen)
+            for r in rows
+            if not self.stopping.is_set()
+        )
+        buffer: list[tuple[OutboxRecord, Answer]] = []
+        flushed = time.monotonic()
+        answered = 0
+        skew_fixed = False
+
+        def flush() -> None:
+            nonlocal flushed
+            self.outbox.answer(buffer, at=format_time(self.clock()))
+            buffer.clear()
+            flushed = time.monotonic()
+
+        try:
+            for result in self.client().claim_stream(claims, window=self.window):
+                record = items[result.item.usage.record_id]
+                answer = classify(result)
+                if (
+                    isinstance(answer, Transient)
+                    and result.refusal is not None
+                    and result.refusal.reason == "CLOCK_SKEW"
+                    and not skew_fixed
+                ):
+                    skew_fixed = self._fix_clock(result.refusal)
+                buffer.append((record, answer))
+                self._count(answer, report)
+                if not isinstance(answer, Transient):
+                    answered += 1
+                if len(buffer) >= 500 or time.monotonic() - flushed > 0.25:
+                    flush()
+                if self.stopping.is_set():
+                    break
+        except RedemptionError as error:
+            flush()
+            if error.code not in TRANSIENT_CODES:
+                raise AgentError(
+                    f"the ledger at {self.target} refused the stream: {error}"
+                    " (check the centre's certificate, key and --target)"
+                ) from error
+            log.warning("%s: stream to %s broke (%s); will resend", self.centre, self.target, error)
+            self.drop_client()
+            return answered, False, skew_fixed
+        flush()
+        return answered, True, skew_fixed
+
+    def _fix_clock(self, error: RedemptionError) -> bool:
+        try:
+            skew = float(error.metadata.get("skew_seconds", ""))
+        except ValueError:
+            return False
+        self.offset -= skew
+        self.outbox.set_meta(f"clock_offset:{self.centre}", repr(self.offset))
+        log.info(
+            "%s: the service clock is %+.1f s from this machine's; signing with it from now on",
+            self.centre,
+            self.offset,
+        )
+        return True
+
+    def _count(self, answer: Answer, report: SubmitReport) -> None:
+        if isinstance(answer, Claimed):
+            report.answered += 1
+            report.claimed += 1
+            report.subsidy_fen += answer.subsidy_fen
+            report.replayed += int(answer.replayed)
+            self.progress.advance("claimed")
+        elif isinstance(answer, Refusal):
+            report.answered += 1
+            report.refused += 1
+            self.progress.advance("refused")
+        else:
+            report.transient += 1
+            self.progress.advance("retry")
+
+    # -- the loop --
+
+    def run(
+        self,
+        *,
+        interval: float | None = None,
+        give_up_after: float | None = 300.0,
+        on_cycle: Callable[[IngestReport, SubmitReport], None] | None = None,
+    ) -> SubmitReport:
+        """Ingest and submit once (``interval`` None), or every ``interval`` seconds until
+        ``stop()``; returns the last cycle's submit report."""
+        while True:
+            ingest = self.ingest()
+            log.info(
+                "%s: read %d rows -> %d records (%d new, %d known, %d changed, %d unpriced);"
+                " skipped %s",
+                self.centre,
+                ingest.rows,
+                ingest.records,
+                ingest.added,
+                ingest.known,
+                ingest.changed,
+                ingest.unpriced,
+                dict(ingest.skipped) or "none",
+            )
+            # On a schedule, a cycle stops trying after an interval (at least 30 s) without
+            # an answer and reads the source again; the pending records are kept.
+            wait = give_up_after if interval is None else max(interval, 30.0)
+            submitted = self.submit(give_up_after=wait)
+            if on_cycle is not None:
+                on_cycle(ingest, submitted)
+            if interval is None or self.stopping.wait(interval):
+                return submitted
