@@ -37,11 +37,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.errors import InvalidInput, VerificationError
-from ledger.keys import Signer, Verifier
+from ledger.keys import Signer, Verifier, b64decode_canonical
 from ledger.note import (
     NoteSignature,
     NoteVerifier,
-    b64decode_canonical,
     is_valid_key_name,
     open_note,
     parse_note,

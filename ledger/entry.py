@@ -13,14 +13,13 @@ prefix keeps an entry signature from ever being mistaken for a signature of anyt
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ledger.canonical import canonical_bytes, parse_canonical
 from ledger.errors import InvalidInput
-from ledger.keys import Signer
+from ledger.keys import Signer, b64decode_canonical
 
 ENTRY_VERSION = 1
 SIGNING_PREFIX = b"suanli-entry/v1\n"
@@ -91,10 +90,7 @@ class Entry:
                 or "sig" not in item
             ):
                 raise InvalidInput("each signature must be {key, sig}")
-            try:
-                raw = base64.b64decode(item["sig"], validate=True)
-            except (binascii.Error, ValueError, TypeError) as exc:
-                raise InvalidInput("signature is not standard base64") from exc
+            raw = b64decode_canonical(item["sig"], "entry signature")
             if len(raw) != 64:
                 raise InvalidInput("an Ed25519 signature is 64 bytes")
             parsed.append(Signature(str(item["key"]), raw))

@@ -32,15 +32,20 @@ def key_hash(name: str, public: bytes) -> int:
     return int(struct.unpack(">I", digest[:4])[0])
 
 
-def _b64decode(text: str) -> bytes:
+def b64decode_canonical(text: str, what: str = "value") -> bytes:
+    """Decode standard padded base64 (RFC 4648 section 4) and refuse any other spelling.
+
+    Raises ``InvalidInput`` naming ``what``. Canonical means re-encoding gives ``text``
+    back, which rules out missing or extra padding and non-zero spare bits: Python accepts
+    a stray '=' after a full quantum (Go's decoder refuses it), and keys, signatures and
+    hashes are compared as text, so only one spelling of each may exist.
+    """
     try:
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"not standard base64: {text!r}") from exc
-    # Python accepts a stray '=' after a full quantum (Go's decoder refuses it) and non-zero
-    # spare bits; a key string is also an identifier compared as text: only canonical form.
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidInput(f"{what} is not standard base64: {text!r}") from exc
     if base64.b64encode(raw).decode("ascii") != text:
-        raise InvalidInput(f"not canonical base64: {text!r}")
+        raise InvalidInput(f"{what} is not canonical base64: {text!r}")
     return raw
 
 
@@ -80,7 +85,7 @@ class Verifier:
             want_hash = int(hash_hex, 16)
         except ValueError as exc:
             raise InvalidInput(f"malformed verifier key {vkey!r}: key hash is not hex") from exc
-        raw = _b64decode(b64)
+        raw = b64decode_canonical(b64, f"verifier key {vkey!r}")
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise InvalidInput(f"verifier key {vkey!r} is not an Ed25519 key (0x01 + 32 bytes)")
         verifier = cls(name, raw[1:])
@@ -142,7 +147,7 @@ class Signer:
         parts = skey.split("+", 4)
         if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
             raise InvalidInput("malformed signer key: want PRIVATE+KEY+name+hex8+base64")
-        raw = _b64decode(parts[4])
+        raw = b64decode_canonical(parts[4], "signer key")
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise InvalidInput("signer key is not an Ed25519 key")
         signer = cls(parts[2], raw[1:])

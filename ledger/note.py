@@ -27,14 +27,13 @@ Decisions, all matching ``golang.org/x/mod/sumdb/note`` unless said otherwise:
 from __future__ import annotations
 
 import base64
-import binascii
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from ledger.errors import InvalidInput, NotFound, VerificationError
-from ledger.keys import Signer
+from ledger.keys import Signer, b64decode_canonical
 
 MAX_SIGNATURES = 100  # Go's limit; c2sp.org/signed-note: MUST accept at least 16
 SIG_PREFIX = "— "  # U+2014 EM DASH, U+0020 SPACE (c2sp.org/signed-note, "Format")
@@ -92,21 +91,6 @@ class Note:
 
 def _malformed(why: str) -> InvalidInput:
     return InvalidInput(f"malformed note: {why}", reason="MALFORMED_NOTE")
-
-
-def b64decode_canonical(text: str, what: str) -> bytes:
-    """Decode standard padded base64 (RFC 4648 section 4) and refuse any other spelling.
-
-    Raises ``InvalidInput`` naming ``what``. Canonical means re-encoding gives ``text``
-    back, which rules out missing or extra padding and non-zero spare bits.
-    """
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"{what} is not standard base64: {text!r}") from exc
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise InvalidInput(f"{what} is not canonical base64: {text!r}")
-    return raw
 
 
 def is_valid_key_name(name: str) -> bool:

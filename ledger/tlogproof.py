@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from ledger.checkpoint import MAX_UINT64, Checkpoint, open_checkpoint, parse_uint64
 from ledger.errors import InvalidInput, VerificationError
-from ledger.keys import Verifier
-from ledger.note import NoteVerifier, b64decode_canonical
+from ledger.keys import Verifier, b64decode_canonical
+from ledger.note import NoteVerifier
 
 HEADER = "c2sp.org/tlog-proof@v1"
 HASH_SIZE = 32  # "one SHA-256 hash per line"
