@@ -60,4 +60,11 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_web.router)
+
+    from api import routes_admin, routes_apply, routes_review
+
+    app.include_router(routes_admin.router)
+    app.include_router(routes_admin.issuer_router)
+    app.include_router(routes_review.router)
+    app.include_router(routes_apply.router)
     return app
