@@ -482,20 +482,24 @@ class CentreFiles:
 def classify(result: StreamResult) -> Answer:
     """The ledger's answer to one claim, as the outbox stores it."""
     if result.result is not None:
-        r = result.result
-        return Claimed(
-            r.subsidy_fen,
-            r.log_index,
-            r.bound_by,
-            r.voucher_balance_fen,
-            r.rate_bp,
-            r.policy_version,
-            r.at,
-            r.replayed,
-        )
+        return claimed_of(result.result)
     error = result.refusal
     assert error is not None
     return answer_of_error(error)
+
+
+def claimed_of(r: Any) -> Claimed:
+    """From a ``suanli.v1.ClaimResult``."""
+    return Claimed(
+        r.subsidy_fen,
+        r.log_index,
+        r.bound_by,
+        r.voucher_balance_fen,
+        r.rate_bp,
+        r.policy_version,
+        r.at,
+        r.replayed,
+    )
 
 
 def answer_of_error(error: RedemptionError) -> Answer:
@@ -541,6 +545,7 @@ class Agent:
         self.stopping = threading.Event()
         saved = outbox.get_meta(f"clock_offset:{centre}")
         self.offset = float(saved) if saved else 0.0
+        self.clock_known = saved is not None
         self._client: RedemptionClient | None = None
 
     # -- clock and client --
@@ -706,14 +711,19 @@ class Agent:
     def _pass(self, report: SubmitReport) -> tuple[bool, bool, bool]:
         """One pass over the pending records: (any answered, stream broke, resend now)."""
         progressed = broken = resend = False
+        if not self.clock_known:
+            probed, ok = self._probe(report)
+            if not ok:
+                return probed, True, False
+            progressed = probed
         after = 0
         while not self.stopping.is_set():
             rows = self.outbox.pending(self.batch, after_seq=after, centre=self.centre)
             if not rows:
                 break
             after = rows[-1].seq
-            answered, ok, skew = self._stream(rows, report)
-            progressed = progressed or answered > 0
+            count, ok, skew = self._stream(rows, report)
+            progressed = progressed or count > 0
             resend = resend or skew
             if not ok:
                 broken = True
@@ -770,6 +780,40 @@ class Agent:
             return answered, False, skew_fixed
         flush()
         return answered, True, skew_fixed
+
+    def _probe(self, report: SubmitReport) -> tuple[bool, bool]:
+        """Claim the first pending record on its own (unary) while the service clock is not
+        known yet, correcting the clock on CLOCK_SKEW, so that the stream that follows is
+        not refused wholesale and records are decided in the order they were read.
+        Returns (answered, the service answered)."""
+        rows = self.outbox.pending(1, centre=self.centre)
+        if not rows:
+            return False, True
+        record = rows[0].record
+        for _ in range(3):
+            try:
+                result = self.client().claim(record.usage(), record.voucher, record.cost_fen)
+            except RedemptionError as error:
+                if error.reason == "CLOCK_SKEW" and self._fix_clock(error):
+                    continue
+                answer = answer_of_error(error)
+                self._count(answer, report)
+                self.outbox.answer([(record, answer)], at=format_time(self.clock()))
+                if isinstance(answer, Transient):
+                    if error.code in TRANSIENT_CODES:
+                        self.drop_client()
+                    return False, False
+                break
+            else:
+                answer = claimed_of(result)
+                self._count(answer, report)
+                self.outbox.answer([(record, answer)], at=format_time(self.clock()))
+                break
+        else:
+            return False, False
+        self.clock_known = True
+        self.outbox.set_meta(f"clock_offset:{self.centre}", repr(self.offset))
+        return True, True
 
     def _fix_clock(self, error: RedemptionError) -> bool:
         try:
