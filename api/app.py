@@ -67,4 +67,10 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(routes_admin.issuer_router)
     app.include_router(routes_review.router)
     app.include_router(routes_apply.router)
+
+    from api import routes_bureau, routes_grantee, routes_statements
+
+    app.include_router(routes_grantee.router)
+    app.include_router(routes_bureau.router)
+    app.include_router(routes_statements.router)
     return app

@@ -58,7 +58,7 @@ from api import metrics
 from api.bootstrap import Service
 from api.devpki import CENTRE_URI_PREFIX, TlsFiles, ensure_dev_pki, server_files
 from api.errors import ERROR_DOMAIN, grpc_code
-from ledger import claims, credential, vouchers
+from ledger import claims, credential, settlement, vouchers
 from ledger.canonical import MAX_SAFE_INT
 from ledger.entry import Entry, Signature
 from ledger.errors import (
@@ -699,18 +699,102 @@ class Redemption:
     async def get_statement(
         self, request: pb.GetStatementRequest, centre: str, deadline: float | None
     ) -> Any:
-        # Settlement statements are recorded by a later part (issue 5); until then there is
-        # none to find.
-        raise NotFound(
-            f"no settlement statement {request.statement_id!r} for centre {centre}",
-            reason="UNKNOWN_STATEMENT",
-            details={"statement_id": request.statement_id},
-        )
+        """A settlement statement of the calling centre, with its lines, totals and the
+        signed statement.issue entry; another centre's is NOT_FOUND like a missing one."""
+
+        def answer() -> pb.Statement:
+            state = self.ledger.state
+            found = settlement.book(state).statements.get(request.statement_id)
+            if found is None or found.centre != centre:
+                raise NotFound(
+                    f"no settlement statement {request.statement_id!r} for centre {centre}",
+                    reason="UNKNOWN_STATEMENT",
+                    details={"statement_id": request.statement_id},
+                )
+            entry = self.ledger.store.entries(found.index, found.index + 1)
+            return statement_message(found, entry[0] if entry else b"", full=True)
+
+        return await self.read(answer)
 
     async def list_statements(
         self, request: pb.ListStatementsRequest, centre: str, deadline: float | None
     ) -> Any:
-        return pb.ListStatementsResponse()
+        """The calling centre's statements in log order (optionally of one period), without
+        their lines: GetStatement has those."""
+
+        def answer() -> pb.ListStatementsResponse:
+            book = settlement.book(self.ledger.state)
+            listed = [book.statements[s] for s in book.by_centre.get(centre, [])]
+            if request.period:
+                listed = [s for s in listed if s.period == request.period]
+            return pb.ListStatementsResponse(
+                statements=[statement_message(s, b"", full=False) for s in listed]
+            )
+
+        return await self.read(answer)
+
+
+def statement_message(found: settlement.Statement, entry: bytes, *, full: bool) -> pb.Statement:
+    """A recorded statement as a ``suanli.v1.Statement``."""
+    body = found.body
+    totals = body["totals"]
+    message = pb.Statement(
+        statement_id=found.id,
+        centre=found.centre,
+        period=found.period,
+        total_subsidy_fen=totals["amount_fen"],
+        total_cost_fen=totals["cost_fen"],
+        log_index=found.index,
+        at=format_time(found.at),
+        cadence=body["cadence"],
+        period_start=body["period_start"],
+        period_end=body["period_end"],
+        sequence=found.sequence,
+        previous=body["previous"] or "",
+        line_count=totals["lines"],
+    )
+    if not full:
+        return message
+    for line in body["lines"]:
+        reversed_index = line["reversed_index"]
+        message.lines.add(
+            record_id=line["record_id"],
+            voucher=line["voucher"],
+            programme=line["programme"],
+            cost_fen=line["cost_fen"],
+            subsidy_fen=line["amount_fen"],
+            log_index=line["claim_index"],
+            line=line["line"],
+            type=line["type"],
+            kind=line["kind"],
+            round=line["round"],
+            holder=line["holder"],
+            captured_at=line["captured_at"],
+            decided_subsidy_fen=line["subsidy_fen"],
+            clawed_back_fen=line["clawed_back_fen"],
+            reversed_index=-1 if reversed_index is None else reversed_index,
+            settled_before_fen=line["settled_before_fen"],
+        )
+    for row in totals["by_programme"]:
+        message.by_programme.add(
+            round=row["round"],
+            programme=row["programme"],
+            lines=row["lines"],
+            cost_fen=row["cost_fen"],
+            subsidy_fen=row["amount_fen"],
+        )
+    for row in totals["by_voucher"]:
+        message.by_voucher.add(
+            round=row["round"],
+            programme=row["programme"],
+            voucher=row["voucher"],
+            holder=row["holder"],
+            lines=row["lines"],
+            cost_fen=row["cost_fen"],
+            subsidy_fen=row["amount_fen"],
+        )
+    message.entry = entry
+    return message
 
 
 class _ClaimStream:

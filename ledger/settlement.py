@@ -64,6 +64,7 @@ from ledger.timeutil import SHANGHAI, format_time, shanghai_start
 from ledger.vouchers import voucher_of
 
 CADENCES = ("monthly", "quarterly", "yearly")
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # periods outside these years are refused as malformed
 STATEMENT_FIELDS = (
     "statement",
     "centre",
@@ -128,6 +129,12 @@ def parse_period(text: str) -> Period:
     """``"2023-09"`` (monthly), ``"2023-Q3"`` (quarterly) or ``"2023"`` (yearly)."""
     if not isinstance(text, str):
         raise InvalidInput(f"period must be a string, got {text!r}", reason="MALFORMED_PERIOD")
+    if text[:4].isdigit() and not FIRST_YEAR <= int(text[:4]) <= LAST_YEAR:
+        raise InvalidInput(
+            f"period {text!r}: the year must be between {FIRST_YEAR} and {LAST_YEAR}",
+            reason="MALFORMED_PERIOD",
+            details={"period": text},
+        )
     if m := _MONTH.match(text):
         year, month = int(m.group(1)), int(m.group(2))
         return Period(text, "monthly", _month_start(year, month), _month_start(year, month + 1))

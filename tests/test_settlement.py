@@ -9,16 +9,25 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import grpc
 import pytest
 from domain_helpers import World, local, sha, wan
+from fastapi.testclient import TestClient
+from grpc_fixtures import GrpcEnv, grpc_env_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.client import RedemptionError
+from api.app import create_app
 from ledger import corrections, settlement
+from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.policy import Policy
+from ledger.registry import verify_entry_signatures
 from ledger.settlement import parse_period, period_of, statement_body
 from ledger.state import Result
+
+__all__ = ["grpc_env_factory"]  # a fixture, used by grpc_world
 
 
 def issue(world: World, period: str, centre: str = "nscc-cd") -> Result:
@@ -373,3 +382,77 @@ def test_every_claim_is_settled_exactly_once_at_its_net(steps: list[Any]) -> Non
     for centre in centres:
         position = settlement.centre_settlement(world.state, centre)
         assert position["due_fen"] == 0 and position["unsettled_claims_fen"] == 0
+
+
+# --- centres fetch their statements over gRPC (mutual TLS, the real server) ------------------
+
+
+@pytest.fixture
+def grpc_world(grpc_env_factory, db_url):  # type: ignore[no-untyped-def]
+    return grpc_env_factory(db_url)
+
+
+def test_centres_fetch_their_statements_over_grpc(grpc_world: GrpcEnv) -> None:
+    env = grpc_world
+    voucher = env.voucher("industry")
+    nscc, icc = env.client("nscc-cd"), env.client("cd-icc")
+    results = [nscc.claim(env.usage(wan(2), f"g-{i}"), voucher, wan(2)) for i in range(3)]
+    icc.claim(env.usage(wan(1), "i-1", centre="cd-icc"), voucher, wan(1))
+    service = env.service
+    admin, _ = service.tokens.create("admin")
+    with TestClient(create_app(service)) as http:
+        issued = http.post(
+            "/v1/statements",
+            json={"centre": "nscc-cd", "period": "2023-Q3"},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+    assert issued.status_code == 201, issued.text
+    sid = issued.json()["statement"]
+
+    listed = nscc.statements()
+    assert [s.statement_id for s in listed] == [sid]
+    assert not listed[0].lines and listed[0].line_count == 3  # the list leaves lines out
+    assert nscc.statements(period="2023-Q4") == []
+    assert icc.statements() == []
+
+    got = nscc.statement(sid)
+    assert (got.centre, got.period, got.cadence, got.sequence) == (
+        "nscc-cd",
+        "2023-Q3",
+        "quarterly",
+        1,
+    )
+    assert [line.record_id for line in got.lines] == ["g-0", "g-1", "g-2"]
+    assert [line.subsidy_fen for line in got.lines] == [r.subsidy_fen for r in results]
+    assert [line.log_index for line in got.lines] == [r.log_index for r in results]
+    assert {line.type for line in got.lines} == {"claim"}
+    assert got.total_subsidy_fen == sum(r.subsidy_fen for r in results)
+    assert got.total_cost_fen == wan(6)
+    assert [(t.voucher, t.subsidy_fen) for t in got.by_voucher] == [
+        (voucher, got.total_subsidy_fen)
+    ]
+    assert [t.programme for t in got.by_programme] == ["industry"]
+    # the signed entry comes with it: the centre can check the log key's signature itself
+    entry = Entry.from_bytes(got.entry)
+    assert entry.kind == "statement.issue" and entry.body["statement"] == sid
+    state = env.ledger.refresh()
+    verify_entry_signatures(state.registry, entry)
+    assert [s.key for s in entry.sigs] == [env.ledger.keys.log.key_id]
+    assert env.ledger.store.entries(got.log_index, got.log_index + 1)[0] == got.entry
+
+    # another centre's statement is not found, like a missing one
+    for client, wanted in ((icc, sid), (nscc, "nscc-cd.2023-Q3.2")):
+        with pytest.raises(RedemptionError) as caught:
+            client.statement(wanted)
+        assert (caught.value.code, caught.value.reason) == (
+            grpc.StatusCode.NOT_FOUND,
+            "UNKNOWN_STATEMENT",
+        )
+
+
+def test_periods_outside_2000_to_2100_are_malformed() -> None:
+    for bad in ("0000", "1999-Q4", "2101-01", "9999"):
+        with pytest.raises(LedgerError) as caught:
+            parse_period(bad)
+        assert caught.value.reason == "MALFORMED_PERIOD"
+    assert parse_period("2100-12").end == local("2101-01-01 00:00")

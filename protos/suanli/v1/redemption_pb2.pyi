@@ -855,6 +855,11 @@ Global___GetStatementRequest: _TypeAlias = GetStatementRequest  # noqa: Y015
 
 @_typing.final
 class StatementLine(_message.Message):
+    """One line of a settlement statement (docs/settlement.md). A "claim" line settles a claim
+    for the first time; an "adjustment" line carries a correction (reversal or clawback)
+    recorded after the claim was settled, as a negative amount.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_ID_FIELD_NUMBER: _builtins.int
@@ -863,12 +868,43 @@ class StatementLine(_message.Message):
     COST_FEN_FIELD_NUMBER: _builtins.int
     SUBSIDY_FEN_FIELD_NUMBER: _builtins.int
     LOG_INDEX_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    CAPTURED_AT_FIELD_NUMBER: _builtins.int
+    DECIDED_SUBSIDY_FEN_FIELD_NUMBER: _builtins.int
+    CLAWED_BACK_FEN_FIELD_NUMBER: _builtins.int
+    REVERSED_INDEX_FIELD_NUMBER: _builtins.int
+    SETTLED_BEFORE_FEN_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     voucher: _builtins.str
     programme: _builtins.str
     cost_fen: _builtins.int
+    """the usage's cost; 0 on an adjustment line"""
     subsidy_fen: _builtins.int
+    """what this line pays the centre (negative: owed back)"""
     log_index: _builtins.int
+    """the claim's (or capture's) entry in the log"""
+    line: _builtins.int
+    """1, 2, ..."""
+    type: _builtins.str
+    """"claim" or "adjustment" """
+    kind: _builtins.str
+    """"claim" or "capture" """
+    round: _builtins.str
+    holder: _builtins.str
+    """the voucher holder's 统一社会信用代码"""
+    captured_at: _builtins.str
+    """when the claim was recorded, RFC 3339 UTC"""
+    decided_subsidy_fen: _builtins.int
+    """the subsidy decided when it was claimed"""
+    clawed_back_fen: _builtins.int
+    reversed_index: _builtins.int
+    """the claim.reverse entry, or -1"""
+    settled_before_fen: _builtins.int
+    """settled by earlier statements"""
     def __init__(
         self,
         *,
@@ -878,17 +914,72 @@ class StatementLine(_message.Message):
         cost_fen: _builtins.int = ...,
         subsidy_fen: _builtins.int = ...,
         log_index: _builtins.int = ...,
+        line: _builtins.int = ...,
+        type: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        round: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        captured_at: _builtins.str = ...,
+        decided_subsidy_fen: _builtins.int = ...,
+        clawed_back_fen: _builtins.int = ...,
+        reversed_index: _builtins.int = ...,
+        settled_before_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_fen", b"cost_fen", "log_index", b"log_index", "programme", b"programme", "record_id", b"record_id", "subsidy_fen", b"subsidy_fen", "voucher", b"voucher"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["captured_at", b"captured_at", "clawed_back_fen", b"clawed_back_fen", "cost_fen", b"cost_fen", "decided_subsidy_fen", b"decided_subsidy_fen", "holder", b"holder", "kind", b"kind", "line", b"line", "log_index", b"log_index", "programme", b"programme", "record_id", b"record_id", "reversed_index", b"reversed_index", "round", b"round", "settled_before_fen", b"settled_before_fen", "subsidy_fen", b"subsidy_fen", "type", b"type", "voucher", b"voucher"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatementLine: _TypeAlias = StatementLine  # noqa: Y015
 
 @_typing.final
+class StatementTotal(_message.Message):
+    """A statement's total for one programme or one voucher."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROGRAMME_FIELD_NUMBER: _builtins.int
+    VOUCHER_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    COST_FEN_FIELD_NUMBER: _builtins.int
+    SUBSIDY_FEN_FIELD_NUMBER: _builtins.int
+    round: _builtins.str
+    programme: _builtins.str
+    voucher: _builtins.str
+    """empty in a programme total"""
+    holder: _builtins.str
+    """empty in a programme total"""
+    lines: _builtins.int
+    cost_fen: _builtins.int
+    subsidy_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        round: _builtins.str = ...,
+        programme: _builtins.str = ...,
+        voucher: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        lines: _builtins.int = ...,
+        cost_fen: _builtins.int = ...,
+        subsidy_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_fen", b"cost_fen", "holder", b"holder", "lines", b"lines", "programme", b"programme", "round", b"round", "subsidy_fen", b"subsidy_fen", "voucher", b"voucher"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementTotal: _TypeAlias = StatementTotal  # noqa: Y015
+
+@_typing.final
 class Statement(_message.Message):
+    """A settlement statement (结算单), recorded in the log as a statement.issue entry signed by
+    the log key. ListStatements leaves out lines, totals and entry; GetStatement has them.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STATEMENT_ID_FIELD_NUMBER: _builtins.int
@@ -899,17 +990,45 @@ class Statement(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     LOG_INDEX_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    CADENCE_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    LINE_COUNT_FIELD_NUMBER: _builtins.int
+    BY_PROGRAMME_FIELD_NUMBER: _builtins.int
+    BY_VOUCHER_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
     statement_id: _builtins.str
+    """"<centre>.<period>.<sequence>", e.g. "nscc-cd.2023-Q3.1" """
     centre: _builtins.str
     period: _builtins.str
-    """e.g. "2023-Q3" """
+    """e.g. "2023-Q3" (quarterly), "2023-09", "2023" """
     total_subsidy_fen: _builtins.int
+    """what the city pays the centre on it (may be negative)"""
     total_cost_fen: _builtins.int
     log_index: _builtins.int
     """the statement's entry in the log"""
     at: _builtins.str
+    cadence: _builtins.str
+    """"monthly", "quarterly" or "yearly" """
+    period_start: _builtins.str
+    """RFC 3339 UTC (00:00 Asia/Shanghai)"""
+    period_end: _builtins.str
+    """exclusive"""
+    sequence: _builtins.int
+    """1, 2, ... within the centre and period"""
+    previous: _builtins.str
+    """the centre's previous statement id, or empty"""
+    line_count: _builtins.int
+    entry: _builtins.bytes
+    """the signed statement.issue entry (canonical JSON bytes)"""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
+    @_builtins.property
+    def by_programme(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementTotal]: ...
+    @_builtins.property
+    def by_voucher(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementTotal]: ...
     def __init__(
         self,
         *,
@@ -921,10 +1040,19 @@ class Statement(_message.Message):
         lines: _abc.Iterable[Global___StatementLine] | None = ...,
         log_index: _builtins.int = ...,
         at: _builtins.str = ...,
+        cadence: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        previous: _builtins.str = ...,
+        line_count: _builtins.int = ...,
+        by_programme: _abc.Iterable[Global___StatementTotal] | None = ...,
+        by_voucher: _abc.Iterable[Global___StatementTotal] | None = ...,
+        entry: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "centre", b"centre", "lines", b"lines", "log_index", b"log_index", "period", b"period", "statement_id", b"statement_id", "total_cost_fen", b"total_cost_fen", "total_subsidy_fen", b"total_subsidy_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "by_programme", b"by_programme", "by_voucher", b"by_voucher", "cadence", b"cadence", "centre", b"centre", "entry", b"entry", "line_count", b"line_count", "lines", b"lines", "log_index", b"log_index", "period", b"period", "period_end", b"period_end", "period_start", b"period_start", "previous", b"previous", "sequence", b"sequence", "statement_id", b"statement_id", "total_cost_fen", b"total_cost_fen", "total_subsidy_fen", b"total_subsidy_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
