@@ -49,6 +49,12 @@ INPUTS: dict[str, dict[str, Any]] = {
         **DATES,
     },
     "adaptation": {"rank": 1},
+    "talent": {
+        "compute_cost_fen": 300 * W,
+        "talent_category": "academician",
+        "chengdu_contribution_months": 12,
+        **DATES,
+    },
 }
 
 
@@ -680,6 +686,16 @@ def test_reversal_of_a_claim_restores_the_caps(env: Env) -> None:
 
 
 def test_publish_a_new_policy_version(env: Env) -> None:
+    """1.: (五) leaves its rate open, so its vouchers are refused until a version sets it."""
+    env.register()
+    talent_app = env.approved("talent")
+    issue = partial(
+        env.client.post,
+        f"/v1/admin/applications/{talent_app}/voucher",
+        json={},
+        headers=env.as_("admin"),
+    )
+    env.refused(issue, 422, "POLICY_FIGURE_OPEN", "talent")
     current = env.ok(env.client.get("/v1/admin/policy", headers=env.as_("auditor")))
     document = copy.deepcopy(current["policy"])
     talent = next(p for p in document["programmes"] if p["id"] == "talent")
@@ -722,6 +738,11 @@ def test_publish_a_new_policy_version(env: Env) -> None:
     listing = env.ok(env.client.get("/v1/apply/programmes", headers=env.as_("grantee")))
     assert listing["policy_version"] == published["policy_version"]
     assert next(p for p in listing["programmes"] if p["id"] == "talent")["rate_bp"] == 3000
+    issued = env.ok(issue(), 201)  # now the rate is set: 30 % under the new version
+    payload = env.ok(
+        env.client.get(f"/v1/admin/vouchers/{issued['voucher']}", headers=env.as_("admin"))
+    )
+    assert payload["rate_bp"] == 3000 and payload["policy_version"] == published["policy_version"]
 
 
 def test_no_token_is_401_and_a_bad_token_too(env: Env) -> None:
