@@ -27,7 +27,8 @@ What a statement for centre C and period P holds, decided by the fold alone:
   subsidy has since gone down (a ``clawback`` or ``claim.reverse`` after settlement), a
   line of ``net - settled so far`` (negative): the correction goes into the centre's
   **next** statement, whatever its period. Its ``cost_fen`` is 0 (the cost was stated on
-  the line that first settled the claim).
+  the line that first settled the claim). A claim line always states the claim's cost,
+  even for a claim reversed before it was settled (its line pays 0).
 * A claim recorded after a statement of P falls into the next statement: a second
   statement of the same period (``sequence`` 2, 3, …) holds only claims newer than the
   first, and a claim recorded after P ends falls into the statement of its own period.

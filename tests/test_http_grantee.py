@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -422,3 +425,36 @@ def test_history_exports_have_chinese_headings_and_two_decimal_yuan(
     assert head[0] == "日志索引"
     last = [c.value for c in sheet[sheet.max_row]]
     assert last[0] == "合计"
+
+
+# --- docs/api-grantee.md stays true ----------------------------------------------------------
+
+DOC = Path(__file__).parent.parent / "docs" / "api-grantee.md"
+
+
+def _keys(value: Any, path: str = "$") -> set[str]:
+    """Every key path of a JSON value (list items merged), e.g. $.vouchers[].caps."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if path in ("$.vouchers[].caps",) or path.endswith(".by_programme"):
+                continue  # keyed by cap or programme name: the names are data
+            out.add(f"{path}.{key}")
+            out |= _keys(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for child in value:
+            out |= _keys(child, f"{path}[]")
+    return out
+
+
+def test_the_documented_shapes_are_the_served_ones(world: dict[str, Any]) -> None:
+    client, tokens = world["client"], world["tokens"]
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC.read_text(), re.S)]
+    assert len(blocks) == 3
+    served = [
+        client.get("/v1/me/vouchers", headers=tokens["a"]).json(),
+        client.get("/v1/me/history", headers=tokens["a"]).json(),
+        client.get("/v1/bureau/budget", headers=tokens["auditor"]).json(),
+    ]
+    for documented, answer in zip(blocks, served, strict=True):
+        assert _keys(documented) == _keys(answer)

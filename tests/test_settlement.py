@@ -236,10 +236,11 @@ def test_a_claim_corrected_before_settlement_is_settled_at_what_remains(world: W
     clawback(world, "cut", 500)
     issue(world, "2023-Q3")
     lines = lines_of(world, "nscc-cd.2023-Q3.1")
-    assert [(x["record_id"], x["type"], x["amount_fen"]) for x in lines] == [
-        ("gone", "claim", 0),
-        ("cut", "claim", kept - 500),
+    assert [(x["record_id"], x["type"], x["amount_fen"], x["cost_fen"]) for x in lines] == [
+        ("gone", "claim", 0, wan(10)),
+        ("cut", "claim", kept - 500, wan(10)),
     ]
+    assert lines[0]["reversed_index"] is not None
     assert settlement.centre_settlement(world.state, "nscc-cd")["due_fen"] == 0
 
 
