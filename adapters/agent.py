@@ -508,6 +508,30 @@ def answer_of_error(error: RedemptionError) -> Answer:
     return Refusal(error.reason, error.code.name, error.message, dict(error.metadata))
 
 
+def service_time(client: RedemptionClient, centre: str) -> datetime:
+    """The service clock now, as the service itself tells it: a claim signed at
+    2000-01-01 is refused with CLOCK_SKEW, whose metadata gives the skew (a refusal
+    writes nothing). ``client`` must sign with ``client.clock``, which is replaced for
+    the call."""
+    probe_at = datetime(2000, 1, 1, tzinfo=UTC)
+    saved = client.clock
+    client.clock = lambda: probe_at
+    usage = UsageRecord(centre, "clock-probe", "probe", "cpu", 1, probe_at, probe_at)
+    asked = datetime.now(UTC)
+    try:
+        client.claim(usage, "V-clock-probe", 0)
+    except RedemptionError as error:
+        if error.reason != "CLOCK_SKEW":
+            raise
+        skew = float(error.metadata["skew_seconds"])
+    else:  # pragma: no cover - a service clock within 300 s of 2000-01-01
+        skew = 0.0
+    finally:
+        client.clock = saved
+    offset = (probe_at - timedelta(seconds=skew)) - asked
+    return datetime.now(UTC) + offset
+
+
 class Agent:
     """One centre's agent over one outbox. Thread-safe only in that ``stop()`` may be called
     from another thread (a signal handler) while ``run`` runs."""

@@ -314,6 +314,10 @@ def reconcile(
     allow_refused: Annotated[
         str, typer.Option(help="refusal reasons to count as explained (comma list)")
     ] = "",
+    prefix: Annotated[
+        list[str] | None,
+        typer.Option("--prefix", help="only record ids starting with this (repeatable)"),
+    ] = None,
     delimiter: Annotated[str, typer.Option(help="sacct --delimiter")] = "|",
     tz: Annotated[str, typer.Option(help="zone of sacct's zone-less times")] = "UTC",
     server_name: Annotated[str | None, typer.Option(help="TLS name to expect")] = None,
@@ -355,6 +359,7 @@ def reconcile(
         by=by,
         now=now,
         allow_refused=[r.strip() for r in allow_refused.split(",") if r.strip()],
+        prefixes=prefix or (),
     )
     if as_json:
         typer.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=1))

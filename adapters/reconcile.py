@@ -42,6 +42,7 @@ kind                   meaning
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -152,10 +153,16 @@ class LedgerClaim:
 
 @dataclass(frozen=True)
 class StatementLine:
+    """``subsidy_fen`` is what the line pays; ``decided_fen`` the subsidy the claim was
+    decided at (they differ when a clawback came before settlement); an ``adjustment``
+    line corrects a claim settled earlier (negative, cost 0)."""
+
     record_id: str
     voucher: str
     cost_fen: int
     subsidy_fen: int
+    type: str = "claim"
+    decided_fen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,14 @@ class Statement:
             message.total_subsidy_fen,
             message.total_cost_fen,
             tuple(
-                StatementLine(x.record_id, x.voucher, x.cost_fen, x.subsidy_fen)
+                StatementLine(
+                    x.record_id,
+                    x.voucher,
+                    x.cost_fen,
+                    x.subsidy_fen,
+                    getattr(x, "type", "") or "claim",
+                    getattr(x, "decided_subsidy_fen", None),
+                )
                 for x in message.lines
             ),
         )
@@ -284,7 +298,9 @@ def ledger_records(client: RedemptionClient) -> tuple[list[LedgerClaim], list[St
 
     claims = [LedgerClaim.of(m) for m in client.list_claims(timeout=300.0)]
     try:
-        statements = [Statement.of(s) for s in client.statements()]
+        listed = client.statements()
+        # ListStatements leaves the lines out; GetStatement has them.
+        statements = [Statement.of(client.statement(s.statement_id)) for s in listed]
     except RedemptionError:
         statements = []
     return claims, statements
@@ -311,14 +327,29 @@ def reconcile(
     by: str = "claimed",
     now: datetime | None = None,
     allow_refused: Iterable[str] = (),
+    prefixes: Sequence[str] = (),
 ) -> Report:
-    """Compare the two sides over ``period`` and list every difference."""
+    """Compare the two sides over ``period`` and list every difference. With ``prefixes``,
+    only records whose id starts with one of them are compared (one cluster of several,
+    one event source), on both sides and on the statements."""
     if by not in ("claimed", "usage"):
         raise InvalidInput(f"by {by!r}: expected claimed or usage")
     now = now or datetime.now(UTC)
     allowed = set(allow_refused)
-    mine: dict[str, CentreRecord] = {r.record.record_id: r for r in centre_records}
-    theirs: dict[str, LedgerClaim] = {c.record_id: c for c in ledger_claims}
+    starts = tuple(prefixes)
+
+    def wanted(record_id: str) -> bool:
+        return not starts or record_id.startswith(starts)
+
+    mine: dict[str, CentreRecord] = {
+        r.record.record_id: r for r in centre_records if wanted(r.record.record_id)
+    }
+    theirs: dict[str, LedgerClaim] = {c.record_id: c for c in ledger_claims if wanted(c.record_id)}
+    if starts:
+        statements = [
+            dataclasses.replace(s, lines=tuple(x for x in s.lines if wanted(x.record_id)))
+            for s in statements
+        ]
     report = Report(centre, period, by)
 
     def centre_in(rec: CentreRecord) -> bool:
@@ -354,7 +385,7 @@ def reconcile(
                 report.explained if difference.kind == "refused-allowed" else report.differences
             )
             target.append(difference)
-    _statements(report, statements, theirs, scope_theirs, period, by)
+    _statements(report, statements, theirs, scope_theirs, period, by, filtered=bool(starts))
     return report
 
 
@@ -465,6 +496,8 @@ def _statements(
     in_scope: set[str],
     period: Period,
     by: str,
+    *,
+    filtered: bool = False,
 ) -> None:
     chosen = [s for s in statements if period.label in ("all", s.period)]
     report.statements = chosen
@@ -473,7 +506,7 @@ def _statements(
     on_statement: set[str] = set()
     for statement in chosen:
         lines_total = sum(line.subsidy_fen for line in statement.lines)
-        if lines_total != statement.total_subsidy_fen:
+        if lines_total != statement.total_subsidy_fen and not filtered:
             report.differences.append(
                 Difference(
                     "statement-total",
@@ -486,6 +519,8 @@ def _statements(
         for line in statement.lines:
             on_statement.add(line.record_id)
             claim = claims.get(line.record_id)
+            if line.type != "claim" and claim is not None:
+                continue  # an adjustment: a correction of a claim settled before
             if claim is None:
                 report.differences.append(
                     Difference(
@@ -497,7 +532,7 @@ def _statements(
                     )
                 )
             elif (claim.subsidy_fen, claim.cost_fen, claim.voucher) != (
-                line.subsidy_fen,
+                line.subsidy_fen if line.decided_fen is None else line.decided_fen,
                 line.cost_fen,
                 line.voucher,
             ):

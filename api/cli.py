@@ -174,4 +174,7 @@ def main() -> None:
         except ImportError:
             continue
         app.add_typer(sub, name=name)
+    from api.demo import demo
+
+    app.command("demo")(demo)
     app()
