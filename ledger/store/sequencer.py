@@ -7,12 +7,21 @@ signs one checkpoint and commits; only then does it answer each request. A reque
 rules refuse raises before it changes the state, so it is answered with its error and the
 rest of the batch goes on. If the commit fails, every request of the batch gets the error:
 nothing acknowledged is ever lost, because nothing is acknowledged before its commit.
+
+Linger: the requests of the previous batch were just answered, and their callers are
+probably on their way back (clients in a closed loop, each waiting for its answer before
+it sends the next request). So when the previous batch held more than one request, the
+sequencer waits up to ``linger`` seconds for as many requests as there were in flight
+(those waiting now plus the previous batch), so that they share one commit instead of
+splitting into a small batch and another one behind it. A lone caller (previous batch of
+one) never waits, so a lightly loaded service answers as fast as without it.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -31,9 +40,10 @@ class _Request:
 
 
 class Sequencer:
-    def __init__(self, ledger: Ledger, max_batch: int = 500) -> None:
+    def __init__(self, ledger: Ledger, max_batch: int = 500, linger: float = 0.002) -> None:
         self.ledger = ledger
         self.max_batch = max_batch
+        self.linger = linger
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="suanli-sequencer", daemon=True)
         self._thread.start()
@@ -53,24 +63,39 @@ class Sequencer:
         self._thread.join()
 
     def _run(self) -> None:
+        previous = 1
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+            stop = self._drain(batch, self.max_batch, None)
+            if not stop and previous > 1 and self.linger > 0:
+                want = min(len(batch) + previous, self.max_batch)
+                stop = self._drain(batch, want, time.monotonic() + self.linger)
+            previous = len(batch)
             self._commit(batch)
             if stop:
                 return
+
+    def _drain(self, batch: list[_Request], size: int, until: float | None) -> bool:
+        """Add waiting requests to ``batch`` up to ``size``, waiting for more until the
+        monotonic time ``until`` (None: take only those already waiting); True on close."""
+        while len(batch) < size:
+            try:
+                if until is None:
+                    item = self._queue.get_nowait()
+                else:
+                    remaining = until - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
 
     def _commit(self, batch: list[_Request]) -> None:
         outcomes: list[tuple[_Request, bool, Any]] = []
