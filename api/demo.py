@@ -390,6 +390,7 @@ class Demo:
 
     def run(self) -> bool:
         import httpx
+        from sqlalchemy.exc import SQLAlchemyError
 
         from adapters.client import RedemptionError
         from ledger.store.db import make_engine
@@ -403,6 +404,11 @@ class Demo:
                 if not opts.start:
                     raise DemoError(f"no service answers at {opts.http} (make run starts one)")
                 server = self.start_service(api)
+            if opts.db is None and not (opts.data_dir / "ledger.db").exists():
+                raise DemoError(
+                    f"no database in {opts.data_dir}: give the --data-dir (or --db) of the"
+                    f" service at {opts.http}"
+                )
             url = opts.db or f"sqlite:///{(opts.data_dir / 'ledger.db').resolve()}"
             engine = make_engine(url)
             store = TokenStore(engine)
@@ -413,7 +419,7 @@ class Demo:
                     for token_id in self.tokens:
                         store.revoke(token_id)
                 engine.dispose()
-        except (DemoError, RedemptionError, httpx.HTTPError, OSError) as exc:
+        except (DemoError, RedemptionError, httpx.HTTPError, OSError, SQLAlchemyError) as exc:
             self.step("failed", str(exc), ok=False)
         finally:
             api.close()
