@@ -12,7 +12,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="10^5 instead of 10^6 entries")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--only", default="core", help="comma list of: core, grpc")
+    parser.add_argument("--only", default="core", help="comma list of: core, grpc, agent")
     args = parser.parse_args()
     backends = args.backends.split(",")
     big = 100_000 if args.quick else 1_000_000
@@ -25,6 +25,10 @@ def main() -> None:
             from benchmarks import ledger_core
 
             tables += ledger_core.run(big, backends)
+        elif part == "agent":
+            from benchmarks import agent
+
+            tables += agent.run(backends, quick=args.quick)
         elif part == "grpc":
             from benchmarks import grpc
 
