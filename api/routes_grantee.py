@@ -42,10 +42,11 @@ from ledger import grants as grants_mod
 from ledger import settlement, vouchers
 from ledger.errors import Denied, InvalidInput, NotFound
 from ledger.policy import current_policy
-from ledger.settlement import parse_period
+from ledger.settlement import FIRST_YEAR, LAST_YEAR, parse_period
 from ledger.state import LedgerState
 from ledger.store.tokens import Principal
 from ledger.timeutil import SHANGHAI, format_time, parse_time, shanghai_end, shanghai_start
+from ledger.uscc import validate as validate_uscc
 
 READ_ROLES = ("grantee", "auditor", "admin")
 PROOF = "/v1/log/proof/inclusion?index={}"
@@ -616,6 +617,12 @@ def _window(
     if period is not None:
         found = parse_period(period)
         return found.start, found.end
+    for name, day in (("from", start), ("to", end)):
+        if day is not None and not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise InvalidInput(
+                f"{name}: {day} is outside the years {FIRST_YEAR}-{LAST_YEAR}",
+                reason="MALFORMED_PERIOD",
+            )
     if start is not None and end is not None and end < start:
         raise InvalidInput(f"to ({end}) is before from ({start})", reason="MALFORMED_PERIOD")
     return (
@@ -915,7 +922,7 @@ def my_history_xlsx(
 
 def _entity_of(principal: Principal, uscc: str) -> str:
     check_entity(principal, uscc)
-    return uscc
+    return validate_uscc(uscc)  # a wrong check character is a 400, not an empty answer
 
 
 @router.get("/v1/entities/{uscc}/vouchers", response_model=EntityVouchers)

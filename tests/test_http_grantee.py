@@ -386,6 +386,8 @@ def test_history_filters_by_centre_period_dates_and_usage(world: dict[str, Any])
         {"from": "2023-13-01"},
         {"period": "2023", "from": "2023-01-01"},
         {"from": "2023-10-02", "to": "2023-10-01"},
+        {"from": "0001-01-01"},
+        {"to": "9999-12-31"},
         {"basis": "other"},
         {"limit": 0},
     ):
@@ -458,3 +460,13 @@ def test_the_documented_shapes_are_the_served_ones(world: dict[str, Any]) -> Non
     ]
     for documented, answer in zip(blocks, served, strict=True):
         assert _keys(documented) == _keys(answer)
+
+
+def test_a_malformed_uscc_is_a_400(world: dict[str, Any]) -> None:
+    client = world["client"]
+    uscc = world["b"]
+    wrong = uscc[:-1] + ("0" if uscc[-1] != "0" else "1")  # a wrong check character
+    answer = client.get(f"/v1/entities/{wrong}/vouchers", headers=world["tokens"]["auditor"])
+    assert answer.status_code == 400 and answer.json()["reason"] == "INVALID_USCC"
+    answer = client.get("/v1/entities/123/history", headers=world["tokens"]["auditor"])
+    assert answer.status_code == 400
