@@ -485,6 +485,8 @@ def _print_report(report: Any, limit: int) -> None:
         for s in report.statements
     )
     head.add_row("statements", statements or "none for this period")
+    if report.unsettled:
+        head.add_row("not yet settled", f"{report.unsettled} claims after the latest statement")
     if report.explained:
         reasons = ", ".join(
             f"{n} {reason}" for reason, n in _reasons(report.explained).most_common()

@@ -35,8 +35,9 @@ kind                   meaning
 ``statement-...``      a settlement statement line with no claim (``statement-unknown``),
                        a line whose amounts differ from the claim (``statement-differs``),
                        a statement whose total is not the sum of its lines
-                       (``statement-total``), a claim of the period on no statement of the
-                       period (``not-on-statement``)
+                       (``statement-total``), a claim of the period recorded before the
+                       period's latest statement but on none (``not-on-statement``); claims
+                       recorded after it are counted as not yet settled, not as differences
 ====================== ===================================================================
 """
 
@@ -172,6 +173,7 @@ class Statement:
     total_subsidy_fen: int
     total_cost_fen: int
     lines: tuple[StatementLine, ...]
+    log_index: int = 0  # the statement.issue entry: claims before it should be on it
 
     @classmethod
     def of(cls, message: Any) -> Statement:
@@ -192,6 +194,7 @@ class Statement:
                 )
                 for x in message.lines
             ),
+            message.log_index,
         )
 
 
@@ -253,6 +256,7 @@ class Report:
     statements: list[Statement] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     explained: list[Difference] = field(default_factory=list)
+    unsettled: int = 0  # claims of the period recorded after its latest statement
 
     @property
     def ok(self) -> bool:
@@ -282,6 +286,7 @@ class Report:
             ],
             "differences": [d.__dict__ for d in self.differences],
             "explained": [d.__dict__ for d in self.explained],
+            "unsettled": self.unsettled,
             "ok": self.ok,
         }
 
@@ -548,14 +553,18 @@ def _statements(
                     )
                 )
     if by == "claimed":
+        latest = max(s.log_index for s in chosen)
         for rid in sorted(in_scope - on_statement):
             claim = claims[rid]
+            if claim.log_index > latest:
+                report.unsettled += 1  # recorded after the latest statement: settled later
+                continue
             report.differences.append(
                 Difference(
                     "not-on-statement",
                     rid,
-                    f"claimed at {claim.at} (log index {claim.log_index}) but on no statement"
-                    f" of {period.label}",
+                    f"claimed at {claim.at} (log index {claim.log_index}), before the latest"
+                    f" statement of {period.label} (log index {latest}), but on none of them",
                     claim.voucher,
                 )
             )

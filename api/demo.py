@@ -32,8 +32,11 @@ people, gRPC with the centres' certificates and keys for the centres):
    explained cap refusals) and ``suanli audit verify`` of the whole log.
 
 Every run uses fresh applicants, vouchers and record ids, so it can be run again; its
-files (exports, mappings, outboxes) stay in ``<data dir>/demo/<run>/``. Without a service
-at ``--http``, the demo starts ``suanli serve`` on the data dir and stops it at the end.
+files (exports, mappings) stay in ``<data dir>/demo/<run>/``, and the agents keep their
+records in the centres' own outboxes (``<data dir>/centres/<id>/outbox.db``, where
+``suanli center run`` keeps them), so ``suanli center reconcile`` sees them afterwards.
+Without a service at ``--http``, the demo starts ``suanli serve`` on the data dir and
+stops it at the end.
 Exit status 0 when every step worked, 1 otherwise.
 
 ``sample_sacct`` and ``sample_events`` make the metering output (also used by the agent's
@@ -706,7 +709,9 @@ class Demo:
             "nscc-cd": f"sacct:{sources['nscc-cd']}",
             "cd-icc": f"events:{sources['cd-icc']}",
         }
-        outboxes = {c: workdir / f"{c}-outbox.db" for c in CENTRES}
+        # The centres' own outboxes (what `suanli center run` uses by default), so that
+        # `suanli center reconcile` afterwards sees the demo's records as the centre's.
+        outboxes = {c: opts.data_dir / "centres" / c / "outbox.db" for c in CENTRES}
         results: dict[str, Any] = {}
         logging.getLogger("suanli.agent").setLevel(logging.WARNING)
 

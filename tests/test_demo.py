@@ -159,4 +159,5 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "suanli demo" not in tokens.stdout
     runs = sorted(p for p in (data_dir / "demo").iterdir() if p.is_dir())
     assert len(runs) == 2
-    assert (runs[0] / "nscc-cd-sacct.log").exists() and (runs[0] / "nscc-cd-outbox.db").exists()
+    assert (runs[0] / "nscc-cd-sacct.log").exists() and (runs[0] / "cd-icc-events").is_dir()
+    assert (data_dir / "centres" / "nscc-cd" / "outbox.db").exists()

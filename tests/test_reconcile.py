@@ -193,6 +193,7 @@ def test_statement_differences() -> None:
         500,
         2000,
         (StatementLine("j/1", "V-1", 1000, 301), StatementLine("j/9", "V-1", 1000, 150)),
+        log_index=20,
     )
     report = reconcile(
         centre="nscc-cd",
@@ -208,6 +209,35 @@ def test_statement_differences() -> None:
         ("statement-total", ""),
         ("statement-unknown", "j/9"),
     ]
+    # A claim recorded after the period's latest statement is not yet settled: no difference.
+    later = reconcile(
+        centre="nscc-cd",
+        period=Q3,
+        centre_records=[claimed("j/1"), claimed("j/3", 150, 30)],
+        ledger_claims=[ledger("j/1"), ledger("j/3", 150, 30)],
+        statements=[
+            Statement(
+                "nscc-cd.2023-Q3.1", "2023-Q3", 300, 1000,
+                (StatementLine("j/1", "V-1", 1000, 300),), log_index=20,
+            )
+        ],
+    )  # fmt: skip
+    assert later.ok and later.unsettled == 1
+    # An adjustment line (a clawback after settlement) is not compared with the claim.
+    adjusted = Statement(
+        "nscc-cd.2023-Q3.2", "2023-Q3", -100, 0,
+        (StatementLine("j/1", "V-1", 0, -100, "adjustment"),), log_index=25,
+    )  # fmt: skip
+    assert reconcile(
+        centre="nscc-cd",
+        period=Q3,
+        centre_records=[claimed("j/1")],
+        ledger_claims=[ledger("j/1")],
+        statements=[
+            Statement("s1", "2023-Q3", 300, 1000, (StatementLine("j/1", "V-1", 1000, 300),), 20),
+            adjusted,
+        ],
+    ).ok
 
 
 # --- the command, against a real server --------------------------------------------------------
