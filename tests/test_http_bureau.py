@@ -330,3 +330,24 @@ def test_statement_exports_match_the_fold_to_the_fen(world: dict[str, Any]) -> N
     assert facts["补贴金额合计(分)"] == recorded["totals"]["amount_fen"]
     assert facts["日志索引"] == body["index"]
     assert facts["签名密钥"] == service.ledger.keys.log.key_id
+
+
+def test_a_log_with_statements_passes_the_offline_audit(open_service, db_url) -> None:  # type: ignore[no-untyped-def]
+    """`suanli audit verify` replays the fold, statement.issue included, from the database."""
+    from test_audit import audit_verify
+
+    clock = ManualClock(START)
+    service: Service = open_service(db_url, clock=clock)
+    made = populate(service, clock)
+    with TestClient(create_app(service)) as client:
+        for centre, period in (
+            ("nscc-cd", "2023-Q3"),
+            ("nscc-cd", "2023-Q4"),
+            ("cd-icc", "2023-Q3"),
+        ):
+            assert issue(client, made["tokens"]["admin"], centre, period).status_code == 201
+        reverse(service, "job-1")
+        assert issue(client, made["tokens"]["admin"], "nscc-cd", "2023-Q4").status_code == 201
+    code, out = audit_verify(db_url, service.ledger.keys.log.verifier.vkey)
+    assert code == 0, out
+    assert out.startswith(f"OK: {service.ledger.store.size()} entries")
