@@ -436,3 +436,26 @@ def test_center_run_gives_up_with_exit_3(grpc_env: GrpcEnv, tmp_path: Path) -> N
     )  # fmt: skip
     assert result.exit_code == 3, result.output
     assert "still pending" in result.output
+
+
+def test_docs_centre_names_real_options() -> None:
+    """docs/centre.md: every option its usage blocks name exists on the command, and its
+    table of transient failures is the agent's."""
+    import re
+
+    import typer
+
+    from adapters.agent import TRANSIENT_CODES, TRANSIENT_REASONS
+
+    doc = (Path(__file__).parent.parent / "docs" / "centre.md").read_text(encoding="utf-8")
+    group = typer.main.get_command(app)
+    for name in ("run", "reconcile"):
+        block = doc.split(f"suanli center {name} --", 1)[1].split("```", 1)[0]
+        named = set(re.findall(r"--[a-z][a-z-]*", "--" + block))
+        command = group.commands[name]  # type: ignore[attr-defined]
+        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        assert named <= known, f"{name}: {sorted(named - known)} not options"
+    row = next(line for line in doc.splitlines() if line.startswith("| `UNAVAILABLE`"))
+    listed = set(re.findall(r"`([A-Z_]+)`", row.split("|")[1]))
+    assert listed == {c.name for c in TRANSIENT_CODES}
+    assert all(f"`{reason}`" in doc for reason in TRANSIENT_REASONS)
