@@ -11,8 +11,11 @@ at once. Then the ledger is checked against the source record by record:
 * every record of the export is in the outbox with an answer, nothing is left pending;
 * the log holds exactly one claim entry per claimed record, and none for a refused one;
 * each answer in the outbox is the ledger's (subsidy and log index);
-* a clean run of the same records, in order, on a copy of the seeded database gives the
+* a clean run of the same records, in order, by the fold alone on the seeded log gives the
   same subsidy for every record, the same refusals, and so the same total.
+
+On SQLite and on PostgreSQL (where a killed server's open transaction is rolled back by
+the database).
 
 One voucher is small, so its cap is reached during the run and its later records are
 refused CAP_EXHAUSTED: order matters there, and the kills must not change it.
@@ -52,6 +55,7 @@ from api.bootstrap import open_ledger
 from api.config import Settings
 from api.demo import sample_sacct
 from api.devpki import ensure_dev_pki
+from api.keystore import load_centre_keys
 from ledger import claims
 from ledger.entry import Entry
 from ledger.errors import LedgerError
@@ -75,8 +79,8 @@ def _free_port() -> int:
 class World:
     tmp: Path
     data_dir: Path
-    db_path: Path
-    clean_db: Path
+    db_url: str
+    seeded: list[bytes]  # the seeded log's entries, for the clean run
     source: Path
     mapping: Path
     outbox: Path
@@ -84,10 +88,6 @@ class World:
     http_port: int = field(default_factory=_free_port)
     started: float = field(default_factory=time.monotonic)
     logs: list[Path] = field(default_factory=list)
-
-    @property
-    def db_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
 
     def clock_now(self) -> str:
         """The service clock: START + 5 min, running since the world was made."""
@@ -163,14 +163,11 @@ def _wait_serving(world: World, process: subprocess.Popen[bytes], timeout: float
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """A seeded ledger (four vouchers, one small), an export and a mapping file; a copy
-    of the seeded database for the clean run."""
+def world(tmp_path: Path, db_url: str) -> Iterator[World]:
+    """A seeded ledger (four vouchers, one small) on SQLite or PostgreSQL, an export and
+    a mapping file; the seeded log's entries for the clean run."""
     data_dir = tmp_path / "data"
-    db_path = tmp_path / "ledger.db"
-    service = open_ledger(
-        Settings(data_dir=data_dir, db=f"sqlite:///{db_path}"), clock=ManualClock(START)
-    )
+    service = open_ledger(Settings(data_dir=data_dir, db=db_url), clock=ManualClock(START))
     seed_round(service.ledger)
     small = 500_000  # 5 000 元: reached during the run, later records refused CAP_EXHAUSTED
     accounts = {
@@ -179,11 +176,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         "astro": issue_voucher(service.ledger, "ai-model"),
         "small": issue_voucher(service.ledger, "industry", amount_fen=small, face_value_fen=small),
     }
+    seeded = [data for _, data in service.ledger.store.iter_entries(0)]
     service.close()
     ensure_dev_pki(data_dir)
-    clean_db = tmp_path / "clean.db"
-    with sqlite3.connect(db_path) as src, sqlite3.connect(clean_db) as dst:
-        src.backup(dst)
 
     lines = sample_sacct(
         JOBS,
@@ -197,7 +192,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     mapping = tmp_path / "accounts.json"
     mapping.write_text(json.dumps({"accounts": accounts}), encoding="utf-8")
-    yield World(tmp_path, data_dir, db_path, clean_db, source, mapping, tmp_path / "outbox.db")
+    yield World(tmp_path, data_dir, db_url, seeded, source, mapping, tmp_path / "outbox.db")
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -209,40 +204,37 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 def _clean_run(world: World) -> dict[str, int | str]:
-    """The same records claimed in order, in-process, on the seeded copy: record id ->
-    subsidy, or the refusal reason."""
+    """The same records claimed in order by the fold alone, in memory, on the seeded log:
+    record id -> subsidy, or the refusal reason."""
+    from ledger.state import LedgerState, apply
+
     mapping = AccountMap.load(world.mapping)
     rates = RateBook.load()
     with world.source.open(encoding="utf-8") as lines:
         parsed = parse_sacct(lines, centre=CENTRE, accounts=mapping)
-    service = open_ledger(
-        Settings(data_dir=world.data_dir, db=f"sqlite:///{world.clean_db}"),
-        clock=ManualClock(START + timedelta(minutes=6)),
-    )
-    key = service.centre_keys[CENTRE]
+    state = LedgerState()
+    for data in world.seeded:
+        apply(state, Entry.from_bytes(data))
+    key = load_centre_keys(world.data_dir)[CENTRE]
+    at = format_time(START + timedelta(minutes=6))
     answers: dict[str, int | str] = {}
-    try:
-        for i in range(0, len(parsed.records), 500):
-            with service.ledger.transaction() as tx:
-                for usage in parsed.records[i : i + 500]:
-                    body = claims.claim_body(
-                        centre=CENTRE,
-                        record_id=usage.record_id,
-                        voucher=str(mapping.voucher_for(usage.account)),
-                        resource=usage.resource,
-                        quantity=usage.quantity,
-                        start=usage.start,
-                        end=usage.end,
-                        cost_fen=rates.cost(usage),
-                    )
-                    try:
-                        done = tx.append(tx.sign("claim", body, key))
-                    except LedgerError as refusal:
-                        answers[usage.record_id] = refusal.reason
-                    else:
-                        answers[usage.record_id] = int(done.result["subsidy_fen"])
-    finally:
-        service.close()
+    for usage in parsed.records:
+        body = claims.claim_body(
+            centre=CENTRE,
+            record_id=usage.record_id,
+            voucher=str(mapping.voucher_for(usage.account)),
+            resource=usage.resource,
+            quantity=usage.quantity,
+            start=usage.start,
+            end=usage.end,
+            cost_fen=rates.cost(usage),
+        )
+        try:
+            result = apply(state, Entry("claim", at, body).signed(key))
+        except LedgerError as refusal:
+            answers[usage.record_id] = refusal.reason
+        else:
+            answers[usage.record_id] = int(result["subsidy_fen"])
     return answers
 
 
