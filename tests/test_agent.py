@@ -459,3 +459,39 @@ def test_docs_centre_names_real_options() -> None:
     listed = set(re.findall(r"`([A-Z_]+)`", row.split("|")[1]))
     assert listed == {c.name for c in TRANSIENT_CODES}
     assert all(f"`{reason}`" in doc for reason in TRANSIENT_REASONS)
+
+
+def test_sacct_command_on_a_schedule(grpc_env: GrpcEnv, tmp_path: Path) -> None:
+    """``sacct-cmd:`` runs a command each cycle; with an interval, jobs that appear in a
+    later cycle are claimed then, and the ones already claimed are not sent again."""
+    import threading
+
+    voucher = grpc_env.voucher("industry")
+    export = write_sacct(tmp_path / "jobs.log", 30, ["chem"], gpu_share=0.0, extras=False)
+    first = export.read_text().splitlines()
+    export.write_text("\n".join(first[:20]) + "\n", encoding="utf-8")
+    agent = make_agent(grpc_env, tmp_path, {"chem": voucher}, [f"sacct-cmd:cat {export}"])
+    cycles: list[tuple[int, int]] = []
+    second = threading.Event()
+
+    def on_cycle(ingest: Any, submitted: Any) -> None:
+        cycles.append((ingest.added, submitted.claimed))
+        if len(cycles) == 1:  # sacct now shows the jobs that ended since
+            export.write_text("\n".join(first) + "\n", encoding="utf-8")
+        else:
+            agent.stop()
+            second.set()
+
+    thread = threading.Thread(target=lambda: agent.run(interval=1.0, on_cycle=on_cycle))
+    thread.start()
+    assert second.wait(60)
+    thread.join(30)
+    (added, claimed), (more, claimed_more) = cycles[:2]
+    assert 0 < added == claimed < 30 and more == claimed_more == 30 - added
+    assert agent.outbox.counts()["claimed"] == 30 == len(ledger_claims(grpc_env))
+    agent.close()
+
+    broken = make_agent(grpc_env, tmp_path, {}, ["sacct-cmd:false"], outbox=tmp_path / "x.db")
+    with pytest.raises(AgentError, match="exited with 1"):
+        broken.ingest()
+    broken.close()
