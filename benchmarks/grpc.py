@@ -411,10 +411,17 @@ class Measured:
     server_cpu: float  # seconds of server CPU during the phase
     load: float  # 1-minute load average when the phase started
     commits: int  # transactions (one signed checkpoint each) the server committed meanwhile
+    machine_cpu: float  # CPU seconds all processes on the machine used during the phase
 
     @property
     def rate(self) -> float:
         return self.outcome.ok / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def other_cpu(self) -> float:
+        """Cores busy with neither the server nor the clients (PostgreSQL, other users)."""
+        other = self.machine_cpu - self.server_cpu - self.outcome.cpu
+        return max(0.0, other) / self.seconds if self.seconds else 0.0
 
     @property
     def per_commit(self) -> float:
@@ -424,6 +431,13 @@ class Measured:
     def cpu_per_claim(self) -> float:
         done = self.outcome.ok + self.outcome.refused
         return self.server_cpu / done if done else 0.0
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time all processes have used so far (``/proc/stat``, idle and iowait excluded)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def checkpoint_count(url: str) -> Callable[[], int]:
@@ -487,6 +501,7 @@ def run_phase(
     for _ in processes:
         go.put(start_at)
     cpu_before, commits_before = server.cpu_seconds(), commits()
+    machine_before = machine_cpu_seconds()
     total = Outcome(first=start_at)
     for _ in processes:
         try:
@@ -501,12 +516,13 @@ def run_phase(
         total.cpu += outcome.cpu
         total.last = max(total.last, outcome.last)
     cpu = server.cpu_seconds() - cpu_before
+    machine = machine_cpu_seconds() - machine_before
     committed = commits() - commits_before
     for process in processes:
         process.join(30)
     if total.errors and not total.ok:
         raise RuntimeError(f"{phase.name}: {total.errors[0]}")
-    return Measured(phase, total, total.last - start_at, cpu, load, committed)
+    return Measured(phase, total, total.last - start_at, cpu, load, committed, machine)
 
 
 def seeded_centre(n: int) -> str:
@@ -644,6 +660,7 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
             "server CPU / claim",
             "server CPU use",
             "client CPU use",
+            "other CPU use",
             "load avg at start",
         ],
     )
@@ -692,6 +709,7 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
                 f"{m.cpu_per_claim * 1e6:.0f} µs",
                 f"{m.server_cpu / m.seconds:.0%}" if m.seconds else "n/a",
                 f"{o.cpu / m.seconds:.0%}" if m.seconds else "n/a",
+                f"{m.other_cpu:.0%}",
                 f"{m.load:.2f}",
             )
             rates.notes += [f"{name} {m.phase.name}: {error}" for error in o.errors[:2]]
@@ -716,7 +734,9 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
         f"{os.cpu_count()} cores shared by the server, its database and the client processes; "
         f"load average before the run {load[0]:.2f}. Server CPU / claim: the server "
         "process's user+system time over the phase divided by the claims it answered; CPU use: "
-        "that time (or the clients' processes' together) over the phase's wall time."
+        "that time (or the clients' processes' together) over the phase's wall time; other CPU: "
+        "every other process on the machine (PostgreSQL's backends, other users' jobs), from "
+        "/proc/stat, in cores (100% = one core)."
     )
     rates.notes.append(
         f"Claim ×{c}: {c} callers in {min(c, 4)} processes, closed loop; ClaimStream ×n: n "
