@@ -317,36 +317,6 @@ def test_auditor_signs_in_and_checks_listed_entries(
     assert page_errors(driver) == []
 
 
-def test_views_without_their_api_say_so(browser: Any, base_url: str, service: Service) -> None:
-    """Grantee and bureau views show a clear "not available" while their endpoints are absent."""
-    from selenium.webdriver.common.by import By
-
-    app = create_app(service)
-    paths = {getattr(r, "path", "") for r in app.routes}
-    token, _ = service.tokens.create("admin", label="browser")
-    driver = browser
-    driver.get(base_url + "/#grantee")
-    driver.execute_script("sessionStorage.setItem('suanli.token', arguments[0])", token)
-    for view, endpoint in (("grantee", "/v1/me/vouchers"), ("bureau", "/v1/bureau/budget")):
-        if endpoint in paths:
-            continue  # the view's own test covers it once its API exists
-        driver.get(f"{base_url}/#{view}")
-        driver.refresh()
-        status = wait_for(
-            driver,
-            lambda d, v=view: (
-                d.find_element(By.ID, f"{v}-status")
-                if "尚未开放" in d.find_element(By.ID, f"{v}-status").text
-                else None
-            ),
-            f"the {view} view's notice",
-        )
-        assert "Not available yet" in status.text
-        screenshot(driver, f"{view}-unavailable")
-    driver.execute_script("sessionStorage.clear()")
-    assert page_errors(driver) == []
-
-
 def test_signed_note_checks_in_the_browser(browser: Any, base_url: str) -> None:
     """The page's Ed25519 signed-note check against Python-signed checkpoints, with a key whose
     base64 contains '+' (a page that split the key string at every '+' failed on these)."""
