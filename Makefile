@@ -1,16 +1,18 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    the service on the embedded SQLite default (keys and policy created on first run)
 #   make test   every test, ruff and mypy (PostgreSQL tests use a throwaway database)
+# Every dependency, the build backend and the gRPC code generator included, is installed at
+# the exact version and hash in requirements.lock; `make lock` refreshes it from pyproject.toml.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint bench protos
+.PHONY: run test lint bench protos lock
 
-$(BIN)/suanli: pyproject.toml
+$(BIN)/suanli: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 run: $(BIN)/suanli
@@ -30,3 +32,7 @@ bench: $(BIN)/suanli
 
 protos: $(BIN)/suanli
 	$(BIN)/python -m api.protos
+
+lock: $(BIN)/suanli
+	$(BIN)/uv pip compile pyproject.toml requirements-build.in --extra dev --universal \
+	  --python-version 3.11 --generate-hashes --quiet -o requirements.lock
