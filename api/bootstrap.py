@@ -18,10 +18,10 @@ from ledger import claims
 from ledger.keys import Signer
 from ledger.policy import Policy, publish_body
 from ledger.store.db import make_engine, migrate
-from ledger.store.ledger import Clock, Ledger, Transaction, system_clock
 from ledger.store.log import LogStore
 from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
+from ledger.store.unit_of_work import Clock, FoldedLog, Transaction, system_clock
 from ledger.timeutil import parse_time
 
 
@@ -42,7 +42,7 @@ def publish_round(tx: Transaction, policy: Policy) -> None:
 @dataclass
 class Service:
     settings: Settings
-    ledger: Ledger
+    ledger: FoldedLog
     centre_keys: dict[str, Signer]
     tokens: TokenStore
     _sequencer: Sequencer | None = field(default=None, repr=False)
@@ -86,7 +86,7 @@ def open_ledger(settings: Settings, clock: Clock | None = None) -> Service:
     migrate(engine)
     keys = load_service_keys(settings.data_dir, settings.origin)
     centre_keys = load_centre_keys(settings.data_dir)
-    ledger = Ledger(LogStore(engine), keys, settings.origin, clock)
+    ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)
     ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
     # The fold is replayed lazily (on the first read or write), so that commands that never
@@ -96,7 +96,7 @@ def open_ledger(settings: Settings, clock: Clock | None = None) -> Service:
     return Service(settings, ledger, centre_keys, TokenStore(engine))
 
 
-def write_genesis(ledger: Ledger, centre_keys: dict[str, Signer]) -> None:
+def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:
     keys = ledger.keys
     with ledger.transaction() as tx:
         if tx.next_index != 0:

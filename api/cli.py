@@ -66,19 +66,18 @@ def rebuild(data_dir: DataDir = None, db: Db = None) -> None:
     """Rebuild every projection from the log alone and store it; report where it differs
     from the projection the service had stored (exit status 1 if it does)."""
     from api.bootstrap import open_ledger
-    from ledger.audit import load_fold_modules
     from ledger.entry import Entry
+    from ledger.fold import apply
     from ledger.projection import differences, summary
-    from ledger.state import LedgerState, apply
+    from ledger.state import LedgerState
     from ledger.store.log import load_projection, save_projection
 
-    load_fold_modules()
     with open_ledger(settings_from(data_dir, db)) as service:
         engine = service.ledger.store.engine
         stored = load_projection(engine)
         state, drift = LedgerState(), []
         for index, data in service.ledger.store.iter_entries():
-            apply(state, Entry.from_bytes(data), index)
+            state, _ = apply(state, Entry.from_bytes(data), index)
             if stored is not None and stored[0] == index + 1:
                 drift = differences(stored[1], summary(state))
         values = summary(state)

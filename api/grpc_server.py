@@ -53,7 +53,6 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from suanli.v1 import redemption_pb2 as pb
 
-import ledger.domain  # noqa: F401  (registers every entry rule)
 from api import metrics
 from api.bootstrap import Service
 from api.devpki import CENTRE_URI_PREFIX, TlsFiles, ensure_dev_pki, server_files
@@ -72,8 +71,8 @@ from ledger.errors import (
 )
 from ledger.keys import Verifier
 from ledger.state import LedgerState
-from ledger.store.ledger import Ledger, Transaction
 from ledger.store.sequencer import Sequencer
+from ledger.store.unit_of_work import FoldedLog, Transaction
 from ledger.timeutil import format_time, parse_time
 
 log = logging.getLogger("suanli.grpc")
@@ -280,7 +279,7 @@ class KeyCache:
     the fold when the entry is applied), so positive answers are cached for good.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: FoldedLog) -> None:
         self.ledger = ledger
         self._keys: dict[str, CentreKey] = {}
 

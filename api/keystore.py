@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ledger.keys import Signer
-from ledger.store.ledger import ServiceKeys
+from ledger.store.unit_of_work import ServiceKeys
 
 CENTRES = {"nscc-cd": "国家超算成都中心", "cd-icc": "成都智算中心"}
 

@@ -77,8 +77,8 @@ from ledger.policy import (
     publish_body,
 )
 from ledger.policy import book as policy_book
-from ledger.store.ledger import Appended, Transaction
 from ledger.store.tokens import Principal
+from ledger.store.unit_of_work import Appended, Transaction
 from ledger.timeutil import parse_time
 from ledger.uscc import validate as validate_uscc
 

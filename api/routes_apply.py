@@ -43,8 +43,8 @@ from api.schemas import (
 from ledger import applications, entities
 from ledger.errors import Denied
 from ledger.policy import DEFAULT_POLICY, current_policy
-from ledger.store.ledger import Appended, Transaction
 from ledger.store.tokens import Principal
+from ledger.store.unit_of_work import Appended, Transaction
 from ledger.uscc import validate as validate_uscc
 
 APPLY_ROLES = ("grantee",)

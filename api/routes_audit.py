@@ -30,8 +30,8 @@ from api.auth import bearer, require
 from api.errors import problem_responses
 from ledger import merkle
 from ledger.errors import InvalidInput
-from ledger.store.ledger import Ledger
 from ledger.store.log import LogStore
+from ledger.store.unit_of_work import FoldedLog
 
 AUDIT_ROLES = ("auditor", "admin")
 
@@ -45,8 +45,8 @@ router = APIRouter(
 )
 
 
-def _ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
+def _ledger(request: Request) -> FoldedLog:
+    ledger: FoldedLog = request.app.state.ledger
     return ledger
 
 
@@ -108,7 +108,7 @@ def kind_index(request: Request) -> KindIndex:
     return found
 
 
-def _log_size(ledger: Ledger) -> int:
+def _log_size(ledger: FoldedLog) -> int:
     """The size of the latest checkpoint: what every response here describes."""
     latest = ledger.store.latest_checkpoint()
     return 0 if latest is None else latest[0]

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from api.errors import problem_responses
 from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
-from ledger.store.ledger import Ledger
 from ledger.store.log import load_projection
+from ledger.store.unit_of_work import FoldedLog
 
 router = APIRouter()
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -27,8 +27,8 @@ NO_CACHE = "no-cache"
 MAX_INDEX = 2**63 - 2
 
 
-def _ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
+def _ledger(request: Request) -> FoldedLog:
+    ledger: FoldedLog = request.app.state.ledger
     return ledger
 
 
@@ -36,7 +36,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _latest(ledger: Ledger) -> tuple[int, str]:
+def _latest(ledger: FoldedLog) -> tuple[int, str]:
     latest = ledger.store.latest_checkpoint()
     if latest is None:
         raise NotFound("the log has no checkpoint yet")
@@ -187,7 +187,7 @@ def checkpoints(
     return {"checkpoints": [{"size": s, "note": n} for s, n in rows]}
 
 
-def _checked_size(ledger: Ledger, size: int | None) -> int:
+def _checked_size(ledger: FoldedLog, size: int | None) -> int:
     latest, _ = _latest(ledger)
     if size is None:
         return latest

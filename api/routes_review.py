@@ -30,8 +30,8 @@ from api.schemas import (
     write,
 )
 from ledger import applications
-from ledger.store.ledger import Appended, Transaction
 from ledger.store.tokens import Principal
+from ledger.store.unit_of_work import Appended, Transaction
 
 REVIEW_ROLES = ("reviewer",)
 Reviewer = Annotated[Principal, Depends(require(*REVIEW_ROLES))]

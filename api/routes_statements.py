@@ -38,8 +38,8 @@ from ledger.entry import Entry
 from ledger.errors import LedgerError, NotFound
 from ledger.policy import current_policy
 from ledger.state import LedgerState
-from ledger.store.ledger import Appended, Transaction
 from ledger.store.tokens import Principal
+from ledger.store.unit_of_work import Appended, Transaction
 from ledger.timeutil import SHANGHAI, format_time, parse_time
 
 READ_ROLES = ("admin", "auditor", "centre")

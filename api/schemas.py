@@ -32,8 +32,8 @@ from ledger.errors import Denied
 from ledger.money import format_fen
 from ledger.policy import ENTITY_TYPES, Programme
 from ledger.state import LedgerState
-from ledger.store.ledger import Appended, Transaction
 from ledger.store.tokens import Principal
+from ledger.store.unit_of_work import Appended, Transaction
 
 # --- shared helpers ------------------------------------------------------------------------
 

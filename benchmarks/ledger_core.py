@@ -16,7 +16,7 @@ from api.config import Settings
 from benchmarks.common import BACKENDS, Table, Timer, fmt_ms, fmt_rate, percentile, rate
 from ledger import merkle
 from ledger.entry import Entry
-from ledger.store.ledger import Ledger, Transaction
+from ledger.store.unit_of_work import FoldedLog, Transaction
 
 BATCH = 1000
 SINGLES = 200
@@ -27,7 +27,7 @@ def _note(tx: Transaction, i: int) -> Entry:
     return tx.sign("log.note", {"text": f"benchmark note {i}"}, tx.ledger.keys.service)
 
 
-def append_single(ledger: Ledger, count: int) -> float:
+def append_single(ledger: FoldedLog, count: int) -> float:
     with Timer() as t:
         for i in range(count):
             with ledger.transaction() as tx:
@@ -35,7 +35,7 @@ def append_single(ledger: Ledger, count: int) -> float:
     return rate(count, t.seconds)
 
 
-def append_batched(ledger: Ledger, count: int, batch: int = BATCH) -> float:
+def append_batched(ledger: FoldedLog, count: int, batch: int = BATCH) -> float:
     with Timer() as t:
         for start in range(0, count, batch):
             with ledger.transaction() as tx:
@@ -44,13 +44,13 @@ def append_batched(ledger: Ledger, count: int, batch: int = BATCH) -> float:
     return rate(count, t.seconds)
 
 
-def fill_to(ledger: Ledger, size: int) -> None:
+def fill_to(ledger: FoldedLog, size: int) -> None:
     missing = size - ledger.state.size
     if missing > 0:
         append_batched(ledger, missing, 5000)
 
 
-def proof_latency(ledger: Ledger, samples: int = 1000) -> tuple[list[float], list[float]]:
+def proof_latency(ledger: FoldedLog, samples: int = 1000) -> tuple[list[float], list[float]]:
     size = ledger.store.size()
     read = ledger.store.node_reader()
     rng = random.Random(7)
@@ -81,7 +81,7 @@ def raw_verify_rate(count: int = 20_000) -> float:
     return rate(count, t.seconds)
 
 
-def audit_rate(ledger: Ledger) -> tuple[float, int]:
+def audit_rate(ledger: FoldedLog) -> tuple[float, int]:
     """Entries/s of the offline audit (every check, all cores) over the whole log."""
     from ledger.audit import usable_cores, verify_log
 

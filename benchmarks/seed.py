@@ -19,13 +19,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from api.bootstrap import open_ledger
 from api.config import Settings
 from api.devpki import ensure_dev_pki
 from ledger import applications, claims, entities, vouchers
 from ledger.policy import current_policy
-from ledger.store.ledger import Ledger
+from ledger.store.unit_of_work import FoldedLog
 from ledger.timeutil import format_time, parse_time
 from ledger.usage import UsageRecord
 from ledger.uscc import complete
@@ -89,7 +88,7 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def issue(ledger: Ledger, n: int) -> str:
+def issue(ledger: FoldedLog, n: int) -> str:
     """A new entity, its approved application in PROGRAMME and a voucher; the voucher id."""
     keys = ledger.keys
     uscc = complete(f"91510100MA{7_000_000 + n:07d}")
@@ -132,7 +131,7 @@ def issue(ledger: Ledger, n: int) -> str:
     return voucher
 
 
-def usage_at(ledger: Ledger, centre: str, cost_fen: int = COST_FEN) -> Usage:
+def usage_at(ledger: FoldedLog, centre: str, cost_fen: int = COST_FEN) -> Usage:
     """CPU usage at ``centre`` that its rate card prices at exactly ``cost_fen``."""
     card = claims.book(ledger.refresh()).centres[centre].card_at(USAGE_START)
     if card is None:

@@ -34,7 +34,7 @@ from ledger.policy import (
     current_policy,
     local_text,
 )
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import format_time
 
 OPINIONS = ("approve", "reject")
@@ -302,8 +302,7 @@ def check_eligibility(
     return checked
 
 
-@rule("application.submit", "service")
-def _submit(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_submit(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     body = SubmitBody.read(body_reader(entry))
     policy = current_policy(state, body.round)
     programme = policy.programme(body.programme)
@@ -383,8 +382,7 @@ def submit_body(
 # --- review ------------------------------------------------------------------------------
 
 
-@rule("application.review", "service")
-def _review(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_review(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["application", "district", "reviewer", "opinion"], ["note"])
     app = application_of(state, r.ident("application"))
     district, reviewer = r.text("district", max_len=50), r.text("reviewer", max_len=200)
@@ -436,8 +434,7 @@ def review_body(
 # --- decide ------------------------------------------------------------------------------
 
 
-@rule("application.decide", "issuer")
-def _decide(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_decide(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(
         ["application", "decision", "policy_version"], ["amount_fen", "note"]
     )

@@ -37,7 +37,6 @@ Ed25519 verifications, which dominate, run in the worker processes.
 from __future__ import annotations
 
 import base64
-import importlib
 import math
 import multiprocessing
 import os
@@ -52,32 +51,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from ledger.entry import SIGNING_PREFIX, Entry
 from ledger.errors import LedgerError
+from ledger.fold import apply
 from ledger.keys import Verifier
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 from ledger.note import parse_note
 from ledger.projection import differences, summary
-from ledger.state import LedgerState, apply
+from ledger.state import LedgerState
 
 __all__ = [
-    "FOLD_MODULES",
     "Evidence",
     "Failure",
     "Missing",
     "Report",
-    "load_fold_modules",
     "signed_message",
     "verify_log",
 ]
-
-# Every module whose ``@rule`` handlers make up the fold. The audit imports them all before
-# replaying, so that it decides each entry exactly as the service does; a module that is
-# missing is an error, never skipped (an entry of an unknown kind would then fail the
-# audit, which is right, but the cause would be hidden). ``ledger.domain`` imports every
-# subsidy-domain module (policy, entities, applications, vouchers, claims, grants,
-# corrections). A new module with rules must be imported by one of these;
-# tests/test_audit.py fails while a committed module under ledger/ that registers an
-# ``@rule`` is not loaded.
-FOLD_MODULES: tuple[str, ...] = ("ledger.state", "ledger.domain")
 
 
 def usable_cores() -> int:
@@ -85,12 +73,6 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
-
-
-def load_fold_modules(modules: Sequence[str] = FOLD_MODULES) -> None:
-    """Import every fold module so that its rules are registered; raise if one is missing."""
-    for name in modules:
-        importlib.import_module(name)
 
 
 # --- inputs and results -----------------------------------------------------------------------
@@ -372,7 +354,7 @@ class _Audit:
             return
         self.kinds[entry.kind] += 1
         try:
-            apply(self.state, entry, index)
+            self.state, _ = apply(self.state, entry, index)
         except LedgerError as exc:
             self.fail("fold", f"{entry.kind} refused by the fold: {exc.message}", index)
         except Exception as exc:  # a bug in a rule is still a refusal of this log, with a name
@@ -602,7 +584,6 @@ def verify_log(
     ``projection``: the service's stored projection (size, ``ledger.projection.summary``),
     compared with the replay when the replay reaches that size.
     """
-    load_fold_modules()
     jobs = max(1, jobs if jobs is not None else usable_cores())
     audit = _Audit(genesis_key, origin, jobs, chunk_size)
     audit.projection = projection

@@ -47,7 +47,7 @@ from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, InvalidInput, NotFound, Refused
 from ledger.money import apply_rate, format_fen
 from ledger.policy import CENTRE_KINDS, Price, Reader, body_reader, local_text, read_prices
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import format_time
 from ledger.usage import RESOURCE_UNITS, check_centre_id
 from ledger.vouchers import Voucher, cap_lines, check_usable, voucher_of
@@ -187,8 +187,7 @@ def centre_of(state: LedgerState, centre_id: str) -> Centre:
 # --- centres and rate cards --------------------------------------------------------------
 
 
-@rule("centre.register", "issuer")
-def _centre_register(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_centre_register(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["centre", "name", "kind"])
     centre_id = r.text("centre", max_len=32)
     check_centre_id(centre_id)
@@ -208,8 +207,7 @@ def centre_body(centre: str, name: str, kind: str) -> dict[str, Any]:
     return body
 
 
-@rule("ratecard.publish", "issuer")
-def _ratecard(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_ratecard(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["centre", "version", "effective_from", "prices"], ["note"])
     centre = centre_of(state, r.text("centre", max_len=32))
     version = r.integer("version", minimum=1)
@@ -444,8 +442,7 @@ def _record_claim(
     return dict(record.result)
 
 
-@rule("claim", "centre")
-def _claim(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_claim(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry)
     centre = _centre_matches(r, ctx)
     r.obj(CLAIM_FIELDS)
@@ -512,8 +509,7 @@ def _hold_of(state: LedgerState, centre: str, hold_id: str, now: datetime) -> Ho
     return hold
 
 
-@rule("hold", "centre")
-def _hold(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_hold(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry)
     centre = _centre_matches(r, ctx)
     r.obj(HOLD_FIELDS)
@@ -577,8 +573,7 @@ def hold_body(
     return body
 
 
-@rule("capture", "centre")
-def _capture(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_capture(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry)
     centre = _centre_matches(r, ctx)
     r.obj(CAPTURE_FIELDS)
@@ -626,8 +621,7 @@ def capture_body(
     return body
 
 
-@rule("void", "centre")
-def _void(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_void(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry)
     centre = _centre_matches(r, ctx)
     r.obj(["centre", "hold_id"])

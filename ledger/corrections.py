@@ -33,14 +33,13 @@ from ledger.errors import Conflict, InvalidInput, Refused
 from ledger.grants import grant_of
 from ledger.money import format_fen
 from ledger.policy import Reader, body_reader, local_text
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.vouchers import set_status, vouchers_of
 
 # --- reversal ----------------------------------------------------------------------------
 
 
-@rule("claim.reverse", "issuer")
-def _reverse(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_reverse(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["centre", "record_id", "reason"], ["evidence_sha256"])
     claim = claim_of(state, r.text("centre", max_len=32), r.text("record_id", max_len=128))
     r.text("reason", max_len=1000)
@@ -75,8 +74,7 @@ def reverse_body(
 # --- clawback ----------------------------------------------------------------------------
 
 
-@rule("clawback", "issuer")
-def _clawback(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_clawback(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["target", "amount_fen", "reason", "evidence_sha256"])
     amount = r.fen("amount_fen")
     reason, evidence = r.text("reason", max_len=1000), r.sha256("evidence_sha256")
@@ -158,8 +156,7 @@ def clawback_body(
 # --- blacklisting ------------------------------------------------------------------------
 
 
-@rule("entity.blacklist", "issuer")
-def _blacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_blacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["uscc", "reason", "evidence_sha256"])
     entity = entity_of(state, r.uscc("uscc"))
     reason, evidence = r.text("reason", max_len=1000), r.sha256("evidence_sha256")
@@ -181,8 +178,7 @@ def _blacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     return {"uscc": entity.uscc, "suspended": suspended}
 
 
-@rule("entity.unblacklist", "issuer")
-def _unblacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_unblacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["uscc", "reason"])
     entity = entity_of(state, r.uscc("uscc"))
     reason = r.text("reason", max_len=1000)

@@ -21,7 +21,7 @@ from typing import Any
 from ledger.entry import Entry
 from ledger.errors import Conflict, NotFound
 from ledger.policy import ENTITY_TYPES, Reader, body_reader, local_text
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import format_time, shanghai_date
 
 # 成都市 区(市)县 (GB/T 2260 codes 510104-510185), and the three functional zones that
@@ -170,8 +170,7 @@ def register_body(
     return body
 
 
-@rule("entity.register", "issuer", "service")
-def _register(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_register(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     body = RegisterBody.read(body_reader(entry))
     entities = book(state).entities
     if body.uscc in entities:

@@ -35,7 +35,7 @@ from ledger.entry import Entry
 from ledger.errors import Conflict, NotFound, Refused
 from ledger.money import apply_rate, format_fen
 from ledger.policy import Calculator, Programme, Reader, body_reader, current_policy
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time
 
 
@@ -143,8 +143,7 @@ def grant_lines(
     )
 
 
-@rule("grant.pay", "issuer")
-def _pay(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_pay(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["grant", "application", "amount_fen", "policy_version"])
     grant_id, amount = r.ident("grant"), r.fen("amount_fen")
     app = application_of(state, r.ident("application"))

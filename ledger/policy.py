@@ -39,7 +39,7 @@ from ledger.canonical import MAX_SAFE_INT, canonical_bytes
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
 from ledger.money import BP_PER_UNIT, apply_rate, is_int
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, parse_time, shanghai_end, shanghai_start
 from ledger.usage import RESOURCE_UNITS
 
@@ -1072,8 +1072,7 @@ def publish_body(policy: Policy | Mapping[str, Any]) -> dict[str, Any]:
     return {"policy": parsed.to_json(), "version": parsed.version}
 
 
-@rule("policy.publish", "issuer")
-def _publish(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_publish(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["policy", "version"])
     policy = Policy.from_json(r.child("policy").value)
     stated = r.sha256("version")

@@ -60,7 +60,7 @@ from ledger.claims import book as claim_book
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
 from ledger.policy import Reader, body_reader, current_policy, local_text
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, shanghai_start
 from ledger.vouchers import voucher_of
 
@@ -471,8 +471,7 @@ def _diagnose(
     )
 
 
-@rule("statement.issue", "log")
-def _issue(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_statement(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry, "MALFORMED_BODY").obj(STATEMENT_FIELDS)
     centre = r.text("centre", max_len=32)
     centre_of(state, centre)

@@ -38,15 +38,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from ledger import applications, claims, entities, grants, vouchers
 from ledger import policy as policy_mod
 from ledger.entry import Entry
 from ledger.errors import InvalidInput, LedgerError
+from ledger.fold import apply
 from ledger.keys import Signer
 from ledger.money import format_fen
 from ledger.policy import Policy, Reader
-from ledger.state import LedgerState, Result, apply
+from ledger.state import LedgerState, Result
 from ledger.timeutil import format_time
 from ledger.uscc import ALPHABET, complete, validate
 
@@ -156,7 +156,8 @@ class Simulation:
         self, kind: str, body: Mapping[str, Any], signer: Signer, at: datetime | None = None
     ) -> Result:
         entry = Entry(kind, format_time(at or self.setup_at), dict(body)).signed(signer)
-        return apply(self.state, entry)
+        self.state, result = apply(self.state, entry)
+        return result
 
     def _next(self, prefix: str) -> str:
         self.counter += 1

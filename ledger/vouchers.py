@@ -50,7 +50,7 @@ from ledger.policy import (
     local_text,
     require_rate,
 )
-from ledger.state import Context, LedgerState, Result, rule
+from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time
 
 STATUSES = ("active", "suspended", "revoked", "expired")
@@ -249,8 +249,7 @@ def _refuse(message: str, reason: str, **details: object) -> Refused:
     return Refused(message, reason=reason, details=details)
 
 
-@rule("voucher.issue", "issuer")
-def _issue(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_issue(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     v = _read_issue(body_reader(entry))
     vouchers = book(state)
     if v["voucher"] in vouchers.vouchers:
@@ -498,7 +497,7 @@ _TRANSITIONS = {
 }
 
 
-def _status_change(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+def apply_status_change(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     r = body_reader(entry).obj(["voucher", "reason"], ["evidence_sha256"])
     voucher = voucher_of(state, r.ident("voucher"))
     reason = r.text("reason", max_len=1000)
@@ -544,10 +543,6 @@ def set_status(
     if evidence is not None:
         record["evidence_sha256"] = evidence
     voucher.history.append(record)
-
-
-for _kind in _TRANSITIONS:
-    rule(_kind, "issuer", "service")(_status_change)
 
 
 def status_body(voucher: str, reason: str, evidence_sha256: str | None = None) -> dict[str, Any]:

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from ledger import applications, claims, corrections, entities, grants, vouchers
 from ledger.entry import Entry
 from ledger.errors import LedgerError
+from ledger.fold import apply
 from ledger.keys import Signer
 from ledger.policy import Policy, parse_local, publish_body
-from ledger.state import LedgerState, Result, apply
+from ledger.state import LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, parse_time
 from ledger.uscc import complete
 
@@ -163,7 +163,7 @@ class World:
         self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None
     ) -> Result:
         entry = self.entry(kind, body, *signers, at=at)
-        result = apply(self.state, entry)
+        self.state, result = apply(self.state, entry)
         self.entries.append(entry)
         self.results.append(result)
         return result
@@ -179,7 +179,7 @@ class World:
         """Apply an entry that must be refused with ``reason``; check nothing changed."""
         before = snapshot(self.state)
         with pytest.raises(LedgerError) as caught:
-            apply(self.state, self.entry(kind, body, *signers, at=at))
+            self.state, _ = apply(self.state, self.entry(kind, body, *signers, at=at))
         assert caught.value.reason == reason, caught.value.message
         assert snapshot(self.state) == before, "a refused entry changed the state"
         return caught.value

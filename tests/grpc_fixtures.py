@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from adapters.client import RedemptionClient
 from api.bootstrap import Service, open_ledger
 from api.config import Settings
@@ -27,7 +26,7 @@ from api.devpki import ensure_dev_pki
 from api.grpc_server import GrpcServer
 from ledger import applications, claims, entities, vouchers
 from ledger.policy import Policy, current_policy, publish_body
-from ledger.store.ledger import Ledger
+from ledger.store.unit_of_work import FoldedLog
 from ledger.usage import UsageRecord
 
 START = local("2023-08-20 10:00")  # inside the application window of the 2023 round
@@ -57,7 +56,7 @@ class ManualClock:
 # --- the round, through the log ------------------------------------------------------------
 
 
-def seed_round(ledger: Ledger) -> None:
+def seed_round(ledger: FoldedLog) -> None:
     """Publish the packaged policy, register its centres and rate cards (once)."""
     keys = ledger.keys
     ledger.refresh()
@@ -78,7 +77,7 @@ _serial = iter(range(1, 1_000_000))
 
 
 def issue_voucher(
-    ledger: Ledger,
+    ledger: FoldedLog,
     programme: str = "industry",
     *,
     amount_fen: int | None = None,
@@ -134,14 +133,14 @@ def issue_voucher(
     return voucher_id
 
 
-def set_voucher_status(ledger: Ledger, voucher: str, kind: str) -> None:
+def set_voucher_status(ledger: FoldedLog, voucher: str, kind: str) -> None:
     """voucher.suspend / .revoke / .expire / .reinstate, by the issuer."""
     with ledger.transaction() as tx:
         tx.append(tx.sign(kind, vouchers.status_body(voucher, "test"), ledger.keys.issuer))
 
 
 def usage_for(
-    ledger: Ledger,
+    ledger: FoldedLog,
     centre: str,
     cost_fen: int,
     record_id: str,
@@ -161,7 +160,7 @@ def usage_for(
     )
 
 
-def cost_of(ledger: Ledger, usage: UsageRecord) -> int:
+def cost_of(ledger: FoldedLog, usage: UsageRecord) -> int:
     card = claims.book(ledger.refresh()).centres[usage.centre].card_at(usage.start)
     assert card is not None
     return int(card.prices[usage.resource].cost(usage.quantity))
@@ -180,7 +179,7 @@ class GrpcEnv:
     clients: list[RedemptionClient] = field(default_factory=list)
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> FoldedLog:
         return self.service.ledger
 
     @property

@@ -47,7 +47,6 @@ from domain_helpers import local
 from grpc_fixtures import START, ManualClock, issue_voucher, seed_round
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from adapters.agent import RateBook
 from adapters.mapping import AccountMap
 from adapters.slurm import parse_sacct
@@ -206,7 +205,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def _clean_run(world: World) -> dict[str, int | str]:
     """The same records claimed in order by the fold alone, in memory, on the seeded log:
     record id -> subsidy, or the refusal reason."""
-    from ledger.state import LedgerState, apply
+    from ledger.fold import apply
+    from ledger.state import LedgerState
 
     mapping = AccountMap.load(world.mapping)
     rates = RateBook.load()
@@ -214,7 +214,7 @@ def _clean_run(world: World) -> dict[str, int | str]:
         parsed = parse_sacct(lines, centre=CENTRE, accounts=mapping)
     state = LedgerState()
     for data in world.seeded:
-        apply(state, Entry.from_bytes(data))
+        state, _ = apply(state, Entry.from_bytes(data))
     key = load_centre_keys(world.data_dir)[CENTRE]
     at = format_time(START + timedelta(minutes=6))
     answers: dict[str, int | str] = {}
@@ -230,7 +230,7 @@ def _clean_run(world: World) -> dict[str, int | str]:
             cost_fen=rates.cost(usage),
         )
         try:
-            result = apply(state, Entry("claim", at, body).signed(key))
+            state, result = apply(state, Entry("claim", at, body).signed(key))
         except LedgerError as refusal:
             answers[usage.record_id] = refusal.reason
         else:

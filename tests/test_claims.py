@@ -18,6 +18,7 @@ from domain_helpers import World, local, sha, wan
 
 from ledger.claims import (
     capture_body,
+    claim_body,
     claims_of_centre,
     claims_of_voucher,
     hold_body,
@@ -626,7 +627,7 @@ def test_vector_bodies_are_what_the_builders_make() -> None:
     doc = {v["kind"]: v["body"] for v in _doc_vectors()["vectors"]}
     claim = doc["claim"]
     assert (
-        claims_builders()["claim"](
+        claim_body(
             centre=claim["centre"],
             record_id=claim["record_id"],
             voucher=claim["voucher"],
@@ -668,9 +669,3 @@ def test_vector_bodies_are_what_the_builders_make() -> None:
     card = Policy.load().rate_cards[0].prices
     assert card["gpu:a100"].cost(claim["quantity"]) == claim["cost_fen"]
     assert card["gpu:910b"].cost(cap["quantity"]) == cap["cost_fen"]
-
-
-def claims_builders() -> dict[str, Any]:
-    from ledger.domain import BUILDERS
-
-    return BUILDERS

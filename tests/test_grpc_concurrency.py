@@ -27,7 +27,6 @@ import pytest
 from grpc_fixtures import START, ManualClock, issue_voucher, seed_round, usage_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from adapters.client import ClaimItem, RedemptionClient, RedemptionError
 from api.bootstrap import open_ledger
 from api.config import Settings
@@ -35,7 +34,8 @@ from api.devpki import ensure_dev_pki
 from ledger import caps as caps_mod
 from ledger import claims
 from ledger.entry import Entry
-from ledger.state import LedgerState, apply
+from ledger.fold import apply
+from ledger.state import LedgerState
 from ledger.timeutil import format_time
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -248,7 +248,7 @@ def test_two_processes_32_clients_never_overspend(two_servers: dict[str, object]
     try:
         state = LedgerState()
         for index, data in audit.ledger.store.iter_entries(0):
-            apply(state, Entry.from_bytes(data), index)
+            state, _ = apply(state, Entry.from_bytes(data), index)
     finally:
         audit.close()
     book = claims.book(state)

@@ -38,7 +38,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pg import throwaway_database
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from api.app import create_app
 from api.bootstrap import Service, open_ledger
 from api.config import Settings

@@ -28,7 +28,6 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import OKPKey
 
-import ledger.domain  # noqa: F401  (registers every rule)
 from api.app import create_app
 from api.bootstrap import Service
 from ledger import claims

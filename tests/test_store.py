@@ -13,7 +13,7 @@ from ledger.checkpoint import open_checkpoint
 from ledger.entry import Entry
 from ledger.errors import Denied, InvalidInput
 from ledger.keys import Signer
-from ledger.store.ledger import Ledger
+from ledger.store.unit_of_work import FoldedLog
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def fresh(open_service):  # type: ignore[no-untyped-def]
     return lambda _tmp, url: open_service(url).ledger
 
 
-def register_key(ledger: Ledger, name: str) -> int:
+def register_key(ledger: FoldedLog, name: str) -> int:
     with ledger.transaction() as tx:
         body = {"vkey": Signer.generate(name).verifier.vkey, "roles": ["service"]}
         return tx.append(tx.sign("key.register", body, ledger.keys.log)).index
@@ -144,7 +144,7 @@ def test_concurrent_writers_commit_in_index_order(fresh, tmp_path: Path, db_url:
     done = threading.Event()
     gaps: list[tuple[int, int]] = []
 
-    def write(ledger: Ledger, w: int) -> None:
+    def write(ledger: FoldedLog, w: int) -> None:
         try:
             for i in range(per_writer):
                 register_key(ledger, f"w{w}-{i}")

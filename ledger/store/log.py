@@ -21,6 +21,7 @@ from ledger.store.schema import checkpoints, log_entries, log_nodes, projection
 
 # Any constant works; it names suanli's append lock among the database's advisory locks.
 APPEND_LOCK_KEY = 0x7375616E6C69  # "suanli"
+PROJECTION_LOCK_KEY = APPEND_LOCK_KEY + 1
 _NODE_BATCH = 500
 
 
@@ -193,7 +194,13 @@ def save_projection(engine: Engine, size: int, values: Mapping[str, int]) -> Non
     rows = [{"name": SIZE_ROW, "value": size}] + [
         {"name": n, "value": v} for n, v in sorted(values.items())
     ]
-    with engine.begin() as conn:
+    conn = engine.connect()
+    if engine.dialect.name == "sqlite":
+        conn = conn.execution_options(sqlite_immediate=True)
+    with conn, conn.begin():
+        # Two processes saving at once would interleave their delete and insert.
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PROJECTION_LOCK_KEY})")
         conn.execute(projection.delete())
         conn.execute(insert(projection), rows)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import LedgerError
-from ledger.store.ledger import Ledger, Transaction
+from ledger.store.unit_of_work import FoldedLog, Transaction
 
 Work = Callable[[Transaction], Any]
 
@@ -40,7 +40,7 @@ class _Request:
 
 
 class Sequencer:
-    def __init__(self, ledger: Ledger, max_batch: int = 500, linger: float = 0.002) -> None:
+    def __init__(self, ledger: FoldedLog, max_batch: int = 500, linger: float = 0.002) -> None:
         self.ledger = ledger
         self.max_batch = max_batch
         self.linger = linger

@@ -22,9 +22,10 @@ from typing import Any
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entry import Entry
 from ledger.errors import LedgerError
+from ledger.fold import apply
 from ledger.keys import Signer
 from ledger.registry import verify_entry_signatures
-from ledger.state import LedgerState, Result, apply
+from ledger.state import LedgerState, Result
 from ledger.store.log import LogStore, LogWriter
 from ledger.timeutil import format_time
 
@@ -66,7 +67,7 @@ class Batch:
 
 
 class Transaction:
-    def __init__(self, ledger: Ledger, writer: LogWriter) -> None:
+    def __init__(self, ledger: FoldedLog, writer: LogWriter) -> None:
         self.ledger = ledger
         self.writer = writer
         self.batch = Batch()
@@ -92,7 +93,7 @@ class Transaction:
         if not signatures_checked and self._signed_here.pop(id(entry), None) is not entry:
             verify_entry_signatures(self.ledger.state.registry, entry)
         leaf = entry.to_bytes()
-        result = apply(self.ledger.state, entry, self.writer.size)
+        self.ledger.state, result = apply(self.ledger.state, entry, self.writer.size)
         self.ledger.dirty = True  # state now differs from the committed log until commit
         self.writer.append(leaf)
         done = Appended(self.writer.size - 1, entry, result)
@@ -106,7 +107,7 @@ class Transaction:
         return entry
 
 
-class Ledger:
+class FoldedLog:
     def __init__(
         self, store: LogStore, keys: ServiceKeys, origin: str, clock: Clock = system_clock
     ) -> None:
@@ -133,7 +134,7 @@ class Ledger:
 
     def _catch_up_from(self, entries: Iterator[tuple[int, bytes]]) -> None:
         for index, data in entries:
-            apply(self.state, Entry.from_bytes(data), index)
+            self.state, _ = apply(self.state, Entry.from_bytes(data), index)
 
     @contextmanager
     def reading(self) -> Iterator[LedgerState]:

@@ -1,0 +1,124 @@
+"""The fold: ledger state is the log, applied entry by entry.
+
+``apply`` is the single place where an entry's meaning is decided. The service runs it
+before appending (a refusal raises and nothing is written) and the auditor runs the same
+function over the whole log (a raise there means the log holds an entry the rules forbid).
+It is deterministic: it reads no clock and no storage. Time comes from the entries: the
+effective time of entry *i* is ``max(at_i, effective time of i-1)``, so that expiry and
+windows never run backwards when authors' clocks differ by a little.
+
+:data:`RULES` is the one list of entry kinds: for each, the roles whose keys may sign it
+and the handler that checks and applies it. A new entry kind is a handler in its domain
+module and a line here; nothing is registered by importing a module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ledger import (
+    applications,
+    claims,
+    corrections,
+    entities,
+    grants,
+    policy,
+    settlement,
+    vouchers,
+)
+from ledger.entry import Entry
+from ledger.errors import InvalidInput
+from ledger.registry import RegisteredKey
+from ledger.state import Context, Handler, LedgerState, Result, Rule
+from ledger.timeutil import parse_time
+
+# --- the log's own entries: its key and the key registry ------------------------------------
+
+
+def apply_genesis(state: LedgerState, entry: Entry, ctx: Context) -> None:
+    state.registry.genesis(entry, ctx.index)
+
+
+def apply_rotate(state: LedgerState, entry: Entry, ctx: Context) -> None:
+    state.registry.rotate(entry, ctx.index)
+
+
+def apply_key_register(state: LedgerState, entry: Entry, ctx: Context) -> None:
+    state.registry.register(entry, ctx.index)
+
+
+def apply_key_retire(state: LedgerState, entry: Entry, ctx: Context) -> None:
+    state.registry.retire(entry, ctx.index)
+
+
+def apply_note(state: LedgerState, entry: Entry, ctx: Context) -> None:
+    """A signed remark in the log (an operator's annotation: maintenance, incident, notice)."""
+    text = entry.body.get("text")
+    if not isinstance(text, str) or not text or len(text) > 4000:
+        raise InvalidInput("log.note: body.text must be a string of 1..4000 characters")
+
+
+def _rule(handler: Handler, *roles: str) -> Rule:
+    return Rule(frozenset(roles) if roles else None, handler)
+
+
+_VOUCHER_STATUS = _rule(vouchers.apply_status_change, "issuer", "service")
+
+RULES: Mapping[str, Rule] = {
+    # the log and its keys (genesis and rotation authorise their signers themselves)
+    "log.genesis": _rule(apply_genesis),
+    "log.rotate": _rule(apply_rotate),
+    "key.register": _rule(apply_key_register, "registry"),
+    "key.retire": _rule(apply_key_retire, "registry"),
+    "log.note": _rule(apply_note, "registry", "issuer", "service"),
+    # the round: policy, centres, rate cards
+    "policy.publish": _rule(policy.apply_publish, "issuer"),
+    "centre.register": _rule(claims.apply_centre_register, "issuer"),
+    "ratecard.publish": _rule(claims.apply_ratecard, "issuer"),
+    # entities and applications
+    "entity.register": _rule(entities.apply_register, "issuer", "service"),
+    "entity.blacklist": _rule(corrections.apply_blacklist, "issuer"),
+    "entity.unblacklist": _rule(corrections.apply_unblacklist, "issuer"),
+    "application.submit": _rule(applications.apply_submit, "service"),
+    "application.review": _rule(applications.apply_review, "service"),
+    "application.decide": _rule(applications.apply_decide, "issuer"),
+    # vouchers and grants
+    "voucher.issue": _rule(vouchers.apply_issue, "issuer"),
+    "voucher.suspend": _VOUCHER_STATUS,
+    "voucher.reinstate": _VOUCHER_STATUS,
+    "voucher.revoke": _VOUCHER_STATUS,
+    "voucher.expire": _VOUCHER_STATUS,
+    "grant.pay": _rule(grants.apply_pay, "issuer"),
+    # redemption at the centres
+    "claim": _rule(claims.apply_claim, "centre"),
+    "hold": _rule(claims.apply_hold, "centre"),
+    "capture": _rule(claims.apply_capture, "centre"),
+    "void": _rule(claims.apply_void, "centre"),
+    # corrections and settlement
+    "claim.reverse": _rule(corrections.apply_reverse, "issuer"),
+    "clawback": _rule(corrections.apply_clawback, "issuer"),
+    "statement.issue": _rule(settlement.apply_statement, "log"),
+}
+
+
+def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[LedgerState, Result]:
+    """Check ``entry`` against ``state`` and, if it is allowed, apply it as entry ``index``.
+
+    Returns the state after the entry and the entry's result; raises a ``LedgerError`` if
+    the rules refuse it.
+    """
+    index = state.size if index is None else index
+    if index != state.size:
+        raise InvalidInput(f"entry {index} applied to a state of size {state.size}")
+    found = RULES.get(entry.kind)
+    if found is None:
+        raise InvalidInput(f"unknown entry kind {entry.kind!r}", reason="UNKNOWN_KIND")
+    at = parse_time(entry.at)
+    moment = at if state.time is None or at > state.time else state.time
+    signers: tuple[RegisteredKey, ...] = ()
+    if found.roles is not None:
+        signers = tuple(state.registry.authorise(entry, index, found.roles))
+    result = found.handle(state, entry, Context(index, moment, signers)) or {}
+    state.size = index + 1
+    state.time = moment
+    return state, result
