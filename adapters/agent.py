@@ -56,8 +56,9 @@ from adapters.outbox import Answer, Claimed, Outbox, OutboxRecord, Refusal, Row,
 from adapters.slurm import ParseResult, parse_sacct
 from ledger.errors import InvalidInput
 from ledger.keys import Signer
-from ledger.policy import Price, Reader, parse_local, read_prices
-from ledger.timeutil import format_time, parse_time
+from ledger.policy import Price, read_prices
+from ledger.reader import Reader
+from ledger.timeutil import format_time, parse_local, parse_time
 from ledger.usage import UsageRecord
 
 log = logging.getLogger("suanli.agent")

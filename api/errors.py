@@ -17,7 +17,8 @@ STATUS: dict[str, tuple[int, grpc.StatusCode]] = {
     "exhausted": (422, grpc.StatusCode.RESOURCE_EXHAUSTED),
     "denied": (403, grpc.StatusCode.PERMISSION_DENIED),
     "unauthenticated": (401, grpc.StatusCode.UNAUTHENTICATED),
-    "internal": (500, grpc.StatusCode.DATA_LOSS),
+    "internal": (500, grpc.StatusCode.INTERNAL),
+    "data_loss": (500, grpc.StatusCode.DATA_LOSS),
 }
 ERROR_DOMAIN = "suanli.ledger"
 PROBLEM_BASE = "https://suanli.localhost/problems/"

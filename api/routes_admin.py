@@ -68,15 +68,9 @@ from ledger import applications, claims, corrections, entities, grants, vouchers
 from ledger.credential import issuer_jwk
 from ledger.entities import DISTRICTS, BadRecord
 from ledger.errors import Conflict, InvalidInput, Refused
-from ledger.policy import (
-    DEFAULT_POLICY,
-    Policy,
-    Programme,
-    Reader,
-    current_policy,
-    publish_body,
-)
+from ledger.policy import DEFAULT_POLICY, Policy, Programme, current_policy, publish_body
 from ledger.policy import book as policy_book
+from ledger.reader import Reader
 from ledger.store.tokens import Principal
 from ledger.store.unit_of_work import Appended, Transaction
 from ledger.timeutil import parse_time

@@ -164,7 +164,7 @@ def _last_claim(state: LedgerState, held: list[vouchers.Voucher]) -> dict[str, A
     book = claims_mod.book(state)
     latest: claims_mod.ClaimRecord | None = None
     for voucher in held:
-        keys = book.by_voucher.get(voucher.id, [])
+        keys = book.by_voucher.get(voucher.id, ())
         if keys:
             record = book.claims[keys[-1]]
             if latest is None or record.index > latest.index:
@@ -297,7 +297,7 @@ def voucher_out(state: LedgerState, voucher: vouchers.Voucher, now: datetime) ->
         "valid_until": view["valid"]["until"],
         "centres": list(voucher.centres),
         "caps": remaining,
-        "last_bound_by": voucher.last_bound_by,
+        "last_bound_by": vouchers.book(state).last_bound_by.get(voucher.id),
         "claims": len(records),
         "subsidy_fen": sum(r.net_fen for r in records),
         "log_index": voucher.log_index,

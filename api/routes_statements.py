@@ -325,7 +325,7 @@ def pending(
                 raise
             found = settlement.parse_period(period)
             taken = settlement.book(state).sequences.get((centre, found.text), 0)
-            previous = settlement.book(state).by_centre.get(centre, [])
+            previous = settlement.book(state).by_centre.get(centre, ())
             body = {
                 "statement": None,
                 "centre": centre,

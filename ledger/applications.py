@@ -17,30 +17,25 @@ Each records the policy version it was made under.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
+
+from immutables import Map
 
 from ledger.entities import entity_of
 from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, InvalidInput, NotFound, Refused
 from ledger.money import format_fen
-from ledger.policy import (
-    Condition,
-    Policy,
-    Programme,
-    Reader,
-    body_reader,
-    current_policy,
-    local_text,
-)
+from ledger.policy import Condition, Policy, Programme, current_policy
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import format_time
+from ledger.timeutil import format_time, local_text
 
 OPINIONS = ("approve", "reject")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Review:
     index: int
     at: datetime
@@ -50,7 +45,7 @@ class Review:
     note: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     index: int
     at: datetime
@@ -61,7 +56,7 @@ class Decision:
     policy_version: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Application:
     id: str
     round: str
@@ -96,7 +91,10 @@ class Application:
 
 @dataclass
 class ApplicationBook:
-    applications: dict[str, Application] = field(default_factory=dict)
+    applications: Map[str, Application] = field(default_factory=Map)
+
+    def put(self, application: Application) -> None:
+        self.applications = self.applications.set(application.id, application)
 
 
 def book(state: LedgerState) -> ApplicationBook:
@@ -328,7 +326,7 @@ def apply_submit(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         state, policy, programme, body.applicant, inputs, body.attestations, ctx.time
     )
     # mutate
-    apps[body.application] = Application(
+    book(state).put(Application(
         id=body.application,
         round=body.round,
         programme=body.programme,
@@ -340,7 +338,7 @@ def apply_submit(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         index=ctx.index,
         at=ctx.time,
         policy_version=policy.version,
-    )
+    ))  # fmt: skip
     return {
         "application": body.application,
         "district": entity.district,
@@ -409,7 +407,8 @@ def apply_review(state: LedgerState, entry: Entry, ctx: Context) -> Result:
             reason="ALREADY_REVIEWED",
         )
     # mutate
-    app.review = Review(ctx.index, ctx.time, district, reviewer, opinion, note)
+    review = Review(ctx.index, ctx.time, district, reviewer, opinion, note)
+    book(state).put(replace(app, review=review))
     return {"application": app.id, "opinion": opinion}
 
 
@@ -492,9 +491,8 @@ def apply_decide(state: LedgerState, entry: Entry, ctx: Context) -> Result:
                         reason="RANK_TAKEN",
                     )
     # mutate
-    app.decision = Decision(
-        ctx.index, ctx.time, decision, amount, entitlement, note, policy.version
-    )
+    decided = Decision(ctx.index, ctx.time, decision, amount, entitlement, note, policy.version)
+    book(state).put(replace(app, decision=decided))
     return {
         "application": app.id,
         "decision": decision,
@@ -577,9 +575,12 @@ def application_view(state: LedgerState, application_id: str) -> dict[str, Any]:
 
 
 def applications_of(state: LedgerState, uscc: str) -> list[str]:
-    return [a.id for a in book(state).applications.values() if a.applicant == uscc]
+    """The entity's applications, in log order."""
+    found = [a for a in book(state).applications.values() if a.applicant == uscc]
+    return [a.id for a in sorted(found, key=lambda a: a.index)]
 
 
 def applications_in_district(state: LedgerState, district: str) -> list[str]:
-    """What a district reviewer sees: the applications from its own 区县."""
-    return [a.id for a in book(state).applications.values() if a.district == district]
+    """What a district reviewer sees: the applications from its own 区县, in log order."""
+    found = [a for a in book(state).applications.values() if a.district == district]
+    return [a.id for a in sorted(found, key=lambda a: a.index)]

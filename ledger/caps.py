@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from immutables import Map
 
 from ledger.errors import CapExhausted
 from ledger.money import format_fen
@@ -131,7 +133,7 @@ def decide(
 
 def voucher_year(anchor: datetime, moment: datetime) -> int:
     """The 1-based voucher year of ``moment``, years counted from ``anchor`` (0 if before)."""
-    from ledger.policy import add_years
+    from ledger.timeutil import add_years
 
     if moment < anchor:
         return 0
@@ -175,7 +177,7 @@ def lines_for(
 # --- the book ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Charge:
     """An amount counted against ``lines``: a claim, a grant, a hold or a forfeit."""
 
@@ -191,11 +193,14 @@ class Charge:
 
 @dataclass
 class CapBook:
-    used: dict[Key, int] = field(default_factory=dict)  # claims, grants, forfeits
-    held: dict[Key, int] = field(default_factory=dict)  # open holds (including expired, unswept)
-    charges: dict[str, Charge] = field(default_factory=dict)
-    expiring: list[tuple[datetime, str]] = field(default_factory=list)  # open holds by expiry
-    seen: dict[Key, int | None] = field(default_factory=dict)  # every key ever counted: limit
+    """The counters. Persistent collections: a draft's copy changes them by putting new
+    values in (see ``ledger.state``)."""
+
+    used: Map[Key, int] = field(default_factory=Map)  # claims, grants, forfeits
+    held: Map[Key, int] = field(default_factory=Map)  # open holds (including expired, unswept)
+    charges: Map[str, Charge] = field(default_factory=Map)
+    expiring: tuple[tuple[datetime, str], ...] = ()  # open holds, sorted by expiry
+    seen: Map[Key, int | None] = field(default_factory=Map)  # every key ever counted: limit
 
     # reading ----------------------------------------------------------------------------
 
@@ -239,11 +244,6 @@ class CapBook:
         adjust = self.adjustments(now, releasing)
         return decide(wanted, [(line, self.remaining(line, adjust)) for line in lines], unbound)
 
-    def held_on(self, key: Key, now: datetime) -> int:
-        return self.held.get(key, 0) - sum(
-            c.amount for c in self.expired(now) if any(line.key == key for line in c.lines)
-        )
-
     # changing (call only after every check has passed) ------------------------------------
 
     def sweep(self, now: datetime) -> list[str]:
@@ -271,26 +271,46 @@ class CapBook:
             for line in lines:
                 if line.limit is not None and self.counted(line.key) + amount > line.limit:
                     raise RuntimeError(f"charge {charge_id} would exceed cap {line.key}")
-        counter = self.held if kind == "hold" else self.used
-        for line in lines:
-            _add(counter, line.key, amount)
-            self.seen[line.key] = line.limit
+        self._count(kind, lines, amount)
+        with self.seen.mutate() as seen:
+            for line in lines:
+                seen[line.key] = line.limit
+            self.seen = seen.finish()
         charge = Charge(charge_id, kind, tuple(lines), amount, expires_at)
-        self.charges[charge_id] = charge
+        self.charges = self.charges.set(charge_id, charge)
         if kind == "hold":
             assert expires_at is not None
-            bisect.insort(self.expiring, (expires_at, charge_id))
+            item = (expires_at, charge_id)
+            at = bisect.bisect(self.expiring, item)
+            self.expiring = (*self.expiring[:at], item, *self.expiring[at:])
         return charge
+
+    def _count(self, kind: str, lines: Iterable[CapLine], delta: int) -> None:
+        """Add ``delta`` to the counter of every line (held for holds, else used); a
+        counter at zero is dropped, so that equal books have equal maps."""
+        counter = self.held if kind == "hold" else self.used
+        with counter.mutate() as changed:
+            for line in lines:
+                value = changed.get(line.key, 0) + delta
+                if value:
+                    changed[line.key] = value
+                else:
+                    changed.pop(line.key, None)
+            counter = changed.finish()
+        if kind == "hold":
+            self.held = counter
+        else:
+            self.used = counter
 
     def release(self, charge_id: str) -> int:
         """Stop counting a charge entirely; return its amount."""
-        charge = self.charges.pop(charge_id)
-        counter = self.held if charge.kind == "hold" else self.used
-        for line in charge.lines:
-            _add(counter, line.key, -charge.amount)
+        charge = self.charges[charge_id]
+        self.charges = self.charges.delete(charge_id)
+        self._count(charge.kind, charge.lines, -charge.amount)
         if charge.kind == "hold":
             assert charge.expires_at is not None
-            self.expiring.remove((charge.expires_at, charge_id))
+            at = bisect.bisect_left(self.expiring, (charge.expires_at, charge_id))
+            self.expiring = self.expiring[:at] + self.expiring[at + 1 :]
         return charge.amount
 
     def reduce(self, charge_id: str, amount: int, forfeit_id: str | None) -> None:
@@ -301,9 +321,8 @@ class CapBook:
             raise RuntimeError("bad reduction")
         if forfeit_id is not None and forfeit_id in self.charges:
             raise RuntimeError(f"charge {forfeit_id} exists")
-        for line in charge.lines:
-            _add(self.used, line.key, -amount)
-        charge.amount -= amount
+        self._count(charge.kind, charge.lines, -amount)
+        self.charges = self.charges.set(charge_id, replace(charge, amount=charge.amount - amount))
         if forfeit_id is not None and amount:
             holder = [line for line in charge.lines if line.name in HOLDER_CAPS]
             self.charge(forfeit_id, "forfeit", holder, amount)
@@ -330,9 +349,9 @@ class CapBook:
                 counter[line.key] = counter.get(line.key, 0) + charge.amount
                 if line.limit is not None:  # each charge was checked against its own limit
                     limits[line.key] = max(limits.get(line.key, line.limit), line.limit)
-        if {k: v for k, v in used.items() if v} != self.used:
+        if {k: v for k, v in used.items() if v} != dict(self.used):
             problems.append("used counters differ from the charges")
-        if {k: v for k, v in held.items() if v} != self.held:
+        if {k: v for k, v in held.items() if v} != dict(self.held):
             problems.append("held counters differ from the charges")
         for key, limit in limits.items():
             if used.get(key, 0) + held.get(key, 0) > limit:
@@ -340,15 +359,6 @@ class CapBook:
                     f"cap {key} exceeded: {used.get(key, 0) + held.get(key, 0)} > {limit}"
                 )
         return problems
-
-
-def _add(counter: dict[Key, int], key: Key, delta: int) -> None:
-    """Adjust a counter; a counter at zero is dropped, so equal books have equal dicts."""
-    value = counter.get(key, 0) + delta
-    if value:
-        counter[key] = value
-    else:
-        counter.pop(key, None)
 
 
 def book(state: LedgerState) -> CapBook:

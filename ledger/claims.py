@@ -37,18 +37,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from immutables import Map
+from pyrsistent import PVector, pvector
+
 from ledger import caps as caps_mod
+from ledger import vouchers
 from ledger.caps import Decision
 from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, InvalidInput, NotFound, Refused
-from ledger.money import apply_rate, format_fen
-from ledger.policy import CENTRE_KINDS, Price, Reader, body_reader, local_text, read_prices
+from ledger.money import apply_rate
+from ledger.policy import CENTRE_KINDS, Price, read_prices
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import format_time
+from ledger.timeutil import format_time, local_text
 from ledger.usage import RESOURCE_UNITS, check_centre_id
 from ledger.vouchers import Voucher, cap_lines, check_usable, voucher_of
 
@@ -86,13 +91,13 @@ class RateCard:
     index: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Centre:
     id: str
     name: str
     kind: str
     index: int
-    rate_cards: list[RateCard] = field(default_factory=list)
+    rate_cards: tuple[RateCard, ...] = ()
 
     def card_at(self, moment: datetime) -> RateCard | None:
         found = None
@@ -102,7 +107,7 @@ class Centre:
         return found
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClaimRecord:
     centre: str
     record_id: str
@@ -126,7 +131,7 @@ class ClaimRecord:
         return 0 if self.reversed_index is not None else self.subsidy_fen - self.clawed_back_fen
 
 
-@dataclass
+@dataclass(frozen=True)
 class Hold:
     centre: str
     hold_id: str
@@ -150,11 +155,32 @@ class Hold:
 
 @dataclass
 class ClaimBook:
-    centres: dict[str, Centre] = field(default_factory=dict)
-    claims: dict[tuple[str, str], ClaimRecord] = field(default_factory=dict)
-    holds: dict[tuple[str, str], Hold] = field(default_factory=dict)
-    by_voucher: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    holds_by_voucher: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    centres: Map[str, Centre] = field(default_factory=Map)
+    claims: Map[tuple[str, str], ClaimRecord] = field(default_factory=Map)
+    holds: Map[tuple[str, str], Hold] = field(default_factory=Map)
+    by_voucher: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
+    by_centre: Map[str, PVector[str]] = field(default_factory=Map)  # record ids, in log order
+    holds_by_voucher: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
+
+    def put_centre(self, centre: Centre) -> None:
+        self.centres = self.centres.set(centre.id, centre)
+
+    def put_claim(self, record: ClaimRecord) -> None:
+        """Record a claim, or replace it with its corrected self (same centre and record)."""
+        key = (record.centre, record.record_id)
+        if key not in self.claims:
+            listed = self.by_voucher.get(record.voucher, pvector())
+            self.by_voucher = self.by_voucher.set(record.voucher, listed.append(key))
+            of_centre = self.by_centre.get(record.centre, pvector())
+            self.by_centre = self.by_centre.set(record.centre, of_centre.append(record.record_id))
+        self.claims = self.claims.set(key, record)
+
+    def put_hold(self, hold: Hold) -> None:
+        key = (hold.centre, hold.hold_id)
+        if key not in self.holds:
+            listed = self.holds_by_voucher.get(hold.voucher, pvector())
+            self.holds_by_voucher = self.holds_by_voucher.set(hold.voucher, listed.append(key))
+        self.holds = self.holds.set(key, hold)
 
 
 def book(state: LedgerState) -> ClaimBook:
@@ -192,10 +218,9 @@ def apply_centre_register(state: LedgerState, entry: Entry, ctx: Context) -> Res
     centre_id = r.text("centre", max_len=32)
     check_centre_id(centre_id)
     name, kind = r.text("name", max_len=200), r.choice("kind", CENTRE_KINDS)
-    centres = book(state).centres
-    if centre_id in centres:
+    if centre_id in book(state).centres:
         raise Conflict(f"centre {centre_id} is already registered", reason="CENTRE_EXISTS")
-    centres[centre_id] = Centre(centre_id, name, kind, ctx.index)
+    book(state).put_centre(Centre(centre_id, name, kind, ctx.index))
     return {"centre": centre_id}
 
 
@@ -226,7 +251,8 @@ def apply_ratecard(state: LedgerState, entry: Entry, ctx: Context) -> Result:
             f"({format_time(last.effective_from)})",
             reason="RATECARD_VERSION",
         )
-    centre.rate_cards.append(RateCard(centre.id, version, effective, prices, ctx.index))
+    card = RateCard(centre.id, version, effective, prices, ctx.index)
+    book(state).put_centre(replace(centre, rate_cards=(*centre.rate_cards, card)))
     return {"centre": centre.id, "version": version}
 
 
@@ -411,6 +437,18 @@ def _record_claim(
 ) -> dict[str, Any]:
     """Mutate: charge the caps and record the claim. Call only after every check."""
     caps = caps_mod.book(state)
+    charge_id = f"claim:{centre}:{plan.usage.record_id}"
+    caps.charge(charge_id, "claim", plan.lines, plan.decision.amount)
+    result = {
+        "subsidy_fen": plan.decision.amount,
+        "cost_fen": plan.usage.cost_fen,
+        "rate_bp": plan.voucher.rate_bp,
+        "bound_by": plan.decision.bound_by,
+        "voucher_balance_fen": caps.remaining(plan.lines[0], caps.adjustments(ctx.time)),
+        "policy_version": plan.policy_version,
+        "voucher": plan.voucher.id,
+        "record_id": plan.usage.record_id,
+    }
     record = ClaimRecord(
         centre=centre,
         record_id=plan.usage.record_id,
@@ -419,27 +457,16 @@ def _record_claim(
         at=ctx.time,
         kind=entry.kind,
         body=dict(entry.body),
-        result={},
+        result=result,
         subsidy_fen=plan.decision.amount,
         hold_id=hold_id,
     )
-    caps.charge(record.charge_id, "claim", plan.lines, plan.decision.amount)
-    balance = caps.remaining(plan.lines[0], caps.adjustments(ctx.time))
-    record.result = {
-        "subsidy_fen": plan.decision.amount,
-        "cost_fen": plan.usage.cost_fen,
-        "rate_bp": plan.voucher.rate_bp,
-        "bound_by": plan.decision.bound_by,
-        "voucher_balance_fen": balance,
-        "policy_version": plan.policy_version,
-        "voucher": plan.voucher.id,
-        "record_id": plan.usage.record_id,
-    }
-    claims = book(state)
-    claims.claims[(centre, record.record_id)] = record
-    claims.by_voucher.setdefault(plan.voucher.id, []).append((centre, record.record_id))
-    plan.voucher.last_bound_by = plan.decision.bound_by
-    return dict(record.result)
+    book(state).put_claim(record)
+    voucher_book = vouchers.book(state)
+    voucher_book.last_bound_by = voucher_book.last_bound_by.set(
+        plan.voucher.id, plan.decision.bound_by
+    )
+    return dict(result)
 
 
 def apply_claim(state: LedgerState, entry: Entry, ctx: Context) -> Result:
@@ -542,8 +569,7 @@ def apply_hold(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         centre, hold_id, voucher.id, ctx.index, ctx.time, decision.amount, estimate, expires
     )
     caps.charge(hold.charge_id, "hold", lines, decision.amount, expires)
-    holds[(centre, hold_id)] = hold
-    book(state).holds_by_voucher.setdefault(voucher.id, []).append((centre, hold_id))
+    book(state).put_hold(hold)
     return {
         "hold_id": hold_id,
         "voucher": voucher.id,
@@ -587,7 +613,8 @@ def apply_capture(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     caps = caps_mod.book(state)
     caps.sweep(ctx.time)
     caps.release(hold.charge_id)
-    hold.status, hold.closed_index, hold.record_id = "captured", ctx.index, usage.record_id
+    captured = replace(hold, status="captured", closed_index=ctx.index, record_id=usage.record_id)
+    book(state).put_hold(captured)
     result = _record_claim(state, ctx, entry, centre, plan, hold_id)
     return {**result, "hold_id": hold_id, "held_fen": hold.amount_fen}
 
@@ -632,7 +659,7 @@ def apply_void(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     caps = caps_mod.book(state)
     caps.sweep(ctx.time)
     caps.release(hold.charge_id)
-    hold.status, hold.closed_index = "voided", ctx.index
+    book(state).put_hold(replace(hold, status="voided", closed_index=ctx.index))
     return {"hold_id": hold.hold_id, "released_fen": hold.amount_fen}
 
 
@@ -654,7 +681,7 @@ def close_holds_of(state: LedgerState, voucher_id: str, ctx: Context, status: st
         hold = claims.holds[key]
         if hold.status == "open" and hold.charge_id in caps.charges:
             caps.release(hold.charge_id)
-            hold.status, hold.closed_index = status, ctx.index
+            claims.put_hold(replace(hold, status=status, closed_index=ctx.index))
             closed.append(hold.hold_id)
     return closed
 
@@ -710,7 +737,7 @@ def claims_of_voucher(state: LedgerState, voucher_id: str) -> list[dict[str, Any
 
 def claims_of_centre(state: LedgerState, centre: str) -> list[dict[str, Any]]:
     """A centre's own claims, in log order."""
-    return [claim_view(state, c, r) for (c, r) in book(state).claims if c == centre]
+    return [claim_view(state, centre, r) for r in book(state).by_centre.get(centre, ())]
 
 
 def rate_card_view(
@@ -733,13 +760,3 @@ def rate_card_view(
         },
         "index": card.index,
     }
-
-
-def voucher_claim_total(state: LedgerState, voucher_id: str) -> int:
-    """Net subsidy paid on a voucher (claims less reversals and clawbacks)."""
-    claims = book(state)
-    return sum(claims.claims[k].net_fen for k in claims.by_voucher.get(voucher_id, []))
-
-
-def describe_subsidy(result: Mapping[str, Any]) -> str:
-    return f"{format_fen(int(result['subsidy_fen']))} (bound by {result['bound_by']})"

@@ -23,17 +23,20 @@ the net subsidies and open holds counted against it, plus forfeits.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ledger import caps as caps_mod
+from ledger import claims, entities, grants, vouchers
 from ledger.claims import claim_of
 from ledger.entities import Blacklisting, entity_of
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, Refused
 from ledger.grants import grant_of
 from ledger.money import format_fen
-from ledger.policy import Reader, body_reader, local_text
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
+from ledger.timeutil import local_text
 from ledger.vouchers import set_status, vouchers_of
 
 # --- reversal ----------------------------------------------------------------------------
@@ -55,7 +58,7 @@ def apply_reverse(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     caps = caps_mod.book(state)
     caps.sweep(ctx.time)
     restored = caps.release(claim.charge_id)
-    claim.reversed_index = ctx.index
+    claims.book(state).put_claim(replace(claim, reversed_index=ctx.index))
     return {"centre": claim.centre, "record_id": claim.record_id, "restored_fen": restored}
 
 
@@ -112,9 +115,9 @@ def apply_clawback(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     caps.sweep(ctx.time)
     caps.reduce(charge_id, amount, forfeit_id=f"forfeit:{ctx.index}")
     if target.has("claim"):
-        claim.clawed_back_fen += amount
+        claims.book(state).put_claim(replace(claim, clawed_back_fen=claim.clawed_back_fen + amount))
     else:
-        grant.clawed_back_fen += amount
+        grants.book(state).put(replace(grant, clawed_back_fen=grant.clawed_back_fen + amount))
     return {
         "target": what,
         "clawed_back_fen": amount,
@@ -167,13 +170,21 @@ def apply_blacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
             reason="ALREADY_BLACKLISTED",
         )
     # mutate
-    entity.blacklisted = Blacklisting(ctx.time, ctx.index, reason, evidence)
-    entity.blacklist_history.append((ctx.index, "blacklist", reason))
+    entities.book(state).put(
+        replace(
+            entity,
+            blacklisted=Blacklisting(ctx.time, ctx.index, reason, evidence),
+            blacklist_history=(*entity.blacklist_history, (ctx.index, "blacklist", reason)),
+        )
+    )
     suspended = []
     for voucher in vouchers_of(state, entity.uscc):
         if voucher.status == "active":
-            set_status(voucher, "suspended", ctx.index, "entity.blacklist", reason, evidence)
-            voucher.suspended_by_blacklist = True
+            changed = set_status(
+                voucher, "suspended", ctx.index, "entity.blacklist", reason, evidence,
+                by_blacklist=True,
+            )  # fmt: skip
+            vouchers.book(state).put(changed)
             suspended.append(voucher.id)
     return {"uscc": entity.uscc, "suspended": suspended}
 
@@ -185,12 +196,18 @@ def apply_unblacklist(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     if entity.blacklisted is None:
         raise Conflict(f"entity {entity.uscc} is not blacklisted", reason="NOT_BLACKLISTED")
     # mutate
-    entity.blacklisted = None
-    entity.blacklist_history.append((ctx.index, "unblacklist", reason))
+    entities.book(state).put(
+        replace(
+            entity,
+            blacklisted=None,
+            blacklist_history=(*entity.blacklist_history, (ctx.index, "unblacklist", reason)),
+        )
+    )
     reinstated = []
     for voucher in vouchers_of(state, entity.uscc):
         if voucher.status == "suspended" and voucher.suspended_by_blacklist:
-            set_status(voucher, "active", ctx.index, "entity.unblacklist", reason, None)
+            changed = set_status(voucher, "active", ctx.index, "entity.unblacklist", reason, None)
+            vouchers.book(state).put(changed)
             reinstated.append(voucher.id)
     return {"uscc": entity.uscc, "reinstated": reinstated}
 

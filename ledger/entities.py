@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from immutables import Map
+
 from ledger.entry import Entry
 from ledger.errors import Conflict, NotFound
-from ledger.policy import ENTITY_TYPES, Reader, body_reader, local_text
+from ledger.policy import ENTITY_TYPES
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import format_time, shanghai_date
+from ledger.timeutil import format_time, local_text, shanghai_date
 
 # 成都市 区(市)县 (GB/T 2260 codes 510104-510185), and the three functional zones that
 # run their own 新经济 departments and review applications like a district.
@@ -77,7 +80,7 @@ class Blacklisting:
     evidence_sha256: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entity:
     uscc: str
     name: str
@@ -86,9 +89,7 @@ class Entity:
     records: tuple[BadRecord, ...]
     registered_index: int
     blacklisted: Blacklisting | None = None
-    blacklist_history: list[tuple[int, str, str]] = field(
-        default_factory=list
-    )  # index, action, reason
+    blacklist_history: tuple[tuple[int, str, str], ...] = ()  # index, action, reason
 
     def bad_record_within(self, now: datetime, years: int) -> BadRecord | None:
         """A record dated within ``years`` years before ``now`` (Asia/Shanghai dates)."""
@@ -102,7 +103,10 @@ class Entity:
 
 @dataclass
 class EntityBook:
-    entities: dict[str, Entity] = field(default_factory=dict)
+    entities: Map[str, Entity] = field(default_factory=Map)
+
+    def put(self, entity: Entity) -> None:
+        self.entities = self.entities.set(entity.uscc, entity)
 
 
 def book(state: LedgerState) -> EntityBook:
@@ -172,16 +176,16 @@ def register_body(
 
 def apply_register(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     body = RegisterBody.read(body_reader(entry))
-    entities = book(state).entities
+    found = book(state)
+    entities = found.entities
     if body.uscc in entities:
         raise Conflict(
             f"entity {body.uscc} is already registered "
             f"(entry {entities[body.uscc].registered_index})",
             reason="ENTITY_EXISTS",
         )
-    entities[body.uscc] = Entity(
-        body.uscc, body.name, body.type, body.district, body.records, ctx.index
-    )
+    entity = Entity(body.uscc, body.name, body.type, body.district, body.records, ctx.index)
+    found.entities = entities.set(body.uscc, entity)
     return {"uscc": body.uscc}
 
 
@@ -209,7 +213,3 @@ def entity_view(state: LedgerState, uscc: str) -> dict[str, Any]:
             "evidence_sha256": black.evidence_sha256,
         },
     }
-
-
-def entities_in_district(state: LedgerState, district: str) -> list[str]:
-    return sorted(u for u, e in book(state).entities.items() if e.district == district)

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 class LedgerError(Exception):
     """Base of every error the ledger raises on purpose."""
 
-    kind = "invalid"  # invalid | not_found | conflict | precondition | exhausted | denied
+    # invalid | not_found | conflict | precondition | exhausted | denied | unauthenticated |
+    # internal | data_loss
+    kind = "invalid"
     reason = "INVALID"
 
     def __init__(
@@ -89,5 +91,21 @@ class Unauthenticated(LedgerError):
 class LogCorrupt(LedgerError):
     """Storage no longer holds what the log committed (a row missing or altered)."""
 
-    kind = "internal"
+    kind = "data_loss"
     reason = "LOG_CORRUPT"
+
+
+class InternalError(LedgerError):
+    """A request failed by a bug, not by a rule. The caller gets only the error id; the
+    server's log has the id with the whole exception, so that no internal text leaks."""
+
+    kind = "internal"
+    reason = "INTERNAL"
+
+    def __init__(self, error_id: str) -> None:
+        super().__init__(
+            f"internal error {error_id}: the request was not recorded; "
+            "the operators can find this id in the server log",
+            details={"error_id": error_id},
+        )
+        self.error_id = error_id

@@ -36,19 +36,19 @@ from ledger.timeutil import parse_time
 
 
 def apply_genesis(state: LedgerState, entry: Entry, ctx: Context) -> None:
-    state.registry.genesis(entry, ctx.index)
+    state.edit_registry().genesis(entry, ctx.index)
 
 
 def apply_rotate(state: LedgerState, entry: Entry, ctx: Context) -> None:
-    state.registry.rotate(entry, ctx.index)
+    state.edit_registry().rotate(entry, ctx.index)
 
 
 def apply_key_register(state: LedgerState, entry: Entry, ctx: Context) -> None:
-    state.registry.register(entry, ctx.index)
+    state.edit_registry().register(entry, ctx.index)
 
 
 def apply_key_retire(state: LedgerState, entry: Entry, ctx: Context) -> None:
-    state.registry.retire(entry, ctx.index)
+    state.edit_registry().retire(entry, ctx.index)
 
 
 def apply_note(state: LedgerState, entry: Entry, ctx: Context) -> None:
@@ -105,7 +105,7 @@ def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[L
     """Check ``entry`` against ``state`` and, if it is allowed, apply it as entry ``index``.
 
     Returns the state after the entry and the entry's result; raises a ``LedgerError`` if
-    the rules refuse it.
+    the rules refuse it. ``state`` itself never changes (the handler works on a draft).
     """
     index = state.size if index is None else index
     if index != state.size:
@@ -118,7 +118,6 @@ def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[L
     signers: tuple[RegisteredKey, ...] = ()
     if found.roles is not None:
         signers = tuple(state.registry.authorise(entry, index, found.roles))
-    result = found.handle(state, entry, Context(index, moment, signers)) or {}
-    state.size = index + 1
-    state.time = moment
-    return state, result
+    draft = state.draft()
+    result = found.handle(draft, entry, Context(index, moment, signers)) or {}
+    return draft.seal(index + 1, moment), result

@@ -23,10 +23,13 @@ it pays ``min(amount, every remaining cap)`` and names the cap that bound it, li
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from immutables import Map
+
+from ledger import applications
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import lines_for
@@ -34,7 +37,8 @@ from ledger.entities import entity_of
 from ledger.entry import Entry
 from ledger.errors import Conflict, NotFound, Refused
 from ledger.money import apply_rate, format_fen
-from ledger.policy import Calculator, Programme, Reader, body_reader, current_policy
+from ledger.policy import Calculator, Programme, current_policy
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time
 
@@ -80,7 +84,7 @@ def grant_amount(programme: Programme, inputs: Mapping[str, Any]) -> int:
 # --- grant.pay ---------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Grant:
     id: str
     application: str
@@ -106,7 +110,10 @@ class Grant:
 
 @dataclass
 class GrantBook:
-    grants: dict[str, Grant] = field(default_factory=dict)
+    grants: Map[str, Grant] = field(default_factory=Map)
+
+    def put(self, grant: Grant) -> None:
+        self.grants = self.grants.set(grant.id, grant)
 
 
 def book(state: LedgerState) -> GrantBook:
@@ -197,8 +204,8 @@ def apply_pay(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         policy.version,
     )
     caps.charge(grant.charge_id, "grant", lines, decision.amount)
-    grants.grants[grant_id] = grant
-    app.grant = grant_id
+    book(state).put(grant)
+    applications.book(state).put(replace(app, grant=grant_id))
     return {
         "grant": grant_id,
         "application": app.id,

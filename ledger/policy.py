@@ -17,261 +17,35 @@ policy; applications, decisions, vouchers and claims record the version they wer
 under. A figure the notice leaves open is ``null`` with a note, and what needs it is
 refused with ``POLICY_FIGURE_OPEN`` until a later version sets it.
 
-This module also holds :class:`Reader`, the path-aware reader of parsed JSON that every
-domain module uses for entry bodies, so that a bad field is reported the same way in a
-policy file and in an entry.
+Fields are read with :class:`ledger.reader.Reader`, as in every entry body, so that a bad
+field is reported the same way in a policy file and in an entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ledger import uscc as uscc_mod
+from immutables import Map
+
 from ledger.canonical import MAX_SAFE_INT, canonical_bytes
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
 from ledger.money import BP_PER_UNIT, apply_rate, is_int
+from ledger.reader import Reader, body_reader, kind_of, sha256_hex
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import SHANGHAI, parse_time, shanghai_end, shanghai_start
+from ledger.timeutil import parse_local
 from ledger.usage import RESOURCE_UNITS
 
 DEFAULT_POLICY = "chengdu-2023-31"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
-_LOCAL = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?$")
-
-
-# --- reading JSON with paths -------------------------------------------------------------
-
-
-class Reader:
-    """A parsed JSON value and its path; every accessor raises InvalidInput naming the path.
-
-    ``reason`` is the default machine reason for errors raised through this reader;
-    accessors take their own ``reason`` for fields with a specific one (for example
-    ``MALFORMED_QUANTITY``).
-    """
-
-    def __init__(self, value: Any, path: str = "$", reason: str | None = None) -> None:
-        self.value = value
-        self.path = path
-        self.reason = reason
-
-    def fail(
-        self, message: str, *, name: str | None = None, reason: str | None = None
-    ) -> InvalidInput:
-        where = self.path if name is None else f"{self.path}.{name}"
-        return InvalidInput(
-            f"{where}: {message}", reason=reason or self.reason, details={"field": where}
-        )
-
-    def obj(self, required: Iterable[str] = (), optional: Iterable[str] = ()) -> Reader:
-        """Check that this is an object with every ``required`` member and no unknown one."""
-        if not isinstance(self.value, dict):
-            raise self.fail(f"must be an object, got {_kind(self.value)}")
-        required, optional = tuple(required), tuple(optional)
-        for name in required:
-            if name not in self.value:
-                raise self.fail("is required", name=name)
-        unknown = sorted(set(self.value) - set(required) - set(optional))
-        if unknown:
-            raise self.fail(
-                f"unknown member {unknown[0]!r}; allowed: {sorted(required + optional)}"
-            )
-        return self
-
-    def has(self, name: str) -> bool:
-        return isinstance(self.value, dict) and self.value.get(name) is not None
-
-    def child(self, name: str) -> Reader:
-        if not isinstance(self.value, dict):
-            raise self.fail(f"must be an object, got {_kind(self.value)}")
-        if name not in self.value:
-            raise self.fail("is required", name=name)
-        return Reader(self.value[name], f"{self.path}.{name}", self.reason)
-
-    def opt_child(self, name: str) -> Reader | None:
-        return self.child(name) if self.has(name) else None
-
-    def items(self, name: str, *, nonempty: bool = False) -> list[Reader]:
-        node = self.child(name)
-        if not isinstance(node.value, list):
-            raise node.fail(f"must be a list, got {_kind(node.value)}")
-        if nonempty and not node.value:
-            raise node.fail("must not be empty")
-        return [Reader(v, f"{node.path}[{i}]", self.reason) for i, v in enumerate(node.value)]
-
-    def members(self, name: str) -> dict[str, Reader]:
-        node = self.child(name)
-        if not isinstance(node.value, dict):
-            raise node.fail(f"must be an object, got {_kind(node.value)}")
-        return {k: Reader(v, f"{node.path}.{k}", self.reason) for k, v in node.value.items()}
-
-    # scalars -------------------------------------------------------------------------
-
-    def text(
-        self,
-        name: str,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        max_len: int = 2000,
-        reason: str | None = None,
-    ) -> str:
-        value = self.child(name).value
-        if not isinstance(value, str) or not value:
-            raise self.fail(
-                f"must be a non-empty string, got {_kind(value)}", name=name, reason=reason
-            )
-        if len(value) > max_len:
-            raise self.fail(f"is longer than {max_len} characters", name=name, reason=reason)
-        if pattern is not None and not pattern.match(value):
-            raise self.fail(f"{value!r} does not match {pattern.pattern}", name=name, reason=reason)
-        return value
-
-    def opt_text(self, name: str, **kw: Any) -> str | None:
-        return self.text(name, **kw) if self.has(name) else None
-
-    def ident(self, name: str, *, reason: str | None = None) -> str:
-        """An identifier: 1-64 of ``A-Z a-z 0-9 _ . : -``, starting with a letter or digit."""
-        return self.text(name, pattern=_ID, reason=reason)
-
-    def integer(
-        self,
-        name: str,
-        *,
-        minimum: int | None = 0,
-        maximum: int | None = MAX_SAFE_INT,
-        reason: str | None = None,
-    ) -> int:
-        value = self.child(name).value
-        if not is_int(value):
-            raise self.fail(
-                f"must be an integer, got {_kind(value)} {value!r}", name=name, reason=reason
-            )
-        if minimum is not None and value < minimum:
-            raise self.fail(f"must be at least {minimum}, got {value}", name=name, reason=reason)
-        if maximum is not None and value > maximum:
-            raise self.fail(f"must be at most {maximum}, got {value}", name=name, reason=reason)
-        return int(value)
-
-    def opt_integer(self, name: str, **kw: Any) -> int | None:
-        return self.integer(name, **kw) if self.has(name) else None
-
-    def fen(self, name: str, *, reason: str | None = None) -> int:
-        """A money amount: integer fen, 0..2^53-1."""
-        return self.integer(name, minimum=0, reason=reason)
-
-    def opt_fen(self, name: str) -> int | None:
-        return self.fen(name) if self.has(name) else None
-
-    def bp(self, name: str) -> int:
-        """A rate: integer basis points, 0..10000."""
-        return self.integer(name, minimum=0, maximum=BP_PER_UNIT)
-
-    def boolean(self, name: str) -> bool:
-        value = self.child(name).value
-        if not isinstance(value, bool):
-            raise self.fail(f"must be true or false, got {_kind(value)}", name=name)
-        return value
-
-    def choice(self, name: str, values: Iterable[str], *, reason: str | None = None) -> str:
-        allowed = tuple(values)
-        value = self.child(name).value
-        if value not in allowed:
-            raise self.fail(
-                f"must be one of {list(allowed)}, got {value!r}", name=name, reason=reason
-            )
-        return str(value)
-
-    def sha256(self, name: str) -> str:
-        """A SHA-256 digest as 64 lower-case hex digits."""
-        return self.text(name, pattern=_SHA256)
-
-    def time(self, name: str, *, reason: str | None = None) -> datetime:
-        """An RFC 3339 time, as an aware UTC datetime."""
-        value = self.text(name, max_len=64, reason=reason)
-        try:
-            return parse_time(value)
-        except InvalidInput as exc:
-            raise self.fail(exc.message, name=name, reason=reason) from None
-
-    def day(self, name: str) -> date:
-        """A calendar date ``YYYY-MM-DD``."""
-        value = self.text(name, max_len=10)
-        try:
-            if len(value) != 10:
-                raise ValueError(value)
-            return date.fromisoformat(value)
-        except ValueError:
-            raise self.fail(f"{value!r} is not a date YYYY-MM-DD", name=name) from None
-
-    def uscc(self, name: str) -> str:
-        value = self.child(name).value
-        try:
-            return uscc_mod.validate(value)
-        except InvalidInput as exc:
-            raise InvalidInput(
-                f"{self.path}.{name}: {exc.message}", reason=exc.reason, details=exc.details
-            ) from None
-
-
-_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
-          (list, "a list"), (dict, "an object"))  # fmt: skip
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return next((name for t, name in _KINDS if isinstance(value, t)), type(value).__name__)
-
-
-def body_reader(entry: Entry, reason: str | None = None) -> Reader:
-    """A reader over ``entry.body`` whose errors read ``claim: body.quantity: ...``."""
-    return Reader(entry.body, f"{entry.kind}: body", reason)
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- local times and windows -------------------------------------------------------------
-
-
-def parse_local(text: str, *, end: bool) -> datetime:
-    """An Asia/Shanghai date or ``date T HH:MM`` as a UTC instant.
-
-    A bare date means 00:00 of that day as a start and 24:00 (the next day's 00:00,
-    exclusive) as an end; ``T24:00`` is the end of that day.
-    """
-    match = _LOCAL.match(text)
-    if not match:
-        raise InvalidInput(f"{text!r} is not a local date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM)")
-    try:
-        day = date(int(match[1]), int(match[2]), int(match[3]))
-    except ValueError as exc:
-        raise InvalidInput(f"{text!r} is not a valid date: {exc}") from None
-    if match[4] is None:
-        return shanghai_end(day) if end else shanghai_start(day)
-    hour, minute = int(match[4]), int(match[5])
-    if (hour, minute) == (24, 0):
-        return shanghai_end(day)
-    if hour > 23 or minute > 59:
-        raise InvalidInput(f"{text!r}: the time of day must be 00:00..23:59 or 24:00")
-    return shanghai_start(day) + timedelta(hours=hour, minutes=minute)
-
-
-def local_text(moment: datetime) -> str:
-    """A UTC instant as Asia/Shanghai ``YYYY-MM-DD HH:MM[:SS]`` (for messages)."""
-    local = moment.astimezone(SHANGHAI)
-    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
 
 
 @dataclass(frozen=True)
@@ -310,31 +84,6 @@ class Window:
         if start is not None and start >= end:
             raise r.fail(f"starts at {lo} but ends at {hi}")
         return cls(start, end, lo, hi, r.opt_text("cite"))
-
-
-def add_years(moment: datetime, years: int) -> datetime:
-    """``moment`` plus whole calendar years in Asia/Shanghai (29 Feb -> 28 Feb)."""
-    local = moment.astimezone(SHANGHAI)
-    try:
-        shifted = local.replace(year=local.year + years)
-    except ValueError:
-        shifted = local.replace(year=local.year + years, day=28)
-    return shifted.astimezone(moment.tzinfo)
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """``moment`` plus whole calendar months in Asia/Shanghai (day clipped to the month)."""
-    local = moment.astimezone(SHANGHAI)
-    index = local.year * 12 + local.month - 1 + months
-    year, month = divmod(index, 12)
-    for day in (local.day, 30, 29, 28):
-        try:
-            return local.replace(year=year, month=month + 1, day=min(local.day, day)).astimezone(
-                moment.tzinfo
-            )
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
 
 
 # --- the policy's parts ------------------------------------------------------------------
@@ -927,7 +676,7 @@ def _read_materials(pr: Reader) -> tuple[Material, ...]:
 
 def _str_item(r: Reader) -> str:
     if not isinstance(r.value, str) or not r.value:
-        raise r.fail(f"must be a non-empty string, got {_kind(r.value)}")
+        raise r.fail(f"must be a non-empty string, got {kind_of(r.value)}")
     return r.value
 
 
@@ -1035,9 +784,9 @@ def read_prices(r: Reader) -> dict[str, Price]:
 class PolicyBook:
     """Every published version, and the current one of each round."""
 
-    versions: dict[str, Policy] = field(default_factory=dict)
-    current: dict[str, str] = field(default_factory=dict)  # round -> version
-    published_at: dict[str, int] = field(default_factory=dict)  # version -> log index
+    versions: Map[str, Policy] = field(default_factory=Map)
+    current: Map[str, str] = field(default_factory=Map)  # round -> version
+    published_at: Map[str, int] = field(default_factory=Map)  # version -> log index
 
 
 def book(state: LedgerState) -> PolicyBook:
@@ -1091,9 +840,9 @@ def apply_publish(state: LedgerState, entry: Entry, ctx: Context) -> Result:
             reason="POLICY_EXISTS",
         )
     # mutate
-    found.versions[policy.version] = policy
-    found.current[policy.round] = policy.version
-    found.published_at[policy.version] = ctx.index
+    found.versions = found.versions.set(policy.version, policy)
+    found.current = found.current.set(policy.round, policy.version)
+    found.published_at = found.published_at.set(policy.version, ctx.index)
     return {"round": policy.round, "policy_version": policy.version}
 
 

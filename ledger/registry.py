@@ -17,7 +17,9 @@ The log alone says which key may sign what, and from when to when:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from immutables import Map
 
 from ledger.entry import Entry
 from ledger.errors import Denied, InvalidInput, NotFound
@@ -26,7 +28,7 @@ from ledger.keys import Verifier
 ROLES = frozenset({"log", "registry", "issuer", "service", "centre"})
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegisteredKey:
     verifier: Verifier
     roles: frozenset[str]
@@ -38,7 +40,7 @@ class RegisteredKey:
         return self.from_index <= index and (self.until_index is None or index < self.until_index)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogKeyEpoch:
     """The log key in force for checkpoints of size >= from_size."""
 
@@ -48,9 +50,12 @@ class LogKeyEpoch:
 
 @dataclass
 class KeyRegistry:
-    keys: dict[str, RegisteredKey] = field(default_factory=dict)
+    """Every key the log has registered. Its collections are persistent; only a draft's
+    copy (``LedgerState.edit_registry``) is ever changed, by putting new values in."""
+
+    keys: Map[str, RegisteredKey] = field(default_factory=Map)
     origin: str | None = None
-    log_epochs: list[LogKeyEpoch] = field(default_factory=list)
+    log_epochs: tuple[LogKeyEpoch, ...] = ()
 
     def get(self, key_id: str) -> RegisteredKey:
         try:
@@ -104,7 +109,9 @@ class KeyRegistry:
             raise InvalidInput(f"roles must be a non-empty subset of {sorted(ROLES)}")
         if ("centre" in roles) != (centre is not None):
             raise InvalidInput("a centre key names exactly one centre, other keys none")
-        self.keys[verifier.key_id] = RegisteredKey(verifier, roles, centre, index + 1)
+        self.keys = self.keys.set(
+            verifier.key_id, RegisteredKey(verifier, roles, centre, index + 1)
+        )
 
     def genesis(self, entry: Entry, index: int) -> None:
         if index != 0:
@@ -115,8 +122,9 @@ class KeyRegistry:
             raise Denied("log.genesis must be signed by the log key it names, and only by it")
         self.origin = origin
         self._add(verifier, frozenset({"log", "registry"}), None, index)
-        self.keys[verifier.key_id].from_index = 0  # it signs its own genesis
-        self.log_epochs.append(LogKeyEpoch(verifier, 0))
+        first = replace(self.keys[verifier.key_id], from_index=0)  # it signs its own genesis
+        self.keys = self.keys.set(verifier.key_id, first)
+        self.log_epochs = (LogKeyEpoch(verifier, 0),)
 
     def register(self, entry: Entry, index: int) -> None:
         verifier = Verifier.parse(_str(entry, "vkey"))
@@ -136,7 +144,7 @@ class KeyRegistry:
             raise InvalidInput("the log key is replaced with log.rotate, not retired")
         if key.until_index is not None:
             raise InvalidInput(f"key {key.verifier.key_id} is already retired")
-        key.until_index = index
+        self.keys = self.keys.set(key.verifier.key_id, replace(key, until_index=index))
 
     def rotate(self, entry: Entry, index: int) -> None:
         new = Verifier.parse(_str(entry, "new_key"))
@@ -144,8 +152,8 @@ class KeyRegistry:
         if sorted(s.key for s in entry.sigs) != sorted([old.key_id, new.key_id]):
             raise Denied("log.rotate must be signed by the current and the new log key")
         self._add(new, frozenset({"log", "registry"}), None, index)
-        self.keys[old.key_id].until_index = index + 1
-        self.log_epochs.append(LogKeyEpoch(new, index + 1))
+        self.keys = self.keys.set(old.key_id, replace(self.keys[old.key_id], until_index=index + 1))
+        self.log_epochs = (*self.log_epochs, LogKeyEpoch(new, index + 1))
 
 
 def _str(entry: Entry, name: str) -> str:

@@ -55,13 +55,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NoReturn
 
+from immutables import Map
+from pyrsistent import PVector, pvector
+
 from ledger.claims import ClaimRecord, centre_of
 from ledger.claims import book as claim_book
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
-from ledger.policy import Reader, body_reader, current_policy, local_text
+from ledger.policy import current_policy
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import SHANGHAI, format_time, shanghai_start
+from ledger.timeutil import SHANGHAI, format_time, local_text, shanghai_start
 from ledger.vouchers import voucher_of
 
 CADENCES = ("monthly", "quarterly", "yearly")
@@ -183,12 +187,12 @@ class Statement:
     signed_by: tuple[str, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settled:
     """How much of a claim has been settled, and on which statement lines."""
 
     amount_fen: int
-    lines: list[tuple[str, int, int]] = field(default_factory=list)  # (statement, line, amount)
+    lines: tuple[tuple[str, int, int], ...] = ()  # (statement, line, amount)
 
     @property
     def first(self) -> str:
@@ -197,11 +201,11 @@ class Settled:
 
 @dataclass
 class SettlementBook:
-    statements: dict[str, Statement] = field(default_factory=dict)
-    by_centre: dict[str, list[str]] = field(default_factory=dict)
-    sequences: dict[tuple[str, str], int] = field(default_factory=dict)  # (centre, period)
-    settled: dict[tuple[str, str], Settled] = field(default_factory=dict)  # (centre, record)
-    settled_by_centre: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    statements: Map[str, Statement] = field(default_factory=Map)
+    by_centre: Map[str, PVector[str]] = field(default_factory=Map)
+    sequences: Map[tuple[str, str], int] = field(default_factory=Map)  # (centre, period)
+    settled: Map[tuple[str, str], Settled] = field(default_factory=Map)  # (centre, record)
+    settled_by_centre: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
 
 
 def book(state: LedgerState) -> SettlementBook:
@@ -255,8 +259,10 @@ def pending_lines(state: LedgerState, centre: str, period: Period) -> list[dict[
     settlement = book(state)
     cadences: dict[str, str] = {}
     fresh: list[dict[str, Any]] = []
-    for (c, record_id), record in claim_book(state).claims.items():
-        if c != centre or (c, record_id) in settlement.settled or not period.contains(record.at):
+    claims = claim_book(state)
+    for record_id in claims.by_centre.get(centre, ()):
+        record = claims.claims[(centre, record_id)]
+        if (centre, record_id) in settlement.settled or not period.contains(record.at):
             continue
         if _cadence(state, voucher_of(state, record.voucher).round, cadences) != period.cadence:
             continue
@@ -344,7 +350,7 @@ def _compose(
         return None
     settlement = book(state)
     sequence = settlement.sequences.get((centre, period.text), 0) + 1
-    previous = settlement.by_centre.get(centre, [])
+    previous = settlement.by_centre.get(centre, pvector())
     return {
         "statement": statement_id(centre, period.text, sequence),
         "centre": centre,
@@ -488,26 +494,30 @@ def apply_statement(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     # mutate
     settlement = book(state)
     sid = expected["statement"]
-    settlement.statements[sid] = Statement(
-        sid,
-        centre,
-        period.text,
-        expected["sequence"],
-        ctx.index,
-        ctx.time,
-        expected,
-        tuple(s.verifier.key_id for s in ctx.signers),
+    signers = tuple(s.verifier.key_id for s in ctx.signers)
+    statement = Statement(
+        sid, centre, period.text, expected["sequence"], ctx.index, ctx.time, expected, signers
     )
-    settlement.by_centre.setdefault(centre, []).append(sid)
-    settlement.sequences[(centre, period.text)] = expected["sequence"]
+    settlement.statements = settlement.statements.set(sid, statement)
+    issued = settlement.by_centre.get(centre, pvector())
+    settlement.by_centre = settlement.by_centre.set(centre, issued.append(sid))
+    settlement.sequences = settlement.sequences.set((centre, period.text), expected["sequence"])
+    settled, first_settled = settlement.settled.mutate(), []
     for line in expected["lines"]:
         key = (centre, line["record_id"])
-        done = settlement.settled.get(key)
+        done = settled.get(key)
         if done is None:
-            done = settlement.settled[key] = Settled(0)
-            settlement.settled_by_centre.setdefault(centre, []).append(key)
-        done.amount_fen += line["amount_fen"]
-        done.lines.append((sid, line["line"], line["amount_fen"]))
+            done = Settled(0)
+            first_settled.append(key)
+        settled[key] = Settled(
+            done.amount_fen + line["amount_fen"],
+            (*done.lines, (sid, line["line"], line["amount_fen"])),
+        )
+    settlement.settled = settled.finish()
+    known = settlement.settled_by_centre.get(centre, pvector())
+    settlement.settled_by_centre = settlement.settled_by_centre.set(
+        centre, known.extend(first_settled)
+    )
     totals = expected["totals"]
     return {
         "statement": sid,
@@ -583,12 +593,14 @@ def centre_settlement(state: LedgerState, centre: str) -> dict[str, int]:
     """A centre's position: net subsidy granted, settled so far, and what is still due."""
     settlement = book(state)
     granted = unsettled = 0
-    settled = sum(d.amount_fen for k, d in settlement.settled.items() if k[0] == centre)
-    for (c, record_id), record in claim_book(state).claims.items():
-        if c != centre:
-            continue
+    settled = sum(
+        settlement.settled[k].amount_fen for k in settlement.settled_by_centre.get(centre, ())
+    )
+    claims = claim_book(state)
+    for record_id in claims.by_centre.get(centre, ()):
+        record = claims.claims[(centre, record_id)]
         granted += record.net_fen
-        if (c, record_id) not in settlement.settled:
+        if (centre, record_id) not in settlement.settled:
             unsettled += record.net_fen
     return {
         "granted_fen": granted,

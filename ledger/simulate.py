@@ -45,7 +45,8 @@ from ledger.errors import InvalidInput, LedgerError
 from ledger.fold import apply
 from ledger.keys import Signer
 from ledger.money import format_fen
-from ledger.policy import Policy, Reader
+from ledger.policy import Policy
+from ledger.reader import Reader
 from ledger.state import LedgerState, Result
 from ledger.timeutil import format_time
 from ledger.uscc import ALPHABET, complete, validate

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from ledger.errors import InvalidInput
 
+_LOCAL = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?$")
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 _RFC3339 = re.compile(
@@ -66,3 +67,57 @@ def shanghai_end(day: date) -> datetime:
 
 def shanghai_date(moment: datetime) -> date:
     return moment.astimezone(SHANGHAI).date()
+
+
+def parse_local(text: str, *, end: bool) -> datetime:
+    """An Asia/Shanghai date or ``date T HH:MM`` as a UTC instant.
+
+    A bare date means 00:00 of that day as a start and 24:00 (the next day's 00:00,
+    exclusive) as an end; ``T24:00`` is the end of that day.
+    """
+    match = _LOCAL.match(text)
+    if not match:
+        raise InvalidInput(f"{text!r} is not a local date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM)")
+    try:
+        day = date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError as exc:
+        raise InvalidInput(f"{text!r} is not a valid date: {exc}") from None
+    if match[4] is None:
+        return shanghai_end(day) if end else shanghai_start(day)
+    hour, minute = int(match[4]), int(match[5])
+    if (hour, minute) == (24, 0):
+        return shanghai_end(day)
+    if hour > 23 or minute > 59:
+        raise InvalidInput(f"{text!r}: the time of day must be 00:00..23:59 or 24:00")
+    return shanghai_start(day) + timedelta(hours=hour, minutes=minute)
+
+
+def local_text(moment: datetime) -> str:
+    """A UTC instant as Asia/Shanghai ``YYYY-MM-DD HH:MM[:SS]`` (for messages)."""
+    local = moment.astimezone(SHANGHAI)
+    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
+
+
+def add_years(moment: datetime, years: int) -> datetime:
+    """``moment`` plus whole calendar years in Asia/Shanghai (29 Feb -> 28 Feb)."""
+    local = moment.astimezone(SHANGHAI)
+    try:
+        shifted = local.replace(year=local.year + years)
+    except ValueError:
+        shifted = local.replace(year=local.year + years, day=28)
+    return shifted.astimezone(moment.tzinfo)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """``moment`` plus whole calendar months in Asia/Shanghai (day clipped to the month)."""
+    local = moment.astimezone(SHANGHAI)
+    index = local.year * 12 + local.month - 1 + months
+    year, month = divmod(index, 12)
+    for day in (local.day, 30, 29, 28):
+        try:
+            return local.replace(year=year, month=month + 1, day=min(local.day, day)).astimezone(
+                moment.tzinfo
+            )
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")

@@ -24,11 +24,15 @@ after ``valid.until`` is refused as expired whether or not ``voucher.expire`` wa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from immutables import Map
+from pyrsistent import PVector, pvector
+
+from ledger import applications
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import CapLine, lines_for, voucher_year
@@ -38,20 +42,10 @@ from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused, VerificationError
 from ledger.keys import Signer
 from ledger.money import format_fen
-from ledger.policy import (
-    PERIOD_KINDS,
-    Policy,
-    Programme,
-    Reader,
-    add_months,
-    add_years,
-    body_reader,
-    current_policy,
-    local_text,
-    require_rate,
-)
+from ledger.policy import PERIOD_KINDS, Policy, Programme, current_policy, require_rate
+from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import SHANGHAI, format_time
+from ledger.timeutil import SHANGHAI, add_months, add_years, format_time, local_text
 
 STATUSES = ("active", "suspended", "revoked", "expired")
 ISSUE_FIELDS = (
@@ -83,7 +77,7 @@ class Periods:
         return {"kind": self.kind, "count": self.count, "cap_fen": self.cap_fen}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Voucher:
     id: str
     application: str
@@ -104,8 +98,7 @@ class Voucher:
     credential: str
     status: str = "active"
     suspended_by_blacklist: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)
-    last_bound_by: str | None = None
+    history: tuple[Mapping[str, Any], ...] = ()
 
     def status_at(self, now: datetime) -> str:
         if self.status == "active" and now >= self.valid_until:
@@ -115,8 +108,12 @@ class Voucher:
 
 @dataclass
 class VoucherBook:
-    vouchers: dict[str, Voucher] = field(default_factory=dict)
-    by_holder: dict[str, list[str]] = field(default_factory=dict)
+    vouchers: Map[str, Voucher] = field(default_factory=Map)
+    by_holder: Map[str, PVector[str]] = field(default_factory=Map)
+    last_bound_by: Map[str, str] = field(default_factory=Map)  # the cap that bound the last claim
+
+    def put(self, voucher: Voucher) -> None:
+        self.vouchers = self.vouchers.set(voucher.id, voucher)
 
 
 def book(state: LedgerState) -> VoucherBook:
@@ -299,10 +296,13 @@ def apply_issue(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         policy_version=policy.version,
         credential=v["credential"],
     )
-    voucher.history.append({"index": ctx.index, "action": "issue", "status": "active"})
-    vouchers.vouchers[voucher.id] = voucher
-    vouchers.by_holder.setdefault(voucher.holder, []).append(voucher.id)
-    app.voucher = voucher.id
+    voucher = replace(
+        voucher, history=({"index": ctx.index, "action": "issue", "status": "active"},)
+    )
+    vouchers.put(voucher)
+    held = vouchers.by_holder.get(voucher.holder, pvector())
+    vouchers.by_holder = vouchers.by_holder.set(voucher.holder, held.append(voucher.id))
+    applications.book(state).put(replace(app, voucher=voucher.id))
     return {"voucher": voucher.id, "holder": voucher.holder, "face_value_fen": face}
 
 
@@ -529,20 +529,30 @@ def apply_status_change(state: LedgerState, entry: Entry, ctx: Context) -> Resul
         from ledger.claims import close_holds_of
 
         closed = close_holds_of(state, voucher.id, ctx, "voided")  # mutates last
-    set_status(voucher, target, ctx.index, entry.kind, reason, evidence)
+    book(state).put(set_status(voucher, target, ctx.index, entry.kind, reason, evidence))
     return {"voucher": voucher.id, "status": target, "holds_released": closed}
 
 
 def set_status(
-    voucher: Voucher, status: str, index: int, action: str, reason: str, evidence: str | None
-) -> None:
-    voucher.status = status
-    if status != "suspended":
-        voucher.suspended_by_blacklist = False
+    voucher: Voucher,
+    status: str,
+    index: int,
+    action: str,
+    reason: str,
+    evidence: str | None,
+    *,
+    by_blacklist: bool = False,
+) -> Voucher:
+    """The voucher in ``status`` after ``action`` (a new record; put it in the book)."""
     record: dict[str, Any] = {"index": index, "action": action, "status": status, "reason": reason}
     if evidence is not None:
         record["evidence_sha256"] = evidence
-    voucher.history.append(record)
+    return replace(
+        voucher,
+        status=status,
+        suspended_by_blacklist=by_blacklist and status == "suspended",
+        history=(*voucher.history, record),
+    )
 
 
 def status_body(voucher: str, reason: str, evidence_sha256: str | None = None) -> dict[str, Any]:
@@ -606,13 +616,13 @@ def voucher_view(state: LedgerState, voucher_id: str, at: datetime | None = None
         "periods": None if voucher.periods is None else voucher.periods.to_json(),
         "centres": list(voucher.centres),
         "caps": remaining,
-        "last_bound_by": voucher.last_bound_by,
+        "last_bound_by": book(state).last_bound_by.get(voucher.id),
         "issuer_key": voucher.issuer_key,
         "log_index": voucher.log_index,
         "policy_version": voucher.policy_version,
         "current_policy_version": policy.version,
         "credential": voucher.credential,
-        "history": list(voucher.history),
+        "history": [dict(h) for h in voucher.history],
     }
 
 

@@ -24,9 +24,9 @@ from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.fold import apply
 from ledger.keys import Signer
-from ledger.policy import Policy, parse_local, publish_body
+from ledger.policy import Policy, publish_body
 from ledger.state import LedgerState, Result
-from ledger.timeutil import SHANGHAI, format_time, parse_time
+from ledger.timeutil import SHANGHAI, format_time, parse_local, parse_time
 from ledger.uscc import complete
 
 W = 1_000_000  # fen per 万元

@@ -57,7 +57,8 @@ def test_issued_voucher_verifies_with_joserfc_and_only_the_public_key() -> None:
 
 def test_joserfc_rejects_another_key_and_a_tampered_payload() -> None:
     world = World()
-    token = voucher_view(world.state, world.voucher("industry"))["credential"]
+    voucher = world.voucher("industry")
+    token = voucher_view(world.state, voucher)["credential"]
     other = issuer_jwk(Signer.generate("city-issuer").verifier)
     with pytest.raises(BadSignatureError):
         _joserfc_verify(token, other)

@@ -181,11 +181,14 @@ def test_statements_settle_each_claim_exactly_once(world: dict[str, Any]) -> Non
     client, service, tokens = world["client"], world["service"], world["tokens"]
     admin = tokens["admin"]
     state = service.ledger.refresh()
-    q3 = [
-        r
-        for (c, _), r in claims.book(state).claims.items()
-        if c == "nscc-cd" and settlement.parse_period("2023-Q3").contains(r.at)
-    ]
+    q3 = sorted(
+        (
+            r
+            for (c, _), r in claims.book(state).claims.items()
+            if c == "nscc-cd" and settlement.parse_period("2023-Q3").contains(r.at)
+        ),
+        key=lambda r: r.index,
+    )
     # only the bureau issues
     for role in ("auditor", "nscc", "a"):
         size = service.ledger.store.size()

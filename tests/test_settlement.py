@@ -24,6 +24,7 @@ from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.policy import Policy
 from ledger.registry import verify_entry_signatures
+from ledger.settlement import book as settlement_book
 from ledger.settlement import parse_period, period_of, statement_body
 from ledger.state import Result
 
@@ -364,7 +365,7 @@ def test_every_claim_is_settled_exactly_once_at_its_net(steps: list[Any]) -> Non
                 world.apply("statement.issue", body_of(world, period, centre), world.log)
             except LedgerError as exc:
                 assert exc.reason == "NOTHING_TO_SETTLE"
-    book = world.state.parts["settlement"]
+    book = settlement_book(world.state)
     claim_lines: dict[tuple[str, str], int] = {}
     paid: dict[tuple[str, str], int] = {}
     for statement in book.statements.values():

@@ -45,10 +45,14 @@ def _read_nodes(conn: Connection, ids: Sequence[merkle.NodeId]) -> dict[merkle.N
     return found
 
 
-@dataclass
-class Appended:
-    index: int
-    leaf_hash: bytes
+@dataclass(frozen=True)
+class Staged:
+    """A point in a writer's staging: the tree's right edge and how many rows were staged."""
+
+    size: int
+    hashes: list[bytes]
+    entries: int
+    nodes: int
 
 
 class LogWriter:
@@ -63,6 +67,7 @@ class LogWriter:
         self.start_size = size
         self._entries: list[dict[str, object]] = []
         self._nodes: list[dict[str, object]] = []
+        self.flushed = False
 
     @property
     def size(self) -> int:
@@ -74,18 +79,32 @@ class LogWriter:
             return []
         return list(enumerate(_entries(self.conn, start, self.start_size), start))
 
-    def append(self, leaf: bytes) -> Appended:
+    def append(self, leaf: bytes) -> int:
+        """Stage ``leaf``; return its index."""
         index = self.range.size
         new_nodes = self.range.append(merkle.leaf_hash(leaf))
         self._entries.append({"idx": index, "data": leaf})
         self._nodes.extend({"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new_nodes)
-        return Appended(index, new_nodes[0][1])
+        return index
+
+    def mark(self) -> Staged:
+        """Where staging stands now, to go back to with :meth:`rollback_to`."""
+        if self.flushed:
+            raise RuntimeError("rows already flushed cannot be taken back")
+        return Staged(self.range.size, self.range.hashes(), len(self._entries), len(self._nodes))
+
+    def rollback_to(self, mark: Staged) -> None:
+        """Unstage everything appended after ``mark``."""
+        self.range = merkle.CompactRange(mark.size, mark.hashes)
+        del self._entries[mark.entries :]
+        del self._nodes[mark.nodes :]
 
     def root(self) -> bytes:
         return self.range.root()
 
     def flush(self, checkpoint_note: str | None = None) -> None:
         if self._entries:
+            self.flushed = True
             self.conn.execute(insert(log_entries), self._entries)
             self.conn.execute(insert(log_nodes), self._nodes)
             self._entries, self._nodes = [], []

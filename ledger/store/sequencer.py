@@ -3,10 +3,12 @@
 Every append must hold the log's append lock, so concurrent writers would only queue on it
 one commit (and one fsync, and one checkpoint signature) at a time. The sequencer instead
 drains whatever requests are waiting, applies them in arrival order inside ONE transaction,
-signs one checkpoint and commits; only then does it answer each request. A request the
-rules refuse raises before it changes the state, so it is answered with its error and the
-rest of the batch goes on. If the commit fails, every request of the batch gets the error:
-nothing acknowledged is ever lost, because nothing is acknowledged before its commit.
+signs one checkpoint and commits; only then does it answer each request. Each request runs
+in its own savepoint: one that fails — refused by the rules, or by a bug — is rolled back
+alone and answered with its error (a bug as ``InternalError`` with an id that the server
+log has), and the rest of the batch commits. If the commit itself fails, every request of
+the batch gets the error: nothing acknowledged is ever lost, because nothing is
+acknowledged before its commit.
 
 Linger: the requests of the previous batch were just answered, and their callers are
 probably on their way back (clients in a closed loop, each waiting for its answer before
@@ -19,18 +21,21 @@ one) never waits, so a lightly loaded service answers as fast as without it.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import LedgerError
+from ledger.errors import InternalError, LedgerError
 from ledger.store.unit_of_work import FoldedLog, Transaction
 
 Work = Callable[[Transaction], Any]
+log = logging.getLogger("suanli.sequencer")
 
 
 @dataclass
@@ -102,12 +107,8 @@ class Sequencer:
         try:
             with self.ledger.transaction() as tx:
                 for request in batch:
-                    if not request.future.set_running_or_notify_cancel():
-                        continue
-                    try:
-                        outcomes.append((request, True, request.work(tx)))
-                    except LedgerError as refusal:
-                        outcomes.append((request, False, refusal))
+                    if request.future.set_running_or_notify_cancel():
+                        outcomes.append((request, *_run_alone(request.work, tx)))
         except BaseException as failure:  # the commit failed: nobody's request took effect
             for request in batch:
                 if not request.future.done():
@@ -118,3 +119,17 @@ class Sequencer:
                 request.future.set_result(value)
             else:
                 request.future.set_exception(value)
+
+
+def _run_alone(work: Work, tx: Transaction) -> tuple[bool, Any]:
+    """Run one request in its own savepoint: if it fails, refused or by a bug, it leaves
+    nothing behind and the rest of the batch goes on. (ok, result or error)."""
+    try:
+        with tx.savepoint():
+            return True, work(tx)
+    except LedgerError as refusal:
+        return False, refusal
+    except Exception:
+        error_id = uuid.uuid4().hex[:16]
+        log.exception("request failed by a bug; error id %s (rolled back alone)", error_id)
+        return False, InternalError(error_id)

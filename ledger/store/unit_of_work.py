@@ -1,12 +1,20 @@
-"""The ledger service's unit of work: fold state in memory, log in the database.
+"""The ledger service's unit of work: the fold's state in memory, the log in the database.
 
-State is a fold of the log (``ledger.state``). Each process keeps the fold in memory and,
-before deciding anything, takes the append lock and applies whatever other processes have
-appended since (``_catch_up``). A decision is made by ``apply`` on that up-to-date state,
-so caps hold across processes without row locks: the append lock is the only writer gate.
-A refused entry raises before it changes the state, so nothing is written for it. If the
-transaction fails after entries were applied in memory, the in-memory state is thrown away
-and rebuilt from the log, which is the truth.
+State is a fold of the log (``ledger.fold``), and a state never changes once made
+(``ledger.state``). A write transaction takes the append lock, folds in whatever other
+processes have appended since the last commit, and decides each entry with ``apply`` on
+that up-to-date state, so caps hold across processes without row locks: the append lock is
+the only writer gate. The transaction's state is a new value; only after the commit is it
+published as the committed snapshot.
+
+* **A request fails alone.** :meth:`Transaction.savepoint` marks the working state and the
+  rows staged so far; a request that raises, refused or by a bug, goes back to the mark
+  and the requests before and after it in the same transaction commit as if it had never
+  been there. Nothing is ever replayed to undo it.
+* **Reads never wait for writes.** :meth:`FoldedLog.snapshot` returns the committed state:
+  an immutable value that no writer touches, read without any lock. Each snapshot knows
+  its size, which every answer built from it can state.
+* A failed commit leaves the committed snapshot as it was: nothing of it was published.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from ledger.fold import apply
 from ledger.keys import Signer
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState, Result
-from ledger.store.log import LogStore, LogWriter
+from ledger.store.log import LogStore, LogWriter, Staged
 from ledger.timeutil import format_time
 
 Clock = Callable[[], datetime]
@@ -66,18 +74,29 @@ class Batch:
     appended: list[Appended] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Mark:
+    state: LedgerState
+    staged: Staged
+    appended: int
+
+
 class Transaction:
-    def __init__(self, ledger: FoldedLog, writer: LogWriter) -> None:
+    """One write transaction: entries decided on its own working state, staged, committed
+    together with one checkpoint (the unit of work)."""
+
+    def __init__(self, ledger: FoldedLog, writer: LogWriter, state: LedgerState) -> None:
         self.ledger = ledger
         self.writer = writer
+        self.state = state  # the working state: the committed snapshot plus what is staged
         self.batch = Batch()
         # Entries this transaction signed itself with the service's keys: their signatures
         # are right by construction and need no verification (other entries get it).
         self._signed_here: dict[int, Entry] = {}
 
     @property
-    def state(self) -> LedgerState:
-        return self.ledger.state
+    def keys(self) -> ServiceKeys:
+        return self.ledger.keys
 
     @property
     def next_index(self) -> int:
@@ -87,15 +106,17 @@ class Transaction:
         return format_time(self.ledger.clock())
 
     def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
-        """Check ``entry``'s signatures, apply it to the state (raising if the rules refuse
-        it) and stage it. ``signatures_checked``: the caller has already verified them
-        against this state's key registry (the gRPC edge does, off the writer thread)."""
+        """Check ``entry``'s signatures, decide it on the working state (raising if the
+        rules refuse it) and stage it. ``signatures_checked``: the caller has already
+        verified them against this state's key registry (the gRPC edge does, off the writer
+        thread). A refusal changes nothing: the new state and the row are taken only once
+        everything has passed."""
         if not signatures_checked and self._signed_here.pop(id(entry), None) is not entry:
-            verify_entry_signatures(self.ledger.state.registry, entry)
+            verify_entry_signatures(self.state.registry, entry)
         leaf = entry.to_bytes()
-        self.ledger.state, result = apply(self.ledger.state, entry, self.writer.size)
-        self.ledger.dirty = True  # state now differs from the committed log until commit
+        state, result = apply(self.state, entry, self.writer.size)
         self.writer.append(leaf)
+        self.state = state
         done = Appended(self.writer.size - 1, entry, result)
         self.batch.appended.append(done)
         return done
@@ -106,8 +127,24 @@ class Transaction:
         self._signed_here[id(entry)] = entry
         return entry
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """All or nothing: if the block raises, the working state, the staged rows and the
+        batch go back to what they were when it began, and the exception goes on."""
+        mark = _Mark(self.state, self.writer.mark(), len(self.batch.appended))
+        try:
+            yield
+        except BaseException:
+            self.state = mark.state
+            self.writer.rollback_to(mark.staged)
+            del self.batch.appended[mark.appended :]
+            raise
+
 
 class FoldedLog:
+    """The log in the database and its fold in memory: the committed snapshot for readers,
+    transactions (units of work) for writers."""
+
     def __init__(
         self, store: LogStore, keys: ServiceKeys, origin: str, clock: Clock = system_clock
     ) -> None:
@@ -115,99 +152,101 @@ class FoldedLog:
         self.keys = keys
         self.origin = origin
         self.clock = clock
-        self.state = LedgerState()
-        self.dirty = False
-        self._lock = threading.RLock()
+        self._committed = LedgerState()
+        self._write_lock = threading.Lock()  # one write transaction at a time in a process
+        self._catch_up_lock = threading.Lock()  # one reader folds in others' entries at a time
+        self._publish_lock = threading.Lock()
         self.on_commit: list[Callable[[Batch], None]] = []
         self.key_loader: Callable[[], ServiceKeys] | None = None
-        self._writing = False  # a transaction is open (its thread holds the lock)
 
     def close(self) -> None:
         self.store.engine.dispose()
 
-    # --- state ---------------------------------------------------------------------------
+    # --- reading -------------------------------------------------------------------------
 
-    def _reload(self) -> None:
-        self.state = LedgerState()
-        self.dirty = False
-        self._catch_up_from(self.store.iter_entries(0))
+    @property
+    def state(self) -> LedgerState:
+        """The committed snapshot as this process last saw it (no database read)."""
+        return self._committed
 
-    def _catch_up_from(self, entries: Iterator[tuple[int, bytes]]) -> None:
-        for index, data in entries:
-            self.state, _ = apply(self.state, Entry.from_bytes(data), index)
+    def snapshot(self) -> LedgerState:
+        """The committed log's state, with whatever other processes appended folded in.
+
+        Never waits for a writer: the snapshot is an immutable value; a reader folds in only
+        entries that are already committed, beside any transaction that is running.
+        """
+        self._catch_up()
+        return self._committed
 
     @contextmanager
     def reading(self) -> Iterator[LedgerState]:
-        """The fold exactly at the committed log, held still while the caller reads it.
+        """``with log.reading() as state``: :meth:`snapshot` for a block of reads."""
+        yield self.snapshot()
 
-        Writers hold the same lock for a whole transaction, so a reader never sees entries
-        of a batch that might still roll back.
-        """
-        with self._lock:
-            yield self.refresh()
+    def refresh(self) -> LedgerState:
+        return self.snapshot()
+
+    def _catch_up(self) -> None:
+        if self._write_lock.locked():
+            return  # this process is writing: its commit folds in others' entries and publishes
+        if self.store.size() <= self._committed.size:
+            return
+        with self._catch_up_lock:
+            state = self._committed
+            for index, data in self.store.iter_entries(state.size):
+                state, _ = apply(state, Entry.from_bytes(data), index)
+            self._publish(state)
+
+    def _publish(self, state: LedgerState) -> None:
+        """Make ``state`` the committed snapshot, unless a larger one is already there (a
+        reader's catch-up and this process's commit may both reach the same size)."""
+        with self._publish_lock:
+            if state.size >= self._committed.size:
+                self._committed = state
 
     def save_projection(self) -> int:
         """Store the live fold's summary (``ledger.projection``) at its size; returns it."""
         from ledger.projection import summary
         from ledger.store.log import save_projection
 
-        with self.reading() as state:
-            size, values = state.size, summary(state)
-        save_projection(self.store.engine, size, values)
-        return size
+        state = self.snapshot()
+        save_projection(self.store.engine, state.size, summary(state))
+        return state.size
 
-    def refresh(self) -> LedgerState:
-        """Bring the in-memory fold up to the committed log (for readers).
-
-        Inside a transaction (same thread: the lock is re-entrant) the state already holds
-        the catch-up and this transaction's own entries, and is returned as it is."""
-        with self._lock:
-            if self._writing:
-                return self.state
-            if self.dirty:
-                self._reload()
-            self._catch_up_from(self.store.iter_entries(self.state.size))
-            return self.state
-
-    # --- writes --------------------------------------------------------------------------
+    # --- writing -------------------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """Hold the append lock, catch up, and commit everything appended with one checkpoint."""
-        with self._lock:
-            if self.dirty:
-                self._reload()
-            try:
-                with self.store.writer() as writer:
-                    self._catch_up_from(iter(writer.committed_since(self.state.size)))
-                    tx = Transaction(self, writer)
-                    self._writing = True
-                    try:
-                        yield tx
-                    finally:
-                        self._writing = False
-                    if tx.batch.appended:
-                        writer.flush(self._checkpoint(writer))
-            except BaseException:
-                if self.dirty:
-                    self._reload()
-                raise
-            self.dirty = False
+        """Hold the append lock, catch up, and commit everything staged with one checkpoint.
+
+        If the block raises, nothing is committed and the committed snapshot stays as it
+        was; to keep some requests when another fails, run each in ``tx.savepoint()``.
+        """
+        with self._write_lock, self.store.writer() as writer:
+            state = self._committed
+            for index, data in writer.committed_since(state.size):
+                state, _ = apply(state, Entry.from_bytes(data), index)
+            tx = Transaction(self, writer, state)
+            yield tx
+            if tx.batch.appended:
+                writer.flush(self._checkpoint(tx))
+        self._publish(tx.state)
         if tx.batch.appended:
             for hook in self.on_commit:
                 hook(tx.batch)
 
-    def _checkpoint(self, writer: LogWriter) -> str:
-        signer = self.log_signer_for(writer.size)
-        return sign_checkpoint(Checkpoint(self.origin, writer.size, writer.root()), signer)
+    def _checkpoint(self, tx: Transaction) -> str:
+        size = tx.writer.size
+        signer = self.log_signer_for(size, tx.state)
+        return sign_checkpoint(Checkpoint(self.origin, size, tx.writer.root()), signer)
 
-    def log_signer_for(self, size: int) -> Signer:
+    def log_signer_for(self, size: int, state: LedgerState | None = None) -> Signer:
         """The log key the registry puts in force for a checkpoint of ``size``.
 
         After ``suanli keys rotate-log`` (perhaps run by another process) the key may be
         new to this process: the key loader is asked once more before giving up.
         """
-        want = self.state.registry.log_key_for_size(size)
+        want = (state or self._committed).registry.log_key_for_size(size)
         signer = self.keys.log_key(want.key_id)
         if signer is None and self.key_loader is not None:
             self.keys = self.key_loader()
@@ -223,9 +262,9 @@ class FoldedLog:
     def rotate_log_key(self, new: Signer) -> Appended:
         """Hand the log over to ``new``: a ``log.rotate`` entry signed by the current key
         and the new one; the new key signs this commit's checkpoint and every later one."""
-        old = self.log_signer_for(self.state.size)
         self.keys = dataclasses.replace(self.keys, log_ring={**self.keys.log_ring, new.key_id: new})
         with self.transaction() as tx:
+            old = self.log_signer_for(tx.state.size, tx.state)
             return tx.append(tx.sign("log.rotate", {"new_key": new.verifier.vkey}, old, new))
 
     def submit(self, entry: Entry) -> Appended:
