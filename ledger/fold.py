@@ -30,7 +30,7 @@ from ledger.entry import Entry
 from ledger.errors import InvalidInput
 from ledger.registry import RegisteredKey
 from ledger.state import Context, Handler, LedgerState, Result, Rule
-from ledger.timeutil import parse_time
+from ledger.timeutil import parse_ledger_time
 
 # --- the log's own entries: its key and the key registry ------------------------------------
 
@@ -113,7 +113,7 @@ def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[L
     found = RULES.get(entry.kind)
     if found is None:
         raise InvalidInput(f"unknown entry kind {entry.kind!r}", reason="UNKNOWN_KIND")
-    at = parse_time(entry.at)
+    at = parse_ledger_time(entry.at)
     moment = at if state.time is None or at > state.time else state.time
     signers: tuple[RegisteredKey, ...] = ()
     if found.roles is not None:

@@ -18,7 +18,7 @@ from ledger.canonical import MAX_SAFE_INT
 from ledger.entry import Entry
 from ledger.errors import InvalidInput
 from ledger.money import BP_PER_UNIT, is_int
-from ledger.timeutil import parse_time
+from ledger.timeutil import day_in_range, parse_ledger_time, parse_time
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
@@ -168,12 +168,22 @@ class Reader:
         return self.text(name, pattern=_SHA256)
 
     def time(self, name: str, *, reason: str | None = None) -> datetime:
-        """An RFC 3339 time, as an aware UTC datetime."""
-        value = self.text(name, max_len=64, reason=reason)
+        """A time in the ledger's one form (``ledger.timeutil.parse_ledger_time``), as an
+        aware UTC datetime; refused MALFORMED_TIME (or OUT_OF_RANGE) naming the field."""
+        value = self.text(name, max_len=64, reason=reason or "MALFORMED_TIME")
+        try:
+            return parse_ledger_time(value)
+        except InvalidInput as exc:
+            raise self.fail(exc.message, name=name, reason=exc.reason) from None
+
+    def written_time(self, name: str, *, reason: str | None = None) -> datetime:
+        """A time as people write it: RFC 3339 with any offset (``parse_time``), for inputs
+        that are not signed bodies (scenario files, request parameters)."""
+        value = self.text(name, max_len=64, reason=reason or "MALFORMED_TIME")
         try:
             return parse_time(value)
         except InvalidInput as exc:
-            raise self.fail(exc.message, name=name, reason=reason) from None
+            raise self.fail(exc.message, name=name, reason=exc.reason) from None
 
     def day(self, name: str) -> date:
         """A calendar date ``YYYY-MM-DD``."""
@@ -181,9 +191,13 @@ class Reader:
         try:
             if len(value) != 10:
                 raise ValueError(value)
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             raise self.fail(f"{value!r} is not a date YYYY-MM-DD", name=name) from None
+        try:
+            return day_in_range(day)
+        except InvalidInput as exc:
+            raise self.fail(exc.message, name=name, reason=exc.reason) from None
 
     def uscc(self, name: str) -> str:
         value = self.child(name).value

@@ -69,7 +69,7 @@ from ledger.timeutil import SHANGHAI, format_time, local_text, shanghai_start
 from ledger.vouchers import voucher_of
 
 CADENCES = ("monthly", "quarterly", "yearly")
-FIRST_YEAR, LAST_YEAR = 2000, 2100  # periods outside these years are refused as malformed
+FIRST_YEAR, LAST_YEAR = 2000, 2099  # the ledger's years (ledger.timeutil); others are malformed
 STATEMENT_FIELDS = (
     "statement",
     "centre",

@@ -261,10 +261,10 @@ class Simulation:
         centre = r.opt_text("centre") or voucher.centres[0]
         if centre not in self.centres:
             raise InvalidInput(f"unknown centre {centre!r}", reason="UNKNOWN_CENTRE")
-        at = r.time("at") if r.has("at") else self.claim_at
-        start = r.time("usage_start") if r.has("usage_start") else voucher.usage_start
+        at = r.written_time("at") if r.has("at") else self.claim_at
+        start = r.written_time("usage_start") if r.has("usage_start") else voucher.usage_start
         end = (
-            r.time("usage_end")
+            r.written_time("usage_end")
             if r.has("usage_end")
             else min(start + timedelta(hours=1), voucher.usage_end)
         )
@@ -328,7 +328,7 @@ class Simulation:
             amount_fen=app.approved_fen,
             policy_version=self.policy.version,
         )
-        at = r.time("at") if r.has("at") else self.claim_at
+        at = r.written_time("at") if r.has("at") else self.claim_at
         return self._apply("grant.pay", body, self.issuer, at)
 
 

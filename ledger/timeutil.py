@@ -1,7 +1,12 @@
 """Time as the ledger keeps it.
 
 Stored and signed times are UTC, written as RFC 3339 with a ``Z`` and microseconds
-(``2023-08-20T02:00:00.000000Z``), so that string order is time order. The policy's dates
+(``2023-08-20T02:00:00.000000Z``), so that string order is time order, and one instant has
+one spelling: the fold accepts no other (:func:`parse_ledger_time`), so a retry signed with
+the same instant is the same bytes. People and other systems may write any RFC 3339 offset
+(:func:`parse_time`). Every time the ledger accepts lies in [2000-01-01, 2100-01-01) UTC and
+every date in [1900-01-01, 2099-12-31]: nothing the notice governs is outside, and nothing
+inside can overflow the arithmetic done on it (local time, years added). The policy's dates
 are Asia/Shanghai civil time (UTC+8, no daylight saving since 1991, so a fixed offset is
 exact for every date the ledger handles), and a deadline written "24:00" means the end of
 that day, i.e. 00:00 of the next day, exclusive.
@@ -30,19 +35,64 @@ def format_time(moment: datetime) -> str:
 
 
 _STORED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+LEDGER_FORM = "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2099, 12, 31)
+
+
+def in_range(moment: datetime, text: str | None = None) -> datetime:
+    """``moment`` if it lies in [2000-01-01, 2100-01-01) UTC; else InvalidInput(OUT_OF_RANGE)."""
+    if not EARLIEST <= moment < LATEST:
+        shown = text if text is not None else moment.isoformat()
+        raise InvalidInput(
+            f"time {shown} is outside the years the ledger accepts "
+            "(2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z)",
+            reason="OUT_OF_RANGE",
+        )
+    return moment
+
+
+def day_in_range(day: date) -> date:
+    """``day`` if it lies in [1900-01-01, 2099-12-31]; else InvalidInput(OUT_OF_RANGE)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidInput(
+            f"date {day.isoformat()} is outside the dates the ledger accepts "
+            f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})",
+            reason="OUT_OF_RANGE",
+        )
+    return day
+
+
+def parse_ledger_time(text: str) -> datetime:
+    """A time in the one form signed bodies and entries use: ``format_time``'s (UTC, ``Z``,
+    microseconds). Any other spelling of an instant is refused (MALFORMED_TIME), as is an
+    instant out of range (OUT_OF_RANGE)."""
+    if len(text) != 27 or not _STORED.fullmatch(text):
+        raise InvalidInput(
+            f"time {text[:64]!r} is not in the ledger's form {LEDGER_FORM} "
+            "(UTC, six fraction digits, e.g. 2023-08-20T02:00:00.000000Z)",
+            reason="MALFORMED_TIME",
+        )
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"time {text!r} is not a valid date and time: {exc}", reason="MALFORMED_TIME"
+        ) from exc
+    return in_range(moment, text)
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp (any offset) to an aware UTC datetime."""
+    """Parse an RFC 3339 timestamp (any offset) to an aware UTC datetime, in range."""
     if len(text) == 27 and _STORED.fullmatch(text):
-        # The form the ledger writes (format_time); the fold reads one per entry.
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise InvalidInput(f"time {text!r} is not a valid date and time: {exc}") from exc
+        return parse_ledger_time(text)
     match = _RFC3339.match(text)
     if not match:
-        raise InvalidInput(f"time {text!r} is not RFC 3339 (e.g. 2023-08-20T10:00:00+08:00)")
+        raise InvalidInput(
+            f"time {text[:64]!r} is not RFC 3339 (e.g. 2023-08-20T10:00:00+08:00)",
+            reason="MALFORMED_TIME",
+        )
     frac = match.group(7) or ""
     normalised = text[: match.start(7)] if frac else text[: match.end(6)]
     micro = (frac[1:] + "000000")[:6] if frac else "000000"
@@ -50,9 +100,12 @@ def parse_time(text: str) -> datetime:
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
         moment = datetime.fromisoformat(f"{normalised.replace('t', 'T')}.{micro}{zone}")
-    except ValueError as exc:
-        raise InvalidInput(f"time {text!r} is not a valid date and time: {exc}") from exc
-    return moment.astimezone(UTC)
+        utc = moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput(
+            f"time {text!r} is not a valid date and time: {exc}", reason="MALFORMED_TIME"
+        ) from exc
+    return in_range(utc, text)
 
 
 def shanghai_start(day: date) -> datetime:
@@ -79,7 +132,7 @@ def parse_local(text: str, *, end: bool) -> datetime:
     if not match:
         raise InvalidInput(f"{text!r} is not a local date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM)")
     try:
-        day = date(int(match[1]), int(match[2]), int(match[3]))
+        day = day_in_range(date(int(match[1]), int(match[2]), int(match[3])))
     except ValueError as exc:
         raise InvalidInput(f"{text!r} is not a valid date: {exc}") from None
     if match[4] is None:
