@@ -43,6 +43,7 @@ drops it at the next change).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -143,6 +144,7 @@ def voucher_year(anchor: datetime, moment: datetime) -> int:
     return year
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def lines_for(
     *,
     round_id: str,
@@ -156,7 +158,10 @@ def lines_for(
     programme_pool: int | None = None,
     voucher_pool: tuple[str, int] | None = None,
 ) -> tuple[CapLine, ...]:
-    """The cap lines of one charge. Caps that do not apply are left out (None)."""
+    """The cap lines of one charge. Caps that do not apply are left out (None).
+
+    Cached: the many claims on one voucher in one period and budget year share one tuple
+    of lines (a pure function of its arguments; the cache only saves memory and time)."""
     lines = []
     if voucher is not None:
         lines.append(CapLine(("voucher", voucher[0]), voucher[1]))
@@ -177,7 +182,7 @@ def lines_for(
 # --- the book ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Charge:
     """An amount counted against ``lines``: a claim, a grant, a hold or a forfeit."""
 

@@ -107,17 +107,27 @@ class Centre:
         return found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimRecord:
+    """A claim or capture as the fold keeps it: every field of its body and its result,
+    and no more (a centre's quarter holds 10^5..10^6 of these)."""
+
     centre: str
     record_id: str
     voucher: str
     index: int
-    at: datetime
+    at: datetime  # the entry's effective time: when the ledger recorded it
     kind: str  # "claim" or "capture"
-    body: dict[str, Any]
-    result: dict[str, Any]
+    resource: str
+    quantity: int
+    start: datetime
+    end: datetime
+    cost_fen: int
     subsidy_fen: int
+    rate_bp: int
+    bound_by: str
+    balance_fen: int  # the voucher's balance right after this claim
+    policy_version: str
     hold_id: str | None = None
     clawed_back_fen: int = 0
     reversed_index: int | None = None
@@ -125,6 +135,38 @@ class ClaimRecord:
     @property
     def charge_id(self) -> str:
         return f"claim:{self.centre}:{self.record_id}"
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The entry's body, exactly (times have one spelling, so it is rebuilt whole)."""
+        head = {"centre": self.centre}
+        if self.kind == "capture":
+            head["hold_id"] = str(self.hold_id)
+        else:
+            head["voucher"] = self.voucher
+        return {
+            **head,
+            "record_id": self.record_id,
+            "resource": self.resource,
+            "quantity": self.quantity,
+            "start": format_time(self.start),
+            "end": format_time(self.end),
+            "cost_fen": self.cost_fen,
+        }
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """What the fold answered for the claim when it was recorded."""
+        return {
+            "subsidy_fen": self.subsidy_fen,
+            "cost_fen": self.cost_fen,
+            "rate_bp": self.rate_bp,
+            "bound_by": self.bound_by,
+            "voucher_balance_fen": self.balance_fen,
+            "policy_version": self.policy_version,
+            "voucher": self.voucher,
+            "record_id": self.record_id,
+        }
 
     @property
     def net_fen(self) -> int:
@@ -437,28 +479,25 @@ def _record_claim(
 ) -> dict[str, Any]:
     """Mutate: charge the caps and record the claim. Call only after every check."""
     caps = caps_mod.book(state)
-    charge_id = f"claim:{centre}:{plan.usage.record_id}"
-    caps.charge(charge_id, "claim", plan.lines, plan.decision.amount)
-    result = {
-        "subsidy_fen": plan.decision.amount,
-        "cost_fen": plan.usage.cost_fen,
-        "rate_bp": plan.voucher.rate_bp,
-        "bound_by": plan.decision.bound_by,
-        "voucher_balance_fen": caps.remaining(plan.lines[0], caps.adjustments(ctx.time)),
-        "policy_version": plan.policy_version,
-        "voucher": plan.voucher.id,
-        "record_id": plan.usage.record_id,
-    }
+    usage = plan.usage
+    caps.charge(f"claim:{centre}:{usage.record_id}", "claim", plan.lines, plan.decision.amount)
     record = ClaimRecord(
         centre=centre,
-        record_id=plan.usage.record_id,
+        record_id=usage.record_id,
         voucher=plan.voucher.id,
         index=ctx.index,
         at=ctx.time,
         kind=entry.kind,
-        body=dict(entry.body),
-        result=result,
+        resource=usage.resource,
+        quantity=usage.quantity,
+        start=usage.start,
+        end=usage.end,
+        cost_fen=usage.cost_fen,
         subsidy_fen=plan.decision.amount,
+        rate_bp=plan.voucher.rate_bp,
+        bound_by=plan.decision.bound_by,
+        balance_fen=caps.remaining(plan.lines[0], caps.adjustments(ctx.time)) or 0,
+        policy_version=plan.policy_version,
         hold_id=hold_id,
     )
     book(state).put_claim(record)
@@ -466,7 +505,7 @@ def _record_claim(
     voucher_book.last_bound_by = voucher_book.last_bound_by.set(
         plan.voucher.id, plan.decision.bound_by
     )
-    return dict(result)
+    return record.result
 
 
 def apply_claim(state: LedgerState, entry: Entry, ctx: Context) -> Result:

@@ -246,7 +246,7 @@ def _line(record: ClaimRecord, state: LedgerState, **fields: Any) -> dict[str, A
         "programme": voucher.programme,
         "holder": voucher.holder,
         "captured_at": format_time(record.at),
-        "cost_fen": int(record.result.get("cost_fen", record.body.get("cost_fen", 0))),
+        "cost_fen": record.cost_fen,
         "subsidy_fen": record.subsidy_fen,
         "clawed_back_fen": record.clawed_back_fen,
         "reversed_index": record.reversed_index,
