@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """Start the service clock at this RFC 3339 time and let it run (demos replay 2023)."""
     claim_skew_seconds: int = 300
     """How far a centre's signed timestamp may be from the service clock."""
+    snapshot_every: int = 200_000
+    """Snapshot the fold each time the log has grown by this many entries (and on a clean
+    stop), so that a restart replays only the entries after the newest snapshot."""
 
     def database_url(self) -> str:
         return self.db or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"

@@ -65,6 +65,7 @@ def run(settings: Settings) -> None:
     ledger.refresh()  # replay the log before accepting traffic
     metrics.LOG_SIZE.set(ledger.state.size)
     projections = ProjectionWriter(service, PROJECTION_INTERVAL)
+    keeper = ledger.start_snapshots(settings.snapshot_every)
     host, port = split_address(settings.http)
     log.info(
         "log %s: %d entries; log key %s",
@@ -88,5 +89,6 @@ def run(settings: Settings) -> None:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
         grpc_server.stop(DEFAULT_GRACE)
         projections.stop()
+        keeper.stop()
         service.close()
         signal.signal(signal.SIGTERM, previous)

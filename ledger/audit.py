@@ -56,6 +56,7 @@ from ledger.keys import Verifier
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 from ledger.note import parse_note
 from ledger.projection import differences, summary
+from ledger.snapshot import SnapshotHeader, summary_digest
 from ledger.state import LedgerState
 
 __all__ = [
@@ -168,6 +169,7 @@ class Report:
     log_keys: list[tuple[int, str]] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
+    snapshots: list[int] = field(default_factory=list)  # sizes of fold snapshots checked
 
     @property
     def ok(self) -> bool:
@@ -191,6 +193,9 @@ class Report:
                     f"pinned checkpoint of size {self.pinned.size} is consistent "
                     "(same root at that size)"
                 )
+            if self.snapshots:
+                sizes = ", ".join(str(s) for s in self.snapshots)
+                lines.append(f"fold snapshots at sizes {sizes} match the replay")
         else:
             lines = [f.describe() for f in self.failures[:1]]
             lines += [f"  also: {f.describe()}" for f in self.failures[1:10]]
@@ -321,6 +326,8 @@ class _Audit:
         self.chunk_keys: set[str] = set()
         self.chunk_size = chunk_size
         self.projection: tuple[int, dict[str, int]] | None = None  # stored (size, summary)
+        self.snapshots: dict[int, SnapshotHeader] = {}  # by size
+        self.snapshots_checked: list[int] = []
 
     # failures that name an index stop the per-entry checks after it
     def fail(self, check: str, message: str, index: int | None = None) -> None:
@@ -363,6 +370,8 @@ class _Audit:
             self.check_genesis(entry)
         if self.projection is not None and self.projection[0] == index + 1:
             self.check_projection(index)
+        if index + 1 in self.snapshots:
+            self.check_snapshot(self.snapshots[index + 1], index)
         sigs = tuple((s.key, s.sig) for s in entry.sigs)
         self.chunk.append((index, signed_message(data, entry), sigs))
         self.chunk_keys.update(key for key, _ in sigs)
@@ -381,6 +390,23 @@ class _Audit:
                 + "; ".join(drift),
                 index,
             )
+
+    def check_snapshot(self, header: SnapshotHeader, index: int) -> None:
+        """A fold snapshot must hold this replay's state: its root, its signer (the log key
+        in force at its size) and its money summary are checked; its bytes are not loaded."""
+        where = f"the fold snapshot at size {header.size}"
+        key = self.key_for_size(header.size)
+        origin = self.expected_origin() or ""
+        if header.root != self.range.root():
+            self.fail("snapshot", f"{where} names another root than the log's", index)
+        elif key is None or key.key_id != header.key_id:
+            self.fail("snapshot", f"{where} is not signed by the log key in force there", index)
+        elif not key.is_valid(header.message(origin), header.signature):
+            self.fail("snapshot", f"{where}: its signature does not verify", index)
+        elif header.summary_sha256 != summary_digest(self.state):
+            self.fail("snapshot", f"{where} does not hold the replay's money state", index)
+        else:
+            self.snapshots_checked.append(header.size)
 
     def check_genesis(self, entry: Entry) -> None:
         epochs = self.state.registry.log_epochs
@@ -570,6 +596,7 @@ def verify_log(
     chunk_size: int = 512,
     progress: Callable[[int], None] | None = None,
     projection: tuple[int, dict[str, int]] | None = None,
+    snapshots: Sequence[SnapshotHeader] = (),
 ) -> Report:
     """Audit a whole log. See the module docstring for what is checked.
 
@@ -582,11 +609,13 @@ def verify_log(
     ``jobs``: signature worker processes (default: every core; 1 checks inline);
     ``progress``: called with the number of entries read so far, now and then;
     ``projection``: the service's stored projection (size, ``ledger.projection.summary``),
-    compared with the replay when the replay reaches that size.
+    compared with the replay when the replay reaches that size; ``snapshots``: the headers
+    of the service's fold snapshots, each checked when the replay reaches its size.
     """
     jobs = max(1, jobs if jobs is not None else usable_cores())
     audit = _Audit(genesis_key, origin, jobs, chunk_size)
     audit.projection = projection
+    audit.snapshots = {h.size: h for h in snapshots}
     report = Report()
     size: int | None = None
     try:
@@ -612,6 +641,7 @@ def verify_log(
         audit.fail("source", "the log has no entries", 0)
 
     report.entries, report.root, report.kinds = audit.count, audit.range.root(), audit.kinds
+    report.snapshots = audit.snapshots_checked
     report.log_keys = [(e.from_size, e.verifier.key_id) for e in audit.state.registry.log_epochs]
     if size is not None:
         _check_latest(audit, report, checkpoint, size, evidence)

@@ -45,9 +45,9 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from immutables import Map
 
@@ -182,9 +182,9 @@ def lines_for(
 # --- the book ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """An amount counted against ``lines``: a claim, a grant, a hold or a forfeit."""
+class Charge(NamedTuple):
+    """An amount counted against ``lines``: a claim, a grant, a hold or a forfeit (a tuple:
+    there is one per claim)."""
 
     id: str
     kind: str  # claim | grant | hold | forfeit
@@ -327,7 +327,7 @@ class CapBook:
         if forfeit_id is not None and forfeit_id in self.charges:
             raise RuntimeError(f"charge {forfeit_id} exists")
         self._count(charge.kind, charge.lines, -amount)
-        self.charges = self.charges.set(charge_id, replace(charge, amount=charge.amount - amount))
+        self.charges = self.charges.set(charge_id, charge._replace(amount=charge.amount - amount))
         if forfeit_id is not None and amount:
             holder = [line for line in charge.lines if line.name in HOLDER_CAPS]
             self.charge(forfeit_id, "forfeit", holder, amount)

@@ -65,6 +65,10 @@ class Verifier:
         object.__setattr__(self, "hash", key_hash(self.name, self.public))
         object.__setattr__(self, "_key", Ed25519PublicKey.from_public_bytes(self.public))
 
+    def __reduce__(self) -> tuple[type[Verifier], tuple[str, bytes]]:
+        # Pickled (fold snapshots) as its name and public bytes; the key object is rebuilt.
+        return (Verifier, (self.name, self.public))
+
     @property
     def key_id(self) -> str:
         return f"{self.name}+{self.hash:08x}"

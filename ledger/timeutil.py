@@ -108,6 +108,19 @@ def parse_time(text: str) -> datetime:
     return in_range(utc, text)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC: how records kept by the million store a time."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
 def shanghai_start(day: date) -> datetime:
     """00:00 Asia/Shanghai at the start of ``day``, as UTC."""
     return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI).astimezone(UTC)

@@ -4,7 +4,17 @@ DELETE against them on any backend."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, SmallInteger, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -60,4 +70,24 @@ projection = Table(
     metadata,
     Column("name", Text, primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# Fold snapshots (ledger.store.snapshots): not part of the log; the newest two are kept.
+snapshots = Table(
+    "fold_snapshots",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("state_sha256", String(64), nullable=False),
+    Column("summary_sha256", String(64), nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+)
+snapshot_chunks = Table(
+    "fold_snapshot_chunks",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )

@@ -31,10 +31,11 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.fold import apply
-from ledger.keys import Signer
+from ledger.keys import Signer, Verifier
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState, Result
 from ledger.store.log import LogStore, LogWriter, Staged
+from ledger.store.snapshots import SnapshotKeeper, load_latest
 from ledger.timeutil import format_time
 
 Clock = Callable[[], datetime]
@@ -156,6 +157,7 @@ class FoldedLog:
         self._write_lock = threading.Lock()  # one write transaction at a time in a process
         self._catch_up_lock = threading.Lock()  # one reader folds in others' entries at a time
         self._publish_lock = threading.Lock()
+        self._started = False
         self.on_commit: list[Callable[[Batch], None]] = []
         self.key_loader: Callable[[], ServiceKeys] | None = None
 
@@ -186,7 +188,39 @@ class FoldedLog:
     def refresh(self) -> LedgerState:
         return self.snapshot()
 
+    def _start(self) -> None:
+        """Begin from the newest fold snapshot that verifies, if there is one, so that
+        only the tail of the log is replayed (``ledger.store.snapshots``)."""
+        with self._catch_up_lock:
+            if self._started:
+                return
+            self._started = True
+            if self._committed.size == 0:
+                loaded = load_latest(
+                    self.store.engine, self.origin, self._own_log_key, self.store.size()
+                )
+                if loaded is not None:
+                    self._publish(loaded)
+
+    def _own_log_key(self, key_id: str) -> Verifier | None:
+        signer = self.keys.log_key(key_id)
+        return None if signer is None else signer.verifier
+
+    def start_snapshots(self, every: int, interval: float = 10.0) -> SnapshotKeeper:
+        """Snapshot the fold every ``every`` entries in the background (and on stop)."""
+        self._start()
+        return SnapshotKeeper(
+            self.store.engine,
+            self.origin,
+            lambda: self._committed,
+            lambda size: self.log_signer_for(size, self._committed),
+            every,
+            interval,
+        )
+
     def _catch_up(self) -> None:
+        if not self._started:
+            self._start()
         if self._write_lock.locked():
             return  # this process is writing: its commit folds in others' entries and publishes
         if self.store.size() <= self._committed.size:
@@ -222,6 +256,8 @@ class FoldedLog:
         If the block raises, nothing is committed and the committed snapshot stays as it
         was; to keep some requests when another fails, run each in ``tx.savepoint()``.
         """
+        if not self._started:
+            self._start()
         with self._write_lock, self.store.writer() as writer:
             state = self._committed
             for index, data in writer.committed_since(state.size):
