@@ -131,6 +131,7 @@ class ClaimRecord(NamedTuple):
     hold_id: str | None = None
     clawed_back_fen: int = 0
     reversed_index: int | None = None
+    corrected_index: int | None = None  # the last reversal or clawback of it
 
     @property
     def at(self) -> datetime:

@@ -58,7 +58,9 @@ def apply_reverse(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     caps = caps_mod.book(state)
     caps.sweep(ctx.time)
     restored = caps.release(claim.charge_id)
-    claims.book(state).put_claim(claim._replace(reversed_index=ctx.index))
+    claims.book(state).put_claim(
+        claim._replace(reversed_index=ctx.index, corrected_index=ctx.index)
+    )
     return {"centre": claim.centre, "record_id": claim.record_id, "restored_fen": restored}
 
 
@@ -115,7 +117,10 @@ def apply_clawback(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     caps.sweep(ctx.time)
     caps.reduce(charge_id, amount, forfeit_id=f"forfeit:{ctx.index}")
     if target.has("claim"):
-        claims.book(state).put_claim(claim._replace(clawed_back_fen=claim.clawed_back_fen + amount))
+        clawed = claim.clawed_back_fen + amount
+        claims.book(state).put_claim(
+            claim._replace(clawed_back_fen=clawed, corrected_index=ctx.index)
+        )
     else:
         grants.book(state).put(replace(grant, clawed_back_fen=grant.clawed_back_fen + amount))
     return {

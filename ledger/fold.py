@@ -97,7 +97,9 @@ RULES: Mapping[str, Rule] = {
     # corrections and settlement
     "claim.reverse": _rule(corrections.apply_reverse, "issuer"),
     "clawback": _rule(corrections.apply_clawback, "issuer"),
-    "statement.issue": _rule(settlement.apply_statement, "log"),
+    "statement.open": _rule(settlement.apply_open, "log"),
+    "statement.lines": _rule(settlement.apply_lines, "log"),
+    "statement.close": _rule(settlement.apply_close, "log"),
 }
 
 

@@ -1,47 +1,42 @@
 """Settlement (结算/兑付): the city reimburses each centre for the subsidies it granted.
 
 A centre grants the subsidy to the holder at redemption (the holder pays the centre only
-the rest); the city then pays the centre, per period, on a **statement** recorded in the
-log as a ``statement.issue`` entry signed by the **log key** (role ``log``). The statement
-is the centre's invoice basis; the fold makes sure that every claim is settled exactly once.
+the rest); the city then pays the centre, per period, on a **statement**: the centre's
+invoice basis. A quarter of a busy centre is 10^5..10^6 claims, far more than one entry can
+hold (65,535 bytes, ~170 lines), so a statement is recorded as a run of entries, all signed
+by the **log key** (role ``log``), with claims and other entries free to come in between:
 
-``statement.issue`` body (see ``docs/settlement.md`` for every field)::
+* ``statement.open`` ``{statement, centre, period, cadence, period_start, period_end,
+  sequence, previous}`` fixes what the statement settles: its **cut** is the open entry's
+  own index. A centre has at most one open statement.
+* ``statement.lines`` ``{statement, part, lines: [...]}`` (parts 1, 2, …) lists the next
+  lines, each exactly as the fold derives it; each claim line settles its claim at once.
+* ``statement.close`` ``{statement, parts, totals, lines_sha256}`` ends it: every line was
+  listed, the totals are the lines' and ``lines_sha256`` chains them all (below).
 
-    {"statement": "nscc-cd.2023-Q3.1", "centre": "nscc-cd", "period": "2023-Q3",
-     "cadence": "quarterly", "period_start": RFC 3339, "period_end": RFC 3339 (exclusive),
-     "sequence": 1, "previous": "<the centre's previous statement id>" | null,
-     "lines": [{line, type, record_id, claim_index, kind, voucher, round, programme, holder,
-                captured_at, cost_fen, subsidy_fen, clawed_back_fen, reversed_index,
-                settled_before_fen, amount_fen}, ...],
-     "totals": {lines, claims, adjustments, cost_fen, amount_fen,
-                by_programme: [...], by_voucher: [...]}}
+What a statement of centre C for period P settles, decided by the fold alone:
 
-What a statement for centre C and period P holds, decided by the fold alone:
+* **claim lines**, in log order: every claim or capture of C recorded (its entry's effective
+  time) inside P (Asia/Shanghai calendar month, quarter or year, per the settlement cadence
+  of the voucher's round), before the cut, that no statement settled yet. The line pays the
+  claim's *net* subsidy when the line is recorded (subsidy less clawbacks; 0 if reversed).
+* **adjustment lines**, after the claim lines: every claim of C settled earlier whose net has
+  gone down by a correction (``clawback``, ``claim.reverse``) recorded before the cut, in the
+  order the claims were first settled: ``net - settled so far`` (negative), whatever the
+  period. Its ``cost_fen`` is 0 (the claim line stated the cost).
+* A claim recorded after the cut, or a correction after it, goes into the next statement.
+  So every claim is settled exactly once, and every fen of a correction exactly once.
 
-* **claim lines**: every claim or capture of C, recorded (its entry's effective time)
-  inside P (Asia/Shanghai calendar month, quarter or year, per the settlement cadence of
-  the voucher's round in force), that no earlier statement settled, in log order. The line
-  pays the claim's *net* subsidy at that moment (subsidy less clawbacks; 0 if reversed),
-  so a claim corrected before it is settled is simply settled at what remains.
-* **adjustment lines**: for every claim of C settled by an earlier statement whose net
-  subsidy has since gone down (a ``clawback`` or ``claim.reverse`` after settlement), a
-  line of ``net - settled so far`` (negative): the correction goes into the centre's
-  **next** statement, whatever its period. Its ``cost_fen`` is 0 (the cost was stated on
-  the line that first settled the claim). A claim line always states the claim's cost,
-  even for a claim reversed before it was settled (its line pays 0).
-* A claim recorded after a statement of P falls into the next statement: a second
-  statement of the same period (``sequence`` 2, 3, …) holds only claims newer than the
-  first, and a claim recorded after P ends falls into the statement of its own period.
-
-The fold recomputes the statement from its own state and refuses any body that differs:
-a claim already settled (``ALREADY_SETTLED``), a claim outside the period or of another
-centre (``NOT_IN_PERIOD``), an unknown claim (``UNKNOWN_CLAIM``), a claim or adjustment
-left out (``STATEMENT_INCOMPLETE``), any other difference — amounts, totals, order, the
-sequence or the chain (``STATEMENT_MISMATCH``). A period that has not begun is refused
-(``PERIOD_NOT_STARTED``), as is a statement with nothing in it (``NOTHING_TO_SETTLE``)
-and a period written for another cadence (``PERIOD_CADENCE``). The service builds the body
-with :func:`statement_body` inside its write transaction, so what it builds is what the
-fold expects.
+``lines_sha256`` is the last link of a chain over the lines in order: ``h0`` = 32 zero
+bytes, ``h_k = SHA-256(h_{k-1} || JCS(line_k))``, written in hex. ``totals`` are
+``{lines, claims, adjustments, cost_fen, amount_fen, by_programme: [{round, programme,
+lines, cost_fen, amount_fen}]}``. Refusals: ``PERIOD_NOT_STARTED``, ``PERIOD_CADENCE`` (the
+period is not of the round's cadence: the message names the period to ask for),
+``NOTHING_TO_SETTLE``, ``STATEMENT_OPEN`` (finish the open one first), ``UNKNOWN_STATEMENT``,
+``STATEMENT_CLOSED``, ``UNKNOWN_CLAIM``, ``ALREADY_SETTLED``, ``NOT_IN_PERIOD``,
+``STATEMENT_MISMATCH`` (naming the first field that differs), ``STATEMENT_INCOMPLETE``.
+The service composes each entry with :func:`open_body`, :func:`lines_body` and
+:func:`close_body` inside its write transaction, so what it writes is what the fold expects.
 
 Amounts are integer fen; a statement's total can be negative (only adjustments: the
 centre owes the city).
@@ -49,28 +44,31 @@ centre owes the city).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from immutables import Map
 from pyrsistent import PVector, pvector
 
+from ledger.canonical import canonical_bytes
 from ledger.claims import ClaimRecord, centre_of
 from ledger.claims import book as claim_book
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
 from ledger.policy import current_policy
-from ledger.reader import Reader, body_reader
+from ledger.reader import body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, local_text, shanghai_start
 from ledger.vouchers import voucher_of
 
 CADENCES = ("monthly", "quarterly", "yearly")
 FIRST_YEAR, LAST_YEAR = 2000, 2099  # the ledger's years (ledger.timeutil); others are malformed
-STATEMENT_FIELDS = (
+OPEN_FIELDS = (
     "statement",
     "centre",
     "period",
@@ -79,8 +77,6 @@ STATEMENT_FIELDS = (
     "period_end",
     "sequence",
     "previous",
-    "lines",
-    "totals",
 )
 LINE_FIELDS = (
     "line",
@@ -174,17 +170,76 @@ def statement_id(centre: str, period: str, sequence: int) -> str:
 
 # --- the book ----------------------------------------------------------------------------
 
+CHAIN_START = bytes(32)
+PART_BYTES = 60_000  # a part's body stays this far under the 65,535-byte entry limit
+
+
+@dataclass(frozen=True)
+class Programme:
+    lines: int = 0
+    cost_fen: int = 0
+    amount_fen: int = 0
+
 
 @dataclass(frozen=True)
 class Statement:
+    """An open or closed statement: what it fixed at its open, and where its lines stand.
+
+    ``claims_at``/``adjust_at`` are the positions its lines have reached in the centre's
+    claims (log order) and in its settled claims (first-settled order); ``parts`` holds
+    (entry index, first line, line count) of each ``statement.lines``.
+    """
+
     id: str
     centre: str
-    period: str
+    period: Period
     sequence: int
-    index: int
+    previous: str | None
+    index: int  # of statement.open: the cut
     at: datetime
-    body: dict[str, Any]
-    signed_by: tuple[str, ...]
+    claims_at: int = 0
+    adjust_at: int = 0
+    parts: tuple[tuple[int, int, int], ...] = ()
+    lines: int = 0
+    claims: int = 0
+    adjustments: int = 0
+    cost_fen: int = 0
+    amount_fen: int = 0
+    by_programme: Map[tuple[str, str], Programme] = field(default_factory=Map)
+    chain: bytes = CHAIN_START
+    closed_index: int | None = None
+    closed_at: datetime | None = None
+    signed_by: tuple[str, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_index is None
+
+    def header(self) -> dict[str, Any]:
+        """The ``statement.open`` body."""
+        return {
+            "statement": self.id,
+            "centre": self.centre,
+            "period": self.period.text,
+            "cadence": self.period.cadence,
+            "period_start": format_time(self.period.start),
+            "period_end": format_time(self.period.end),
+            "sequence": self.sequence,
+            "previous": self.previous,
+        }
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "claims": self.claims,
+            "adjustments": self.adjustments,
+            "cost_fen": self.cost_fen,
+            "amount_fen": self.amount_fen,
+            "by_programme": [
+                {"round": r, "programme": p, **dataclasses.asdict(self.by_programme[(r, p)])}
+                for r, p in sorted(self.by_programme)
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -202,10 +257,14 @@ class Settled:
 @dataclass
 class SettlementBook:
     statements: Map[str, Statement] = field(default_factory=Map)
-    by_centre: Map[str, PVector[str]] = field(default_factory=Map)
+    by_centre: Map[str, PVector[str]] = field(default_factory=Map)  # opened, in log order
+    open_by_centre: Map[str, str] = field(default_factory=Map)
     sequences: Map[tuple[str, str], int] = field(default_factory=Map)  # (centre, period)
     settled: Map[tuple[str, str], Settled] = field(default_factory=Map)  # (centre, record)
     settled_by_centre: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
+
+    def put(self, statement: Statement) -> None:
+        self.statements = self.statements.set(statement.id, statement)
 
 
 def book(state: LedgerState) -> SettlementBook:
@@ -224,7 +283,7 @@ def statement_of(state: LedgerState, statement: str) -> Statement:
     return found
 
 
-# --- composing a statement ---------------------------------------------------------------
+# --- the lines a statement holds ---------------------------------------------------------
 
 
 def _cadence(state: LedgerState, round_id: str, cache: dict[str, str]) -> str:
@@ -236,7 +295,7 @@ def _cadence(state: LedgerState, round_id: str, cache: dict[str, str]) -> str:
 def _line(record: ClaimRecord, state: LedgerState, **fields: Any) -> dict[str, Any]:
     voucher = voucher_of(state, record.voucher)
     return {
-        "line": 0,  # numbered when the lines are put in order
+        "line": 0,
         "type": "claim",
         "record_id": record.record_id,
         "claim_index": record.index,
@@ -254,118 +313,230 @@ def _line(record: ClaimRecord, state: LedgerState, **fields: Any) -> dict[str, A
     }
 
 
-def pending_lines(state: LedgerState, centre: str, period: Period) -> list[dict[str, Any]]:
-    """The lines a statement of ``centre`` for ``period`` holds now (numbered from 1)."""
-    settlement = book(state)
+@dataclass(frozen=True)
+class _Next:
+    line: dict[str, Any]  # numbered
+    claims_at: int
+    adjust_at: int
+
+
+def _walk(state: LedgerState, statement: Statement) -> Iterator[_Next]:
+    """The statement's remaining lines, each with the positions reached after it.
+
+    Claims are walked in log order up to the cut (the centre's claims are listed in log
+    order, so the first one at or after the cut ends the walk); then the centre's settled
+    claims, for corrections made before the cut.
+    """
+    claims, settlement = claim_book(state), book(state)
+    centre, period, cut = statement.centre, statement.period, statement.index
     cadences: dict[str, str] = {}
-    fresh: list[dict[str, Any]] = []
-    claims = claim_book(state)
-    for record_id in claims.by_centre.get(centre, ()):
-        record = claims.claims[(centre, record_id)]
-        if (centre, record_id) in settlement.settled or not period.contains(record.at):
+    number = statement.lines
+    keys = claims.by_centre.get(centre, pvector())
+    at = statement.claims_at
+    while at < len(keys):
+        record = claims.claims[(centre, keys[at])]
+        if record.index >= cut:
+            at = len(keys)
+            break
+        at += 1
+        if (centre, record.record_id) in settlement.settled or not period.contains(record.at):
             continue
         if _cadence(state, voucher_of(state, record.voucher).round, cadences) != period.cadence:
             continue
-        fresh.append(_line(record, state, settled_before_fen=0, amount_fen=record.net_fen))
-    adjustments: list[dict[str, Any]] = []
-    for key in settlement.settled_by_centre.get(centre, []):
-        record = claim_book(state).claims[key]
-        done = settlement.settled[key]
-        if record.net_fen == done.amount_fen:
+        number += 1
+        line = _line(record, state, line=number, settled_before_fen=0, amount_fen=record.net_fen)
+        yield _Next(line, at, statement.adjust_at)
+    settled = settlement.settled_by_centre.get(centre, pvector())
+    adjust = statement.adjust_at
+    while adjust < len(settled):
+        key = settled[adjust]
+        adjust += 1
+        record, done = claims.claims[key], settlement.settled[key]
+        corrected = record.corrected_index
+        if record.net_fen == done.amount_fen or corrected is None or corrected >= cut:
             continue
         if _cadence(state, voucher_of(state, record.voucher).round, cadences) != period.cadence:
             continue
-        adjustments.append(
-            _line(
-                record,
-                state,
-                type="adjustment",
-                cost_fen=0,
-                settled_before_fen=done.amount_fen,
-                amount_fen=record.net_fen - done.amount_fen,
-            )
+        number += 1
+        line = _line(
+            record,
+            state,
+            line=number,
+            type="adjustment",
+            cost_fen=0,
+            settled_before_fen=done.amount_fen,
+            amount_fen=record.net_fen - done.amount_fen,
         )
-    lines = sorted(fresh, key=lambda x: x["claim_index"]) + sorted(
-        adjustments, key=lambda x: x["claim_index"]
+        yield _Next(line, at, adjust)
+
+
+def _chain(previous: bytes, line: Mapping[str, Any]) -> bytes:
+    return hashlib.sha256(previous + canonical_bytes(line)).digest()
+
+
+def _record_line(state: LedgerState, statement: Statement, item: _Next) -> Statement:
+    """Settle one line (mutates the settlement book); the statement after it."""
+    line, settlement = item.line, book(state)
+    _settle(settlement, statement, line)
+    return _count(statement, item)
+
+
+def _settle(settlement: SettlementBook, statement: Statement, line: Mapping[str, Any]) -> None:
+    key = (statement.centre, str(line["record_id"]))
+    done = settlement.settled.get(key)
+    if done is None:
+        done = Settled(0)
+        known = settlement.settled_by_centre.get(statement.centre, pvector())
+        settlement.settled_by_centre = settlement.settled_by_centre.set(
+            statement.centre, known.append(key)
+        )
+    settlement.settled = settlement.settled.set(
+        key,
+        Settled(
+            done.amount_fen + line["amount_fen"],
+            (*done.lines, (statement.id, line["line"], line["amount_fen"])),
+        ),
     )
-    for n, line in enumerate(lines, start=1):
-        line["line"] = n
-    return lines
 
 
-def totals_of(lines: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Totals of statement lines: overall, by programme (round/programme) and by voucher."""
-    by_programme: dict[tuple[str, str], dict[str, Any]] = {}
-    by_voucher: dict[str, dict[str, Any]] = {}
-    total = {"lines": 0, "claims": 0, "adjustments": 0, "cost_fen": 0, "amount_fen": 0}
-    for line in lines:
-        p = by_programme.setdefault(
-            (line["round"], line["programme"]),
-            {
-                "round": line["round"],
-                "programme": line["programme"],
-                "lines": 0,
-                "cost_fen": 0,
-                "amount_fen": 0,
-            },
-        )
-        v = by_voucher.setdefault(
-            line["voucher"],
-            {
-                "voucher": line["voucher"],
-                "holder": line["holder"],
-                "round": line["round"],
-                "programme": line["programme"],
-                "lines": 0,
-                "cost_fen": 0,
-                "amount_fen": 0,
-            },
-        )
-        for row in (p, v, total):
-            row["lines"] += 1
-            row["cost_fen"] += line["cost_fen"]
-            row["amount_fen"] += line["amount_fen"]
-        total["claims" if line["type"] == "claim" else "adjustments"] += 1
-    return {
-        **total,
-        "by_programme": [by_programme[k] for k in sorted(by_programme)],
-        "by_voucher": [by_voucher[k] for k in sorted(by_voucher)],
-    }
+def _count(statement: Statement, item: _Next) -> Statement:
+    """The statement with one more line counted: positions, totals and the chain."""
+    line = item.line
+    programme_key = (str(line["round"]), str(line["programme"]))
+    programme = statement.by_programme.get(programme_key, Programme())
+    is_claim = line["type"] == "claim"
+    return replace(
+        statement,
+        claims_at=item.claims_at,
+        adjust_at=item.adjust_at,
+        lines=statement.lines + 1,
+        claims=statement.claims + is_claim,
+        adjustments=statement.adjustments + (not is_claim),
+        cost_fen=statement.cost_fen + line["cost_fen"],
+        amount_fen=statement.amount_fen + line["amount_fen"],
+        by_programme=statement.by_programme.set(
+            programme_key,
+            Programme(
+                programme.lines + 1,
+                programme.cost_fen + line["cost_fen"],
+                programme.amount_fen + line["amount_fen"],
+            ),
+        ),
+        chain=_chain(statement.chain, line),
+    )
 
 
-def _compose(
-    state: LedgerState, centre: str, period: Period, moment: datetime | None
-) -> dict[str, Any] | None:
-    """The statement body for ``centre`` and ``period`` at ``moment``; None if it is empty."""
-    centre_of(state, centre)
-    if moment is None or moment < period.start:
-        raise Refused(
-            f"period {period.text} begins {local_text(period.start)} (Asia/Shanghai); "
-            "a statement can be issued once its period has begun",
-            reason="PERIOD_NOT_STARTED",
-            details={"period": period.text, "period_start": format_time(period.start)},
-        )
-    lines = pending_lines(state, centre, period)
-    if not lines:
-        return None
+# --- composing the entries (the service, inside its write transaction) ----------------------
+
+
+def _draft(state: LedgerState, centre: str, period: Period, index: int) -> Statement:
+    """The statement an open at ``index`` would start."""
     settlement = book(state)
     sequence = settlement.sequences.get((centre, period.text), 0) + 1
     previous = settlement.by_centre.get(centre, pvector())
+    return Statement(
+        statement_id(centre, period.text, sequence),
+        centre,
+        period,
+        sequence,
+        previous[-1] if previous else None,
+        index,
+        state.time or period.start,
+    )
+
+
+def open_body(
+    state: LedgerState, *, centre: str, period: str, at: datetime | None = None
+) -> dict[str, Any]:
+    """Body of ``statement.open`` for ``centre`` and ``period`` now (refusals as the fold's)."""
+    found = parse_period(period)
+    draft = _draft(state, centre, found, state.size)
+    _check_open(state, draft, at or state.time)
+    return draft.header()
+
+
+def lines_body(state: LedgerState, statement: str, max_bytes: int = PART_BYTES) -> dict[str, Any]:
+    """Body of the next ``statement.lines``: as many of the remaining lines as fit in
+    ``max_bytes``; NOTHING_TO_SETTLE-free: raises if none remain (close it instead)."""
+    found = _open_statement(state, statement)
+    lines: list[dict[str, Any]] = []
+    size = 200  # the body's own members
+    for item in _walk(state, found):
+        size += len(canonical_bytes(item.line)) + 1
+        if lines and size > max_bytes:
+            break
+        lines.append(item.line)
+    if not lines:
+        raise Refused(
+            f"statement {statement} has no lines left to list; close it",
+            reason="NOTHING_TO_SETTLE",
+        )
+    return {"statement": statement, "part": len(found.parts) + 1, "lines": lines}
+
+
+def has_lines_left(state: LedgerState, statement: str) -> bool:
+    return next(iter(_walk(state, _open_statement(state, statement))), None) is not None
+
+
+def close_body(state: LedgerState, statement: str) -> dict[str, Any]:
+    """Body of ``statement.close`` once every line is listed."""
+    found = _open_statement(state, statement)
     return {
-        "statement": statement_id(centre, period.text, sequence),
-        "centre": centre,
-        "period": period.text,
-        "cadence": period.cadence,
-        "period_start": format_time(period.start),
-        "period_end": format_time(period.end),
-        "sequence": sequence,
-        "previous": previous[-1] if previous else None,
-        "lines": lines,
-        "totals": totals_of(lines),
+        "statement": statement,
+        "parts": len(found.parts),
+        "totals": found.totals(),
+        "lines_sha256": found.chain.hex(),
     }
 
 
-def _nothing(centre: str, period: Period) -> Refused:
+def pending(
+    state: LedgerState, centre: str, period: str, *, after: int = 0, limit: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a statement opened now would hold: (summary, lines after line ``after``, at most
+    ``limit``). The summary counts every line (one walk over the centre's claims)."""
+    found = parse_period(period)
+    draft = _draft(state, centre, found, state.size)
+    centre_of(state, centre)
+    page: list[dict[str, Any]] = []
+    for item in _walk(state, draft):
+        if item.line["line"] > after and (limit is None or len(page) < limit):
+            page.append(item.line)
+        draft = _count(draft, item)
+    summary = {**draft.header(), "totals": draft.totals(), "lines_sha256": draft.chain.hex()}
+    return summary, page
+
+
+# --- the rules ---------------------------------------------------------------------------
+
+
+def _other_cadence(state: LedgerState, centre: str, period: Period) -> tuple[str, str] | None:
+    """(cadence, round) of an unsettled claim of the period whose round settles on another
+    cadence than the period's, if there is one."""
+    cadences: dict[str, str] = {}
+    claims, settled = claim_book(state), book(state).settled
+    for record_id in claims.by_centre.get(centre, ()):
+        record = claims.claims[(centre, record_id)]
+        if (centre, record_id) in settled or not period.contains(record.at):
+            continue
+        round_id = voucher_of(state, record.voucher).round
+        cadence = _cadence(state, round_id, cadences)
+        if cadence != period.cadence:
+            return cadence, round_id
+    return None
+
+
+def _nothing(state: LedgerState, centre: str, period: Period) -> Refused:
+    """NOTHING_TO_SETTLE, saying why when the period's cadence is the reason."""
+    other = _other_cadence(state, centre, period)
+    if other is not None:
+        cadence, round_id = other
+        ask = period_of(period.start, cadence).text
+        return Refused(
+            f"centre {centre} has nothing to settle for {period.text}: its claims of that time "
+            f"are of round {round_id}, which settles {cadence}; issue the statement for {ask}",
+            reason="PERIOD_CADENCE",
+            details={"centre": centre, "period": period.text, "cadence": cadence, "ask": ask},
+        )
     return Refused(
         f"centre {centre} has nothing to settle for {period.text}: no unsettled claims "
         "recorded in the period and no corrections of settled claims",
@@ -374,113 +545,49 @@ def _nothing(centre: str, period: Period) -> Refused:
     )
 
 
-def statement_body(
-    state: LedgerState, *, centre: str, period: str, at: datetime | None = None
-) -> dict[str, Any]:
-    """Body of ``statement.issue``: what a statement of ``centre`` for ``period`` holds now.
-
-    ``at`` is the entry's effective time (default: the ledger's); the period must have
-    begun by then. Raises ``Refused(NOTHING_TO_SETTLE)`` when there is nothing in it.
-    The service calls this inside its write transaction and signs the result with the log
-    key, so that no claim can slip in between composing and recording.
-    """
-    found = parse_period(period)
-    body = _compose(state, centre, found, at or state.time)
-    if body is None:
-        raise _nothing(centre, found)
-    return body
-
-
-# --- the rule ----------------------------------------------------------------------------
-
-
-def _first_difference(stated: Any, expected: Any, path: str = "body") -> str | None:
-    if isinstance(stated, dict) and isinstance(expected, dict):
-        for key in sorted(set(stated) | set(expected)):
-            if key not in stated or key not in expected:
-                return f"{path}.{key}"
-            found = _first_difference(stated[key], expected[key], f"{path}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(stated, list) and isinstance(expected, list):
-        for i, (a, b) in enumerate(zip(stated, expected, strict=False)):
-            found = _first_difference(a, b, f"{path}[{i}]")
-            if found:
-                return found
-        return None if len(stated) == len(expected) else f"{path} (length)"
-    same = stated == expected and type(stated) is type(expected)
-    return None if same else path
-
-
-def _diagnose(
-    state: LedgerState,
-    body: Mapping[str, Any],
-    expected: Mapping[str, Any] | None,
-    centre: str,
-    period: Period,
-) -> NoReturn:
-    """Raise the most specific refusal for a statement body that is not the expected one."""
-    settlement = book(state)
-    stated_lines = body.get("lines")
-    if not isinstance(stated_lines, list):
-        raise InvalidInput("statement.issue: body.lines must be a list", reason="MALFORMED_BODY")
-    seen: set[tuple[str, str]] = set()
-    for i, line in enumerate(stated_lines):
-        r = Reader(line, f"body.lines[{i}]", "MALFORMED_BODY").obj(LINE_FIELDS)
-        kind = r.choice("type", ("claim", "adjustment"))
-        record_id = r.text("record_id", max_len=128)
-        record = claim_book(state).claims.get((centre, record_id))
-        if record is None:
-            raise NotFound(
-                f"body.lines[{i}]: centre {centre} has no claim {record_id!r}",
-                reason="UNKNOWN_CLAIM",
-                details={"line": i + 1, "record_id": record_id},
-            )
-        done = settlement.settled.get((centre, record_id))
-        if kind == "claim" and done is not None:
-            raise Conflict(
-                f"body.lines[{i}]: claim {record_id} of {centre} was already settled by "
-                f"statement {done.first}; a claim is settled exactly once",
-                reason="ALREADY_SETTLED",
-                details={"line": i + 1, "record_id": record_id, "statement": done.first},
-            )
-        if kind == "claim" and not period.contains(record.at):
-            raise InvalidInput(
-                f"body.lines[{i}]: claim {record_id} was recorded {local_text(record.at)} "
-                f"(Asia/Shanghai), outside period {period.text}",
-                reason="NOT_IN_PERIOD",
-                details={"line": i + 1, "record_id": record_id, "period": period.text},
-            )
-        seen.add((kind, record_id))
-    if expected is None:
-        raise _nothing(centre, period)
-    missing = [
-        (line["type"], line["record_id"])
-        for line in expected["lines"]
-        if (line["type"], line["record_id"]) not in seen
-    ]
-    if missing:
-        kind, record_id = missing[0]
-        raise InvalidInput(
-            f"the statement leaves out {'claim' if kind == 'claim' else 'the correction of'} "
-            f"{record_id} of {centre} (and {len(missing) - 1} more); a statement settles "
-            "every claim of its period not yet settled and every correction since",
-            reason="STATEMENT_INCOMPLETE",
-            details={"record_id": record_id, "type": kind, "missing": len(missing)},
+def _check_open(state: LedgerState, draft: Statement, moment: datetime | None) -> None:
+    centre_of(state, draft.centre)
+    period = draft.period
+    if moment is None or moment < period.start:
+        raise Refused(
+            f"period {period.text} begins {local_text(period.start)} (Asia/Shanghai); "
+            "a statement can be issued once its period has begun",
+            reason="PERIOD_NOT_STARTED",
+            details={"period": period.text, "period_start": format_time(period.start)},
         )
-    where = _first_difference(dict(body), dict(expected))
-    raise InvalidInput(
-        f"the statement differs from what the ledger settles at {where}",
+    open_one = book(state).open_by_centre.get(draft.centre)
+    if open_one is not None:
+        raise Conflict(
+            f"statement {open_one} of centre {draft.centre} is still open; finish it first",
+            reason="STATEMENT_OPEN",
+            details={"statement": open_one},
+        )
+    if next(iter(_walk(state, draft)), None) is None:
+        raise _nothing(state, draft.centre, period)
+
+
+def _open_statement(state: LedgerState, statement: str) -> Statement:
+    found = statement_of(state, statement)
+    if not found.is_open:
+        raise Conflict(
+            f"statement {statement} was closed at entry {found.closed_index}",
+            reason="STATEMENT_CLOSED",
+        )
+    return found
+
+
+def _mismatch(where: str, stated: Any, expected: Any) -> InvalidInput:
+    return InvalidInput(
+        f"the statement differs from what the ledger settles at {where}: "
+        f"stated {stated!r}, expected {expected!r}",
         reason="STATEMENT_MISMATCH",
-        details={"field": where or "body"},
+        details={"field": where},
     )
 
 
-def apply_statement(state: LedgerState, entry: Entry, ctx: Context) -> Result:
-    r = body_reader(entry, "MALFORMED_BODY").obj(STATEMENT_FIELDS)
+def apply_open(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+    r = body_reader(entry, "MALFORMED_BODY").obj(OPEN_FIELDS)
     centre = r.text("centre", max_len=32)
-    centre_of(state, centre)
     period = parse_period(r.child("period").value)
     cadence = r.choice("cadence", CADENCES)
     if cadence != period.cadence:
@@ -488,45 +595,123 @@ def apply_statement(state: LedgerState, entry: Entry, ctx: Context) -> Result:
             f"period {period.text} is {period.cadence}, but the body says {cadence}",
             reason="PERIOD_CADENCE",
         )
-    expected = _compose(state, centre, period, ctx.time)
-    if expected is None or dict(entry.body) != expected:
-        _diagnose(state, entry.body, expected, centre, period)
+    draft = replace(_draft(state, centre, period, ctx.index), at=ctx.time)
+    _check_open(state, draft, ctx.time)
+    expected = draft.header()
+    for name in OPEN_FIELDS:
+        if entry.body.get(name) != expected[name]:
+            raise _mismatch(f"body.{name}", entry.body.get(name), expected[name])
     # mutate
     settlement = book(state)
-    sid = expected["statement"]
-    signers = tuple(s.verifier.key_id for s in ctx.signers)
-    statement = Statement(
-        sid, centre, period.text, expected["sequence"], ctx.index, ctx.time, expected, signers
-    )
-    settlement.statements = settlement.statements.set(sid, statement)
-    issued = settlement.by_centre.get(centre, pvector())
-    settlement.by_centre = settlement.by_centre.set(centre, issued.append(sid))
-    settlement.sequences = settlement.sequences.set((centre, period.text), expected["sequence"])
-    settled, first_settled = settlement.settled.mutate(), []
-    for line in expected["lines"]:
-        key = (centre, line["record_id"])
-        done = settled.get(key)
-        if done is None:
-            done = Settled(0)
-            first_settled.append(key)
-        settled[key] = Settled(
-            done.amount_fen + line["amount_fen"],
-            (*done.lines, (sid, line["line"], line["amount_fen"])),
+    settlement.put(draft)
+    opened = settlement.by_centre.get(centre, pvector())
+    settlement.by_centre = settlement.by_centre.set(centre, opened.append(draft.id))
+    settlement.open_by_centre = settlement.open_by_centre.set(centre, draft.id)
+    settlement.sequences = settlement.sequences.set((centre, period.text), draft.sequence)
+    return {"statement": draft.id, "centre": centre, "period": period.text, "cut": ctx.index}
+
+
+def _check_line(state: LedgerState, statement: Statement, i: int, stated: Any, want: Any) -> None:
+    """Refuse a stated line that is not the expected one, as specifically as possible."""
+    if stated == want:
+        return
+    where = f"body.lines[{i}]"
+    if not isinstance(stated, dict):
+        raise InvalidInput(f"{where} must be an object", reason="MALFORMED_BODY")
+    record_id = stated.get("record_id")
+    record = claim_book(state).claims.get((statement.centre, str(record_id)))
+    if want is None or stated.get("record_id") != want.get("record_id"):
+        if record is None:
+            raise NotFound(
+                f"{where}: centre {statement.centre} has no claim {record_id!r}",
+                reason="UNKNOWN_CLAIM",
+                details={"line": i + 1, "record_id": str(record_id)},
+            )
+        done = book(state).settled.get((statement.centre, record.record_id))
+        if stated.get("type") == "claim" and done is not None:
+            raise Conflict(
+                f"{where}: claim {record.record_id} of {statement.centre} was already settled "
+                f"by statement {done.first}; a claim is settled exactly once",
+                reason="ALREADY_SETTLED",
+                details={"line": i + 1, "record_id": record.record_id, "statement": done.first},
+            )
+        if stated.get("type") == "claim" and not statement.period.contains(record.at):
+            raise InvalidInput(
+                f"{where}: claim {record.record_id} was recorded {local_text(record.at)} "
+                f"(Asia/Shanghai), outside period {statement.period.text}",
+                reason="NOT_IN_PERIOD",
+                details={"line": i + 1, "record_id": record.record_id},
+            )
+    if want is None:
+        raise InvalidInput(
+            f"{where}: the statement has no more lines to list (close it)",
+            reason="STATEMENT_MISMATCH",
+            details={"field": where},
         )
-    settlement.settled = settled.finish()
-    known = settlement.settled_by_centre.get(centre, pvector())
-    settlement.settled_by_centre = settlement.settled_by_centre.set(
-        centre, known.extend(first_settled)
-    )
-    totals = expected["totals"]
+    field_ = next((k for k in sorted(set(stated) | set(want)) if stated.get(k) != want.get(k)), "")
+    raise _mismatch(f"{where}.{field_}", stated.get(field_), want.get(field_))
+
+
+def apply_lines(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+    r = body_reader(entry, "MALFORMED_BODY").obj(["statement", "part", "lines"])
+    statement = _open_statement(state, r.text("statement", max_len=100))
+    part = r.integer("part", minimum=1)
+    if part != len(statement.parts) + 1:
+        raise _mismatch("body.part", part, len(statement.parts) + 1)
+    stated = r.child("lines").value
+    if not isinstance(stated, list) or not stated:
+        raise InvalidInput(
+            "statement.lines: body.lines must be a non-empty list", reason="MALFORMED_BODY"
+        )
+    walk = _walk(state, statement)
+    first = statement.lines + 1
+    # mutate: each line is checked, then settled, so the walk never offers it again; a
+    # refusal part-way discards the whole draft (ledger.state)
+    for i, line in enumerate(stated):
+        item = next(walk, None)
+        _check_line(state, statement, i, line, None if item is None else item.line)
+        assert item is not None
+        statement = _record_line(state, statement, item)
+    statement = replace(statement, parts=(*statement.parts, (ctx.index, first, len(stated))))
+    book(state).put(statement)
     return {
-        "statement": sid,
-        "centre": centre,
-        "period": period.text,
-        "sequence": expected["sequence"],
-        "lines": totals["lines"],
-        "amount_fen": totals["amount_fen"],
-        "cost_fen": totals["cost_fen"],
+        "statement": statement.id,
+        "part": part,
+        "lines": len(stated),
+        "through": statement.lines,
+    }
+
+
+def apply_close(state: LedgerState, entry: Entry, ctx: Context) -> Result:
+    r = body_reader(entry, "MALFORMED_BODY").obj(["statement", "parts", "totals", "lines_sha256"])
+    statement = _open_statement(state, r.text("statement", max_len=100))
+    left = next(iter(_walk(state, statement)), None)
+    if left is not None:
+        raise InvalidInput(
+            f"statement {statement.id} leaves out {left.line['type']} {left.line['record_id']} "
+            f"of {statement.centre} (line {left.line['line']}); list every line before closing",
+            reason="STATEMENT_INCOMPLETE",
+            details={"record_id": str(left.line["record_id"]), "line": left.line["line"]},
+        )
+    expected = close_body(state, statement.id)
+    for name in ("parts", "totals", "lines_sha256"):
+        if entry.body.get(name) != expected[name]:
+            raise _mismatch(f"body.{name}", entry.body.get(name), expected[name])
+    # mutate
+    settlement = book(state)
+    signers = tuple(s.verifier.key_id for s in ctx.signers)
+    settlement.put(
+        replace(statement, closed_index=ctx.index, closed_at=ctx.time, signed_by=signers)
+    )
+    settlement.open_by_centre = settlement.open_by_centre.delete(statement.centre)
+    return {
+        "statement": statement.id,
+        "centre": statement.centre,
+        "period": statement.period.text,
+        "sequence": statement.sequence,
+        "lines": statement.lines,
+        "amount_fen": statement.amount_fen,
+        "cost_fen": statement.cost_fen,
     }
 
 
@@ -534,13 +719,19 @@ def apply_statement(state: LedgerState, entry: Entry, ctx: Context) -> Result:
 
 
 def statement_view(state: LedgerState, statement: str) -> dict[str, Any]:
-    """The statement as recorded (its body), with its log index, time and signers."""
+    """A statement's header, totals, parts and state (its lines are in its parts' entries)."""
     found = statement_of(state, statement)
     return {
-        **found.body,
+        **found.header(),
+        "status": "open" if found.is_open else "closed",
         "index": found.index,
         "at": format_time(found.at),
+        "closed_index": found.closed_index,
+        "closed_at": None if found.closed_at is None else format_time(found.closed_at),
         "signed_by": list(found.signed_by),
+        "totals": found.totals(),
+        "lines_sha256": found.chain.hex(),
+        "parts": [{"index": i, "first_line": f, "lines": n} for i, f, n in found.parts],
     }
 
 
@@ -550,28 +741,28 @@ def statements_of(
     """Statements (without their lines), in log order; of one centre and period if given."""
     settlement = book(state)
     ids = (
-        settlement.by_centre.get(centre, [])
+        list(settlement.by_centre.get(centre, ()))
         if centre is not None
         else sorted(settlement.statements, key=lambda s: settlement.statements[s].index)
     )
     out = []
     for sid in ids:
         found = settlement.statements[sid]
-        if period is not None and found.period != period:
+        if period is not None and found.period.text != period:
             continue
-        body = found.body
         out.append(
             {
                 "statement": sid,
                 "centre": found.centre,
-                "period": found.period,
+                "period": found.period.text,
                 "sequence": found.sequence,
-                "previous": body["previous"],
+                "previous": found.previous,
+                "status": "open" if found.is_open else "closed",
                 "index": found.index,
                 "at": format_time(found.at),
-                "lines": body["totals"]["lines"],
-                "amount_fen": body["totals"]["amount_fen"],
-                "cost_fen": body["totals"]["cost_fen"],
+                "lines": found.lines,
+                "amount_fen": found.amount_fen,
+                "cost_fen": found.cost_fen,
             }
         )
     return out
@@ -593,9 +784,8 @@ def centre_settlement(state: LedgerState, centre: str) -> dict[str, int]:
     """A centre's position: net subsidy granted, settled so far, and what is still due."""
     settlement = book(state)
     granted = unsettled = 0
-    settled = sum(
-        settlement.settled[k].amount_fen for k in settlement.settled_by_centre.get(centre, ())
-    )
+    settled_keys = settlement.settled_by_centre.get(centre, ())
+    settled = sum(settlement.settled[k].amount_fen for k in settled_keys)
     claims = claim_book(state)
     for record_id in claims.by_centre.get(centre, ()):
         record = claims.claims[(centre, record_id)]
@@ -607,5 +797,5 @@ def centre_settlement(state: LedgerState, centre: str) -> dict[str, int]:
         "settled_fen": settled,
         "due_fen": granted - settled,
         "unsettled_claims_fen": unsettled,
-        "statements": len(settlement.by_centre.get(centre, [])),
+        "statements": len(settlement.by_centre.get(centre, ())),
     }

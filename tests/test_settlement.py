@@ -25,24 +25,37 @@ from ledger.errors import LedgerError
 from ledger.policy import Policy
 from ledger.registry import verify_entry_signatures
 from ledger.settlement import book as settlement_book
-from ledger.settlement import parse_period, period_of, statement_body
+from ledger.settlement import parse_period, period_of
 from ledger.state import Result
 
 __all__ = ["grpc_env_factory"]  # a fixture, used by grpc_world
 
 
 def issue(world: World, period: str, centre: str = "nscc-cd") -> Result:
-    body = statement_body(world.state, centre=centre, period=period, at=world.clock)
-    return world.apply("statement.issue", body, world.log)
+    """Open, list every line in parts, close: what the service does, entry by entry."""
+    sid = open_(world, period, centre)["statement"]
+    while settlement.has_lines_left(world.state, sid):
+        world.apply("statement.lines", settlement.lines_body(world.state, sid), world.log)
+    return world.apply("statement.close", settlement.close_body(world.state, sid), world.log)
+
+
+def open_(world: World, period: str, centre: str = "nscc-cd") -> Result:
+    body = settlement.open_body(world.state, centre=centre, period=period, at=world.clock)
+    return world.apply("statement.open", body, world.log)
 
 
 def body_of(world: World, period: str, centre: str = "nscc-cd") -> dict[str, Any]:
-    return statement_body(world.state, centre=centre, period=period, at=world.clock)
+    return settlement.open_body(world.state, centre=centre, period=period, at=world.clock)
 
 
 def lines_of(world: World, statement: str) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = settlement.statement_view(world.state, statement)["lines"]
-    return lines
+    """A statement's lines, read from its statement.lines entries as an auditor would."""
+    return [
+        line
+        for entry in world.entries
+        if entry.kind == "statement.lines" and entry.body["statement"] == statement
+        for line in entry.body["lines"]
+    ]
 
 
 def reverse(world: World, record_id: str, centre: str = "nscc-cd") -> Result:
@@ -108,10 +121,8 @@ def test_a_statement_settles_every_claim_of_its_period_once(world: World) -> Non
     assert [line["amount_fen"] for line in lines] == [r["subsidy_fen"] for r in first]
     assert result["amount_fen"] == sum(r["subsidy_fen"] for r in first)
     view = settlement.statement_view(world.state, "nscc-cd.2023-Q3.1")
-    assert view["totals"]["by_voucher"] == [
+    assert view["totals"]["by_programme"] == [
         {
-            "voucher": voucher,
-            "holder": view["lines"][0]["holder"],
             "round": "chengdu-2023-31",
             "programme": "industry",
             "lines": 3,
@@ -119,7 +130,7 @@ def test_a_statement_settles_every_claim_of_its_period_once(world: World) -> Non
             "amount_fen": result["amount_fen"],
         }
     ]
-    assert view["signed_by"] == [world.log.key_id]
+    assert view["status"] == "closed" and view["signed_by"] == [world.log.key_id]
     assert view["previous"] is None
 
     # A claim captured after the statement falls into the next one of the same period.
@@ -135,14 +146,12 @@ def test_a_statement_settles_every_claim_of_its_period_once(world: World) -> Non
     # The other centre's claim waits for its own statement.
     icc = issue(world, "2023-Q3", centre="cd-icc")
     assert [x["record_id"] for x in lines_of(world, icc["statement"])] == ["icc-1"]
-    # Nothing left: a third statement is refused, and so is a replay of the first.
+    # Nothing left: a third statement is refused, and so is a replay of a part.
     with pytest.raises(LedgerError) as caught:
         body_of(world, "2023-Q3")
     assert caught.value.reason == "NOTHING_TO_SETTLE"
-    replay = next(
-        e.body for e in reversed(world.entries) if e.body.get("statement") == second["statement"]
-    )
-    world.refuse("statement.issue", replay, world.log, reason="ALREADY_SETTLED")
+    replay = next(e.body for e in world.entries if e.kind == "statement.lines")
+    world.refuse("statement.lines", replay, world.log, reason="STATEMENT_CLOSED")
 
 
 def test_a_claim_recorded_after_the_period_goes_into_the_next_period(world: World) -> None:
@@ -161,13 +170,14 @@ def test_a_period_must_have_begun_and_the_cadence_must_be_the_policys(world: Wor
     with pytest.raises(LedgerError) as caught:
         body_of(world, "2023-Q4")
     assert caught.value.reason == "PERIOD_NOT_STARTED"
-    # The policy settles quarterly: a monthly period finds nothing of this round in it.
+    # The policy settles quarterly: asked for a month, the refusal says which period to ask.
     with pytest.raises(LedgerError) as caught:
         body_of(world, "2023-08")
-    assert caught.value.reason == "NOTHING_TO_SETTLE"
+    assert caught.value.reason == "PERIOD_CADENCE"
+    assert "settles quarterly" in caught.value.message and "2023-Q3" in caught.value.message
     body = body_of(world, "2023-Q3")
     world.refuse(
-        "statement.issue", {**body, "cadence": "monthly"}, world.log, reason="PERIOD_CADENCE"
+        "statement.open", {**body, "cadence": "monthly"}, world.log, reason="PERIOD_CADENCE"
     )
 
 
@@ -180,7 +190,7 @@ def test_monthly_cadence_when_the_policy_says_so(world: World) -> None:
     world.at("2023-09-01 12:00").claim(voucher, wan(1), record_id="sep")
     with pytest.raises(LedgerError) as caught:
         body_of(world, "2023-Q3")
-    assert caught.value.reason == "NOTHING_TO_SETTLE"
+    assert caught.value.reason == "PERIOD_CADENCE"
     issue(world, "2023-08")
     assert [x["record_id"] for x in lines_of(world, "nscc-cd.2023-08.1")] == ["aug"]
     issue(world, "2023-09")
@@ -252,45 +262,79 @@ def test_a_statement_that_differs_from_the_fold_is_refused(world: World) -> None
     voucher = world.voucher("industry")
     for i in range(3):
         world.claim(voucher, wan(1), record_id=f"j{i}")
-    body = body_of(world, "2023-Q3")
+    opening = body_of(world, "2023-Q3")
+    for name, value in (
+        ("sequence", 2),
+        ("previous", "x"),
+        ("period_end", "2023-09-30T16:00:00.000001Z"),
+    ):
+        error = world.refuse(
+            "statement.open", {**opening, name: value}, world.log, reason="STATEMENT_MISMATCH"
+        )
+        assert error.details["field"] == f"body.{name}"
+    world.refuse("statement.open", {**opening, "extra": 1}, world.log, reason="MALFORMED_BODY")
+    # only the log key signs statements
+    world.refuse("statement.open", opening, world.issuer, reason="WRONG_SIGNER")
+    world.refuse("statement.open", opening, world.centre("nscc-cd"), reason="WRONG_SIGNER")
+    sid = open_(world, "2023-Q3")["statement"]
+    # one open statement per centre
+    world.refuse("statement.open", opening, world.log, reason="STATEMENT_OPEN")
 
-    dropped = copy.deepcopy(body)
+    part = settlement.lines_body(world.state, sid)
+    dropped = copy.deepcopy(part)
     dropped["lines"].pop(1)
-    world.refuse("statement.issue", dropped, world.log, reason="STATEMENT_INCOMPLETE")
+    error = world.refuse("statement.lines", dropped, world.log, reason="STATEMENT_MISMATCH")
+    assert error.details["field"] == "body.lines[1].claim_index"
 
-    inflated = copy.deepcopy(body)
+    inflated = copy.deepcopy(part)
     inflated["lines"][0]["amount_fen"] += 1
-    error = world.refuse("statement.issue", inflated, world.log, reason="STATEMENT_MISMATCH")
+    error = world.refuse("statement.lines", inflated, world.log, reason="STATEMENT_MISMATCH")
     assert error.details["field"] == "body.lines[0].amount_fen"
 
-    totals = copy.deepcopy(body)
-    totals["totals"]["amount_fen"] += 100
-    world.refuse("statement.issue", totals, world.log, reason="STATEMENT_MISMATCH")
-
-    unknown = copy.deepcopy(body)
+    unknown = copy.deepcopy(part)
     unknown["lines"][0]["record_id"] = "no-such-job"
-    world.refuse("statement.issue", unknown, world.log, reason="UNKNOWN_CLAIM")
+    world.refuse("statement.lines", unknown, world.log, reason="UNKNOWN_CLAIM")
 
-    malformed = {**body, "lines": "all of them"}
-    world.refuse("statement.issue", malformed, world.log, reason="MALFORMED_BODY")
-    world.refuse("statement.issue", {**body, "extra": 1}, world.log, reason="MALFORMED_BODY")
+    extra = copy.deepcopy(part)
+    extra["lines"].append({**part["lines"][0], "line": 4})
+    world.refuse("statement.lines", extra, world.log, reason="ALREADY_SETTLED")
+    beyond = copy.deepcopy(part)
+    beyond["lines"].append({**part["lines"][0], "record_id": "j9", "line": 4})
+    world.refuse("statement.lines", beyond, world.log, reason="UNKNOWN_CLAIM")
+    world.refuse("statement.lines", {**part, "part": 2}, world.log, reason="STATEMENT_MISMATCH")
+    world.refuse("statement.lines", {**part, "lines": "all"}, world.log, reason="MALFORMED_BODY")
 
-    # only the log key signs statements
-    world.refuse("statement.issue", body, world.issuer, reason="WRONG_SIGNER")
-    world.refuse("statement.issue", body, world.centre("nscc-cd"), reason="WRONG_SIGNER")
+    # closing before every line is listed, or with other totals, is refused
+    early = settlement.close_body(world.state, sid)
+    world.refuse("statement.close", early, world.log, reason="STATEMENT_INCOMPLETE")
+    first = {**part, "lines": part["lines"][:1]}
+    world.apply("statement.lines", first, world.log)
+    # a claim listed in part 1 cannot be listed again in part 2
+    again = {**part, "part": 2, "lines": part["lines"][:1]}
+    world.refuse("statement.lines", again, world.log, reason="ALREADY_SETTLED")
+    world.apply("statement.lines", settlement.lines_body(world.state, sid), world.log)
+    closing = settlement.close_body(world.state, sid)
+    assert closing["parts"] == 2
+    for changed in (
+        {"parts": 1},
+        {"lines_sha256": "0" * 64},
+        {"totals": {**closing["totals"], "amount_fen": closing["totals"]["amount_fen"] + 1}},
+    ):
+        world.refuse(
+            "statement.close", {**closing, **changed}, world.log, reason="STATEMENT_MISMATCH"
+        )
+    world.apply("statement.close", closing, world.log)
+    assert [x["line"] for x in lines_of(world, sid)] == [1, 2, 3]
 
-    world.apply("statement.issue", body, world.log)
     # a later claim outside the period cannot be slipped into a statement of it
     world.at("2023-10-02 10:00").claim(voucher, wan(1), record_id="oct")
-    world.claim(voucher, wan(1), record_id="oct2")
-    q4 = body_of(world, "2023-Q4")
-    sneaky = copy.deepcopy(q4)
-    sneaky["period"] = "2023-Q3"
-    world.refuse("statement.issue", sneaky, world.log, reason="NOT_IN_PERIOD")
-    # nor can a settled claim be settled again next to a new one
-    again = copy.deepcopy(q4)
-    again["lines"].append({**body["lines"][0], "line": 3})
-    world.refuse("statement.issue", again, world.log, reason="ALREADY_SETTLED")
+    with pytest.raises(LedgerError) as caught:
+        body_of(world, "2023-Q3")
+    assert caught.value.reason == "NOTHING_TO_SETTLE"
+    q4 = open_(world, "2023-Q4")["statement"]
+    sneaky = settlement.lines_body(world.state, q4)
+    sneaky["lines"][0]["record_id"] = "j0"
+    world.refuse("statement.lines", sneaky, world.log, reason="ALREADY_SETTLED")
 
 
 def test_an_empty_statement_is_refused(world: World) -> None:
@@ -304,13 +348,55 @@ def test_an_empty_statement_is_refused(world: World) -> None:
         "period_end": "2023-09-30T16:00:00.000000Z",
         "sequence": 1,
         "previous": None,
-        "lines": [],
-        "totals": settlement.totals_of([]),
     }
-    world.refuse("statement.issue", body, world.log, reason="NOTHING_TO_SETTLE")
+    world.refuse("statement.open", body, world.log, reason="NOTHING_TO_SETTLE")
     world.refuse(
-        "statement.issue", {**body, "centre": "nowhere"}, world.log, reason="UNKNOWN_CENTRE"
+        "statement.open", {**body, "centre": "nowhere"}, world.log, reason="UNKNOWN_CENTRE"
     )
+    with pytest.raises(LedgerError) as caught:
+        settlement.lines_body(world.state, "nscc-cd.2023-Q3.1")
+    assert caught.value.reason == "UNKNOWN_STATEMENT"
+
+
+def test_claims_keep_coming_while_a_statement_is_open(world: World) -> None:
+    """Parts are separate entries: claims recorded between them are after the cut and go
+    into the next statement, while the open one settles exactly what it fixed."""
+    voucher = world.voucher("industry")
+    for i in range(5):
+        world.claim(voucher, wan(1), record_id=f"before-{i}")
+    sid = open_(world, "2023-Q3")["statement"]
+    world.apply(
+        "statement.lines", settlement.lines_body(world.state, sid, max_bytes=900), world.log
+    )
+    world.claim(voucher, wan(1), record_id="between")
+    while settlement.has_lines_left(world.state, sid):
+        world.apply(
+            "statement.lines", settlement.lines_body(world.state, sid, max_bytes=900), world.log
+        )
+        world.claim(voucher, wan(1), record_id=world.next_id("during"))
+    closed = world.apply("statement.close", settlement.close_body(world.state, sid), world.log)
+    assert [x["record_id"] for x in lines_of(world, sid)] == [f"before-{i}" for i in range(5)]
+    assert len(settlement.statement_view(world.state, sid)["parts"]) >= 3
+    assert closed["lines"] == 5
+    nxt = issue(world, "2023-Q3")
+    later = [x["record_id"] for x in lines_of(world, nxt["statement"])]
+    assert later[0] == "between" and len(later) >= 3
+
+
+def test_the_chain_over_the_lines_is_what_close_states(world: World) -> None:
+    import hashlib
+
+    from ledger.canonical import canonical_bytes
+
+    voucher = world.voucher("industry")
+    for i in range(4):
+        world.claim(voucher, wan(1), record_id=f"j{i}")
+    result = issue(world, "2023-Q3")
+    chain = bytes(32)
+    for line in lines_of(world, result["statement"]):
+        chain = hashlib.sha256(chain + canonical_bytes(line)).digest()
+    close = next(e for e in world.entries if e.kind == "statement.close")
+    assert close.body["lines_sha256"] == chain.hex()
 
 
 # --- the property: every fen of every claim is settled exactly once ------------------------
@@ -340,11 +426,9 @@ def test_every_claim_is_settled_exactly_once_at_its_net(steps: list[Any]) -> Non
         elif action == "statement":
             period = period_of(world.clock, "quarterly").text
             try:
-                body = body_of(world, period, centres[a])
+                issue(world, period, centres[a])
             except LedgerError as exc:
                 assert exc.reason == "NOTHING_TO_SETTLE"
-                continue
-            world.apply("statement.issue", body, world.log)
         elif action in ("reverse", "clawback") and made:
             centre, record_id = made[a % len(made)]
             record = world.state.parts["claims"].claims[(centre, record_id)]
@@ -362,21 +446,20 @@ def test_every_claim_is_settled_exactly_once_at_its_net(steps: list[Any]) -> Non
             if parse_period(period).start > world.clock:
                 break
             try:
-                world.apply("statement.issue", body_of(world, period, centre), world.log)
+                issue(world, period, centre)
             except LedgerError as exc:
                 assert exc.reason == "NOTHING_TO_SETTLE"
     book = settlement_book(world.state)
     claim_lines: dict[tuple[str, str], int] = {}
     paid: dict[tuple[str, str], int] = {}
     for statement in book.statements.values():
-        for line in statement.body["lines"]:
+        assert not statement.is_open
+        for line in lines_of(world, statement.id):
             key = (statement.centre, line["record_id"])
             paid[key] = paid.get(key, 0) + line["amount_fen"]
             if line["type"] == "claim":
                 claim_lines[key] = claim_lines.get(key, 0) + 1
-                assert parse_period(statement.period).contains(
-                    world.state.parts["claims"].claims[key].at
-                )
+                assert statement.period.contains(world.state.parts["claims"].claims[key].at)
     for key in made:
         record = world.state.parts["claims"].claims[key]
         assert claim_lines.get(key) == 1, f"{key} settled {claim_lines.get(key)} times"
