@@ -1,4 +1,5 @@
-"""``suanli serve``: the HTTP app under uvicorn and the gRPC server, in one process."""
+"""``suanli serve``: the HTTP app under uvicorn and the gRPC server, in one process (the
+one module that starts both ways in; each knows nothing of the other)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import threading
 import uvicorn
 
 from api import metrics
-from api.app import create_app
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
+from api.bootstrap import Service, open_service
+from api.http.app import create_app
+from api.settings import Settings
 
 log = logging.getLogger("suanli")
 
@@ -55,12 +56,12 @@ class ProjectionWriter:
 
 def run(settings: Settings) -> None:
     from api.devpki import ensure_dev_pki
-    from api.grpc_server import DEFAULT_GRACE, GrpcServer
+    from api.grpc.server import DEFAULT_GRACE, GrpcServer
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    service = open_ledger(settings)
+    service = open_service(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
     metrics.LOG_SIZE.set(ledger.state.size)

@@ -1,5 +1,7 @@
-"""Configuration, in one place. Every setting is an environment variable ``SUANLI_<NAME>``
-and most are also command-line options of ``suanli serve``; docs/configuration.md lists them."""
+"""The service's configuration, in one place: every setting is an environment variable
+``SUANLI_<NAME>`` and most are also options of ``suanli serve``. docs/configuration.md lists
+them (a test keeps the list and these fields the same). The centre side (``adapters/``)
+ships separately and has its own, ``adapters.settings.CentreSettings``."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ class Settings(BaseSettings):
     db: str | None = None
     """SQLAlchemy URL; default: SQLite in the data dir. Production: postgresql+psycopg://…"""
     http: str = "127.0.0.1:8080"
+    """HTTP listen address (and where ``suanli demo`` finds the service)."""
     grpc: str = "127.0.0.1:50051"
+    """gRPC listen address (and where ``suanli demo`` finds it)."""
     origin: str = "suanli.localhost/chengdu-2023"
     """The log's C2SP checkpoint origin (and the log key's name)."""
     log_level: str = "INFO"

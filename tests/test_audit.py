@@ -27,9 +27,9 @@ import sqlalchemy as sa
 import uvicorn
 from typer.testing import CliRunner
 
-from api.app import create_app
-from api.audit_cli import app as audit_app
 from api.bootstrap import Service
+from api.cli.audit import app as audit_app
+from api.http.app import create_app
 from ledger import audit, merkle, tiles
 from ledger.audit import Evidence, Missing, signed_message, verify_log
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint

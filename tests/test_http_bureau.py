@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from grpc_fixtures import START, ManualClock
 from test_http_grantee import claim, clawback, populate, reverse
 
-from api.app import create_app
 from api.bootstrap import Service
+from api.http.app import create_app
 from ledger import claims, grants, settlement
 from ledger.caps import programme_budget
 

@@ -2,7 +2,7 @@
 
 The routes are read from ``create_app`` itself (every router, including routers added
 later), and the roles each route admits from its ``require(...)`` dependency (the
-``roles`` attribute ``api.auth.require`` puts on the dependency function). Then, for every
+``roles`` attribute ``api.http.auth.require`` puts on the dependency function). Then, for every
 route and every caller (admin, reviewer, grantee, auditor, centre, no token, an unknown
 token):
 
@@ -38,9 +38,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pg import throwaway_database
 
-from api.app import create_app
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
+from api.bootstrap import Service, open_service
+from api.http.app import create_app
+from api.settings import Settings
 from ledger import applications, claims, entities, grants, settlement, vouchers
 from ledger.entry import Entry
 from ledger.policy import Policy, current_policy
@@ -311,7 +311,7 @@ def world(
     data = tmp_path_factory.mktemp("matrix")
     with _database(request.param, data) as url:
         clock = Clock(parse_time("2023-08-20T10:00:00+08:00"))
-        service = open_ledger(Settings(data_dir=data / "data", db=url), clock=clock)
+        service = open_service(Settings(data_dir=data / "data", db=url), clock=clock)
         try:
             ids = _seed(service)
             headers: dict[str, dict[str, str]] = {"no token": {}}

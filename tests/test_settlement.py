@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.client import RedemptionError
-from api.app import create_app
+from api.http.app import create_app
 from ledger import corrections, settlement
 from ledger.entry import Entry
 from ledger.errors import LedgerError

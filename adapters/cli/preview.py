@@ -1,10 +1,10 @@
-"""``suanli center preview``: what a centre's metering export would claim, before claiming it.
+"""``suanli centre preview``: what a centre's metering export would claim, before claiming it.
 
 One input, exactly one of::
 
-    suanli center preview --sacct FILE [--delimiter '|'] [--tz UTC] [--centre nscc-cd]
-    suanli center preview --events FILE [--centre cd-icc]
-    suanli center preview --csv FILE --centre ID
+    suanli centre preview --sacct FILE [--delimiter '|'] [--tz UTC] [--centre nscc-cd]
+    suanli centre preview --events FILE [--centre cd-icc]
+    suanli centre preview --csv FILE --centre ID
 
 plus ``--mapping FILE`` (see ``adapters.mapping``) to show the voucher of each account.
 FILE may be ``-`` for standard input.
@@ -29,18 +29,16 @@ in GBK must not sink an export); events, CSV and mapping files must be UTF-8.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
+from adapters.cli.options import DEFAULT_CENTRE, DelimiterOpt, TzOpt, delimiter_of, parse_zone
 from adapters.events import parse_events, parse_usage_csv
 from adapters.mapping import AccountMap
 from adapters.slurm import ParseResult, parse_sacct
@@ -48,39 +46,7 @@ from ledger.errors import InvalidInput
 from ledger.timeutil import format_time
 from ledger.usage import RESOURCE_UNITS
 
-app = typer.Typer(
-    help="Compute-centre side: preview the usage records a metering export would claim.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-DEFAULT_CENTRE = {"sacct": "nscc-cd", "events": "cd-icc"}
 FIRST_LINES = 5  # skipped line numbers shown per reason code
-_OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})", re.ASCII)
-
-
-@app.callback()
-def center() -> None:
-    """Compute-centre tools."""
-
-
-def parse_zone(name: str) -> tzinfo:
-    """``UTC``, an IANA zone name (``Asia/Shanghai``) or a fixed offset (``+08:00``)."""
-    if name.upper() in ("UTC", "Z"):
-        return UTC
-    match = _OFFSET.fullmatch(name)
-    if match:
-        sign = -1 if match.group(1) == "-" else 1
-        hours, minutes = int(match.group(2)), int(match.group(3))
-        if hours > 23 or minutes > 59:
-            raise typer.BadParameter(f"offset {name!r} is out of range", param_hint="--tz")
-        return timezone(sign * timedelta(hours=hours, minutes=minutes))
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise typer.BadParameter(
-            f"unknown time zone {name!r} (use UTC, an IANA name or +HH:MM)", param_hint="--tz"
-        ) from exc
 
 
 @contextmanager
@@ -120,7 +86,6 @@ def _summary(kind: str, path: str, result: ParseResult, unmapped: Counter[str]) 
     return "\n".join(out)
 
 
-@app.command()
 def preview(
     *,
     sacct: Annotated[
@@ -133,16 +98,12 @@ def preview(
         str | None,
         typer.Option("--csv", help="usage CSV: record_id,account,resource,quantity,start,end"),
     ] = None,
-    delimiter: Annotated[
-        str, typer.Option(help="sacct --delimiter (a literal \\t means tab)")
-    ] = "|",
+    delimiter: DelimiterOpt = "|",
     centre: Annotated[
         str | None,
         typer.Option(help="centre id (default nscc-cd for --sacct, cd-icc for --events)"),
     ] = None,
-    tz: Annotated[
-        str, typer.Option(help="zone of sacct's zone-less times: UTC, IANA name or +HH:MM")
-    ] = "UTC",
+    tz: TzOpt = "UTC",
     mapping: Annotated[
         Path | None, typer.Option(help="account -> voucher mapping file (JSON or TOML)")
     ] = None,
@@ -158,8 +119,7 @@ def preview(
     if centre_id is None:
         raise typer.BadParameter("--centre is required with --csv", param_hint="--centre")
     zone = parse_zone(tz)
-    if delimiter == "\\t":
-        delimiter = "\t"
+    delimiter = delimiter_of(delimiter)
 
     try:
         accounts = AccountMap.load(mapping) if mapping is not None else None
@@ -181,6 +141,12 @@ def preview(
         typer.echo(f"error: cannot read {path}: {message}", err=True)
         raise typer.Exit(1) from exc
 
+    unmapped = _print_records(result, accounts)
+    typer.echo(_summary(kind, path, result, unmapped), err=True)
+
+
+def _print_records(result: ParseResult, accounts: AccountMap | None) -> Counter[str]:
+    """One JSON line per record on standard output; the unmapped accounts, counted."""
     unmapped: Counter[str] = Counter()
     out = sys.stdout
     for record in result.records:
@@ -204,7 +170,4 @@ def preview(
         )
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
     out.flush()
-    typer.echo(_summary(kind, path, result, unmapped), err=True)
-
-
-from adapters import center_cli as _center_cli  # noqa: E402, F401  (adds `run` and `reconcile`)
+    return unmapped

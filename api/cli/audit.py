@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from api.audit_source import DirSource, Source, SourceError, open_source, peek_checkpoint
+from api.cli.log_sources import DirSource, Source, SourceError, open_source, peek_checkpoint
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
 
@@ -167,7 +167,7 @@ def export(
     The directory is a valid SOURCE for `suanli audit verify`, and for any C2SP
     tlog-tiles client served from it by a static file server.
     """
-    from api.audit_source import export as write_export
+    from api.cli.log_sources import export as write_export
 
     with _open(source) as src:
         try:

@@ -8,10 +8,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.bootstrap import Service
+from api.errors import PROBLEM_MEDIA_TYPE as PROBLEM
 from api.errors import problem
+from api.http.routes import (
+    admin,
+    apply,
+    audit,
+    bureau,
+    grantee,
+    log,
+    ops,
+    review,
+    statements,
+    web,
+)
 from ledger.errors import InvalidInput, LedgerError
-
-PROBLEM = "application/problem+json"
 
 
 def create_app(service: Service) -> FastAPI:
@@ -54,23 +65,18 @@ def create_app(service: Service) -> FastAPI:
         headers = getattr(exc, "headers", None)  # e.g. Allow on 405
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
 
-    from api import routes_audit, routes_log, routes_ops, routes_web
-
-    app.include_router(routes_log.router)
-    app.include_router(routes_ops.router)
-    app.include_router(routes_audit.router)
-    app.include_router(routes_web.router)
-
-    from api import routes_admin, routes_apply, routes_review
-
-    app.include_router(routes_admin.router)
-    app.include_router(routes_admin.issuer_router)
-    app.include_router(routes_review.router)
-    app.include_router(routes_apply.router)
-
-    from api import routes_bureau, routes_grantee, routes_statements
-
-    app.include_router(routes_grantee.router)
-    app.include_router(routes_bureau.router)
-    app.include_router(routes_statements.router)
+    for router in (
+        log.router,
+        ops.router,
+        audit.router,
+        web.router,
+        admin.router,
+        admin.issuer_router,
+        review.router,
+        apply.router,
+        grantee.router,
+        bureau.router,
+        statements.router,
+    ):
+        app.include_router(router)
     return app

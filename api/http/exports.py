@@ -11,7 +11,10 @@ decimals, converted by integer division (``divmod(fen, 100)``), never through a 
   decimals. Totals are values computed by the ledger, not spreadsheet formulas, so that
   any reader (openpyxl, pandas, LibreOffice) sees the same figure.
 
-A :class:`Table` is a heading row, rows of values and an optional 合计 (total) row.
+A :class:`Table` is a heading row, rows of values and an optional 合计 (total) row. Every
+export is one endpoint registered at ``<path>.csv`` and ``<path>.xlsx`` (:func:`file_routes`)
+that builds its tables and answers :func:`download` (CSV: the first table; XLSX: every
+table as a sheet).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -175,3 +180,54 @@ def to_xlsx(tables: Sequence[Table]) -> bytes:
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
+
+
+# --- the HTTP side of an export ----------------------------------------------------------
+
+FORMATS = ("csv", "xlsx")
+MEDIA_TYPES = {"csv": CSV_MEDIA_TYPE, "xlsx": XLSX_MEDIA_TYPE}
+FILE_RESPONSES: dict[str, dict[int | str, dict[str, Any]]] = {
+    "csv": {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"}},
+    "xlsx": {
+        200: {
+            "content": {XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "description": "XLSX workbook",
+        }
+    },
+}
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Response])
+
+
+def format_of(request: Request) -> str:
+    """The export format a request asked for: its path's suffix (``csv`` or ``xlsx``)."""
+    return request.url.path.rsplit(".", 1)[-1]
+
+
+def download(tables: Sequence[Table], fmt: str, stem: str) -> Response:
+    """``tables`` as an attachment ``<stem>.<fmt>``: CSV holds the first table, XLSX all."""
+    content = to_csv(tables[0]) if fmt == "csv" else to_xlsx(tables)
+    return Response(
+        content,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'},
+    )
+
+
+def file_routes(
+    router: APIRouter, path: str, responses: dict[int | str, dict[str, Any]] | None = None
+) -> Callable[[_Endpoint], _Endpoint]:
+    """Register an export endpoint at ``<path>.csv`` and ``<path>.xlsx`` (GET)."""
+
+    def register(endpoint: _Endpoint) -> _Endpoint:
+        for fmt in FORMATS:
+            router.add_api_route(
+                f"{path}.{fmt}",
+                endpoint,
+                methods=["GET"],
+                response_class=Response,
+                responses={**FILE_RESPONSES[fmt], **(responses or {})},
+                name=f"{endpoint.__name__}_{fmt}",
+            )
+        return endpoint
+
+    return register

@@ -1,5 +1,5 @@
 """Request and response models of the role APIs (``/v1/admin``, ``/v1/review``, ``/v1/apply``,
-``/v1/issuer``), and the few helpers those routers share.
+``/v1/issuer``).
 
 Conventions (docs/roles.md):
 
@@ -18,68 +18,18 @@ eligibility) are the domain's, and its errors travel unchanged to problem+json.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import Path, Request
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from api.bootstrap import Service
-from ledger.entities import DISTRICTS, RECORD_KINDS
-from ledger.errors import Denied
-from ledger.money import format_fen
+from api.http.deps import yuan
+from ledger.entities import DISTRICTS, RECORD_KINDS, BadRecord
+from ledger.errors import InvalidInput
 from ledger.policy import ENTITY_TYPES, Programme
-from ledger.state import LedgerState
-from ledger.store.tokens import Principal
-from ledger.store.unit_of_work import Appended, Transaction
-
-# --- shared helpers ------------------------------------------------------------------------
-
-
-def service_of(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
-@contextmanager
-def reading(request: Request) -> Iterator[LedgerState]:
-    """The fold at the committed log, held still while a view is built from it."""
-    with service_of(request).ledger.reading() as state:
-        yield state
-
-
-def write(request: Request, work: Callable[[Transaction], Any]) -> Any:
-    """Run ``work(tx)`` in the service's group-commit sequencer; its value once committed.
-
-    ``work`` must raise (a LedgerError) before its first ``tx.append`` if it refuses: what
-    it appended before raising would stay in the batch.
-    """
-    return service_of(request).sequencer.call(work)
-
-
-def new_id(prefix: str) -> str:
-    """A fresh identifier (``A-``, ``V-``, ``G-`` + 12 hex digits) for a new record."""
-    return f"{prefix}-{secrets.token_hex(6)}"
-
-
-def yuan(amount_fen: int) -> str:
-    return format_fen(amount_fen)
-
-
-def reviewer_district(principal: Principal) -> str:
-    """A reviewer token's 区县, refused clearly if it is not one the ledger knows."""
-    district = principal.district or ""
-    if district not in DISTRICTS:
-        raise Denied(
-            f"this reviewer token names district {district!r}, which is not one of Chengdu's "
-            f"区(市)县 or functional zones ({', '.join(DISTRICTS)}); create a token with the "
-            "exact name",
-            reason="NOT_YOUR_DISTRICT",
-        )
-    return district
-
+from ledger.timeutil import parse_time
+from ledger.usecases import Appended
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -167,6 +117,21 @@ class EntityIn(BaseModel):
         default_factory=list,
         description="criminal, administrative-penalty or dishonesty records, dated",
     )
+
+    def bad_records(self) -> list[BadRecord]:
+        """The records as the domain takes them (each date a day YYYY-MM-DD)."""
+        out = []
+        for i, record in enumerate(self.records):
+            try:
+                if len(record.date) != 10:
+                    raise ValueError(record.date)
+                day = date.fromisoformat(record.date)
+            except ValueError:
+                raise InvalidInput(
+                    f"body.records[{i}].date: {record.date!r} is not a date YYYY-MM-DD"
+                ) from None
+            out.append(BadRecord(record.kind, day, record.ref))
+        return out
 
 
 assert get_args(EntityIn.model_fields["type"].annotation) == ENTITY_TYPES
@@ -379,6 +344,17 @@ class IssueIn(BaseModel):
     valid_from: Time | None = None
     valid_until: Time | None = None
     centres: list[Id] | None = Field(default=None, description="default: every accepted centre")
+
+    def times(self) -> dict[str, datetime | None]:
+        """The usage window and validity given, as times (None: the default)."""
+        out: dict[str, datetime | None] = {}
+        for name in ("usage_start", "usage_end", "valid_from", "valid_until"):
+            text = getattr(self, name)
+            try:
+                out[name] = None if text is None else parse_time(text)
+            except InvalidInput as exc:
+                raise InvalidInput(f"body.{name}: {exc.message}") from None
+        return out
 
 
 class VoucherIssued(BaseModel):

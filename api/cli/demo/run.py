@@ -46,304 +46,21 @@ tests and benchmarks).
 from __future__ import annotations
 
 import json
-import os
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
+from api.cli.demo.client import Api, ApiError, DemoError
+from api.cli.demo.round import CENTRES, NOTICE_TODAY, Applicant, cast, demo_policy
+from api.cli.demo.samples import sample_events, sample_sacct
 from ledger.timeutil import SHANGHAI
-
-# --- sample usage ----------------------------------------------------------------------------
-
-_STATES = (
-    ("COMPLETED", 70),
-    ("FAILED", 8),
-    ("TIMEOUT", 5),
-    ("CANCELLED by 0", 6),
-    ("OUT_OF_MEMORY", 2),
-    ("NODE_FAIL", 1),
-)
-_PARTITIONS = ("cpu", "gpu", "bigmem", "debug")
-
-
-def _elapsed(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}-{clock}" if days else clock
-
-
-def _sacct_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def sample_sacct(
-    jobs: int,
-    *,
-    start: datetime,
-    end: datetime,
-    accounts: Sequence[str],
-    cluster: str = "tianhe",
-    first_job: int = 100_000,
-    seed: int = 2023,
-    header: bool = False,
-    gpu_share: float = 0.3,
-    gpu_models: Sequence[str] = ("a100", ""),
-    max_hours: float = 30.0,
-    extras: bool = True,
-) -> list[str]:
-    """``sacct --parsable2`` lines (UTC times) of ``jobs`` finished jobs run between ``start``
-    and ``end``, in the column order Open XDMoD exports (``adapters.slurm.XDMOD_COLUMNS``),
-    with the quirks of real exports: ``.batch``/``.extern``/numbered step rows, array jobs
-    (``123_4``), heterogeneous jobs (``123+1``), ``CANCELLED by <uid>``, multi-day elapsed
-    times, typed and untyped GPU TRES. With ``extras``, a few rows that produce no record
-    are mixed in (a job still running, one that never started). Deterministic for a seed.
-    """
-    from adapters.slurm import XDMOD_COLUMNS
-
-    rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
-    span = max(int((end - start).total_seconds()), 3600)
-    lines = ["|".join(c.capitalize() for c in XDMOD_COLUMNS)] if header else []
-    raw = first_job
-    states = [s for s, _ in _STATES]
-    weights = [w for _, w in _STATES]
-    for n in range(jobs):
-        raw += 1
-        account = accounts[n % len(accounts)] if n < len(accounts) else rng.choice(accounts)
-        duration = rng.randint(60, int(max_hours * 3600))
-        begin = start + timedelta(seconds=rng.randint(0, max(span - duration - 60, 1)))
-        finish = begin + timedelta(seconds=duration)
-        cpus = rng.choice((1, 4, 8, 16, 32, 64, 128))
-        gpu = rng.random() < gpu_share
-        tres = f"billing={cpus},cpu={cpus},mem={cpus * 4000}M,node=1"
-        partition = "gpu" if gpu else rng.choice(_PARTITIONS)
-        if gpu:
-            cards = rng.choice((1, 2, 4, 8))
-            model = rng.choice(gpu_models)
-            typed = f"gres/gpu:{model}={cards}," if model else ""
-            tres = f"billing={cpus},cpu={cpus},{typed}gres/gpu={cards},mem={cpus * 4000}M,node=1"
-        state = rng.choices(states, weights)[0].replace("by 0", f"by {rng.randint(1000, 9999)}")
-        job_id = str(raw)
-        shape = rng.random()
-        if shape < 0.05:
-            job_id = f"{raw - rng.randint(1, 50)}_{rng.randint(0, 99)}"  # array task
-        elif shape < 0.07:
-            job_id = f"{raw}+0"  # heterogeneous job component
-        row = [
-            job_id, str(raw), cluster, partition, "normal", account, account, "5000",
-            f"u{rng.randint(100, 999)}", str(rng.randint(10000, 99999)),
-            _sacct_time(begin - timedelta(seconds=30)), _sacct_time(begin - timedelta(seconds=30)),
-            _sacct_time(begin), _sacct_time(finish), _elapsed(duration), "0:0", state, "1",
-            str(cpus), str(cpus), "4000Mc", f"cpu={cpus},node=1", tres, "2-00:00:00",
-            f"cn{rng.randint(1, 512):04d}", f"job-{raw}",
-        ]  # fmt: skip
-        lines.append("|".join(row))
-        if rng.random() < 0.5:
-            for step in (".batch", ".extern", ".0"):
-                step_row = list(row)
-                step_row[0], step_row[1] = f"{job_id}{step}", f"{raw}{step}"
-                step_row[5] = step_row[6] = ""
-                lines.append("|".join(step_row))
-    if extras:
-        running = start + timedelta(seconds=span // 2)
-        raw += 1
-        lines.append(
-            f"{raw}|{raw}|{cluster}|cpu|normal|{accounts[0]}|{accounts[0]}|5000|u1|10001|"
-            f"{_sacct_time(running)}|{_sacct_time(running)}|{_sacct_time(running)}|Unknown|"
-            "01:00:00|0:0|RUNNING|1|8|8|4000Mc|cpu=8,node=1|billing=8,cpu=8,node=1|"
-            "2-00:00:00|cn0001|still-running"
-        )
-        raw += 1
-        lines.append(
-            f"{raw}|{raw}|{cluster}|cpu|normal|{accounts[0]}|{accounts[0]}|5000|u1|10001|"
-            f"{_sacct_time(running)}|{_sacct_time(running)}|Unknown|Unknown|00:00:00|0:0|"
-            "PENDING|1|8|8|4000Mc|cpu=8,node=1||2-00:00:00|None assigned|never-started"
-        )
-    return lines
-
-
-def sample_events(
-    count: int,
-    *,
-    start: datetime,
-    end: datetime,
-    tenants: Sequence[str],
-    source: str = "//cd-icc/aiplatform",
-    seed: int = 2023,
-    resource: str = "gpu:910b",
-    max_hours: float = 12.0,
-) -> list[str]:
-    """CloudEvents usage events (JSON Lines), one per finished workload on ``resource``,
-    between ``start`` and ``end``, ``subject`` the tenant. Deterministic for a seed."""
-    rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
-    span = max(int((end - start).total_seconds()), 3600)
-    out = []
-    for n in range(count):
-        tenant = tenants[n % len(tenants)] if n < len(tenants) else rng.choice(tenants)
-        duration = rng.randint(300, int(max_hours * 3600))
-        finish = start + timedelta(seconds=rng.randint(duration + 60, max(span, duration + 61)))
-        event = {
-            "specversion": "1.0",
-            "id": f"wl-{seed}-{n:06d}",
-            "source": source,
-            "type": "com.cdicc.workload.finished",
-            "subject": tenant,
-            "time": finish.astimezone(SHANGHAI).isoformat(),
-            "data": {
-                "resource": resource,
-                "cards": rng.choice((1, 2, 4, 8, 16)),
-                "duration_seconds": duration,
-                "job": f"train-{n}",
-            },
-        }
-        out.append(json.dumps(event, ensure_ascii=False))
-    return out
-
-
-# --- the demo round ----------------------------------------------------------------------------
-
-NOTICE_TODAY = date(2023, 8, 20)  # where "today" sits in the moved round (2 days into 申报)
-CENTRES = ("nscc-cd", "cd-icc")
-
-
-def _shift_local(text: str, days: int) -> str:
-    """``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM`` (``T24:00`` too) moved by ``days`` days."""
-    day, sep, clock = text.partition("T")
-    moved = date.fromisoformat(day) + timedelta(days=days)
-    return f"{moved.isoformat()}{sep}{clock}"
-
-
-def demo_policy(today: date, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The notice's round with every window moved by whole days so that ``today`` sits
-    where 2023-08-20 sat. Rate cards stay as published (they are the centres', not the
-    round's); everything else (programmes, rates, caps, pools) is the notice's."""
-    from ledger.policy import Policy
-
-    doc: dict[str, Any] = json.loads(
-        json.dumps(base if base is not None else Policy.load().to_json())
-    )
-    days = (today - NOTICE_TODAY).days
-    for window in doc["windows"].values():
-        for end in ("from", "to"):
-            if end in window:
-                window[end] = _shift_local(window[end], days)
-    for programme in doc["programmes"]:
-        usage = programme.get("usage_window")
-        if usage:
-            for end in ("from", "to"):
-                if end in usage:
-                    usage[end] = _shift_local(usage[end], days)
-    if "issued" in doc:
-        doc["issued"] = _shift_local(doc["issued"], days)
-    doc["title"] = f"{doc['title']}（演示：各时间窗口平移 {days} 天）"
-    doc.setdefault("notes", []).append(
-        f"Demo version (suanli demo): every window of the notice moved by {days} days so "
-        f"that {today.isoformat()} sits where 2023-08-20 sat; figures unchanged."
-    )
-    return doc
-
-
-@dataclass(frozen=True)
-class Applicant:
-    name: str
-    type: str
-    district: str
-    programme: str
-    inputs: dict[str, Any]
-    face_fen: int | None  # None: its district rejects the application
-    accounts: dict[str, str]  # centre -> the account (Slurm account, tenant) it uses there
-    about: str
-
-
-def cast(project_start: date, project_end: date) -> list[Applicant]:
-    dates = {"project_start": project_start.isoformat(), "project_end": project_end.isoformat()}
-    return [
-        Applicant(
-            "成都星河智算科技有限公司", "enterprise", "成都高新区", "industry",
-            {"compute_cost_fen": 12_000_000_00, "level": "national",
-             "project_type": "ai_industrialisation", **dates},
-            20_000_000, {"nscc-cd": "xinghe", "cd-icc": "xinghe-ai"},
-            "(四) 国家级人工智能重大产业化项目",
-        ),
-        Applicant(
-            "天府大模型研究院", "research_institute", "天府新区成都直管区", "ai-model",
-            {"compute_cost_fen": 15_000_000_00, "parameters": 130_000_000_000, "scenarios": 6,
-             **dates},
-            50_000_000, {"nscc-cd": "tianfu", "cd-icc": "tianfu-llm"},
-            "(六) 1300 亿参数大模型",
-        ),
-        Applicant(
-            "蜀道超算应用有限公司", "enterprise", "武侯区", "national-strategy",
-            {"compute_cost_fen": 5_000_000_00, "host_type": "national_key_lab", **dates},
-            200_000, {"nscc-cd": "shudao"},
-            "(三) 国家重点实验室承接项目; a 2 000 元 voucher, spent fast",
-        ),
-        Applicant(
-            "锦城数据有限公司", "enterprise", "成华区", "industry",
-            {"compute_cost_fen": 3_000_000_00, "level": "provincial",
-             "project_type": "bottleneck", **dates},
-            None, {},
-            "(四) 省级项目; its 区县 finds the materials do not match",
-        ),
-    ]  # fmt: skip
-
-
-class DemoError(Exception):
-    """A step of the demo failed; the message says which and why."""
-
-
-class ApiError(DemoError):
-    def __init__(self, status: int, reason: str, detail: str, where: str) -> None:
-        super().__init__(f"{where}: {status} {reason}: {detail}")
-        self.status, self.reason, self.detail = status, reason, detail
-
-
-class Api:
-    """The service's HTTP API, with the demo's tokens."""
-
-    def __init__(self, base: str, timeout: float = 120.0) -> None:
-        import httpx
-
-        self.base = base
-        self.http = httpx.Client(base_url=base, timeout=timeout)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        reply = self.http.request(method, path, json=body, headers=headers)
-        if reply.status_code in (200, 201):
-            return reply.json()
-        try:
-            problem = reply.json()
-        except ValueError:
-            problem = {}
-        raise ApiError(
-            reply.status_code,
-            str(problem.get("reason") or problem.get("title") or reply.reason_phrase),
-            str(problem.get("detail") or reply.text[:300]),
-            f"{method} {path}",
-        )
-
-    def ready(self) -> bool:
-        import httpx
-
-        try:
-            return bool(self.http.get("/readyz", timeout=3.0).json().get("ready"))
-        except (httpx.HTTPError, ValueError):
-            return False
 
 
 @dataclass
@@ -489,7 +206,8 @@ class Demo:
         vouchers = self.decide(api, admin, submitted, run)
         usage_start = activity.start + timedelta(days=21)
         usage_end = activity.end - timedelta(days=5)
-        outboxes = self.agents(api, auditor, people, vouchers, run, workdir, usage_start, usage_end)
+        usage = (usage_start, usage_end)
+        outboxes = self.agents(auditor, people, vouchers, run, workdir, usage)
         self.cap(outboxes["nscc-cd"], people, vouchers)
         period = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
         self.statements(api, admin, period)
@@ -658,30 +376,58 @@ class Demo:
 
     def agents(
         self,
-        api: Api,
         auditor: str,
         people: list[Applicant],
         vouchers: dict[int, str],
         run: str,
         workdir: Path,
-        start: datetime,
-        end: datetime,
+        usage: tuple[datetime, datetime],
     ) -> dict[str, Path]:
         """Write each centre's metering output and mapping, run both agents at once."""
         import logging
 
-        from adapters.agent import Agent, CentreFiles, Progress, RateBook, Source
-        from adapters.mapping import AccountMap
-        from adapters.outbox import Outbox
-        from ledger.money import format_fen
+        from adapters.rates import RateBook
 
-        opts = self.options
-        rates = RateBook.load(opts.http, token=auditor)
+        rates = RateBook.load(self.options.http, token=auditor)
         mappings: dict[str, dict[str, str]] = {c: {} for c in CENTRES}
         for n, person in enumerate(people):
             for centre, account in person.accounts.items():
                 if n in vouchers:
                     mappings[centre][account] = vouchers[n]
+        specs = self.write_usage(mappings, run, workdir, *usage)
+        # The centres' own outboxes (what `suanli centre run` uses by default), so that
+        # `suanli centre reconcile` afterwards sees the demo's records as the centre's.
+        outboxes = {c: self.options.data_dir / "centres" / c / "outbox.db" for c in CENTRES}
+        results: dict[str, Any] = {}
+        logging.getLogger("suanli.agent").setLevel(logging.WARNING)
+
+        def work(centre: str) -> None:
+            mapping = workdir / f"{centre}-accounts.json"
+            mapping.write_text(
+                json.dumps({"accounts": mappings[centre]}, ensure_ascii=False, indent=1),
+                encoding="utf-8",
+            )
+            results[centre] = self.run_agent(centre, outboxes[centre], mapping, rates, specs)
+
+        threads = [threading.Thread(target=work, args=(c,), name=f"agent-{c}") for c in CENTRES]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for centre in CENTRES:
+            self.agent_step(centre, specs[centre], results.get(centre))
+        return outboxes
+
+    def write_usage(
+        self,
+        mappings: dict[str, dict[str, str]],
+        run: str,
+        workdir: Path,
+        start: datetime,
+        end: datetime,
+    ) -> dict[str, str]:
+        """Each centre's metering output in ``workdir``; the agents' source specs."""
+        opts = self.options
         nscc = [a for a in mappings["nscc-cd"] if a != "shudao"]
         lines = sample_sacct(
             opts.jobs, start=start, end=end, accounts=[*nscc, "guest"],
@@ -692,78 +438,69 @@ class Demo:
             cluster=f"tianhe-{run}", first_job=900_000, seed=int(run[-6:]) + 1,
             gpu_share=1.0, gpu_models=("a100",), extras=False, max_hours=40.0,
         )  # fmt: skip
-        sources = {
-            "nscc-cd": workdir / "nscc-cd-sacct.log",
-            "cd-icc": workdir / "cd-icc-events",
-        }
-        sources["nscc-cd"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-        sources["cd-icc"].mkdir(exist_ok=True)
+        sacct, events_dir = workdir / "nscc-cd-sacct.log", workdir / "cd-icc-events"
+        sacct.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        events_dir.mkdir(exist_ok=True)
         events = sample_events(
             opts.events, start=start, end=end, tenants=list(mappings["cd-icc"]),
             source=f"//cd-icc/aiplatform-{run}", seed=int(run[-6:]),
         )  # fmt: skip
         half = len(events) // 2
         for name, chunk in (("part-1.jsonl", events[:half]), ("part-2.jsonl", events[half:])):
-            (sources["cd-icc"] / name).write_text("\n".join(chunk) + "\n", encoding="utf-8")
-        specs = {
-            "nscc-cd": f"sacct:{sources['nscc-cd']}",
-            "cd-icc": f"events:{sources['cd-icc']}",
-        }
-        # The centres' own outboxes (what `suanli center run` uses by default), so that
-        # `suanli center reconcile` afterwards sees the demo's records as the centre's.
-        outboxes = {c: opts.data_dir / "centres" / c / "outbox.db" for c in CENTRES}
-        results: dict[str, Any] = {}
-        logging.getLogger("suanli.agent").setLevel(logging.WARNING)
+            (events_dir / name).write_text("\n".join(chunk) + "\n", encoding="utf-8")
+        return {"nscc-cd": f"sacct:{sacct}", "cd-icc": f"events:{events_dir}"}
 
-        def work(centre: str) -> None:
-            mapping = workdir / f"{centre}-accounts.json"
-            mapping.write_text(
-                json.dumps({"accounts": mappings[centre]}, ensure_ascii=False, indent=1),
-                encoding="utf-8",
-            )
-            agent = Agent(
-                centre=centre,
-                outbox=Outbox(outboxes[centre]),
-                target=opts.grpc,
-                files=CentreFiles(opts.data_dir / "centres" / centre),
-                mapping=AccountMap.load(mapping),
-                rates=rates,
-                sources=[Source.parse(specs[centre])],
-                progress=Progress(centre, bar=False, every=3600),
-            )
-            try:
-                ingest = agent.ingest()
-                submitted = agent.submit(give_up_after=120)
-                results[centre] = (ingest, submitted, agent.outbox.counts(centre))
-            except Exception as exc:  # reported as the step's failure
-                results[centre] = exc
-            finally:
-                agent.close()
-                agent.outbox.close()
+    def run_agent(
+        self, centre: str, outbox: Path, mapping: Path, rates: Any, specs: dict[str, str]
+    ) -> Any:
+        """One centre's agent, as ``suanli centre run`` runs it: (ingest, submitted,
+        outbox counts), or the exception it failed with."""
+        from adapters.agent import Agent
+        from adapters.credentials import CentreFiles
+        from adapters.mapping import AccountMap
+        from adapters.outbox import Outbox
+        from adapters.progress import Progress
+        from adapters.sources import UsageSource
 
-        threads = [threading.Thread(target=work, args=(c,), name=f"agent-{c}") for c in CENTRES]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for centre in CENTRES:
-            found = results.get(centre)
-            if isinstance(found, BaseException) or found is None:
-                self.step(f"agent {centre}", f"failed: {found}", ok=False)
-                continue
-            ingest, submitted, counts = found
-            skipped = ", ".join(f"{n} {code}" for code, n in ingest.skipped.most_common())
-            refused = f", {submitted.refused} refused" if submitted.refused else ""
-            self.step(
-                f"agent {centre}",
-                f"{specs[centre]}: {ingest.rows} rows -> {ingest.records} records (skipped:"
-                f" {skipped or 'none'}); {submitted.claimed} claimed{refused} over gRPC in"
-                f" {submitted.seconds:.1f} s; subsidy {format_fen(submitted.subsidy_fen)}",
-                ok=counts["pending"] == 0,
-                short=f"{ingest.records} records: {submitted.claimed} claimed{refused};"
-                f" subsidy {format_fen(submitted.subsidy_fen)}",
-            )
-        return outboxes
+        opts = self.options
+        agent = Agent(
+            centre=centre,
+            outbox=Outbox(outbox),
+            target=opts.grpc,
+            files=CentreFiles.in_data_dir(opts.data_dir, centre),
+            mapping=AccountMap.load(mapping),
+            rates=rates,
+            sources=[UsageSource.parse(specs[centre])],
+            progress=Progress(centre, bar=False, every=3600),
+        )
+        try:
+            ingest = agent.ingest()
+            submitted = agent.submit(give_up_after=120)
+            return ingest, submitted, agent.outbox.counts(centre)
+        except Exception as exc:  # reported as the step's failure
+            return exc
+        finally:
+            agent.close()
+            agent.outbox.close()
+
+    def agent_step(self, centre: str, spec: str, found: Any) -> None:
+        from ledger.money import format_fen
+
+        if isinstance(found, BaseException) or found is None:
+            self.step(f"agent {centre}", f"failed: {found}", ok=False)
+            return
+        ingest, submitted, counts = found
+        skipped = ", ".join(f"{n} {code}" for code, n in ingest.skipped.most_common())
+        refused = f", {submitted.refused} refused" if submitted.refused else ""
+        self.step(
+            f"agent {centre}",
+            f"{spec}: {ingest.rows} rows -> {ingest.records} records (skipped:"
+            f" {skipped or 'none'}); {submitted.claimed} claimed{refused} over gRPC in"
+            f" {submitted.seconds:.1f} s; subsidy {format_fen(submitted.subsidy_fen)}",
+            ok=counts["pending"] == 0,
+            short=f"{ingest.records} records: {submitted.claimed} claimed{refused};"
+            f" subsidy {format_fen(submitted.subsidy_fen)}",
+        )
 
     def cap(self, outbox_path: Path, people: list[Applicant], vouchers: dict[int, str]) -> None:
         from adapters.outbox import Outbox
@@ -867,52 +604,3 @@ class Demo:
             ok=done.returncode == 0,
             short=summary.split(", root")[0] if done.returncode == 0 else summary,
         )
-
-
-def print_table(steps: Sequence[Step]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="suanli demo: the round, end to end")
-    table.add_column("step", style="bold")
-    table.add_column("", width=2)
-    table.add_column("what happened")
-    for step in steps:
-        table.add_row(step.name, "✓" if step.ok else "✗", step.short)
-    Console().print(table)
-
-
-def demo(
-    http: Annotated[str, typer.Option(help="the service's HTTP address")] = "http://127.0.0.1:8080",
-    grpc: Annotated[str, typer.Option(help="the service's gRPC address")] = "127.0.0.1:50051",
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="the service's data dir (keys, tokens)")
-    ] = None,
-    db: Annotated[
-        str | None, typer.Option(help="the service's database URL, if not SQLite")
-    ] = None,
-    jobs: Annotated[int, typer.Option(min=10, help="sacct jobs for 国家超算成都中心")] = 100,
-    events: Annotated[int, typer.Option(min=10, help="usage events for 成都智算中心")] = 120,
-    start: Annotated[
-        bool, typer.Option("--start/--no-start", help="start suanli serve if none answers")
-    ] = True,
-    keep_tokens: Annotated[bool, typer.Option(help="do not revoke the demo's tokens")] = False,
-) -> None:
-    """Run the round end to end against the service (make run): applications, review,
-    vouchers, both centres' agents over gRPC, a cap reached, statements, audit verify."""
-    base = http if "://" in http else f"http://{http}"
-    options = DemoOptions(
-        http=base.rstrip("/"),
-        grpc=grpc,
-        data_dir=data_dir or Path(os.environ.get("SUANLI_DATA_DIR", "suanli-data")),
-        db=db or os.environ.get("SUANLI_DB"),
-        jobs=jobs,
-        events=events,
-        start=start,
-        keep_tokens=keep_tokens,
-    )
-    runner = Demo(options, say=lambda line: typer.echo(line, err=True))
-    ok = runner.run()
-    print_table(runner.steps)
-    if not ok:
-        raise typer.Exit(1)

@@ -17,10 +17,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api.auth import check_entity, require
 from api.errors import problem_responses
-from api.routes_admin import register_entity
-from api.schemas import (
+from api.http.auth import check_entity, require
+from api.http.deps import new_id, own_entity, reading, service_of, yuan
+from api.http.routes.admin import register_entity
+from api.http.schemas import (
     ApplicationIn,
     ApplicationList,
     ApplicationOut,
@@ -34,18 +35,14 @@ from api.schemas import (
     Status,
     SubmissionWindow,
     application_out,
-    new_id,
     programme_out,
-    reading,
-    write,
-    yuan,
 )
 from ledger import applications, entities
-from ledger.errors import Denied
 from ledger.policy import DEFAULT_POLICY, current_policy
 from ledger.store.tokens import Principal
-from ledger.store.unit_of_work import Appended, Transaction
 from ledger.uscc import validate as validate_uscc
+from ledger.usecases.commands.applications import submit_application
+from ledger.usecases.views.applications import application_list
 
 APPLY_ROLES = ("grantee",)
 PROGRAMME_ROLES = ("grantee", "reviewer", "admin", "auditor")
@@ -59,12 +56,6 @@ router = APIRouter(
 WRITE_ERRORS = problem_responses(409, 422)
 
 
-def own_entity(principal: Principal) -> str:
-    if not principal.entity:
-        raise Denied("this grantee token names no entity", reason="NOT_YOUR_ENTITY")
-    return principal.entity
-
-
 @router.get("/programmes", response_model=Programmes)
 def programmes(
     request: Request,
@@ -73,8 +64,8 @@ def programmes(
 ) -> Programmes:
     """The round's programmes as an applicant needs them: inputs, 申报材料 ids, conditions
     (which must be attested, which the ledger checks), and the submission window."""
-    with reading(request) as state:
-        policy = current_policy(state, round)
+    with reading(request) as snapshot:
+        policy = current_policy(snapshot.state, round)
     submission, review = policy.window("online_submission"), policy.window("district_review")
     return Programmes(
         round=policy.round,
@@ -89,8 +80,8 @@ def programmes(
 def my_entity(request: Request, principal: Grantee) -> EntityOut:
     """The token's own entity, as registered."""
     uscc = own_entity(principal)
-    with reading(request) as state:
-        return EntityOut.model_validate(entities.entity_view(state, uscc))
+    with reading(request) as snapshot:
+        return EntityOut.model_validate(entities.entity_view(snapshot.state, uscc))
 
 
 @router.post("/entity", status_code=201, response_model=EntityRegistered, responses=WRITE_ERRORS)
@@ -100,7 +91,7 @@ def register_my_entity(request: Request, body: EntityIn, principal: Grantee) -> 
     validate_uscc(body.uscc)
     own_entity(principal)
     check_entity(principal, body.uscc)
-    return register_entity(request, body, as_issuer=False)
+    return register_entity(request, body, by_issuer=False)
 
 
 @router.post(
@@ -112,22 +103,15 @@ def register_my_entity(request: Request, body: EntityIn, principal: Grantee) -> 
 def submit(request: Request, body: ApplicationIn, principal: Grantee) -> ApplicationSubmitted:
     """Apply for a programme as the token's entity, inside the online submission window,
     with every required material's SHA-256 and the attestations the programme asks for."""
-    applicant = own_entity(principal)
-    application = body.application or new_id("A")
-
-    def work(tx: Transaction) -> Appended:
-        entry_body = applications.submit_body(
-            application=application,
-            programme=body.programme,
-            applicant=applicant,
-            inputs=body.inputs,
-            materials=body.materials,
-            attestations=body.attestations,
-            policy=current_policy(tx.state),
-        )
-        return tx.append(tx.sign("application.submit", entry_body, tx.ledger.keys.service))
-
-    done: Appended = write(request, work)
+    done = service_of(request).write(
+        submit_application,
+        application=body.application or new_id("A"),
+        programme=body.programme,
+        applicant=own_entity(principal),
+        inputs=body.inputs,
+        materials=body.materials,
+        attestations=body.attestations,
+    )
     r = done.result
     return ApplicationSubmitted(
         entry=Recorded.of(done),
@@ -149,20 +133,16 @@ def my_applications(
 ) -> ApplicationList:
     """The token's entity's applications, in log order."""
     applicant = own_entity(principal)
-    with reading(request) as state:
-        found = [
-            application_out(applications.application_view(state, app_id))
-            for app_id in applications.applications_of(state, applicant)
-        ]
-    found = [a for a in found if status is None or a.status == status]
-    return ApplicationList(count=len(found), applications=found)
+    with reading(request) as snapshot:
+        found = application_list(snapshot.state, applicant=applicant, status=status)
+    return ApplicationList(count=len(found), applications=[application_out(a) for a in found])
 
 
 @router.get("/applications/{application}", response_model=ApplicationOut)
 def my_application(request: Request, application: IdPath, principal: Grantee) -> ApplicationOut:
     """One of the entity's own applications (403 NOT_YOUR_ENTITY for another's)."""
     own_entity(principal)
-    with reading(request) as state:
-        app = applications.application_of(state, application)
+    with reading(request) as snapshot:
+        app = applications.application_of(snapshot.state, application)
         check_entity(principal, app.applicant)
-        return application_out(applications.application_view(state, application))
+        return application_out(applications.application_view(snapshot.state, application))

@@ -26,12 +26,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import bearer, require
 from api.errors import problem_responses
+from api.http.auth import bearer, require
+from api.http.deps import reading
 from ledger import merkle
 from ledger.errors import InvalidInput
 from ledger.store.log import LogStore
 from ledger.store.unit_of_work import FoldedLog
+from ledger.usecases.views.keys import key_registry
 
 AUDIT_ROLES = ("auditor", "admin")
 
@@ -200,29 +202,8 @@ class AuditEntries(BaseModel):
 @router.get("/keys", response_model=AuditKeys)
 def keys(request: Request) -> AuditKeys:
     """The key registry from the fold: every key ever registered, its roles and validity."""
-    ledger = _ledger(request)
-    state = ledger.refresh()
-    registry = state.registry
-    return AuditKeys(
-        size=state.size,
-        origin=registry.origin,
-        keys=[
-            AuditKey(
-                key_id=key_id,
-                vkey=k.verifier.vkey,
-                name=k.verifier.name,
-                roles=sorted(k.roles),
-                centre=k.centre,
-                valid_from_index=k.from_index,
-                valid_until_index=k.until_index,
-                active=k.active_at(state.size),
-            )
-            for key_id, k in registry.keys.items()
-        ],
-        log_keys=[
-            LogKeyEpoch(vkey=e.verifier.vkey, from_size=e.from_size) for e in registry.log_epochs
-        ],
-    )
+    with reading(request) as snapshot:
+        return AuditKeys.model_validate(key_registry(snapshot.state))
 
 
 POLICY_KIND = "policy.publish"

@@ -14,9 +14,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api.auth import check_district, require
 from api.errors import problem_responses
-from api.schemas import (
+from api.http.auth import check_district, require
+from api.http.deps import reading, reviewer_district, service_of
+from api.http.schemas import (
     ApplicationList,
     ApplicationOut,
     IdPath,
@@ -25,13 +26,11 @@ from api.schemas import (
     ReviewRecorded,
     Status,
     application_out,
-    reading,
-    reviewer_district,
-    write,
 )
 from ledger import applications
 from ledger.store.tokens import Principal
-from ledger.store.unit_of_work import Appended, Transaction
+from ledger.usecases.commands.applications import review_application
+from ledger.usecases.views.applications import application_list
 
 REVIEW_ROLES = ("reviewer",)
 Reviewer = Annotated[Principal, Depends(require(*REVIEW_ROLES))]
@@ -50,28 +49,26 @@ def list_applications(
 ) -> ApplicationList:
     """The applications of this reviewer's 区县, in log order."""
     district = reviewer_district(principal)
-    with reading(request) as state:
-        found = [
-            application_out(applications.application_view(state, app_id))
-            for app_id in applications.applications_in_district(state, district)
-        ]
-    found = [
-        a
-        for a in found
-        if (status is None or a.status == status)
-        and (programme is None or a.programme == programme)
-    ]
-    return ApplicationList(count=len(found), applications=found)
+    with reading(request) as snapshot:
+        found = application_list(
+            snapshot.state, district=district, status=status, programme=programme
+        )
+    return ApplicationList(count=len(found), applications=[application_out(a) for a in found])
+
+
+def _own_application(request: Request, application: str, principal: Principal) -> ApplicationOut:
+    """One application of this reviewer's 区县 (403 NOT_YOUR_DISTRICT for another's)."""
+    with reading(request) as snapshot:
+        app = applications.application_of(snapshot.state, application)
+        check_district(principal, app.district)
+        return application_out(applications.application_view(snapshot.state, application))
 
 
 @router.get("/applications/{application}", response_model=ApplicationOut)
 def get_application(request: Request, application: IdPath, principal: Reviewer) -> ApplicationOut:
     """One application of this reviewer's 区县 (403 NOT_YOUR_DISTRICT for another's)."""
     reviewer_district(principal)
-    with reading(request) as state:
-        app = applications.application_of(state, application)
-        check_district(principal, app.district)
-        return application_out(applications.application_view(state, application))
+    return _own_application(request, application, principal)
 
 
 @router.post(
@@ -85,20 +82,15 @@ def give_opinion(
     """The district's opinion on an application of its own 区县, before the review deadline
     (refused after it, and a second opinion is refused as a conflict)."""
     district = reviewer_district(principal)
-
-    def work(tx: Transaction) -> Appended:
-        app = applications.application_of(tx.state, application)
-        check_district(principal, app.district)
-        entry_body = applications.review_body(
-            application=application,
-            district=district,
-            reviewer=principal.token_id,
-            opinion=body.opinion,
-            note=body.note,
-        )
-        return tx.append(tx.sign("application.review", entry_body, tx.ledger.keys.service))
-
-    done: Appended = write(request, work)
+    _own_application(request, application, principal)  # an application's 区县 never changes
+    done = service_of(request).write(
+        review_application,
+        application=application,
+        district=district,
+        reviewer=principal.token_id,
+        opinion=body.opinion,
+        note=body.note,
+    )
     return ReviewRecorded(
         entry=Recorded.of(done),
         application=application,

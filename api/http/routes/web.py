@@ -1,6 +1,6 @@
 """The web page: ``/`` and its static files under ``/web/``, shipped in the package.
 
-Everything the page needs is in ``api/web/`` (hand-written HTML, JavaScript, CSS and SVG);
+Everything the page needs is in ``api/http/web/`` (hand-written HTML, JavaScript, CSS and SVG);
 nothing is loaded from another origin, and the Content-Security-Policy says so to the
 browser: scripts, styles, images and requests come from this origin only. The page talks to
 the JSON API with the token the user pastes in (kept in sessionStorage, sent as Bearer).
@@ -43,7 +43,7 @@ HEADERS = {
 
 
 def web_root() -> Traversable:
-    return resources.files("api").joinpath("web")
+    return resources.files("api.http").joinpath("web")
 
 
 def _asset(name: str, request: Request) -> Response:
