@@ -1,17 +1,17 @@
 """The centre agent: metering output in, signed claims out, each exactly once.
 
-    suanli center run --source sacct:jobs.log --mapping accounts.json --centre nscc-cd
+    suanli centre run --source sacct:jobs.log --mapping accounts.json --centre nscc-cd
 
 What it does, in a loop (once, or every ``--interval`` seconds):
 
-1. **Read** the source (``Source``): a sacct export file, a ``sacct`` command it runs
-   itself, a directory (or file) of CloudEvents usage events, or a usage CSV. The parsers
-   (``adapters.slurm``, ``adapters.events``) turn it into usage records; accounts map to
-   vouchers through the mapping file (``adapters.mapping``); rows the parsers skip are
-   counted by reason. Unchanged files are not parsed again (size and mtime, remembered
-   together with the mapping and rate-card fingerprint).
+1. **Read** the source (``adapters.sources.UsageSource``): a sacct export file, a ``sacct``
+   command it runs itself, a directory (or file) of CloudEvents usage events, or a usage
+   CSV. The parsers (``adapters.slurm``, ``adapters.events``) turn it into usage records;
+   accounts map to vouchers through the mapping file (``adapters.mapping``); rows the
+   parsers skip are counted by reason. Unchanged files are not parsed again (size and
+   mtime, remembered together with the mapping and rate-card fingerprint).
 2. **Price** each record with the centre's rate card in force at the usage start
-   (``RateBook``: the packaged development cards, a JSON file, or the ledger's own
+   (``adapters.rates.RateBook``: the packaged development cards, a JSON file, or the ledger's own
    ``ratecard.publish`` entries over HTTP), exactly as the ledger prices it:
    ``floor(quantity × price_fen / per_units)``.
 3. **Store** every record in the outbox (``adapters.outbox``, SQLite, fsync'd) before it is
@@ -36,35 +36,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shlex
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 
 from adapters.client import ClaimItem, RedemptionClient, RedemptionError, StreamResult
+from adapters.credentials import CentreFiles
+from adapters.errors import AgentError
 from adapters.mapping import AccountMap
 from adapters.outbox import Answer, Claimed, Outbox, OutboxRecord, Refusal, Row, Transient
-from adapters.slurm import ParseResult, parse_sacct
-from ledger.errors import InvalidInput
-from ledger.keys import Signer
-from ledger.policy import Price, read_prices
-from ledger.reader import Reader
-from ledger.timeutil import format_time, parse_local, parse_time
+from adapters.progress import Progress
+from adapters.rates import RateBook, Unpriced
+from adapters.slurm import ParseResult
+from adapters.sources import UsageSource
+from ledger.timeutil import format_time
 from ledger.usage import UsageRecord
 
 log = logging.getLogger("suanli.agent")
 
-SOURCE_KINDS = ("sacct", "sacct-cmd", "events", "csv")
-EVENT_SUFFIXES = (".json", ".jsonl", ".ndjson")
 # Refusals that are not final: the record stays pending and is sent again.
 TRANSIENT_CODES = frozenset(
     {
@@ -78,345 +73,6 @@ TRANSIENT_CODES = frozenset(
 )
 TRANSIENT_REASONS = frozenset({"CLOCK_SKEW"})
 LOCAL = "LOCAL"  # the code of a refusal the agent made itself (a record it cannot price)
-
-
-class AgentError(Exception):
-    """A problem the agent cannot retry its way out of (bad source, credentials, setup)."""
-
-
-# --- sources -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where usage comes from: ``kind:spec``.
-
-    * ``sacct:FILE``: sacct ``--parsable``/``--parsable2`` output (``delimiter``, ``tz``);
-    * ``sacct-cmd:COMMAND``: run ``COMMAND`` (split like a shell would, but no shell) and
-      parse its standard output as sacct output, e.g.
-      ``sacct-cmd:sacct -a -P -X --starttime now-2days --format ...``;
-    * ``events:DIR`` (or ``events:FILE``): CloudEvents usage events, every ``*.json``,
-      ``*.jsonl`` and ``*.ndjson`` file of the directory in name order;
-    * ``csv:FILE``: usage CSV (``record_id,account,resource,quantity,start,end``).
-    """
-
-    kind: str
-    spec: str
-    delimiter: str = "|"
-    tz: tzinfo = UTC
-
-    @classmethod
-    def parse(cls, text: str, *, delimiter: str = "|", tz: tzinfo = UTC) -> Source:
-        kind, sep, spec = text.partition(":")
-        if not sep or kind not in SOURCE_KINDS or not spec:
-            raise AgentError(
-                f"source {text!r}: expected one of "
-                + ", ".join(f"{k}:..." for k in SOURCE_KINDS)
-                + " (e.g. sacct:jobs.log)"
-            )
-        return cls(kind, spec, delimiter, tz)
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.spec}"
-
-    def files(self) -> list[Path]:
-        """The files this source reads (empty for ``sacct-cmd``)."""
-        if self.kind == "sacct-cmd":
-            return []
-        path = Path(self.spec)
-        if self.kind == "events" and path.is_dir():
-            return sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix in EVENT_SUFFIXES
-            )
-        if not path.exists():
-            raise AgentError(f"source {self}: {path} does not exist")
-        return [path]
-
-    def parse_file(self, path: Path, centre: str, accounts: AccountMap) -> ParseResult:
-        from adapters.events import parse_events, parse_usage_csv
-
-        try:
-            if self.kind == "sacct":
-                with path.open(encoding="utf-8-sig", errors="replace") as lines:
-                    return parse_sacct(
-                        lines,
-                        centre=centre,
-                        delimiter=self.delimiter,
-                        tz=self.tz,
-                        accounts=accounts,
-                    )
-            if self.kind == "events":
-                with path.open(encoding="utf-8-sig") as lines:
-                    return parse_events(lines, centre=centre, accounts=accounts)
-            with path.open(encoding="utf-8-sig", newline="") as lines:
-                return parse_usage_csv(lines, centre=centre, accounts=accounts)
-        except (OSError, UnicodeDecodeError, InvalidInput) as exc:
-            message = exc.message if isinstance(exc, InvalidInput) else str(exc)
-            raise AgentError(f"source {self.kind}:{path}: {message}") from exc
-
-    def run_command(self, centre: str, accounts: AccountMap, timeout: float = 600.0) -> ParseResult:
-        argv = shlex.split(self.spec)
-        if not argv:
-            raise AgentError("sacct-cmd: the command is empty")
-        try:
-            done = subprocess.run(  # noqa: S603 - the operator's own command, no shell
-                argv, capture_output=True, timeout=timeout, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise AgentError(f"sacct-cmd: cannot run {argv[0]}: {exc}") from exc
-        if done.returncode != 0:
-            error = done.stderr.decode("utf-8", "replace").strip()[:500]
-            raise AgentError(f"sacct-cmd: {argv[0]} exited with {done.returncode}: {error}")
-        text = done.stdout.decode("utf-8", "replace")
-        try:
-            return parse_sacct(
-                text.splitlines(),
-                centre=centre,
-                delimiter=self.delimiter,
-                tz=self.tz,
-                accounts=accounts,
-            )
-        except InvalidInput as exc:
-            raise AgentError(f"sacct-cmd: {exc.message}") from exc
-
-
-# --- pricing -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Card:
-    centre: str
-    version: int
-    effective_from: datetime
-    prices: Mapping[str, Price]
-
-
-class Unpriced(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-@dataclass
-class RateBook:
-    """The centres' rate cards, each in force from its ``effective_from`` until the next."""
-
-    cards: dict[str, list[Card]] = field(default_factory=dict)
-    origin: str = ""
-
-    def add(self, card: Card) -> None:
-        cards = self.cards.setdefault(card.centre, [])
-        cards.append(card)
-        cards.sort(key=lambda c: (c.effective_from, c.version))
-
-    def card_at(self, centre: str, moment: datetime) -> Card | None:
-        found = None
-        for card in self.cards.get(centre, []):
-            if card.effective_from <= moment:
-                found = card
-        return found
-
-    def cost(self, usage: UsageRecord) -> int:
-        """The cost in fen, as the ledger computes it; ``Unpriced`` when there is no price."""
-        card = self.card_at(usage.centre, usage.start)
-        if card is None:
-            raise Unpriced(
-                "NO_RATE_CARD",
-                f"no rate card of {usage.centre} in force at {format_time(usage.start)}"
-                f" (rate cards from {self.origin})",
-            )
-        price = card.prices.get(usage.resource)
-        if price is None:
-            raise Unpriced(
-                "UNKNOWN_RESOURCE",
-                f"rate card {card.version} of {usage.centre} has no price for"
-                f" {usage.resource!r} (priced: {', '.join(sorted(card.prices))})",
-            )
-        return price.cost(usage.quantity)
-
-    def fingerprint(self) -> str:
-        parts = [
-            [c.centre, c.version, format_time(c.effective_from),
-             {k: [p.price_fen, p.per_units] for k, p in sorted(c.prices.items())}]
-            for cards in self.cards.values()
-            for c in cards
-        ]  # fmt: skip
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-    # -- loading --
-
-    @classmethod
-    def load(
-        cls, spec: str = "builtin", timeout: float = 30.0, token: str | None = None
-    ) -> RateBook:
-        """``builtin`` (the packaged policy's development cards, which a fresh ledger
-        publishes at genesis), ``http(s)://HOST:PORT`` (the ledger's ``ratecard.publish``
-        entries, from its auditor API: ``token`` or ``$SUANLI_TOKEN`` must be an auditor
-        token) or a JSON file (a policy file, or a list of rate card bodies ``{centre,
-        version, effective_from, prices}``)."""
-        if spec == "builtin":
-            from ledger.policy import Policy
-
-            book = cls(origin="the packaged policy (development defaults)")
-            for spec_card in Policy.load().rate_cards:
-                book.add(
-                    Card(
-                        spec_card.centre,
-                        spec_card.version,
-                        spec_card.effective_from,
-                        spec_card.prices,
-                    )
-                )
-            return book
-        if spec.startswith(("http://", "https://")):
-            import os
-
-            bearer = token or os.environ.get("SUANLI_TOKEN")
-            return cls._from_http(spec.rstrip("/"), timeout, bearer)
-        path = Path(spec)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise AgentError(f"rate cards {spec}: {exc}") from exc
-        bodies = doc.get("rate_cards") if isinstance(doc, dict) and "rate_cards" in doc else doc
-        if isinstance(bodies, dict):
-            bodies = [bodies]
-        if not isinstance(bodies, list):
-            raise AgentError(f"rate cards {spec}: expected a list of rate cards")
-        book = cls(origin=str(path))
-        for i, body in enumerate(bodies):
-            book.add(_card(body, f"{path}[{i}]"))
-        return book
-
-    @classmethod
-    def _from_http(cls, base: str, timeout: float, token: str | None) -> RateBook:
-        import httpx
-
-        book = cls(origin=f"{base} (ratecard.publish entries)")
-        after = -1
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            with httpx.Client(timeout=timeout, headers=headers) as http:
-                while True:
-                    reply = http.get(
-                        f"{base}/v1/audit/entries",
-                        params={"kind": "ratecard.publish", "after": after, "limit": 1000},
-                    )
-                    reply.raise_for_status()
-                    page = reply.json()
-                    for item in page["entries"]:
-                        book.add(_card(item["entry"]["body"], f"entry {item['index']}"))
-                    if page.get("next_after") is None:
-                        break
-                    after = int(page["next_after"])
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            raise AgentError(f"cannot read rate cards from {base}: {exc}") from exc
-        return book
-
-
-def _card(body: Any, where: str) -> Card:
-    try:
-        r = Reader(body, where).obj(
-            ["centre", "version", "effective_from", "prices"], ["development_default", "note"]
-        )
-        when = r.text("effective_from", max_len=64)
-        effective = parse_local(when, end=False) if len(when) <= 16 else parse_time(when)
-        return Card(
-            r.text("centre", max_len=32),
-            r.integer("version", minimum=1),
-            effective,
-            read_prices(r),
-        )
-    except InvalidInput as exc:
-        raise AgentError(f"rate card {where}: {exc.message}") from exc
-
-
-# --- progress ------------------------------------------------------------------------------
-
-
-class Progress:
-    """A rich progress bar on a terminal; a log line every ``every`` seconds otherwise."""
-
-    def __init__(self, label: str, *, bar: bool | None = None, every: float = 5.0) -> None:
-        self.label = label
-        self.bar_enabled = sys.stderr.isatty() if bar is None else bar
-        self.every = every
-        self.total = 0
-        self.done = 0
-        self.counts: Counter[str] = Counter()
-        self.started = time.monotonic()
-        self.last_line = self.started
-        self._bar: Any = None
-        self._task: Any = None
-
-    def start(self, total: int) -> None:
-        self.total, self.done, self.started = total, 0, time.monotonic()
-        self.counts.clear()
-        self.last_line = self.started
-        if self.bar_enabled and total and self._bar is None:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import (
-                Progress as RichProgress,
-            )
-
-            self._bar = RichProgress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=total, detail="")
-        elif total:
-            log.info("%s: %d records to submit", self.label, total)
-
-    def advance(self, status: str, n: int = 1) -> None:
-        self.counts[status] += n
-        if status != "retry":
-            self.done += n
-        if self._bar is not None:
-            detail = (
-                f"claimed {self.counts['claimed']}  refused {self.counts['refused']}"
-                f"  retrying {self.counts['retry']}"
-            )
-            self._bar.update(self._task, completed=self.done, detail=detail)
-            return
-        now = time.monotonic()
-        if now - self.last_line >= self.every:
-            self.last_line = now
-            self._line()
-
-    def _line(self) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        log.info(
-            "%s: %d/%d answered (%d claimed, %d refused, %d transient failures), %.0f claims/s",
-            self.label,
-            self.done,
-            self.total,
-            self.counts["claimed"],
-            self.counts["refused"],
-            self.counts["retry"],
-            self.done / elapsed,
-        )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-        elif self.total:
-            self._line()
 
 
 # --- the agent -----------------------------------------------------------------------------
@@ -445,39 +101,6 @@ class SubmitReport:
     subsidy_fen: int = 0
     seconds: float = 0.0
     finished: bool = True  # nothing left pending
-
-
-@dataclass(frozen=True)
-class CentreFiles:
-    """A centre's credentials: its client certificate and key, the CA, its signing key."""
-
-    directory: Path
-
-    @property
-    def cert(self) -> Path:
-        return self.directory / "client.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.directory / "client.key"
-
-    @property
-    def ca(self) -> Path:
-        return self.directory / "ca.pem"
-
-    @property
-    def signing_key(self) -> Path:
-        return self.directory / "signing.key"
-
-    def check(self) -> None:
-        missing = [
-            p.name for p in (self.cert, self.key, self.ca, self.signing_key) if not p.exists()
-        ]
-        if missing:
-            raise AgentError(
-                f"centre directory {self.directory} lacks {', '.join(missing)}"
-                " (suanli init makes development ones in <data dir>/centres/<id>/)"
-            )
 
 
 def classify(result: StreamResult) -> Answer:
@@ -546,7 +169,7 @@ class Agent:
         files: CentreFiles,
         mapping: AccountMap,
         rates: RateBook,
-        sources: Iterable[Source] = (),
+        sources: Iterable[UsageSource] = (),
         batch: int = 5000,
         window: int = 1024,
         timeout: float = 10.0,
@@ -584,13 +207,9 @@ class Agent:
                 self._client = self.client_factory(self.clock)
             else:
                 self.files.check()
-                signer = Signer.parse(self.files.signing_key.read_text().strip())
-                self._client = RedemptionClient(
+                self._client = RedemptionClient.from_files(
                     self.target,
-                    self.files.ca,
-                    self.files.cert,
-                    self.files.key,
-                    signer,
+                    self.files,
                     self.centre,
                     timeout=self.timeout,
                     clock=self.clock,

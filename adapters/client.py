@@ -31,6 +31,8 @@ from grpc_status import rpc_status
 from suanli.v1 import redemption_pb2 as pb
 from suanli.v1 import redemption_pb2_grpc as pb_grpc
 
+from adapters.credentials import CentreFiles
+from adapters.errors import CentreError
 from ledger.entry import Entry
 from ledger.keys import Signer
 from ledger.timeutil import format_time
@@ -42,7 +44,7 @@ MAX_MESSAGE = 4 << 20
 _T = TypeVar("_T")
 
 
-class RedemptionError(Exception):
+class RedemptionError(CentreError):
     """A call the service refused (or that failed for good): code, reason and metadata."""
 
     def __init__(
@@ -174,12 +176,15 @@ class RedemptionClient:
         cls, target: str, data_dir: str | Path, centre: str, **options: Any
     ) -> RedemptionClient:
         """A client with the development certificate and signing key ``suanli init`` made."""
-        from api.devpki import centre_files
-        from api.keystore import centre_key_path
+        files = CentreFiles.in_data_dir(Path(data_dir), centre)
+        return cls.from_files(target, files, centre, **options)
 
-        data_dir = Path(data_dir)
-        files = centre_files(data_dir, centre)
-        signer = Signer.parse(centre_key_path(data_dir, centre).read_text().strip())
+    @classmethod
+    def from_files(
+        cls, target: str, files: CentreFiles, centre: str, **options: Any
+    ) -> RedemptionClient:
+        """A client with the credentials in a centre directory (``adapters.credentials``)."""
+        signer = Signer.parse(files.signing_key.read_text().strip())
         return cls(target, files.ca, files.cert, files.key, signer, centre, **options)
 
     def close(self) -> None:
@@ -237,9 +242,27 @@ class RedemptionClient:
         request = pb.ListClaimsRequest(voucher=voucher, from_index=from_index, limit=limit)
         return self._call(lambda t: list(self.stub.ListClaims(request, timeout=t)), timeout)
 
-    def statement(self, statement_id: str) -> pb.Statement:
-        request = pb.GetStatementRequest(statement_id=statement_id)
-        return self._call(lambda t: self.stub.GetStatement(request, timeout=t))
+    def statement(self, statement_id: str, page: int = 1000) -> pb.Statement:
+        """A statement with every line: its pages fetched one after another and joined."""
+        whole: pb.Statement | None = None
+        after = 0
+        while True:
+            request = pb.GetStatementRequest(
+                statement_id=statement_id, after_line=after, max_lines=page
+            )
+            got: pb.Statement = self._call(self._statement_call(request))
+            if whole is None:
+                whole = got
+            else:
+                whole.lines.extend(got.lines)
+                whole.line_entries.extend(got.line_entries)
+            if not got.next_line:
+                whole.next_line = 0
+                return whole
+            after = got.next_line
+
+    def _statement_call(self, request: pb.GetStatementRequest) -> Callable[[float], pb.Statement]:
+        return lambda timeout: self.stub.GetStatement(request, timeout=timeout)
 
     def statements(self, period: str = "") -> list[pb.Statement]:
         request = pb.ListStatementsRequest(period=period)

@@ -173,7 +173,7 @@ class Statement:
     total_subsidy_fen: int
     total_cost_fen: int
     lines: tuple[StatementLine, ...]
-    log_index: int = 0  # the statement.issue entry: claims before it should be on it
+    log_index: int = 0  # the statement.open entry (its cut): claims before it should be on it
 
     @classmethod
     def of(cls, message: Any) -> Statement:
@@ -397,19 +397,14 @@ def reconcile(
 def _compare(
     rid: str, mine: CentreRecord | None, theirs: LedgerClaim | None, allowed: set[str]
 ) -> list[Difference]:
-    out: list[Difference] = []
     if mine is None:
         assert theirs is not None
-        out.append(
-            Difference(
-                "missing-at-centre",
-                rid,
-                f"the ledger has a {theirs.kind} at log index {theirs.log_index}"
-                f" ({format_fen(theirs.subsidy_fen)} subsidy) that the centre has no record of",
-                theirs.voucher,
-            )
+        detail = (
+            f"the ledger has a {theirs.kind} at log index {theirs.log_index}"
+            f" ({format_fen(theirs.subsidy_fen)} subsidy) that the centre has no record of"
         )
-        return out
+        return [Difference("missing-at-centre", rid, detail, theirs.voucher)]
+    out: list[Difference] = []
     voucher = mine.record.voucher
     if mine.source_body is not None and mine.source_body != mine.record.body():
         fields = [
@@ -417,54 +412,43 @@ def _compare(
             for name, first, now in zip(BODY, mine.record.body(), mine.source_body, strict=True)
             if first != now
         ]
-        out.append(
-            Difference(
-                "differs",
-                rid,
-                "the export changed after the record was stored (stored -> export): "
-                + "; ".join(fields),
-                voucher,
-            )
-        )
+        detail = "the export changed after the record was stored (stored -> export): "
+        out.append(Difference("differs", rid, detail + "; ".join(fields), voucher))
     if theirs is None:
-        if mine.refusal is not None:
-            refusal = mine.refusal
-            extra = ", ".join(f"{k}={v}" for k, v in sorted(refusal.metadata.items()))
-            detail = f"{refusal.reason} ({refusal.code}): {refusal.message}" + (
-                f" [{extra}]" if extra else ""
-            )
-            kind = "refused-allowed" if refusal.reason in allowed else "refused"
-            out.append(Difference(kind, rid, detail, voucher))
-        elif mine.claimed is not None:
-            out.append(
-                Difference(
-                    "missing-in-ledger",
-                    rid,
-                    f"the agent recorded a claim at log index {mine.claimed.log_index}"
-                    f" ({format_fen(mine.claimed.subsidy_fen)}) that the ledger does not list",
-                    voucher,
-                )
-            )
-        elif mine.status == "pending":
-            last = f", last error: {mine.last_error}" if mine.last_error else ""
-            out.append(
-                Difference(
-                    "missing-in-ledger",
-                    rid,
-                    f"pending in the outbox ({mine.attempts} attempts{last})",
-                    voucher,
-                )
-            )
-        else:
-            out.append(
-                Difference(
-                    "missing-in-ledger",
-                    rid,
-                    "in the export but not in the outbox: the agent has not read it yet",
-                    voucher,
-                )
-            )
-        return out
+        out.append(_not_in_ledger(rid, mine, allowed))
+    else:
+        out += _both(rid, mine, theirs)
+    return out
+
+
+def _not_in_ledger(rid: str, mine: CentreRecord, allowed: set[str]) -> Difference:
+    """Why a record of the centre has no claim in the ledger."""
+    voucher = mine.record.voucher
+    if mine.refusal is not None:
+        refusal = mine.refusal
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(refusal.metadata.items()))
+        detail = f"{refusal.reason} ({refusal.code}): {refusal.message}" + (
+            f" [{extra}]" if extra else ""
+        )
+        kind = "refused-allowed" if refusal.reason in allowed else "refused"
+        return Difference(kind, rid, detail, voucher)
+    if mine.claimed is not None:
+        detail = (
+            f"the agent recorded a claim at log index {mine.claimed.log_index}"
+            f" ({format_fen(mine.claimed.subsidy_fen)}) that the ledger does not list"
+        )
+    elif mine.status == "pending":
+        last = f", last error: {mine.last_error}" if mine.last_error else ""
+        detail = f"pending in the outbox ({mine.attempts} attempts{last})"
+    else:
+        detail = "in the export but not in the outbox: the agent has not read it yet"
+    return Difference("missing-in-ledger", rid, detail, voucher)
+
+
+def _both(rid: str, mine: CentreRecord, theirs: LedgerClaim) -> list[Difference]:
+    """How a record of the centre and the ledger's claim of it differ."""
+    out: list[Difference] = []
+    voucher = mine.record.voucher
     body, other = mine.body(), theirs.body()
     fields = [
         f"{k} {body[k]!r} (centre) vs {other[k]!r} (ledger)" for k in BODY if body[k] != other[k]
@@ -472,25 +456,17 @@ def _compare(
     if fields:
         out.append(Difference("differs", rid, "; ".join(fields), voucher))
     if mine.claimed is not None and mine.claimed.subsidy_fen != theirs.subsidy_fen:
-        out.append(
-            Difference(
-                "amount-differs",
-                rid,
-                f"subsidy {format_fen(mine.claimed.subsidy_fen)} recorded by the agent vs"
-                f" {format_fen(theirs.subsidy_fen)} in the ledger (log index {theirs.log_index})",
-                voucher,
-            )
+        detail = (
+            f"subsidy {format_fen(mine.claimed.subsidy_fen)} recorded by the agent vs"
+            f" {format_fen(theirs.subsidy_fen)} in the ledger (log index {theirs.log_index})"
         )
+        out.append(Difference("amount-differs", rid, detail, voucher))
     if mine.refusal is not None:
-        out.append(
-            Difference(
-                "differs",
-                rid,
-                f"the agent recorded a refusal {mine.refusal.reason} but the ledger has a"
-                f" {theirs.kind} at log index {theirs.log_index}",
-                voucher,
-            )
+        detail = (
+            f"the agent recorded a refusal {mine.refusal.reason} but the ledger has a"
+            f" {theirs.kind} at log index {theirs.log_index}"
         )
+        out.append(Difference("differs", rid, detail, voucher))
     return out
 
 

@@ -1,42 +1,100 @@
-"""Wiring in one place: settings -> database -> keys -> ledger, and the first entries.
+"""Wiring in one place: settings -> database -> keys -> the folded log -> the service.
 
-On first run the log is empty; ``open_ledger`` then writes the genesis (the log key), the
-registration of the issuer, service and centre keys, and the policy in force, so that a
-fresh service already has entries to audit.
+On first run the log is empty; ``open_service`` then writes its first entries
+(``ledger.usecases.commands.log.start_log``): the genesis (the log key), the issuer,
+service and centre keys, and the round in force, so that a fresh service already has
+entries to audit.
+
+Every way in reaches the ledger through :class:`Service`: reads through ``reading()`` (the
+committed state, held still, and the time views are computed for), writes through
+``write()``/``submit()``, which hand a use case and its arguments to the group-commit
+sequencer; the sequencer runs it in its shared transaction, seen by the use case as a
+unit of work (:class:`StoreUnitOfWork`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 from api import metrics
-from api.config import Settings
-from api.keystore import CENTRES, load_centre_keys, load_service_keys
-from ledger import claims
-from ledger.keys import Signer
-from ledger.policy import Policy, publish_body
+from api.errors import DeadlinePassed
+from api.keystore import load_centre_keys, load_service_keys
+from api.settings import Settings
+from ledger.entry import Entry
+from ledger.keys import ServiceKeys, Signer
+from ledger.policy import Policy
+from ledger.state import LedgerState
 from ledger.store.db import make_engine, migrate
 from ledger.store.log import LogStore
 from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
 from ledger.store.unit_of_work import Clock, FoldedLog, Transaction, system_clock
 from ledger.timeutil import parse_time
+from ledger.usecases import Appended, Snapshot, UnitOfWork
+from ledger.usecases.commands.log import start_log
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def publish_round(tx: Transaction, policy: Policy) -> None:
-    """Record a policy version, its centres and their rate cards (all signed by the issuer)."""
-    issuer = tx.ledger.keys.issuer
-    tx.append(tx.sign("policy.publish", publish_body(policy), issuer))
-    known = claims.book(tx.state).centres
-    for centre in policy.centres.values():
-        if centre.id not in known:
-            body = claims.centre_body(centre.id, centre.name, centre.kind)
-            tx.append(tx.sign("centre.register", body, issuer))
-    for card in policy.rate_cards:
-        body = claims.ratecard_body(card.centre, card.version, card.effective_from, card.prices)
-        tx.append(tx.sign("ratecard.publish", body, issuer))
+class StoreUnitOfWork:
+    """The store's transaction as the use cases' unit of work (``ledger.usecases.UnitOfWork``).
+
+    The transaction has no ``keys`` of its own and its ``Appended`` is the store's class;
+    once ``ledger.store`` takes both from ``ledger`` this adapter is the transaction itself.
+    """
+
+    def __init__(self, tx: Transaction) -> None:
+        self.tx = tx
+
+    @property
+    def state(self) -> LedgerState:
+        return self.tx.state
+
+    @property
+    def keys(self) -> ServiceKeys:
+        # open_service loads ledger.keys.ServiceKeys (the store still names its own copy)
+        return cast(ServiceKeys, self.tx.ledger.keys)
+
+    def now(self) -> str:
+        return self.tx.now()
+
+    def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
+        return self.tx.sign(kind, body, *signers)
+
+    def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
+        done = self.tx.append(entry, signatures_checked=signatures_checked)
+        return Appended(done.index, done.entry, done.result)
+
+
+class UseCaseCall(Generic[R]):
+    """One use case and its arguments, as the sequencer runs it inside its transaction.
+
+    ``deadline`` (on ``time.monotonic()``): a call whose caller stopped waiting before it
+    reached the ledger is refused (``DEADLINE_EXCEEDED``) and never applied.
+    """
+
+    def __init__(
+        self,
+        usecase: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float | None = None,
+    ) -> None:
+        self.usecase, self.args, self.kwargs, self.deadline = usecase, args, kwargs, deadline
+
+    def __call__(self, tx: Transaction) -> R:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlinePassed(
+                f"the caller's deadline passed before its {self.usecase.__name__} was applied"
+            )
+        return self.usecase(StoreUnitOfWork(tx), *self.args, **self.kwargs)
 
 
 @dataclass
@@ -53,6 +111,35 @@ class Service:
         if self._sequencer is None:
             self._sequencer = Sequencer(self.ledger)
         return self._sequencer
+
+    @property
+    def keys(self) -> ServiceKeys:
+        return cast(ServiceKeys, self.ledger.keys)
+
+    @contextmanager
+    def reading(self) -> Iterator[Snapshot]:
+        """The fold at the committed log, held still while a view is built from it, and the
+        time views are computed for. Every read of the state goes through here."""
+        with self.ledger.reading() as state:
+            yield Snapshot.at(state, self.ledger.clock())
+
+    def write(
+        self, usecase: Callable[Concatenate[UnitOfWork, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Run ``usecase`` in the sequencer's next batch; its answer once committed."""
+        result: R = self.sequencer.call(UseCaseCall(usecase, args, kwargs))
+        return result
+
+    def submit(
+        self,
+        usecase: Callable[Concatenate[UnitOfWork, P], R],
+        deadline: float | None,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Future[R]:
+        """Hand ``usecase`` to the sequencer; the future resolves after its batch commits."""
+        future: Future[R] = self.sequencer.submit(UseCaseCall(usecase, args, kwargs, deadline))
+        return future
 
     def __enter__(self) -> Service:
         return self
@@ -79,15 +166,16 @@ def service_clock(settings: Settings) -> Clock:
     return clock
 
 
-def open_ledger(settings: Settings, clock: Clock | None = None) -> Service:
+def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     clock = clock or service_clock(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
     migrate(engine)
     keys = load_service_keys(settings.data_dir, settings.origin)
     centre_keys = load_centre_keys(settings.data_dir)
-    ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)
-    ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)
+    # The store still types its keys with its own ServiceKeys (same fields); see above.
+    ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)  # type: ignore[arg-type]
+    ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)  # type: ignore[assignment]
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
     # The fold is replayed lazily (on the first read or write), so that commands that never
     # touch the state, such as `suanli token create`, start at once on a long log.
@@ -97,24 +185,9 @@ def open_ledger(settings: Settings, clock: Clock | None = None) -> Service:
 
 
 def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:
-    keys = ledger.keys
     with ledger.transaction() as tx:
         if tx.next_index != 0:
             return  # another process got there first
-        tx.append(
-            tx.sign(
-                "log.genesis",
-                {"origin": ledger.origin, "log_key": keys.log.verifier.vkey},
-                keys.log,
-            )
+        start_log(
+            StoreUnitOfWork(tx), origin=ledger.origin, centre_keys=centre_keys, policy=Policy.load()
         )
-        for signer, role in ((keys.issuer, "issuer"), (keys.service, "service")):
-            body = {"vkey": signer.verifier.vkey, "roles": [role]}
-            tx.append(tx.sign("key.register", body, keys.log))
-        for centre, signer in sorted(centre_keys.items()):
-            body = {"vkey": signer.verifier.vkey, "roles": ["centre"], "centre": centre}
-            tx.append(tx.sign("key.register", body, keys.log))
-        publish_round(tx, Policy.load())
-
-
-__all__ = ["CENTRES", "Service", "open_ledger"]

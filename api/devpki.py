@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from adapters.credentials import CentreFiles
 from api.keystore import CENTRES
 
 CENTRE_URI_PREFIX = "suanli:centre:"
@@ -66,26 +67,13 @@ def server_files(data_dir: Path) -> TlsFiles:
 
 
 def centre_files(data_dir: Path, centre: str) -> TlsFiles:
-    d = data_dir / "centres" / centre
-    return TlsFiles(d / "ca.pem", d / "client.pem", d / "client.key")
+    """A centre's TLS files where its agent looks for them (``adapters.credentials``)."""
+    files = CentreFiles.in_data_dir(data_dir, centre)
+    return TlsFiles(files.ca, files.cert, files.key)
 
 
 def centre_uri(centre: str) -> str:
     return CENTRE_URI_PREFIX + centre
-
-
-def centre_of_certificate(cert: x509.Certificate) -> str | None:
-    """The centre a client certificate names in its ``suanli:centre:<id>`` URI SAN, if one."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    centres = [
-        uri[len(CENTRE_URI_PREFIX) :]
-        for uri in san.get_values_for_type(x509.UniformResourceIdentifier)
-        if uri.startswith(CENTRE_URI_PREFIX)
-    ]
-    return centres[0] if len(centres) == 1 and centres[0] else None
 
 
 # --- files -------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""The one mapping from ledger errors to HTTP statuses (RFC 9457 problem+json) and gRPC codes."""
+"""The one mapping from ledger errors to HTTP statuses (RFC 9457 problem+json) and gRPC codes.
+
+Every refusal is a ``LedgerError`` (``ledger.errors``); its ``kind`` picks the HTTP status
+and the gRPC code here, for every way in. The few errors only the ways in raise (a message
+too large, a deadline passed) are ``LedgerError`` kinds too.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ STATUS: dict[str, tuple[int, grpc.StatusCode]] = {
     "unauthenticated": (401, grpc.StatusCode.UNAUTHENTICATED),
     "internal": (500, grpc.StatusCode.INTERNAL),
     "data_loss": (500, grpc.StatusCode.DATA_LOSS),
+    "deadline": (504, grpc.StatusCode.DEADLINE_EXCEEDED),
 }
 ERROR_DOMAIN = "suanli.ledger"
 PROBLEM_BASE = "https://suanli.localhost/problems/"
@@ -64,6 +70,20 @@ _STATUS_TEXT = {
     409: "Conflict with what is already recorded",
     422: "Refused by the rules, or a cap is exhausted",
 }
+
+
+class MessageTooLarge(LedgerError):
+    """A request over the size the service accepts."""
+
+    kind = "exhausted"
+    reason = "MESSAGE_TOO_LARGE"
+
+
+class DeadlinePassed(LedgerError):
+    """The caller's deadline passed before its request reached the ledger; never applied."""
+
+    kind = "deadline"
+    reason = "DEADLINE_EXCEEDED"
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

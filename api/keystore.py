@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ledger.keys import Signer
-from ledger.store.unit_of_work import ServiceKeys
+from adapters.credentials import CentreFiles
+from ledger.keys import ServiceKeys, Signer
 
 CENTRES = {"nscc-cd": "国家超算成都中心", "cd-icc": "成都智算中心"}
 
@@ -64,7 +64,8 @@ def load_service_keys(data_dir: Path, origin: str) -> ServiceKeys:
 
 
 def centre_key_path(data_dir: Path, centre: str) -> Path:
-    return data_dir / "centres" / centre / "signing.key"
+    """A centre's development signing key, where its agent looks for it."""
+    return CentreFiles.in_data_dir(data_dir, centre).signing_key
 
 
 def load_centre_keys(data_dir: Path) -> dict[str, Signer]:

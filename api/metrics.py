@@ -1,10 +1,13 @@
-"""Prometheus metrics, defined once; HTTP serves them at /metrics."""
+"""Prometheus metrics, defined once; HTTP serves them at /metrics (the gRPC server and the
+store's commits update them)."""
 
 from __future__ import annotations
 
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ledger.usecases.commands.redemption import Redeemed
 
 REGISTRY = CollectorRegistry()
 
@@ -27,13 +30,6 @@ RPC_LATENCY = Histogram(
     registry=REGISTRY,
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-HTTP_LATENCY = Histogram(
-    "suanli_http_seconds",
-    "HTTP request latency by route",
-    ["route", "method"],
-    registry=REGISTRY,
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
 LOG_SIZE = Gauge("suanli_log_size", "Entries in the log (latest checkpoint)", registry=REGISTRY)
 CHECKPOINT_AGE = Gauge(
     "suanli_checkpoint_age_seconds",
@@ -55,6 +51,15 @@ def committed(entries: int, size: int) -> None:
     _last_commit = time.monotonic()
     BATCH_SIZE.observe(entries)
     LOG_SIZE.set(size)
+
+
+def redeemed(outcome: Redeemed) -> None:
+    """Count a centre's claim or capture and its subsidy (a replayed answer only once)."""
+    if outcome.replayed or outcome.kind not in ("claim", "capture"):
+        return
+    centre = str(outcome.body.get("centre", ""))
+    CLAIMS.labels(centre, outcome.kind).inc()
+    SUBSIDY_FEN.labels(centre).inc(int(outcome.result.get("subsidy_fen", 0)))
 
 
 def refresh_ages() -> None:

@@ -25,7 +25,7 @@ from benchmarks.common import BACKENDS, Table, Timer, fmt_rate, rate
 
 
 def sacct_lines(jobs: int, seed: int = 2023) -> list[str]:
-    from api.demo import sample_sacct
+    from api.cli.demo.samples import sample_sacct
     from ledger.timeutil import parse_time
 
     return sample_sacct(
@@ -55,9 +55,13 @@ def parse_rate(jobs: int) -> tuple[int, int, float]:
 
 def agent_rate(backend: str, jobs: int) -> dict[str, float]:
     """Ingest and submit ``jobs`` jobs' records through a real server on ``backend``."""
-    from adapters.agent import Agent, CentreFiles, Progress, RateBook, Source
+    from adapters.agent import Agent
+    from adapters.credentials import CentreFiles
     from adapters.mapping import AccountMap
     from adapters.outbox import Outbox
+    from adapters.progress import Progress
+    from adapters.rates import RateBook
+    from adapters.sources import UsageSource
     from benchmarks.grpc import serve
     from benchmarks.seed import seed
 
@@ -77,7 +81,7 @@ def agent_rate(backend: str, jobs: int) -> dict[str, float]:
                 files=CentreFiles(seeded.data_dir / "centres" / "nscc-cd"),
                 mapping=AccountMap.load(mapping),
                 rates=RateBook.load(),
-                sources=[Source.parse(f"sacct:{export}")],
+                sources=[UsageSource.parse(f"sacct:{export}")],
                 progress=Progress("bench", bar=False, every=3600),
             )
             try:

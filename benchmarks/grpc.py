@@ -144,8 +144,10 @@ def echo_server(data_dir: Path, port: int) -> None:
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from suanli.v1 import redemption_pb2 as pb
 
-    from api import grpc_server as real
     from api.devpki import server_files
+    from api.grpc.interceptor import CentreAuthInterceptor
+    from api.grpc.messages import SERVICE_NAME, reader
+    from api.grpc.server import HARD_RECEIVE, MAX_SEND, server_credentials
 
     answer = pb.ClaimResult(
         centre="nscc-cd",
@@ -170,28 +172,28 @@ def echo_server(data_dir: Path, port: int) -> None:
 
     async def main() -> None:
         server = grpc.aio.server(
-            interceptors=[real.CentreAuthInterceptor()],
+            interceptors=[CentreAuthInterceptor()],
             options=[
-                ("grpc.max_receive_message_length", real.HARD_RECEIVE),
-                ("grpc.max_send_message_length", real.MAX_SEND),
+                ("grpc.max_receive_message_length", HARD_RECEIVE),
+                ("grpc.max_send_message_length", MAX_SEND),
             ],
         )
         handlers = {
             "Claim": grpc.unary_unary_rpc_method_handler(
-                claim, real.reader(pb.ClaimRequest), pb.ClaimResult.SerializeToString
+                claim, reader(pb.ClaimRequest), pb.ClaimResult.SerializeToString
             ),
             "ClaimStream": grpc.stream_stream_rpc_method_handler(
                 claim_stream,
-                real.reader(pb.ClaimStreamRequest),
+                reader(pb.ClaimStreamRequest),
                 pb.ClaimStreamResponse.SerializeToString,
             ),
         }
         server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(real.SERVICE_NAME, handlers),)
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
         )
         servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-        server.add_secure_port(f"127.0.0.1:{port}", real.server_credentials(server_files(data_dir)))
+        server.add_secure_port(f"127.0.0.1:{port}", server_credentials(server_files(data_dir)))
         await server.start()
         await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await server.wait_for_termination()
@@ -640,13 +642,24 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
     measured = {name: measure(name, options) for name in backends}
     if echo:
         measured[ECHO] = measure_echo(options)
-
     base = Table(
         "pgbench -N on the same PostgreSQL (baseline, same run)",
         ["clients", "threads (-j)", "tps"],
     )
     for n, tps in baseline.items():
         base.add(n, min(n, os.cpu_count() or 1), f"{tps:,.0f}")
+    rates, latency, ratios = _tables(options)
+    for name, results in measured.items():
+        for m in results:
+            _add_phase(name, m, rates, latency)
+        _add_ratios(name, results, baseline, options, ratios)
+    _add_notes(options, load, rates, latency, ratios)
+    return [base, rates, latency, ratios]
+
+
+def _tables(options: Options) -> tuple[Table, Table, Table]:
+    """The rates, latency and ratio tables, empty."""
+    c, s = options.clients, options.streams
     rates = Table(
         "gRPC redemption over mTLS: claims/s (server in its own process)",
         [
@@ -680,56 +693,74 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
             "verdict (stream, claim, p99)",
         ],
     )
-    b1, bc, bs = baseline.get(1), baseline.get(c), baseline.get(s)
-    for name, results in measured.items():
-        by = {m.phase.name: m for m in results}
-        for m in results:
-            o = m.outcome
-            if m.phase.mode == "paced":
-                lat = o.latencies
-                latency.add(
-                    name,
-                    o.ok + o.refused,
-                    fmt_ms(percentile(lat, 50)),
-                    fmt_ms(percentile(lat, 90)),
-                    fmt_ms(percentile(lat, 99)),
-                    fmt_ms(percentile(lat, 99.9)),
-                    fmt_ms(max(lat)),
-                    o.late,
-                    f"p99 ≤ 20 ms: {_verdict(percentile(lat, 99) <= GOAL_P99)}",
-                )
-            rates.add(
-                name,
-                m.phase.name,
-                m.phase.callers,
-                f"{o.ok:,}",
-                o.refused,
-                fmt_rate(m.rate),
-                f"{m.per_commit:.1f}" if m.commits else "–",
-                f"{m.cpu_per_claim * 1e6:.0f} µs",
-                f"{m.server_cpu / m.seconds:.0%}" if m.seconds else "n/a",
-                f"{o.cpu / m.seconds:.0%}" if m.seconds else "n/a",
-                f"{m.other_cpu:.0%}",
-                f"{m.load:.2f}",
-            )
-            rates.notes += [f"{name} {m.phase.name}: {error}" for error in o.errors[:2]]
-        one, many = by["ClaimStream ×1"].rate, by[f"ClaimStream ×{s}"].rate
-        unary = by[f"Claim ×{c}"].rate
-        paced = by.get(f"Claim @{PACED_RATE:.0f}/s")
-        p99 = percentile(paced.outcome.latencies, 99) if paced else None
-        stream_ok = bool(b1 and bs and one >= GOAL_STREAM * b1 and many >= GOAL_STREAM * bs)
-        unary_ok = bool(bc and unary >= GOAL_UNARY * bc)
-        verdicts = [_verdict(stream_ok), _verdict(unary_ok)]
-        verdicts.append(_verdict(p99 <= GOAL_P99) if p99 is not None else "–")
-        ratios.add(
+    return rates, latency, ratios
+
+
+def _add_phase(name: str, m: Measured, rates: Table, latency: Table) -> None:
+    o = m.outcome
+    if m.phase.mode == "paced":
+        lat = o.latencies
+        latency.add(
             name,
-            _ratio(one, b1),
-            _ratio(many, bs),
-            _ratio(unary, bc),
-            _ratio(unary, b1),
-            fmt_ms(p99) if p99 is not None else "–",
-            ", ".join(verdicts),
+            o.ok + o.refused,
+            fmt_ms(percentile(lat, 50)),
+            fmt_ms(percentile(lat, 90)),
+            fmt_ms(percentile(lat, 99)),
+            fmt_ms(percentile(lat, 99.9)),
+            fmt_ms(max(lat)),
+            o.late,
+            f"p99 ≤ 20 ms: {_verdict(percentile(lat, 99) <= GOAL_P99)}",
         )
+    rates.add(
+        name,
+        m.phase.name,
+        m.phase.callers,
+        f"{o.ok:,}",
+        o.refused,
+        fmt_rate(m.rate),
+        f"{m.per_commit:.1f}" if m.commits else "–",
+        f"{m.cpu_per_claim * 1e6:.0f} µs",
+        f"{m.server_cpu / m.seconds:.0%}" if m.seconds else "n/a",
+        f"{o.cpu / m.seconds:.0%}" if m.seconds else "n/a",
+        f"{m.other_cpu:.0%}",
+        f"{m.load:.2f}",
+    )
+    rates.notes += [f"{name} {m.phase.name}: {error}" for error in o.errors[:2]]
+
+
+def _add_ratios(
+    name: str,
+    results: list[Measured],
+    baseline: dict[int, float],
+    options: Options,
+    ratios: Table,
+) -> None:
+    c, s = options.clients, options.streams
+    b1, bc, bs = baseline.get(1), baseline.get(c), baseline.get(s)
+    by = {m.phase.name: m for m in results}
+    one, many = by["ClaimStream ×1"].rate, by[f"ClaimStream ×{s}"].rate
+    unary = by[f"Claim ×{c}"].rate
+    paced = by.get(f"Claim @{PACED_RATE:.0f}/s")
+    p99 = percentile(paced.outcome.latencies, 99) if paced else None
+    stream_ok = bool(b1 and bs and one >= GOAL_STREAM * b1 and many >= GOAL_STREAM * bs)
+    unary_ok = bool(bc and unary >= GOAL_UNARY * bc)
+    verdicts = [_verdict(stream_ok), _verdict(unary_ok)]
+    verdicts.append(_verdict(p99 <= GOAL_P99) if p99 is not None else "–")
+    ratios.add(
+        name,
+        _ratio(one, b1),
+        _ratio(many, bs),
+        _ratio(unary, bc),
+        _ratio(unary, b1),
+        fmt_ms(p99) if p99 is not None else "–",
+        ", ".join(verdicts),
+    )
+
+
+def _add_notes(
+    options: Options, load: tuple[float, float, float], rates: Table, latency: Table, ratios: Table
+) -> None:
+    c, s = options.clients, options.streams
     rates.notes.append(
         f"{os.cpu_count()} cores shared by the server, its database and the client processes; "
         f"load average before the run {load[0]:.2f}. Server CPU / claim: the server "
@@ -753,7 +784,6 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
         f"{s} streams with -c {s}); the verdict for ClaimStream needs both. The {ECHO} row "
         "is the ceiling: the ratios this machine allows with no ledger work at all."
     )
-    return [base, rates, latency, ratios]
 
 
 if __name__ == "__main__":  # python -m benchmarks.grpc echo <data dir> <port>

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from api.bootstrap import open_ledger
-from api.config import Settings
+from api.bootstrap import open_service
+from api.settings import Settings
 from benchmarks.common import BACKENDS, Table, Timer, fmt_ms, fmt_rate, percentile, rate
 from ledger import merkle
 from ledger.entry import Entry
@@ -124,7 +124,7 @@ def run(big: int, backends: list[str]) -> list[Table]:
     )
     for name in backends:
         with BACKENDS[name]() as (url, tmp):
-            service = open_ledger(Settings(data_dir=Path(tmp) / "data", db=url))
+            service = open_service(Settings(data_dir=Path(tmp) / "data", db=url))
             ledger = service.ledger
             fill_to(ledger, 1000)
             s1 = append_single(ledger, SINGLES)

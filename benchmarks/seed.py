@@ -3,31 +3,31 @@
 ``seed(url, data_dir, vouchers)`` opens the service on a fresh database with its clock held
 at ``START`` (2023-08-20 10:00 Shanghai, inside the 2023 round's application window), lets
 genesis publish the policy, centres and rate cards, then registers one entity per voucher
-and takes each through the same entries the bureau writes: application.submit,
-application.review, application.decide, voucher.issue, every one signed and applied by the
-domain rules. It also makes the development TLS material, so that ``suanli serve`` on the
-same data dir and database can start at once. The answer is plain data (it crosses process
+and takes each through the service's own use cases (``voucher_for``: application submitted,
+reviewed, decided, voucher issued), every entry signed and applied by the domain rules.
+It also makes the development TLS material, so that ``suanli serve`` on the same data dir
+and database can start at once. The answer is plain data (it crosses process
 boundaries to the benchmark's client processes).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.bootstrap import open_ledger
-from api.config import Settings
+from api.bootstrap import Service, StoreUnitOfWork, open_service
 from api.devpki import ensure_dev_pki
-from ledger import applications, claims, entities, vouchers
-from ledger.policy import current_policy
+from api.settings import Settings
+from ledger import claims
 from ledger.store.unit_of_work import FoldedLog
 from ledger.timeutil import format_time, parse_time
 from ledger.usage import UsageRecord
 from ledger.uscc import complete
+from ledger.usecases.commands.entities import register_entity
+from ledger.usecases.commands.vouchers import voucher_for
 
 START = parse_time("2023-08-20T10:00:00+08:00")  # inside the 2023 application window
 USAGE_START = parse_time("2023-03-01T09:00:00+08:00")  # inside the usage window
@@ -84,51 +84,24 @@ class _Clock:
         return self.now
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def issue(ledger: FoldedLog, n: int) -> str:
+def issue(service: Service, n: int) -> str:
     """A new entity, its approved application in PROGRAMME and a voucher; the voucher id."""
-    keys = ledger.keys
     uscc = complete(f"91510100MA{7_000_000 + n:07d}")
-    application = f"A-bench-{n:04d}"
-    voucher = f"V-bench-{n:04d}"
-    with ledger.transaction() as tx:
-        policy = current_policy(tx.state)
-        programme = policy.programme(PROGRAMME)
-        body = entities.register_body(uscc, f"基准测试单位{n}", "enterprise", "成都高新区")
-        tx.append(tx.sign("entity.register", body, keys.service))
-        body = applications.submit_body(
-            application=application,
-            programme=PROGRAMME,
+    with service.ledger.transaction() as tx:
+        uow = StoreUnitOfWork(tx)
+        register_entity(
+            uow, uscc=uscc, name=f"基准测试单位{n}", type="enterprise", district="成都高新区"
+        )
+        done = voucher_for(
+            uow,
             applicant=uscc,
+            application=f"A-bench-{n:04d}",
+            voucher=f"V-bench-{n:04d}",
+            programme=PROGRAMME,
             inputs=INPUTS,
-            materials={m.id: _sha(f"bench/{m.id}") for m in programme.materials if m.required},
-            attestations={c.id: True for c in programme.conditions if c.attested},
-            policy=policy,
+            reviewer="bench",
         )
-        tx.append(tx.sign("application.submit", body, keys.service))
-        district = tx.state.parts["applications"].applications[application].district
-        body = applications.review_body(
-            application=application, district=district, reviewer="bench", opinion="approve"
-        )
-        tx.append(tx.sign("application.review", body, keys.service))
-        app = tx.state.parts["applications"].applications[application]
-        amount = programme.entitlement(app.inputs)
-        body = applications.decide_body(
-            application=application, decision="approve", amount_fen=amount, policy=policy
-        )
-        tx.append(tx.sign("application.decide", body, keys.issuer))
-        body = vouchers.issue_body(
-            tx.state,
-            application=application,
-            voucher=voucher,
-            issuer=keys.issuer,
-            log_index=tx.next_index,
-        )
-        tx.append(tx.sign("voucher.issue", body, keys.issuer))
-    return voucher
+    return str(done.entry.body["voucher"])
 
 
 def usage_at(ledger: FoldedLog, centre: str, cost_fen: int = COST_FEN) -> Usage:
@@ -145,12 +118,12 @@ def usage_at(ledger: FoldedLog, centre: str, cost_fen: int = COST_FEN) -> Usage:
 
 
 def seed(url: str, data_dir: Path, count: int) -> Seeded:
-    service = open_ledger(Settings(data_dir=data_dir, db=url), clock=_Clock(START))
+    service = open_service(Settings(data_dir=data_dir, db=url), clock=_Clock(START))
     try:
         ledger = service.ledger
         if "policy" not in ledger.refresh().parts:
             raise RuntimeError("genesis did not publish the policy")
-        ids = tuple(issue(ledger, n) for n in range(count))
+        ids = tuple(issue(service, n) for n in range(count))
         usage = {centre: usage_at(ledger, centre) for centre in CENTRES}
         size = ledger.store.size()
     finally:

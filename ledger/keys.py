@@ -170,3 +170,23 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         return self._private.sign(message)
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """The private keys the service holds: the log key signs checkpoints and the key
+    registry, the issuer key signs the bureau's decisions and vouchers, the service key
+    signs what the service records on behalf of signed-in users."""
+
+    log: Signer
+    issuer: Signer
+    service: Signer
+    log_ring: dict[str, Signer] = field(default_factory=dict)
+    """Every log key this service holds, current and past and staged, by key id."""
+
+    def log_key(self, key_id: str) -> Signer | None:
+        return self.log if key_id == self.log.key_id else self.log_ring.get(key_id)
+
+    def with_log_key(self, new: Signer) -> ServiceKeys:
+        """The same keys with ``new`` staged in the ring (before a rotation hands over to it)."""
+        return ServiceKeys(self.log, self.issuer, self.service, {**self.log_ring, new.key_id: new})

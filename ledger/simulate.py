@@ -2,10 +2,10 @@
 
 ``simulate(lines, policy)`` builds an in-memory ledger (its own throw-away keys), publishes
 the policy, registers its centres and rate cards, and then applies each JSON line with
-the real rules of the fold (``ledger.state.apply``), so what it answers is what the
-ledger would answer: the subsidy in fen and the cap that bound it, or the refusal and its
-reason. The line format is documented in ``docs/policy.md``; in short, one JSON object a
-line with ``"type"``:
+the service's own use cases and the real rules of the fold (``ledger.fold.apply``), in a
+``MemoryUnitOfWork``, so what it answers is what the ledger would answer: the subsidy in
+fen and the cap that bound it, or the refusal and its reason. The line format is
+documented in ``docs/policy.md``; in short, one JSON object a line with ``"type"``:
 
 * ``voucher`` — ``{type, id, programme, holder?, district?, inputs?, face_value_fen?,
   centres?}``: an approved application and its voucher (the application is submitted,
@@ -38,18 +38,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger import applications, claims, entities, grants, vouchers
-from ledger import policy as policy_mod
+from ledger import claims, vouchers
 from ledger.entry import Entry
 from ledger.errors import InvalidInput, LedgerError
-from ledger.fold import apply
-from ledger.keys import Signer
+from ledger.keys import ServiceKeys, Signer
 from ledger.money import format_fen
-from ledger.policy import Policy
+from ledger.policy import Policy, Programme
 from ledger.reader import Reader
 from ledger.state import LedgerState, Result
 from ledger.timeutil import format_time
 from ledger.uscc import ALPHABET, complete, validate
+from ledger.usecases import MemoryUnitOfWork
+from ledger.usecases.commands.applications import approve_application
+from ledger.usecases.commands.entities import register_entity
+from ledger.usecases.commands.log import start_log
+from ledger.usecases.commands.vouchers import issue_voucher, pay_grant
 
 TYPES = ("voucher", "claim", "grant")
 _UNBOUNDED_COST = 10**13  # fen: large enough that a voucher's approval is the programme's cap
@@ -114,51 +117,30 @@ def _signer(name: str) -> Signer:
 
 
 class Simulation:
-    """An in-memory ledger for one what-if run."""
+    """An in-memory ledger for one what-if run, written through the service's use cases."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.state = LedgerState()
         submission = policy.window("online_submission")
         assert submission.start is not None
         self.setup_at = submission.start
         review = policy.window("district_review").end
         self.claim_at = review if review is not None else submission.start
-        self.log, self.issuer = _signer("simulate-log"), _signer("simulate-issuer")
-        self.service = _signer("simulate-service")
-        self.centres: dict[str, Signer] = {}
+        self.moment = self.setup_at  # the time of the entries signed next
+        keys = ServiceKeys(
+            _signer("simulate-log"), _signer("simulate-issuer"), _signer("simulate-service")
+        )
+        self.uow = MemoryUnitOfWork(keys, lambda: self.moment)
+        self.centres = {c: _signer(c) for c in policy.centres}
         self.vouchers: dict[str, str] = {}  # label -> voucher id
         self.holders: dict[str, str] = {}  # label -> uscc
         self.grant_apps: dict[int, str] = {}  # line -> application id
         self.counter = 0
-        self._apply(
-            "log.genesis",
-            {"origin": "suanli.simulate", "log_key": self.log.verifier.vkey},
-            self.log,
-        )
-        for signer, role in ((self.issuer, "issuer"), (self.service, "service")):
-            self._apply("key.register", {"vkey": signer.verifier.vkey, "roles": [role]}, self.log)
-        self._apply("policy.publish", policy_mod.publish_body(policy), self.issuer)
-        for centre in policy.centres.values():
-            key = _signer(centre.id)
-            self.centres[centre.id] = key
-            body = {"vkey": key.verifier.vkey, "roles": ["centre"], "centre": centre.id}
-            self._apply("key.register", body, self.log)
-            self._apply(
-                "centre.register",
-                claims.centre_body(centre.id, centre.name, centre.kind),
-                self.issuer,
-            )
-        for card in policy.rate_cards:
-            body = claims.ratecard_body(card.centre, card.version, card.effective_from, card.prices)
-            self._apply("ratecard.publish", body, self.issuer)
+        start_log(self.uow, origin="suanli.simulate", centre_keys=self.centres, policy=policy)
 
-    def _apply(
-        self, kind: str, body: Mapping[str, Any], signer: Signer, at: datetime | None = None
-    ) -> Result:
-        entry = Entry(kind, format_time(at or self.setup_at), dict(body)).signed(signer)
-        self.state, result = apply(self.state, entry)
-        return result
+    @property
+    def state(self) -> LedgerState:
+        return self.uow.state
 
     def _next(self, prefix: str) -> str:
         self.counter += 1
@@ -176,15 +158,14 @@ class Simulation:
             digest = int(hashlib.sha256(label.encode()).hexdigest(), 16)
             org = "".join(ALPHABET[(digest >> (5 * i)) % 31] for i in range(7))
             uscc = complete(f"91510100QM{org}")
-        body = entities.register_body(uscc, f"模拟单位 {label}", "enterprise", district)
-        self._apply("entity.register", body, self.service)
+        name = f"模拟单位 {label}"
+        register_entity(self.uow, uscc=uscc, name=name, type="enterprise", district=district)
         self.holders[label] = uscc
         return uscc
 
-    def approve(self, r: Reader, programme_id: str, amount_name: str) -> tuple[str, int]:
-        """Register the holder, submit, review and approve; return (application, amount)."""
-        programme = self.policy.programme(programme_id)
-        uscc = self.holder(r.opt_text("holder"), r.opt_text("district") or "成都高新区")
+    def _inputs(self, r: Reader, programme: Programme) -> dict[str, Any]:
+        """The line's inputs, with the required ones it leaves out filled in where the
+        policy allows (the project dates: the activity window; the compute cost: unbounded)."""
         inputs = dict(r.child("inputs").value) if r.has("inputs") else {}
         if not isinstance(inputs, dict):
             raise r.fail("must be an object", name="inputs")
@@ -198,34 +179,25 @@ class Simulation:
                 inputs[name] = activity.end_text[:10]
             elif name == programme.cost_input:
                 inputs[name] = _UNBOUNDED_COST
+        return inputs
+
+    def approve(self, r: Reader, programme_id: str, amount_name: str) -> tuple[str, int]:
+        """Register the holder, submit, review and approve; return (application, amount)."""
+        programme = self.policy.programme(programme_id)
+        uscc = self.holder(r.opt_text("holder"), r.opt_text("district") or "成都高新区")
         app_id = self._next("A")
-        body = applications.submit_body(
+        self.moment = self.setup_at
+        decided = approve_application(
+            self.uow,
             application=app_id,
             programme=programme_id,
             applicant=uscc,
-            inputs=inputs,
-            materials={
-                m.id: hashlib.sha256(f"{app_id}/{m.id}".encode()).hexdigest()
-                for m in programme.materials
-                if m.required
-            },
-            attestations={c.id: True for c in programme.conditions if c.attested},
-            policy=self.policy,
+            inputs=self._inputs(r, programme),
+            amount_fen=r.opt_integer(amount_name),
+            reviewer="simulate",
+            round=self.policy.round,
         )
-        self._apply("application.submit", body, self.service)
-        district = self.state.parts["applications"].applications[app_id].district
-        review = applications.review_body(
-            application=app_id, district=district, reviewer="simulate", opinion="approve"
-        )
-        self._apply("application.review", review, self.service)
-        stated = r.opt_integer(amount_name)
-        amount = programme.entitlement(applications.application_of(self.state, app_id).inputs)
-        amount = amount if stated is None else stated
-        decide = applications.decide_body(
-            application=app_id, decision="approve", amount_fen=amount, policy=self.policy
-        )
-        self._apply("application.decide", decide, self.issuer)
-        return app_id, amount
+        return app_id, int(decided.result["amount_fen"])
 
     def declare_voucher(self, r: Reader, label: str) -> Result:
         if label in self.vouchers:
@@ -233,17 +205,9 @@ class Simulation:
         app_id, _ = self.approve(r, r.ident("programme"), "face_value_fen")
         voucher_id = f"SIM-{label}" if len(label) < 60 else self._next("SIM")
         centres = [c.value for c in r.items("centres")] if r.has("centres") else None
-        body = vouchers.issue_body(
-            self.state,
-            application=app_id,
-            voucher=voucher_id,
-            issuer=self.issuer,
-            log_index=self.state.size,
-            centres=centres,
-        )
-        result = self._apply("voucher.issue", body, self.issuer)
+        done = issue_voucher(self.uow, application=app_id, voucher=voucher_id, centres=centres)
         self.vouchers[label] = voucher_id
-        return result
+        return done.result
 
     # --- claims and payments ----------------------------------------------------------
 
@@ -289,7 +253,9 @@ class Simulation:
             "end": format_time(end),
             "cost_fen": cost,
         }
-        return self._apply("claim", body, self.centres[centre], at)
+        self.moment = at
+        entry = Entry("claim", self.uow.now(), body).signed(self.centres[centre])
+        return self.uow.append(entry, signatures_checked=True).result
 
     def _card(self, centre: str, start: datetime) -> claims.RateCard:
         card = claims.centre_of(self.state, centre).card_at(start)
@@ -320,16 +286,9 @@ class Simulation:
         )
 
     def pay(self, r: Reader, line: int) -> Result:
-        app_id = self.grant_apps[line]
-        app = applications.application_of(self.state, app_id)
-        body = grants.pay_body(
-            grant=f"G-line-{line}",
-            application=app_id,
-            amount_fen=app.approved_fen,
-            policy_version=self.policy.version,
-        )
-        at = r.written_time("at") if r.has("at") else self.claim_at
-        return self._apply("grant.pay", body, self.issuer, at)
+        self.moment = r.written_time("at") if r.has("at") else self.claim_at
+        paid = pay_grant(self.uow, application=self.grant_apps[line], grant=f"G-line-{line}")
+        return paid.entry.result
 
 
 def _read_line(raw: str | Mapping[str, Any], line: int) -> Reader:

@@ -10,8 +10,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from pg import throwaway_database
 
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
+from api import bootstrap
+from api.bootstrap import Service
+from api.settings import Settings
 
 VECTORS = Path(__file__).parent / "vectors"
 SAMPLES = Path(__file__).parent / "samples"
@@ -38,7 +39,7 @@ def open_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
             settings["clock"] = clock  # an RFC 3339 start time: SUANLI_CLOCK
             clock = None
         config = Settings(data_dir=data_dir or tmp_path / "data", db=db, **settings)  # type: ignore[arg-type]
-        service = open_ledger(config, clock=clock)  # type: ignore[arg-type]
+        service = bootstrap.open_service(config, clock=clock)  # type: ignore[arg-type]
         opened.append(service)
         return service
 

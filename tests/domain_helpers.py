@@ -1,11 +1,13 @@
-"""Shared helpers for the domain tests: a ledger with real Ed25519 keys, run through ``apply``.
+"""Shared helpers for the domain tests: a ledger with real Ed25519 keys, in memory.
 
-``World`` makes a genesis entry and registers an issuer, a service and one key per centre
-(``Signer.generate``), publishes a policy (the packaged chengdu-2023-31 by default),
-registers the policy's centres and rate cards, and then lets a test register entities,
-submit / review / decide applications, issue vouchers and claim, every step a signed
-entry applied with ``ledger.state.apply``. ``refuse`` checks that an entry is refused
-with a reason *and* that the state is exactly as before.
+``World`` writes the log's first entries with the service's own use case (genesis, an
+issuer, a service and one key per centre, ``Signer.generate``; the policy, the packaged
+chengdu-2023-31 by default, with its centres and rate cards), and then lets a test
+register entities, submit / review / decide applications, issue vouchers, pay grants and
+claim, every step through the use cases (``ledger.usecases.commands``) and a
+``MemoryUnitOfWork``, each entry applied by ``ledger.fold.apply``. ``apply`` appends any
+entry a test builds; ``refuse`` checks that an entry is refused with a reason *and* that
+the state is exactly as before.
 """
 
 from __future__ import annotations
@@ -19,15 +21,26 @@ from typing import Any
 
 import pytest
 
-from ledger import applications, claims, corrections, entities, grants, vouchers
+from ledger import applications, claims
 from ledger.entry import Entry
 from ledger.errors import LedgerError
-from ledger.fold import apply
-from ledger.keys import Signer
-from ledger.policy import Policy, publish_body
+from ledger.keys import ServiceKeys, Signer
+from ledger.policy import Policy
 from ledger.state import LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, parse_local, parse_time
 from ledger.uscc import complete
+from ledger.usecases import MemoryUnitOfWork
+from ledger.usecases.commands import log as log_commands
+from ledger.usecases.commands.applications import (
+    approve_application,
+    decide_application,
+    review_application,
+    submit_application,
+)
+from ledger.usecases.commands.entities import blacklist_entity, register_entity
+from ledger.usecases.commands.log import start_log
+from ledger.usecases.commands.round import publish_round
+from ledger.usecases.commands.vouchers import issue_voucher, pay_grant
 
 W = 1_000_000  # fen per 万元
 YUAN = 100
@@ -113,46 +126,43 @@ def snapshot(state: LedgerState) -> tuple[Any, ...]:
 
 @dataclass
 class World:
+    """A ledger in memory (``MemoryUnitOfWork``), its first entries written by the service's
+    own use case (``start_log``), and the application path through the use cases."""
+
     policy: Policy = field(default_factory=Policy.load)
     clock: datetime = field(default_factory=lambda: local("2023-08-20 10:00"))
-    state: LedgerState = field(default_factory=LedgerState)
-    entries: list[Entry] = field(default_factory=list)
-    results: list[Result] = field(default_factory=list)
     log: Signer = field(default_factory=lambda: Signer.generate("suanli-log"))
     issuer: Signer = field(default_factory=lambda: Signer.generate("city-issuer"))
     service: Signer = field(default_factory=lambda: Signer.generate("suanli-service"))
     centre_keys: dict[str, Signer] = field(default_factory=dict)
     counter: int = 0
+    uow: MemoryUnitOfWork = field(init=False)
 
     def __post_init__(self) -> None:
-        self.apply(
-            "log.genesis",
-            {"origin": "suanli.test/log", "log_key": self.log.verifier.vkey},
-            self.log,
-        )
-        self.register_key(self.issuer, ["issuer"])
-        self.register_key(self.service, ["service"])
-        self.apply("policy.publish", publish_body(self.policy), self.issuer)
+        keys = ServiceKeys(self.log, self.issuer, self.service)
+        self.uow = MemoryUnitOfWork(keys, lambda: self.clock)
         for centre in self.policy.centres.values():
-            key = Signer.generate(centre.id)
-            self.centre_keys[centre.id] = key
-            self.register_key(key, ["centre"], centre.id)
-            self.apply(
-                "centre.register",
-                claims.centre_body(centre.id, centre.name, centre.kind),
-                self.issuer,
-            )
-        for card in self.policy.rate_cards:
-            body = claims.ratecard_body(card.centre, card.version, card.effective_from, card.prices)
-            self.apply("ratecard.publish", body, self.issuer)
+            self.centre_keys[centre.id] = Signer.generate(centre.id)
+        start_log(
+            self.uow, origin="suanli.test/log", centre_keys=self.centre_keys, policy=self.policy
+        )
+
+    @property
+    def state(self) -> LedgerState:
+        return self.uow.state
+
+    @property
+    def entries(self) -> list[Entry]:
+        return self.uow.entries
+
+    @property
+    def results(self) -> list[Result]:
+        return [a.result for a in self.uow.appended]
 
     # entries ------------------------------------------------------------------------------
 
     def register_key(self, signer: Signer, roles: list[str], centre: str | None = None) -> None:
-        body: dict[str, Any] = {"vkey": signer.verifier.vkey, "roles": roles}
-        if centre is not None:
-            body["centre"] = centre
-        self.apply("key.register", body, self.log)
+        log_commands.register_key(self.uow, vkey=signer.verifier.vkey, roles=roles, centre=centre)
 
     def entry(
         self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None
@@ -162,11 +172,9 @@ class World:
     def apply(
         self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None
     ) -> Result:
+        # signed here with the test's own keys: applied without checking them again
         entry = self.entry(kind, body, *signers, at=at)
-        self.state, result = apply(self.state, entry)
-        self.entries.append(entry)
-        self.results.append(result)
-        return result
+        return self.uow.append(entry, signatures_checked=True).result
 
     def refuse(
         self,
@@ -179,7 +187,7 @@ class World:
         """Apply an entry that must be refused with ``reason``; check nothing changed."""
         before = snapshot(self.state)
         with pytest.raises(LedgerError) as caught:
-            self.state, _ = apply(self.state, self.entry(kind, body, *signers, at=at))
+            self.uow.append(self.entry(kind, body, *signers, at=at), signatures_checked=True)
         assert caught.value.reason == reason, caught.value.message
         assert snapshot(self.state) == before, "a refused entry changed the state"
         return caught.value
@@ -201,23 +209,20 @@ class World:
 
     def publish(self, policy: Policy) -> None:
         self.policy = policy
-        self.apply("policy.publish", publish_body(policy), self.issuer)
+        publish_round(self.uow, policy)
 
     # the application path ---------------------------------------------------------------
 
     def register(self, n: int | None = None, district: str = "成都高新区", **kw: Any) -> str:
         uscc = make_uscc(n if n is not None else self.counter + 1000)
         self.counter += 1
-        self.apply(
-            "entity.register",
-            entities.register_body(
-                uscc,
-                kw.pop("name", f"测试单位{uscc[-6:]}"),
-                kw.pop("type", "enterprise"),
-                district,
-                **kw,
-            ),
-            self.service,
+        register_entity(
+            self.uow,
+            uscc=uscc,
+            name=kw.pop("name", f"测试单位{uscc[-6:]}"),
+            type=kw.pop("type", "enterprise"),
+            district=district,
+            **kw,
         )
         return uscc
 
@@ -230,55 +235,33 @@ class World:
         **override: Any,
     ) -> str:
         app_id = application or self.next_id("A")
-        body = applications.submit_body(
+        submit_application(
+            self.uow,
             application=app_id,
             programme=programme,
             applicant=uscc,
             inputs={**DEFAULT_INPUTS[programme], **(inputs or {})},
             materials=override.pop("materials", materials_for(self.policy, programme)),
             attestations=override.pop("attestations", attest_all(self.policy, programme)),
-            policy=self.policy,
+            round=self.policy.round,
         )
-        self.apply("application.submit", body, self.service)
         return app_id
 
     def review(self, app_id: str, opinion: str = "approve") -> None:
-        district = self.state.parts["applications"].applications[app_id].district
-        self.apply(
-            "application.review",
-            applications.review_body(
-                application=app_id, district=district, reviewer="reviewer-1", opinion=opinion
-            ),
-            self.service,
+        district = applications.application_of(self.state, app_id).district
+        review_application(
+            self.uow, application=app_id, district=district, reviewer="reviewer-1", opinion=opinion
         )
 
     def approve(self, app_id: str, amount_fen: int | None = None) -> int:
-        app = self.state.parts["applications"].applications[app_id]
-        amount = (
-            amount_fen
-            if amount_fen is not None
-            else self.policy.programme(app.programme).entitlement(app.inputs)
+        done = decide_application(
+            self.uow, application=app_id, decision="approve", amount_fen=amount_fen
         )
-        self.apply(
-            "application.decide",
-            applications.decide_body(
-                application=app_id, decision="approve", amount_fen=amount, policy=self.policy
-            ),
-            self.issuer,
-        )
-        return amount
+        return int(done.result["amount_fen"])
 
     def issue(self, app_id: str, voucher: str | None = None, **kw: Any) -> str:
         voucher_id = voucher or self.next_id("V")
-        body = vouchers.issue_body(
-            self.state,
-            application=app_id,
-            voucher=voucher_id,
-            issuer=self.issuer,
-            log_index=self.state.size,
-            **kw,
-        )
-        self.apply("voucher.issue", body, self.issuer)
+        issue_voucher(self.uow, application=app_id, voucher=voucher_id, **kw)
         return voucher_id
 
     def approved(
@@ -291,9 +274,18 @@ class World:
     ) -> str:
         """Register (unless ``uscc``), submit, review and approve; return the application id."""
         holder = uscc or self.register(**kw)
-        app_id = self.submit(programme, holder, inputs)
-        self.review(app_id)
-        self.approve(app_id, amount_fen)
+        app_id = self.next_id("A")
+        approve_application(
+            self.uow,
+            application=app_id,
+            programme=programme,
+            applicant=holder,
+            inputs={**DEFAULT_INPUTS[programme], **(inputs or {})},
+            amount_fen=amount_fen,
+            materials=materials_for(self.policy, programme),
+            attestations=attest_all(self.policy, programme),
+            round=self.policy.round,
+        )
         return app_id
 
     def voucher(
@@ -314,7 +306,8 @@ class World:
     ) -> dict[str, Any]:
         """Usage (resource, quantity, start, end, cost) the rate card prices at ``cost_fen``."""
         start = start or local("2023-03-01 09:00")
-        card = self.state.parts["claims"].centres[centre].card_at(start)
+        card = claims.centre_of(self.state, centre).card_at(start)
+        assert card is not None
         price = card.prices[resource]
         quantity = max(1, math.ceil(cost_fen * price.per_units / price.price_fen))
         assert price.cost(quantity) == cost_fen or cost_fen == 0, (
@@ -348,21 +341,14 @@ class World:
         )
 
     def pay(self, app_id: str, amount_fen: int | None = None, grant: str | None = None) -> Result:
-        app = self.state.parts["applications"].applications[app_id]
-        body = grants.pay_body(
-            grant=grant or self.next_id("G"),
-            application=app_id,
-            amount_fen=app.approved_fen if amount_fen is None else amount_fen,
-            policy_version=self.policy.version,
+        paid = pay_grant(
+            self.uow, application=app_id, grant=grant or self.next_id("G"), amount_fen=amount_fen
         )
-        return self.apply("grant.pay", body, self.issuer)
+        return paid.entry.result
 
     def blacklist(self, uscc: str, reason: str = "失信") -> Result:
-        return self.apply(
-            "entity.blacklist",
-            corrections.blacklist_body(uscc=uscc, reason=reason, evidence_sha256=sha(reason)),
-            self.issuer,
-        )
+        done = blacklist_entity(self.uow, uscc=uscc, reason=reason, evidence_sha256=sha(reason))
+        return done.result
 
 
 def shanghai(moment: datetime) -> str:

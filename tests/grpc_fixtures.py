@@ -1,5 +1,5 @@
 """gRPC test fixtures: a real service (SQLite or PostgreSQL), a real TLS server on port 0,
-real clients with the development certificates, and the 2023 round seeded through the log.
+real clients with the development certificates, and vouchers issued through the use cases.
 
 The service clock and the clients' clocks are one ``ManualClock`` set inside the 2023 round
 (the application window is in August 2023), so that signed times are never skewed unless a
@@ -20,14 +20,16 @@ import pytest
 from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
 
 from adapters.client import RedemptionClient
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
+from api.bootstrap import Service, StoreUnitOfWork, open_service
 from api.devpki import ensure_dev_pki
-from api.grpc_server import GrpcServer
-from ledger import applications, claims, entities, vouchers
-from ledger.policy import Policy, current_policy, publish_body
+from api.grpc.server import GrpcServer
+from api.settings import Settings
+from ledger import claims
+from ledger.policy import current_policy
 from ledger.store.unit_of_work import FoldedLog
 from ledger.usage import UsageRecord
+from ledger.usecases.commands.entities import register_entity
+from ledger.usecases.commands.vouchers import change_voucher_status, voucher_for
 
 START = local("2023-08-20 10:00")  # inside the application window of the 2023 round
 USAGE_START = local("2023-03-01 09:00")  # inside the usage window (2023-01-10 .. 2023-07-31)
@@ -53,31 +55,14 @@ class ManualClock:
             self._now = moment
 
 
-# --- the round, through the log ------------------------------------------------------------
-
-
-def seed_round(ledger: FoldedLog) -> None:
-    """Publish the packaged policy, register its centres and rate cards (once)."""
-    keys = ledger.keys
-    ledger.refresh()
-    if "policy" in ledger.state.parts:
-        return
-    policy = Policy.load()
-    with ledger.transaction() as tx:
-        tx.append(tx.sign("policy.publish", publish_body(policy), keys.issuer))
-        for centre in policy.centres.values():
-            body = claims.centre_body(centre.id, centre.name, centre.kind)
-            tx.append(tx.sign("centre.register", body, keys.issuer))
-        for card in policy.rate_cards:
-            body = claims.ratecard_body(card.centre, card.version, card.effective_from, card.prices)
-            tx.append(tx.sign("ratecard.publish", body, keys.issuer))
+# --- vouchers, through the service's use cases ------------------------------------------------
 
 
 _serial = iter(range(1, 1_000_000))
 
 
 def issue_voucher(
-    ledger: FoldedLog,
+    service: Service,
     programme: str = "industry",
     *,
     amount_fen: int | None = None,
@@ -86,57 +71,34 @@ def issue_voucher(
     **issue: Any,
 ) -> str:
     """An entity (new unless ``uscc``), its approved application and a voucher; the id."""
-    keys = ledger.keys
     n = next(_serial)
-    with ledger.transaction() as tx:
-        policy = current_policy(tx.state)
+    with service.ledger.transaction() as tx:
+        uow = StoreUnitOfWork(tx)
+        holder = uscc or make_uscc(5000 + n)
         if uscc is None:
-            uscc = make_uscc(5000 + n)
-            body = entities.register_body(uscc, f"测试单位{n}", "enterprise", "成都高新区")
-            tx.append(tx.sign("entity.register", body, keys.service))
-        app_id = f"A-grpc-{n:04d}"
-        body = applications.submit_body(
-            application=app_id,
+            register_entity(
+                uow, uscc=holder, name=f"测试单位{n}", type="enterprise", district="成都高新区"
+            )
+        policy = current_policy(uow.state)
+        done = voucher_for(
+            uow,
+            applicant=holder,
+            application=f"A-grpc-{n:04d}",
+            voucher=f"V-grpc-{n:04d}",
             programme=programme,
-            applicant=uscc,
             inputs={**DEFAULT_INPUTS[programme], **(inputs or {})},
+            amount_fen=amount_fen,
             materials=materials_for(policy, programme),
             attestations=attest_all(policy, programme),
-            policy=policy,
-        )
-        tx.append(tx.sign("application.submit", body, keys.service))
-        district = tx.state.parts["applications"].applications[app_id].district
-        body = applications.review_body(
-            application=app_id, district=district, reviewer="reviewer-1", opinion="approve"
-        )
-        tx.append(tx.sign("application.review", body, keys.service))
-        app = tx.state.parts["applications"].applications[app_id]
-        amount = (
-            amount_fen
-            if amount_fen is not None
-            else policy.programme(programme).entitlement(app.inputs)
-        )
-        body = applications.decide_body(
-            application=app_id, decision="approve", amount_fen=amount, policy=policy
-        )
-        tx.append(tx.sign("application.decide", body, keys.issuer))
-        voucher_id = f"V-grpc-{n:04d}"
-        body = vouchers.issue_body(
-            tx.state,
-            application=app_id,
-            voucher=voucher_id,
-            issuer=keys.issuer,
-            log_index=tx.next_index,
             **issue,
         )
-        tx.append(tx.sign("voucher.issue", body, keys.issuer))
-    return voucher_id
+    return str(done.entry.body["voucher"])
 
 
-def set_voucher_status(ledger: FoldedLog, voucher: str, kind: str) -> None:
+def set_voucher_status(service: Service, voucher: str, kind: str) -> None:
     """voucher.suspend / .revoke / .expire / .reinstate, by the issuer."""
-    with ledger.transaction() as tx:
-        tx.append(tx.sign(kind, vouchers.status_body(voucher, "test"), ledger.keys.issuer))
+    action = kind.removeprefix("voucher.")
+    service.write(change_voucher_status, voucher=voucher, action=action, reason="test")
 
 
 def usage_for(
@@ -197,7 +159,7 @@ class GrpcEnv:
         return self.ledger.store.size()
 
     def voucher(self, programme: str = "industry", **kw: Any) -> str:
-        return issue_voucher(self.ledger, programme, **kw)
+        return issue_voucher(self.service, programme, **kw)
 
     def usage(self, cost_fen: int, record_id: str, centre: str = "nscc-cd", **kw: Any) -> Any:
         return usage_for(self.ledger, centre, cost_fen, record_id, **kw)
@@ -212,8 +174,7 @@ def grpc_env_factory(tmp_path: Path) -> Iterator[Callable[..., GrpcEnv]]:
         data_dir = tmp_path / name
         clock = ManualClock(START)
         settings = Settings(data_dir=data_dir, db=db or f"sqlite:///{tmp_path / name}.db")
-        service = open_ledger(settings, clock=clock)
-        seed_round(service.ledger)
+        service = open_service(settings, clock=clock)  # its genesis publishes the round
         ensure_dev_pki(data_dir)
         server = GrpcServer(service, "127.0.0.1:0", **server_options)
         port = server.start()

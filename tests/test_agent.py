@@ -18,20 +18,17 @@ from domain_helpers import local
 from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory
 from typer.testing import CliRunner
 
-from adapters.agent import (
-    Agent,
-    AgentError,
-    CentreFiles,
-    Progress,
-    RateBook,
-    Source,
-    classify,
-)
+from adapters.agent import Agent, classify
+from adapters.cli import app
 from adapters.client import ClaimItem, RedemptionError, StreamResult
+from adapters.credentials import CentreFiles
+from adapters.errors import AgentError
 from adapters.mapping import AccountMap
 from adapters.outbox import Claimed, Outbox, OutboxRecord, Refusal, Transient
-from adapters.preview import app
-from api.demo import sample_events, sample_sacct
+from adapters.progress import Progress
+from adapters.rates import RateBook
+from adapters.sources import UsageSource
+from api.cli.demo.samples import sample_events, sample_sacct
 from ledger import claims
 from ledger.entry import Entry
 from ledger.timeutil import format_time
@@ -61,7 +58,7 @@ def make_agent(
         files=CentreFiles(env.data_dir / "centres" / centre),
         mapping=AccountMap.from_dict({"accounts": accounts}),
         rates=kw.pop("rates", None) or RateBook.load(),
-        sources=[Source.parse(s) for s in sources],
+        sources=[UsageSource.parse(s) for s in sources],
         progress=Progress(centre, bar=False),
         **kw,
     )
@@ -186,7 +183,7 @@ def test_reingest_is_keyed_by_record_id(grpc_env: GrpcEnv, tmp_path: Path) -> No
     lines[0] = "|".join(fields)
     export = write_sacct(tmp_path / "more.log", 60, ["chem"], gpu_share=0.0, extras=False)
     export.write_text("\n".join(lines) + "\n" + export.read_text(), encoding="utf-8")
-    agent.sources = [Source.parse(f"sacct:{export}")]
+    agent.sources = [UsageSource.parse(f"sacct:{export}")]
     second = agent.ingest()
     assert (second.known, second.changed) == (49, 1)
     assert second.added == 60 - 50  # the 10 jobs new in the longer export (same seed)
@@ -320,7 +317,7 @@ def test_rate_cards_from_the_ledger_over_http(grpc_env: GrpcEnv) -> None:
 
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     token, _ = grpc_env.service.tokens.create("auditor", label="centre agent")
     with socket.socket() as probe:
@@ -359,9 +356,9 @@ def test_classify_and_sources() -> None:
         error = RedemptionError(code, reason, "m", {})
         assert isinstance(classify(StreamResult(usage_item, None, error)), expected)
     with pytest.raises(AgentError, match="expected one of"):
-        Source.parse("slurm:jobs.log")
+        UsageSource.parse("slurm:jobs.log")
     with pytest.raises(AgentError, match="does not exist"):
-        Source.parse("sacct:/no/such/file").files()
+        UsageSource.parse("sacct:/no/such/file").files()
 
 
 def test_outbox_survives_reopen(tmp_path: Path) -> None:
@@ -450,7 +447,7 @@ def test_docs_centre_names_real_options() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "centre.md").read_text(encoding="utf-8")
     group = typer.main.get_command(app)
     for name in ("run", "reconcile"):
-        block = doc.split(f"suanli center {name} --", 1)[1].split("```", 1)[0]
+        block = doc.split(f"suanli centre {name} --", 1)[1].split("```", 1)[0]
         named = set(re.findall(r"--[a-z][a-z-]*", "--" + block))
         command = group.commands[name]  # type: ignore[attr-defined]
         known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}

@@ -44,17 +44,17 @@ from pathlib import Path
 import grpc
 import pytest
 from domain_helpers import local
-from grpc_fixtures import START, ManualClock, issue_voucher, seed_round
+from grpc_fixtures import START, ManualClock, issue_voucher
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.agent import RateBook
 from adapters.mapping import AccountMap
+from adapters.rates import RateBook
 from adapters.slurm import parse_sacct
-from api.bootstrap import open_ledger
-from api.config import Settings
-from api.demo import sample_sacct
+from api.bootstrap import open_service
+from api.cli.demo.samples import sample_sacct
 from api.devpki import ensure_dev_pki
 from api.keystore import load_centre_keys
+from api.settings import Settings
 from ledger import claims
 from ledger.entry import Entry
 from ledger.errors import LedgerError
@@ -166,14 +166,13 @@ def world(tmp_path: Path, db_url: str) -> Iterator[World]:
     """A seeded ledger (four vouchers, one small) on SQLite or PostgreSQL, an export and
     a mapping file; the seeded log's entries for the clean run."""
     data_dir = tmp_path / "data"
-    service = open_ledger(Settings(data_dir=data_dir, db=db_url), clock=ManualClock(START))
-    seed_round(service.ledger)
+    service = open_service(Settings(data_dir=data_dir, db=db_url), clock=ManualClock(START))
     small = 500_000  # 5 000 元: reached during the run, later records refused CAP_EXHAUSTED
     accounts = {
-        "chem": issue_voucher(service.ledger, "industry"),
-        "bio": issue_voucher(service.ledger, "industry"),
-        "astro": issue_voucher(service.ledger, "ai-model"),
-        "small": issue_voucher(service.ledger, "industry", amount_fen=small, face_value_fen=small),
+        "chem": issue_voucher(service, "industry"),
+        "bio": issue_voucher(service, "industry"),
+        "astro": issue_voucher(service, "ai-model"),
+        "small": issue_voucher(service, "industry", amount_fen=small, face_value_fen=small),
     }
     seeded = [data for _, data in service.ledger.store.iter_entries(0)]
     service.close()
@@ -295,7 +294,7 @@ def test_kill_agent_and_server_at_random_points(world: World) -> None:
                 _kill(server)
 
     # The ledger against the source, record by record.
-    service = open_ledger(Settings(data_dir=world.data_dir, db=world.db_url))
+    service = open_service(Settings(data_dir=world.data_dir, db=world.db_url))
     try:
         state = service.ledger.refresh()
         ledger = {rid: rec for (c, rid), rec in claims.book(state).claims.items() if c == CENTRE}

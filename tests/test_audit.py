@@ -27,9 +27,9 @@ import sqlalchemy as sa
 import uvicorn
 from typer.testing import CliRunner
 
-from api.app import create_app
-from api.audit_cli import app as audit_app
 from api.bootstrap import Service
+from api.cli.audit import app as audit_app
+from api.http.app import create_app
 from ledger import audit, merkle, tiles
 from ledger.audit import Evidence, Missing, signed_message, verify_log
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
@@ -823,7 +823,9 @@ def test_every_entry_kind_has_one_rule_and_a_handler() -> None:
         "void",
         "claim.reverse",
         "clawback",
-        "statement.issue",
+        "statement.open",
+        "statement.lines",
+        "statement.close",
     }
     log_kinds = {"log.genesis", "log.rotate", "key.register", "key.retire", "log.note"}
     assert set(RULES) == domain_kinds | log_kinds

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.demo import demo_policy, sample_events, sample_sacct
+from api.cli.demo.round import demo_policy
+from api.cli.demo.samples import sample_events, sample_sacct
 from ledger.policy import Policy
 from ledger.timeutil import shanghai_start
 

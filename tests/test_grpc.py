@@ -287,7 +287,7 @@ def _block_sequencer(env: GrpcEnv) -> threading.Event:
         started.set()
         release.wait(10)
 
-    env.server.sequencer.submit(hold)
+    env.service.sequencer.submit(hold)
     assert started.wait(5)
     return release
 
@@ -304,7 +304,7 @@ def test_a_call_past_its_deadline_is_never_applied(grpc_env: GrpcEnv) -> None:
         assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         release.set()
-    grpc_env.server.sequencer.call(lambda tx: None, timeout=5)  # the queue has drained
+    grpc_env.service.sequencer.call(lambda tx: None, timeout=5)  # the queue has drained
     assert grpc_env.log_size() == size
     fresh = grpc_env.client().claim(usage, voucher, 50_000)
     assert not fresh.replayed  # the late call had not been applied

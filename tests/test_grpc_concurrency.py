@@ -24,15 +24,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_fixtures import START, ManualClock, issue_voucher, seed_round, usage_for
+from grpc_fixtures import START, ManualClock, issue_voucher, usage_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.client import ClaimItem, RedemptionClient, RedemptionError
-from api.bootstrap import open_ledger
-from api.config import Settings
+from api.bootstrap import open_service
 from api.devpki import ensure_dev_pki
+from api.settings import Settings
 from ledger import caps as caps_mod
 from ledger import claims
+from ledger import vouchers as vouchers_mod
 from ledger.entry import Entry
 from ledger.fold import apply
 from ledger.state import LedgerState
@@ -67,16 +68,15 @@ class RunningClock:
 @pytest.fixture
 def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
     data_dir = tmp_path / "data"
-    service = open_ledger(Settings(data_dir=data_dir, db=pg_url), clock=ManualClock(START))
-    seed_round(service.ledger)
+    service = open_service(Settings(data_dir=data_dir, db=pg_url), clock=ManualClock(START))
     entity = None
     vouchers = []
     for _ in range(2):
         vid = issue_voucher(
-            service.ledger, "industry", amount_fen=FACE_FEN, uscc=entity, face_value_fen=FACE_FEN
+            service, "industry", amount_fen=FACE_FEN, uscc=entity, face_value_fen=FACE_FEN
         )
         vouchers.append(vid)
-        entity = service.ledger.refresh().parts["vouchers"].vouchers[vid].holder
+        entity = vouchers_mod.voucher_of(service.ledger.refresh(), vid).holder
     ensure_dev_pki(data_dir)
     service.close()
 
@@ -160,7 +160,7 @@ def test_two_processes_32_clients_never_overspend(two_servers: dict[str, object]
     vouchers: list[str] = two_servers["vouchers"]  # type: ignore[assignment]
     clock = two_servers["clock"]
     # Usage records priced by the rate card, computed once from a local replay.
-    reader = open_ledger(
+    reader = open_service(
         Settings(data_dir=two_servers["tmp"] / "reader", db=two_servers["db"])  # type: ignore[operator]
     )
     try:
@@ -242,7 +242,7 @@ def test_two_processes_32_clients_never_overspend(two_servers: dict[str, object]
     )
 
     # The audit: replay the whole log from scratch with the same rules.
-    audit = open_ledger(
+    audit = open_service(
         Settings(data_dir=two_servers["tmp"] / "audit", db=two_servers["db"])  # type: ignore[operator]
     )
     try:

@@ -28,7 +28,7 @@ from suanli.v1 import redemption_pb2 as pb
 from adapters.client import RedemptionClient, RedemptionError, body_dict
 from api.devpki import _load_cert, _load_key, _make_leaf, centre_files, tls_dir
 from api.errors import ERROR_DOMAIN
-from api.grpc_server import MAX_RECEIVE
+from api.grpc.messages import MAX_RECEIVE
 from ledger.errors import InvalidInput
 from ledger.keys import Signer
 from ledger.timeutil import format_time
@@ -184,7 +184,7 @@ def test_voucher_expired(grpc_env: GrpcEnv) -> None:
 )
 def test_voucher_suspended_or_revoked(grpc_env: GrpcEnv, kind: str, reason: str) -> None:
     voucher = grpc_env.voucher()
-    set_voucher_status(grpc_env.ledger, voucher, kind)
+    set_voucher_status(grpc_env.service, voucher, kind)
     client = grpc_env.client()
     refused(grpc_env, reason, lambda: client.claim(grpc_env.usage(10_000, "s"), voucher, 10_000))
     answer = client.verify_voucher(voucher)
@@ -337,7 +337,7 @@ def test_centre_mismatch_key_of_another_centre(grpc_env: GrpcEnv) -> None:
     error = refused(
         grpc_env, "CENTRE_MISMATCH", lambda: send(client, "Claim", body, signer=other_key)
     )
-    assert error.metadata["key_centre"] == "cd-icc"
+    assert error.metadata["signed_by"] == "cd-icc"  # decided by the fold, which names it so
 
 
 def test_certificate_mismatch(grpc_env: GrpcEnv) -> None:

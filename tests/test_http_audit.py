@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.bootstrap import Service
+from api.http.app import create_app
 from ledger import merkle
 from ledger.checkpoint import open_checkpoint
 from ledger.keys import Signer, Verifier
 
 PROBLEM = "application/problem+json"
-WEB = Path(__file__).parent.parent / "api" / "web"
+WEB = Path(__file__).parent.parent / "api" / "http" / "web"
 
 
 @pytest.fixture

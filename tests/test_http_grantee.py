@@ -23,8 +23,8 @@ from domain_helpers import local, sha, wan
 from fastapi.testclient import TestClient
 from grpc_fixtures import START, USAGE_START, ManualClock, issue_voucher, usage_for
 
-from api.app import create_app
 from api.bootstrap import Service
+from api.http.app import create_app
 from ledger import caps, claims, corrections, vouchers
 from ledger.entry import Entry
 from ledger.timeutil import format_time
@@ -112,12 +112,11 @@ def populate(service: Service, clock: ManualClock) -> dict[str, Any]:
     window; a per-year cap) and a small national-strategy one,
     B with one industry voucher. Claims in Q3 2023 at both centres, a hold, a reversal and
     a clawback; more claims in Q4 2023."""
-    ledger = service.ledger
-    big = issue_voucher(ledger, "ai-model")
+    big = issue_voucher(service, "ai-model")
     a = holder_of(service, big)
-    small = issue_voucher(ledger, "national-strategy", amount_fen=wan(1), uscc=a)
-    spare = issue_voucher(ledger, "industry", amount_fen=wan(1), uscc=a)  # unused until a test
-    other = issue_voucher(ledger, "industry")
+    small = issue_voucher(service, "national-strategy", amount_fen=wan(1), uscc=a)
+    spare = issue_voucher(service, "industry", amount_fen=wan(1), uscc=a)  # unused until a test
+    other = issue_voucher(service, "industry")
     b = holder_of(service, other)
     q3 = [
         claim(service, big, wan(10), "job-1"),

@@ -7,7 +7,7 @@ import base64
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from ledger import merkle, tiles
 from ledger.checkpoint import open_checkpoint
 from ledger.keys import Signer

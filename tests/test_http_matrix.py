@@ -2,7 +2,7 @@
 
 The routes are read from ``create_app`` itself (every router, including routers added
 later), and the roles each route admits from its ``require(...)`` dependency (the
-``roles`` attribute ``api.auth.require`` puts on the dependency function). Then, for every
+``roles`` attribute ``api.http.auth.require`` puts on the dependency function). Then, for every
 route and every caller (admin, reviewer, grantee, auditor, centre, no token, an unknown
 token):
 
@@ -38,14 +38,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pg import throwaway_database
 
-from api.app import create_app
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
-from ledger import applications, claims, entities, grants, settlement, vouchers
-from ledger.entry import Entry
+from api.bootstrap import Service, StoreUnitOfWork, open_service
+from api.http.app import create_app
+from api.settings import Settings
+from ledger import applications, claims, entities, grants, vouchers
 from ledger.policy import Policy, current_policy
-from ledger.timeutil import format_time, parse_time
+from ledger.timeutil import parse_time
 from ledger.uscc import complete
+from ledger.usecases.commands.settlement import issue_statement_here
 
 ROLES = ("admin", "reviewer", "grantee", "auditor", "centre")
 CALLERS = (*ROLES, "no token", "unknown token")
@@ -293,9 +293,7 @@ def _seed(service: Service) -> dict[str, str]:
         )
         tx.append(tx.sign("claim", body, service.centre_keys[CENTRE]))
         # the centre's settlement statement for the quarter (signed by the log key)
-        at = ledger.clock()
-        body = settlement.statement_body(tx.state, centre=CENTRE, period="2023-Q3", at=at)
-        done = tx.append(Entry("statement.issue", format_time(at), body).signed(keys.log))
+        done = issue_statement_here(StoreUnitOfWork(tx), centre=CENTRE, period="2023-Q3")
     ids.update(
         application="A-pending", voucher="V-1", grant="G-1", statement=done.result["statement"]
     )
@@ -311,7 +309,7 @@ def world(
     data = tmp_path_factory.mktemp("matrix")
     with _database(request.param, data) as url:
         clock = Clock(parse_time("2023-08-20T10:00:00+08:00"))
-        service = open_ledger(Settings(data_dir=data / "data", db=url), clock=clock)
+        service = open_service(Settings(data_dir=data / "data", db=url), clock=clock)
         try:
             ids = _seed(service)
             headers: dict[str, dict[str, str]] = {"no token": {}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 
 
 def test_health_ready_and_metrics(open_service, db_url) -> None:  # type: ignore[no-untyped-def]

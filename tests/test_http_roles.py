@@ -28,8 +28,8 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import OKPKey
 
-from api.app import create_app
 from api.bootstrap import Service
+from api.http.app import create_app
 from ledger import claims
 from ledger.timeutil import parse_time
 from ledger.uscc import complete

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from adapters.cli import app
 from adapters.mapping import AccountMap, InstanceType
-from adapters.preview import app
 from ledger.errors import InvalidInput
 
 SAMPLES = Path(__file__).parent / "samples"

@@ -21,7 +21,7 @@ def _service_with_claims(open_service, db_url, tmp_path: Path):  # type: ignore[
     clock = ManualClock(START)
     service = open_service(db_url, tmp_path / "data", clock=clock)
     ledger = service.ledger
-    voucher = issue_voucher(ledger, "industry")
+    voucher = issue_voucher(service, "industry")
     signer = service.centre_keys["nscc-cd"]
     with ledger.transaction() as tx:
         for i in range(5):

@@ -14,8 +14,8 @@ from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory
 from test_agent import WINDOW, make_agent, write_sacct
 from typer.testing import CliRunner
 
+from adapters.cli import app
 from adapters.outbox import Claimed, OutboxRecord, Refusal
-from adapters.preview import app
 from adapters.reconcile import (
     CentreRecord,
     LedgerClaim,

@@ -33,9 +33,9 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
-from api.app import create_app
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
+from api.bootstrap import Service, open_service
+from api.http.app import create_app
+from api.settings import Settings
 from ledger.keys import Signer
 
 # Cases per operation; the whole file stays well under a minute on two cores.
@@ -67,7 +67,7 @@ TALLY = Tally()
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     data = tmp_path_factory.mktemp("schemathesis")
-    service = open_ledger(Settings(data_dir=data / "data", db=f"sqlite:///{data / 'ledger.db'}"))
+    service = open_service(Settings(data_dir=data / "data", db=f"sqlite:///{data / 'ledger.db'}"))
     ledger = service.ledger
     for batch in range(3):  # a few hundred entries: full and partial tiles, several checkpoints
         with ledger.transaction() as tx:

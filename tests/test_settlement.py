@@ -1,4 +1,4 @@
-"""Settlement statements (statement.issue) in the pure fold: exactly-once, periods, corrections.
+"""Settlement statements (open, lines, close) in the fold: exactly-once, periods, corrections.
 
 Every step is a signed entry applied with ``ledger.state.apply`` (tests/domain_helpers.py);
 every refusal is checked to leave the state exactly as it was.
@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from grpc_fixtures import GrpcEnv, grpc_env_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from suanli.v1 import redemption_pb2 as pb
 
 from adapters.client import RedemptionError
-from api.app import create_app
+from api.http.app import create_app
 from ledger import corrections, settlement
 from ledger.entry import Entry
 from ledger.errors import LedgerError
@@ -513,17 +514,24 @@ def test_centres_fetch_their_statements_over_grpc(grpc_world: GrpcEnv) -> None:
     assert {line.type for line in got.lines} == {"claim"}
     assert got.total_subsidy_fen == sum(r.subsidy_fen for r in results)
     assert got.total_cost_fen == wan(6)
-    assert [(t.voucher, t.subsidy_fen) for t in got.by_voucher] == [
-        (voucher, got.total_subsidy_fen)
-    ]
     assert [t.programme for t in got.by_programme] == ["industry"]
-    # the signed entry comes with it: the centre can check the log key's signature itself
-    entry = Entry.from_bytes(got.entry)
-    assert entry.kind == "statement.issue" and entry.body["statement"] == sid
+    assert (got.status, got.next_line) == ("closed", 0)
+    # the signed entries come with it: the centre can check the log key's signatures itself
     state = env.ledger.refresh()
-    verify_entry_signatures(state.registry, entry)
-    assert [s.key for s in entry.sigs] == [env.ledger.keys.log.key_id]
-    assert env.ledger.store.entries(got.log_index, got.log_index + 1)[0] == got.entry
+    opened, closed = Entry.from_bytes(got.open_entry), Entry.from_bytes(got.entry)
+    parts = [Entry.from_bytes(e) for e in got.line_entries]
+    assert (opened.kind, closed.kind) == ("statement.open", "statement.close")
+    assert [line["record_id"] for p in parts for line in p.body["lines"]] == ["g-0", "g-1", "g-2"]
+    for entry in (opened, *parts, closed):
+        assert entry.body["statement"] == sid
+        verify_entry_signatures(state.registry, entry)
+        assert [s.key for s in entry.sigs] == [env.ledger.keys.log.key_id]
+    assert env.ledger.store.entries(got.log_index, got.log_index + 1)[0] == got.open_entry
+    assert closed.body["lines_sha256"] == got.lines_sha256
+    # a page at a time: the client joins the pages
+    first = nscc.stub.GetStatement(pb.GetStatementRequest(statement_id=sid, max_lines=2))
+    assert [line.record_id for line in first.lines] == ["g-0", "g-1"] and first.next_line == 2
+    assert [line.record_id for line in nscc.statement(sid, page=1).lines] == ["g-0", "g-1", "g-2"]
 
     # another centre's statement is not found, like a missing one
     for client, wanted in ((icc, sid), (nscc, "nscc-cd.2023-Q3.2")):

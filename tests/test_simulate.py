@@ -1,4 +1,4 @@
-"""What-if: ``suanli policy simulate`` (ledger.simulate, api.policy_cli).
+"""What-if: ``suanli policy simulate`` (ledger.simulate, api.cli.policy).
 
 The bureau's question "what would this round cost", answered with the notice's own cases.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 from domain_helpers import wan
 from typer.testing import CliRunner
 
-from api.policy_cli import app
+from api.cli.policy import app
 from ledger.policy import Policy
 from ledger.simulate import simulate
 

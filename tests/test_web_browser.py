@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from api.app import create_app
-from api.bootstrap import Service, open_ledger
-from api.config import Settings
+from api.bootstrap import Service, open_service
+from api.http.app import create_app
+from api.settings import Settings
 from ledger import merkle
 from ledger.keys import Signer
 
@@ -58,7 +58,7 @@ def _need_chromium() -> None:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """A log of a few hundred entries in several commits (so several signed checkpoints)."""
     data = tmp_path_factory.mktemp("browser")
-    service = open_ledger(Settings(data_dir=data / "data", db=f"sqlite:///{data / 'ledger.db'}"))
+    service = open_service(Settings(data_dir=data / "data", db=f"sqlite:///{data / 'ledger.db'}"))
     ledger = service.ledger
     for batch in range(5):
         with ledger.transaction() as tx:

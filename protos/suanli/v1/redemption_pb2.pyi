@@ -836,18 +836,29 @@ Global___ClaimRecord: _TypeAlias = ClaimRecord  # noqa: Y015
 
 @_typing.final
 class GetStatementRequest(_message.Message):
+    """A statement and one page of its lines: the lines after line `after_line`, at most
+    `max_lines` (default 1000, at most 5000). Page on with `after_line` = the answer's
+    `next_line` until it is 0.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STATEMENT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_LINE_FIELD_NUMBER: _builtins.int
+    MAX_LINES_FIELD_NUMBER: _builtins.int
     statement_id: _builtins.str
+    after_line: _builtins.int
+    max_lines: _builtins.int
     def __init__(
         self,
         *,
         statement_id: _builtins.str = ...,
+        after_line: _builtins.int = ...,
+        max_lines: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["statement_id", b"statement_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_line", b"after_line", "max_lines", b"max_lines", "statement_id", b"statement_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -999,6 +1010,12 @@ class Statement(_message.Message):
     BY_PROGRAMME_FIELD_NUMBER: _builtins.int
     BY_VOUCHER_FIELD_NUMBER: _builtins.int
     ENTRY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LINES_SHA256_FIELD_NUMBER: _builtins.int
+    NEXT_LINE_FIELD_NUMBER: _builtins.int
+    OPEN_ENTRY_FIELD_NUMBER: _builtins.int
+    LINE_ENTRIES_FIELD_NUMBER: _builtins.int
+    CLOSED_INDEX_FIELD_NUMBER: _builtins.int
     statement_id: _builtins.str
     """"<centre>.<period>.<sequence>", e.g. "nscc-cd.2023-Q3.1" """
     centre: _builtins.str
@@ -1008,7 +1025,7 @@ class Statement(_message.Message):
     """what the city pays the centre on it (may be negative)"""
     total_cost_fen: _builtins.int
     log_index: _builtins.int
-    """the statement's entry in the log"""
+    """the statement.open entry: the cut"""
     at: _builtins.str
     cadence: _builtins.str
     """"monthly", "quarterly" or "yearly" """
@@ -1021,14 +1038,31 @@ class Statement(_message.Message):
     previous: _builtins.str
     """the centre's previous statement id, or empty"""
     line_count: _builtins.int
+    """every line of the statement (the page holds some)"""
     entry: _builtins.bytes
-    """the signed statement.issue entry (canonical JSON bytes)"""
+    """the signed statement.close entry (open: empty)"""
+    status: _builtins.str
+    """"open" (lines still being listed) or "closed" """
+    lines_sha256: _builtins.str
+    """the chain over every line (docs/settlement.md)"""
+    next_line: _builtins.int
+    """after_line of the next page; 0 on the last page"""
+    open_entry: _builtins.bytes
+    """the signed statement.open entry (the cut: log_index)"""
+    closed_index: _builtins.int
+    """statement.close's log index (0 while open)"""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
     @_builtins.property
     def by_programme(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementTotal]: ...
     @_builtins.property
-    def by_voucher(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementTotal]: ...
+    def by_voucher(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementTotal]:
+        """not filled: sum `lines` by voucher (exports do)"""
+
+    @_builtins.property
+    def line_entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the signed statement.lines entries this page came from"""
+
     def __init__(
         self,
         *,
@@ -1049,10 +1083,16 @@ class Statement(_message.Message):
         by_programme: _abc.Iterable[Global___StatementTotal] | None = ...,
         by_voucher: _abc.Iterable[Global___StatementTotal] | None = ...,
         entry: _builtins.bytes = ...,
+        status: _builtins.str = ...,
+        lines_sha256: _builtins.str = ...,
+        next_line: _builtins.int = ...,
+        open_entry: _builtins.bytes = ...,
+        line_entries: _abc.Iterable[_builtins.bytes] | None = ...,
+        closed_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "by_programme", b"by_programme", "by_voucher", b"by_voucher", "cadence", b"cadence", "centre", b"centre", "entry", b"entry", "line_count", b"line_count", "lines", b"lines", "log_index", b"log_index", "period", b"period", "period_end", b"period_end", "period_start", b"period_start", "previous", b"previous", "sequence", b"sequence", "statement_id", b"statement_id", "total_cost_fen", b"total_cost_fen", "total_subsidy_fen", b"total_subsidy_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "by_programme", b"by_programme", "by_voucher", b"by_voucher", "cadence", b"cadence", "centre", b"centre", "closed_index", b"closed_index", "entry", b"entry", "line_count", b"line_count", "line_entries", b"line_entries", "lines", b"lines", "lines_sha256", b"lines_sha256", "log_index", b"log_index", "next_line", b"next_line", "open_entry", b"open_entry", "period", b"period", "period_end", b"period_end", "period_start", b"period_start", "previous", b"previous", "sequence", b"sequence", "statement_id", b"statement_id", "status", b"status", "total_cost_fen", b"total_cost_fen", "total_subsidy_fen", b"total_subsidy_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,37 @@
+"""The ``suanli`` command: every subcommand registered here, explicitly.
+
+* ``serve``, ``init``, ``rebuild`` (``api.cli.service``); ``demo`` (``api.cli.demo``);
+* ``keys`` (log key rotation), ``token`` (API tokens), ``audit`` (offline verification),
+  ``policy`` (show and simulate a policy);
+* ``centre`` (alias ``center``): the compute centre's commands, from ``adapters.cli``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from adapters.cli import app as centre_app
+from api.cli import audit, keys, policy, service, tokens
+from api.cli.demo.command import demo
+
+app = typer.Typer(
+    name="suanli",
+    help="suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+app.command()(service.serve)
+app.command()(service.init)
+app.command()(service.rebuild)
+app.command("demo")(demo)
+app.add_typer(keys.app, name="keys")
+app.add_typer(tokens.app, name="token")
+app.add_typer(audit.app, name="audit")
+app.add_typer(policy.app, name="policy")
+app.add_typer(centre_app, name="centre")
+app.add_typer(centre_app, name="center", hidden=True)  # the American spelling, as an alias
+
+
+def main() -> None:
+    app()

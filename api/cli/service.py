@@ -1,0 +1,74 @@
+"""``suanli serve``, ``suanli init`` and ``suanli rebuild``: run the service, set it up, and
+rebuild its projection from the log alone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.cli.options import DataDir, Db, settings_from
+
+
+def serve(
+    data_dir: DataDir = None,
+    db: Db = None,
+    http: Annotated[
+        str | None, typer.Option(help="HTTP listen address (default 127.0.0.1:8080)")
+    ] = None,
+    grpc: Annotated[
+        str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
+    ] = None,
+) -> None:
+    """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres)."""
+    from api.serve import run
+
+    run(settings_from(data_dir, db, http=http, grpc=grpc))
+
+
+def init(data_dir: DataDir = None, db: Db = None) -> None:
+    """Create development keys and certificates and write the log's first entries."""
+    from api.bootstrap import open_service
+    from api.devpki import ensure_dev_pki
+
+    with open_service(settings_from(data_dir, db)) as service:
+        keys = service.ledger.keys
+        size = service.ledger.store.size()
+    pki = ensure_dev_pki(service.settings.data_dir)
+    typer.echo(f"data dir:   {service.settings.data_dir.resolve()}")
+    typer.echo(f"database:   {service.settings.database_url()}")
+    typer.echo(f"log size:   {size}")
+    typer.echo(f"log key:    {keys.log.verifier.vkey}")
+    typer.echo(f"gRPC TLS:   CA {pki.server.ca}, server {pki.server.cert}")
+    for centre, files in pki.centres.items():
+        typer.echo(f"centre:     {centre}: {files.cert.parent}/ (client.pem, client.key, ca.pem)")
+
+
+def rebuild(data_dir: DataDir = None, db: Db = None) -> None:
+    """Rebuild every projection from the log alone and store it; report where it differs
+    from the projection the service had stored (exit status 1 if it does)."""
+    from api.bootstrap import open_service
+    from ledger.entry import Entry
+    from ledger.fold import apply
+    from ledger.projection import differences, summary
+    from ledger.state import LedgerState
+    from ledger.store.log import load_projection, save_projection
+
+    with open_service(settings_from(data_dir, db)) as service:
+        engine = service.ledger.store.engine
+        stored = load_projection(engine)
+        state, drift = LedgerState(), []
+        for index, data in service.ledger.store.iter_entries():
+            state, _ = apply(state, Entry.from_bytes(data), index)
+            if stored is not None and stored[0] == index + 1:
+                drift = differences(stored[1], summary(state))
+        values = summary(state)
+        save_projection(engine, state.size, values)
+    typer.echo(f"replayed {state.size} entries; stored {len(values)} projection values")
+    if stored is not None:
+        verdict = "differs" if drift else "matches"
+        typer.echo(f"the projection stored at size {stored[0]} {verdict} the replay")
+    for line in drift:
+        typer.echo(f"  {line}")
+    if drift:
+        raise typer.Exit(1)

@@ -1,0 +1,56 @@
+"""``suanli token``: API tokens for the HTTP roles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.cli.options import DataDir, Db, settings_from
+
+app = typer.Typer(
+    help="API tokens for the HTTP roles (stored hashed; shown once).", no_args_is_help=True
+)
+
+
+@app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin | reviewer | grantee | auditor | centre")],
+    district: Annotated[str | None, typer.Option(help="reviewer: its 区县")] = None,
+    entity: Annotated[str | None, typer.Option(help="grantee: its 统一社会信用代码")] = None,
+    centre: Annotated[str | None, typer.Option(help="centre: its id")] = None,
+    label: Annotated[str, typer.Option(help="who holds it")] = "",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Create a token and print it (only its hash is stored)."""
+    from api.bootstrap import open_service
+
+    with open_service(settings_from(data_dir, db)) as service:
+        token, principal = service.tokens.create(
+            role, district=district, entity=entity, centre=centre, label=label
+        )
+    typer.echo(token)
+    typer.echo(f"id {principal.token_id}, role {role}", err=True)
+
+
+@app.command("list")
+def token_list(data_dir: DataDir = None, db: Db = None) -> None:
+    """List active tokens (ids and scopes, never the tokens)."""
+    from api.bootstrap import open_service
+
+    with open_service(settings_from(data_dir, db)) as service:
+        principals = service.tokens.list()
+    for p in principals:
+        scope = p.district or p.entity or p.centre or "-"
+        typer.echo(f"{p.token_id}  {p.role:9} {scope}  {p.label}")
+
+
+@app.command("revoke")
+def token_revoke(token_id: str, data_dir: DataDir = None, db: Db = None) -> None:
+    """Revoke a token by its id."""
+    from api.bootstrap import open_service
+
+    with open_service(settings_from(data_dir, db)) as service:
+        service.tokens.revoke(token_id)
+    typer.echo(f"revoked {token_id}")

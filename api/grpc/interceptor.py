@@ -1,0 +1,115 @@
+"""Who is calling: the centre named by the client certificate, for every Redemption call.
+
+TLS has already verified the certificate chain (client auth is required);
+``CentreAuthInterceptor`` takes the centre from the certificate's URI SAN
+``suanli:centre:<id>`` and puts it in ``current_centre`` for the call; no such SAN:
+UNAUTHENTICATED ``NO_CENTRE_CERTIFICATE``. Standard services (health, reflection) pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+
+from api import metrics
+from api.devpki import CENTRE_URI_PREFIX
+from api.grpc.messages import SERVICE_NAME, refusal_status
+from ledger.errors import LedgerError, Unauthenticated
+
+current_centre: ContextVar[str] = ContextVar("suanli_centre")
+
+
+def centre_from_auth(auth: Mapping[str, Iterable[bytes]]) -> str | None:
+    """The one ``suanli:centre:<id>`` URI SAN of the verified client certificate, if any."""
+    found = {
+        san.decode("utf-8", "replace")[len(CENTRE_URI_PREFIX) :]
+        for san in auth.get("x509_subject_alternative_name", ())
+        if san.startswith(CENTRE_URI_PREFIX.encode())
+    }
+    return found.pop() if len(found) == 1 else None
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: LedgerError) -> None:
+    """End the call with ``error``'s status (counted by reason); never returns."""
+    metrics.REFUSALS.labels(error.reason).inc()
+    status = refusal_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class CentreAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticate every Redemption call by its client certificate's centre."""
+
+    def __init__(self, service_name: str = SERVICE_NAME) -> None:
+        self._prefix = f"/{service_name}/"
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix):
+            return handler
+        return _wrap_handler(handler, _authenticate)
+
+
+async def _authenticate(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    centre = centre_from_auth(context.auth_context())
+    if centre is None:
+        await abort(
+            context,
+            Unauthenticated(
+                "the client certificate names no centre: it needs exactly one URI SAN "
+                f"{CENTRE_URI_PREFIX}<centre id>",
+                reason="NO_CENTRE_CERTIFICATE",
+            ),
+        )
+    current_centre.set(centre)  # type: ignore[arg-type]
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    before: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
+) -> grpc.RpcMethodHandler:
+    """The same handler with ``before(context)`` awaited first (in the call's own task)."""
+    serialise = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+            await before(context)
+            async for response in inner_ss(requests, context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **serialise)
+    if handler.response_streaming:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            await before(context)
+            async for response in inner_us(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **serialise)
+    if handler.request_streaming:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: Any) -> Any:
+            await before(context)
+            return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **serialise)
+    inner_uu = handler.unary_unary
+
+    async def unary_unary(request: Any, context: Any) -> Any:
+        await before(context)
+        return await inner_uu(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(unary_unary, **serialise)

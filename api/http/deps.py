@@ -1,0 +1,133 @@
+"""What the HTTP routes share: the service, its snapshot reads, the caller's scope, ids.
+
+Routes read through ``reading(request)`` (``Service.reading``: the committed state, held
+still, and the time views are computed for) and write through
+``service_of(request).write(use_case, ...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import Request
+
+from api.bootstrap import Service
+from ledger.entities import DISTRICTS
+from ledger.errors import Denied, InvalidInput
+from ledger.money import format_fen
+from ledger.store.tokens import Principal
+from ledger.usecases import Snapshot
+from ledger.usecases.views import EntryReader
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+@contextmanager
+def reading(request: Request) -> Iterator[Snapshot]:
+    """The fold at the committed log, held still while a view is built from it."""
+    with service_of(request).reading() as snapshot:
+        yield snapshot
+
+
+ENTRY_CACHE = 4096  # entries kept per app (most recently used); the log never changes
+
+
+class _EntryCache:
+    """A bounded LRU of parsed entries, shared by an app's requests."""
+
+    def __init__(self, size: int = ENTRY_CACHE) -> None:
+        self.size, self.lock = size, threading.Lock()
+        self.entries: OrderedDict[int, dict[str, Any]] = OrderedDict()
+
+    def get(self, indices: Sequence[int]) -> dict[int, dict[str, Any]]:
+        with self.lock:
+            found = {i: self.entries[i] for i in indices if i in self.entries}
+            for i in found:
+                self.entries.move_to_end(i)
+            return found
+
+    def put(self, parsed: Mapping[int, dict[str, Any]]) -> None:
+        with self.lock:
+            self.entries.update(parsed)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+def entry_reader(request: Request) -> EntryReader:
+    """Entries by index as JSON; runs of consecutive indices are read in one query."""
+    state = request.app.state
+    store = service_of(request).ledger.store
+    cache: _EntryCache = getattr(state, "entry_cache", None) or _EntryCache()
+    state.entry_cache = cache
+
+    def read(indices: Sequence[int]) -> Mapping[int, Mapping[str, Any]]:
+        found = cache.get(indices)
+        wanted = sorted(set(indices) - set(found))
+        fresh: dict[int, dict[str, Any]] = {}
+        for start, end in _runs(wanted):
+            for offset, raw in enumerate(store.entries(start, end)):
+                fresh[start + offset] = json.loads(raw)
+        cache.put(fresh)
+        return {**found, **fresh}
+
+    return read
+
+
+def _runs(indices: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Sorted indices as half-open runs of consecutive ones."""
+    start = previous = None
+    for index in indices:
+        if previous is None or index != previous + 1:
+            if start is not None and previous is not None:
+                yield start, previous + 1
+            start = index
+        previous = index
+    if start is not None and previous is not None:
+        yield start, previous + 1
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier (``A-``, ``V-``, ``G-`` + 12 hex digits) for a new record."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def yuan(amount_fen: int) -> str:
+    return format_fen(amount_fen)
+
+
+def own_entity(principal: Principal) -> str:
+    """A grantee token's own entity."""
+    if not principal.entity:
+        raise Denied("this grantee token names no entity", reason="NOT_YOUR_ENTITY")
+    return principal.entity
+
+
+def reviewer_district(principal: Principal) -> str:
+    """A reviewer token's 区县, refused clearly if it is not one the ledger knows."""
+    district = principal.district or ""
+    if district not in DISTRICTS:
+        raise Denied(
+            f"this reviewer token names district {district!r}, which is not one of Chengdu's "
+            f"区(市)县 or functional zones ({', '.join(DISTRICTS)}); create a token with the "
+            "exact name",
+            reason="NOT_YOUR_DISTRICT",
+        )
+    return district
+
+
+def district_query(district: str | None) -> str | None:
+    """A ``district`` query parameter: one of the 区县 the ledger knows, or none."""
+    if district is not None and district not in DISTRICTS:
+        raise InvalidInput(
+            f"query.district: {district!r} is not a district; known: {', '.join(DISTRICTS)}"
+        )
+    return district

@@ -1,0 +1,189 @@
+"""The bureau's reports (主管部门/财政): budget used and remaining, per entity, centre, month.
+
+Roles ``admin`` and ``auditor``; read-only, from the fold of the committed log. Every
+figure is for one **budget year** (``?year=``, default: the current year in Asia/Shanghai),
+the year of the entry that paid (a claim's or grant's effective time), which is how the
+caps count pools (``ledger.caps``). Subsidies are net of reversals and clawbacks, which are
+counted against the year of what they correct; held amounts are open holds.
+
+* ``GET /v1/bureau/budget``: per programme and per pool: limit, used, held, remaining.
+* ``GET /v1/bureau/entities``: per entity: claims, cost, subsidy, grants; vouchers.
+* ``GET /v1/bureau/centres``: per centre: claims, cost, subsidy; settled and still due.
+* ``GET /v1/bureau/months``: per month: claims, cost, subsidy, grants, by programme.
+* ``GET /v1/bureau/{report}.csv`` / ``.xlsx``, and ``GET /v1/bureau/report.xlsx`` (all
+  four as sheets): Chinese headings, amounts in 元 with two decimals.
+
+The reports are ``ledger.usecases.views.bureau``; their tables ``api.http.tables``.
+
+Across the reports for one year the totals agree to the fen: the programmes' ``used_fen``
+(claims and grants), the entities' ``total_fen``, and the months' ``total_fen``; the
+centres' ``subsidy_fen`` is the claims part of it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from api.errors import problem_responses
+from api.http import exports
+from api.http.auth import bearer, require
+from api.http.deps import reading
+from api.http.tables import REPORTS
+from ledger.usecases.views import bureau
+
+ROLES = ("admin", "auditor")
+router = APIRouter(
+    prefix="/v1/bureau",
+    tags=["bureau"],
+    dependencies=[Depends(bearer), Depends(require(*ROLES))],
+    responses=problem_responses(400, 401, 403),
+)
+YearQuery = Annotated[
+    int | None,
+    Query(ge=2000, le=2100, description="budget year (Asia/Shanghai); default: this year"),
+]
+ReportName = Annotated[str, Path(pattern=r"^(budget|entities|centres|months)$")]
+
+
+# --- response models -------------------------------------------------------------------------
+
+
+class BudgetRow(BaseModel):
+    id: str
+    round: str | None
+    label: str
+    kind: str = Field(description="programme or pool")
+    period: str = Field(description="the budget year")
+    limit_fen: int | None = Field(description="the pool; null: the programme has none")
+    used_fen: int = Field(description="paid: claims and grants, net of corrections")
+    held_fen: int = Field(description="open holds")
+    remaining_fen: int | None
+    pool: str | None = Field(description="programmes: the 算力券 pool they draw on")
+    programmes: list[str] = Field(description="pools: the programmes that draw on it")
+
+
+class Budget(BaseModel):
+    size: int
+    as_of: str
+    year: int
+    period: str
+    years: list[int] = Field(description="budget years with any payment")
+    pools: list[BudgetRow]
+    programmes: list[BudgetRow]
+    totals: dict[str, int] = Field(description="used_fen and held_fen over the programmes")
+
+
+class EntityRow(BaseModel):
+    uscc: str
+    name: str
+    district: str
+    vouchers: int
+    face_value_fen: int = Field(description="all its vouchers, whatever year")
+    balance_fen: int = Field(description="left on its vouchers now")
+    claims: int = Field(description="claims and captures paid in the year")
+    cost_fen: int
+    subsidy_fen: int = Field(description="net subsidy of those claims")
+    grants_fen: int = Field(description="net grants paid in the year")
+    total_fen: int = Field(description="subsidy + grants")
+
+
+class CentreRow(BaseModel):
+    centre: str
+    name: str
+    claims: int
+    cost_fen: int
+    subsidy_fen: int = Field(description="net subsidy of its claims paid in the year")
+    granted_fen: int = Field(description="net subsidy of all its claims, every year")
+    settled_fen: int = Field(description="settled on statements so far")
+    due_fen: int = Field(description="granted - settled: what its next statements will pay")
+    statements: int
+
+
+class MonthRow(BaseModel):
+    month: str = Field(description="YYYY-MM (Asia/Shanghai)")
+    claims: int
+    cost_fen: int
+    subsidy_fen: int
+    grants_fen: int
+    total_fen: int
+    by_programme: dict[str, int] = Field(description="total by round/programme")
+
+
+class Totals(BaseModel):
+    claims: int
+    cost_fen: int
+    subsidy_fen: int
+    grants_fen: int
+    total_fen: int
+
+
+class EntityReport(BaseModel):
+    size: int
+    year: int
+    entities: list[EntityRow]
+    totals: Totals
+
+
+class CentreReport(BaseModel):
+    size: int
+    year: int
+    centres: list[CentreRow]
+    totals: dict[str, int]
+
+
+class MonthReport(BaseModel):
+    size: int
+    year: int
+    months: list[MonthRow]
+    totals: Totals
+
+
+def _report(request: Request, name: str, year: int | None) -> dict[str, Any]:
+    with reading(request) as snapshot:
+        return bureau.report(snapshot, name, year)
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+@router.get("/budget", response_model=Budget)
+def budget(request: Request, year: YearQuery = None) -> dict[str, Any]:
+    """Budget used and remaining per programme and per pool, for a budget year."""
+    return _report(request, "budget", year)
+
+
+@router.get("/entities", response_model=EntityReport)
+def entities(request: Request, year: YearQuery = None) -> dict[str, Any]:
+    """Per entity: claims, cost, subsidy and grants paid in the year; its vouchers."""
+    return _report(request, "entities", year)
+
+
+@router.get("/centres", response_model=CentreReport)
+def centres(request: Request, year: YearQuery = None) -> dict[str, Any]:
+    """Per centre: claims paid in the year; what has been settled and what is due."""
+    return _report(request, "centres", year)
+
+
+@router.get("/months", response_model=MonthReport)
+def months(request: Request, year: YearQuery = None) -> dict[str, Any]:
+    """Per month of the year: claims, cost, subsidy, grants, and totals by programme."""
+    return _report(request, "months", year)
+
+
+@router.get("/report.xlsx", response_class=Response, responses=exports.FILE_RESPONSES["xlsx"])
+def workbook(request: Request, year: YearQuery = None) -> Response:
+    """All four reports as one workbook (预算执行, 按单位, 按计算中心, 按月)."""
+    tables = [sheet.table(_report(request, name, year)) for name, sheet in REPORTS.items()]
+    return exports.download(tables, "xlsx", "bureau-report")
+
+
+@exports.file_routes(router, "/{report}", responses=problem_responses(404))
+def report_file(request: Request, report: ReportName, year: YearQuery = None) -> Response:
+    """One report as CSV or an XLSX workbook: budget, entities, centres or months."""
+    answer = _report(request, report, year)
+    table = REPORTS[report].table(answer)
+    return exports.download([table], exports.format_of(request), f"{report}-{answer['year']}")

@@ -1,0 +1,95 @@
+"""``suanli serve``: the HTTP app under uvicorn and the gRPC server, in one process (the
+one module that starts both ways in; each knows nothing of the other)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import uvicorn
+
+from api import metrics
+from api.bootstrap import Service, open_service
+from api.http.app import create_app
+from api.settings import Settings
+
+log = logging.getLogger("suanli")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+PROJECTION_INTERVAL = 30.0
+
+
+class ProjectionWriter:
+    """Stores the live fold's projection now, every ``interval`` seconds while the log
+    grows, and once more on stop, so that auditors can compare it with their replay."""
+
+    def __init__(self, service: Service, interval: float) -> None:
+        self.ledger = service.ledger
+        self.interval = interval
+        self.saved = self.ledger.save_projection()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="suanli-projection", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._save()
+
+    def _save(self) -> None:
+        if self.ledger.state.size != self.saved:
+            try:
+                self.saved = self.ledger.save_projection()
+            except Exception:  # a failed save is retried at the next tick; never fatal
+                log.exception("saving the projection failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._save()
+
+
+def run(settings: Settings) -> None:
+    from api.devpki import ensure_dev_pki
+    from api.grpc.server import DEFAULT_GRACE, GrpcServer
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    service = open_service(settings)
+    ledger = service.ledger
+    ledger.refresh()  # replay the log before accepting traffic
+    metrics.LOG_SIZE.set(ledger.state.size)
+    projections = ProjectionWriter(service, PROJECTION_INTERVAL)
+    keeper = ledger.start_snapshots(settings.snapshot_every)
+    host, port = split_address(settings.http)
+    log.info(
+        "log %s: %d entries; log key %s",
+        ledger.origin,
+        ledger.state.size,
+        ledger.keys.log.verifier.vkey,
+    )
+    created = ensure_dev_pki(settings.data_dir).created
+    if created:
+        log.info("development TLS material created: %s", ", ".join(created))
+    grpc_server = GrpcServer(service, settings.grpc)
+    grpc_port = grpc_server.start()
+    log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
+    log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
+    # uvicorn handles SIGINT/SIGTERM, stops HTTP gracefully, then raises the signal again
+    # once it has returned: note SIGTERM instead of dying, so that gRPC drains too.
+    previous = signal.signal(signal.SIGTERM, lambda *_: log.info("SIGTERM: shutting down"))
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())
+    finally:
+        log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
+        grpc_server.stop(DEFAULT_GRACE)
+        projections.stop()
+        keeper.stop()
+        service.close()
+        signal.signal(signal.SIGTERM, previous)

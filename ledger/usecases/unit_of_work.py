@@ -1,0 +1,99 @@
+"""The unit of work every use case runs in, and an in-memory one.
+
+A use case reads the working state, signs entries with the service's keys and appends
+them; the unit of work applies each entry with the fold (``ledger.fold.apply``: a refusal
+raises and appends nothing) and keeps what was appended. The store's transaction
+(``ledger.store.unit_of_work.Transaction``, through ``api.bootstrap``) writes them to the
+log and signs a checkpoint when it commits; :class:`MemoryUnitOfWork` keeps them in a list
+(simulations, tests, seeding in memory), as cosmicpython's fake unit of work does.
+
+``state`` is read-only to callers and may be a new object after every ``append``: read it
+again after appending, never keep it across an append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ledger.entry import Entry
+from ledger.fold import apply
+from ledger.keys import ServiceKeys, Signer
+from ledger.registry import verify_entry_signatures
+from ledger.state import LedgerState, Result
+from ledger.timeutil import format_time
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Appended:
+    """One entry a unit of work appended: its log index, the entry and the fold's result."""
+
+    index: int
+    entry: Entry
+    result: Result
+
+
+class UnitOfWork(Protocol):
+    """What a use case needs from where it runs."""
+
+    @property
+    def state(self) -> LedgerState:
+        """The working state: the committed log and what this unit appended so far."""
+        ...
+
+    @property
+    def keys(self) -> ServiceKeys:
+        """The service's signers (log, issuer, service)."""
+        ...
+
+    def now(self) -> str:
+        """The service clock, RFC 3339 UTC (the ``at`` of entries signed here)."""
+        ...
+
+    def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
+        """A new entry of ``kind`` at ``now()``, signed by ``signers``."""
+        ...
+
+    def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
+        """Apply ``entry`` (raising if the rules refuse it) and keep it."""
+        ...
+
+
+@dataclass
+class MemoryUnitOfWork:
+    """A unit of work over a state in memory: entries are applied and kept in a list.
+
+    ``clock`` gives the time of the entries signed here (a fixed or moving test clock).
+    Entries signed elsewhere (a centre's claim) have their signatures checked on append.
+    """
+
+    keys: ServiceKeys
+    clock: Clock
+    state: LedgerState = field(default_factory=LedgerState)
+    appended: list[Appended] = field(default_factory=list)
+    _signed_here: dict[int, Entry] = field(default_factory=dict, repr=False)
+
+    def now(self) -> str:
+        return format_time(self.clock())
+
+    def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
+        entry = Entry(kind, self.now(), body).signed(*signers)
+        self._signed_here[id(entry)] = entry
+        return entry
+
+    def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
+        if not signatures_checked and self._signed_here.pop(id(entry), None) is not entry:
+            verify_entry_signatures(self.state.registry, entry)
+        index = self.state.size
+        self.state, result = apply(self.state, entry, index)
+        done = Appended(index, entry, result)
+        self.appended.append(done)
+        return done
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [a.entry for a in self.appended]

@@ -1,0 +1,232 @@
+"""The bureau's reports (主管部门/财政): budget used and remaining, per entity, centre, month.
+
+Every figure is for one **budget year**, the year (Asia/Shanghai) of the entry that paid (a
+claim's or grant's effective time), which is how the caps count pools (``ledger.caps``).
+Subsidies are net of reversals and clawbacks, which are counted against the year of what
+they correct; held amounts are open holds. Across the reports for one year the totals
+agree to the fen: the programmes' ``used_fen`` (claims and grants), the entities'
+``total_fen`` and the months' ``total_fen``; the centres' ``subsidy_fen`` is the claims
+part of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ledger import claims as claims_mod
+from ledger import entities as entities_mod
+from ledger import grants as grants_mod
+from ledger import settlement, vouchers
+from ledger.caps import book as cap_book
+from ledger.caps import programme_budget
+from ledger.policy import book as policy_book
+from ledger.state import LedgerState
+from ledger.timeutil import SHANGHAI, format_time
+from ledger.usecases.views import Snapshot
+
+
+def _year(moment: datetime) -> int:
+    return moment.astimezone(SHANGHAI).year
+
+
+def _month(moment: datetime) -> int:
+    return moment.astimezone(SHANGHAI).month
+
+
+def budget_report(state: LedgerState, year: int, now: datetime) -> dict[str, Any]:
+    figures = programme_budget(state, now)
+    books = policy_book(state)
+    programmes: list[dict[str, Any]] = []
+    pools: list[dict[str, Any]] = []
+    y = str(year)
+    for round_id, version in sorted(books.current.items()):
+        policy = books.versions[version]
+        for pid, programme in policy.programmes.items():
+            row = figures["programmes"].get(f"{round_id}/{pid}", {}).get(y, {})
+            limit = programme.pool.amount_fen if programme.pool is not None else None
+            used, held = int(row.get("paid_fen") or 0), int(row.get("held_fen") or 0)
+            pool = policy.pool_for(pid)
+            programmes.append(
+                {
+                    "id": pid,
+                    "round": round_id,
+                    "label": f"({programme.number}) {programme.title}",
+                    "kind": "programme",
+                    "period": y,
+                    "limit_fen": limit,
+                    "used_fen": used,
+                    "held_fen": held,
+                    "remaining_fen": None if limit is None else limit - used - held,
+                    "pool": pool.id if pool else None,
+                    "programmes": [],
+                }
+            )
+        for pool in policy.voucher_pools.values():
+            row = figures["pools"].get(pool.id, {}).get(y, {})
+            used, held = int(row.get("paid_fen") or 0), int(row.get("held_fen") or 0)
+            pools.append(
+                {
+                    "id": pool.id,
+                    "round": round_id,
+                    "label": pool.name,
+                    "kind": "pool",
+                    "period": y,
+                    "limit_fen": pool.amount_fen,
+                    "used_fen": used,
+                    "held_fen": held,
+                    "remaining_fen": pool.amount_fen - used - held,
+                    "pool": None,
+                    "programmes": list(pool.programmes),
+                }
+            )
+    years = sorted({int(k[3]) for k in cap_book(state).seen if k[0] == "programme" and len(k) == 4})
+    return {
+        "size": state.size,
+        "as_of": format_time(now),
+        "year": year,
+        "period": y,
+        "years": years,
+        "pools": pools,
+        "programmes": programmes,
+        "totals": {
+            "used_fen": sum(p["used_fen"] for p in programmes),
+            "held_fen": sum(p["held_fen"] for p in programmes),
+        },
+    }
+
+
+def _paid_in(state: LedgerState, year: int) -> tuple[list[Any], list[Any]]:
+    records = [r for r in claims_mod.book(state).claims.values() if _year(r.at) == year]
+    grants = [g for g in grants_mod.book(state).grants.values() if _year(g.at) == year]
+    return records, grants
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    keys = ("claims", "cost_fen", "subsidy_fen", "grants_fen", "total_fen")
+    return {k: sum(int(r[k]) for r in rows) for k in keys}
+
+
+def entity_report(state: LedgerState, year: int) -> dict[str, Any]:
+    records, grants = _paid_in(state, year)
+    vbook = vouchers.book(state)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(uscc: str) -> dict[str, Any]:
+        if uscc not in rows:
+            found = entities_mod.book(state).entities.get(uscc)
+            held = [vbook.vouchers[v] for v in vbook.by_holder.get(uscc, [])]
+            used = cap_book(state).used
+            on_hold = cap_book(state).held
+            rows[uscc] = {
+                "uscc": uscc,
+                "name": found.name if found else "",
+                "district": found.district if found else "",
+                "vouchers": len(held),
+                "face_value_fen": sum(v.face_value_fen for v in held),
+                "balance_fen": sum(
+                    v.face_value_fen
+                    - used.get(("voucher", v.id), 0)
+                    - on_hold.get(("voucher", v.id), 0)
+                    for v in held
+                ),
+                "claims": 0,
+                "cost_fen": 0,
+                "subsidy_fen": 0,
+                "grants_fen": 0,
+                "total_fen": 0,
+            }
+        return rows[uscc]
+
+    for uscc in vbook.by_holder:
+        row(uscc)
+    for record in records:
+        r = row(vbook.vouchers[record.voucher].holder)
+        r["claims"] += 1
+        r["cost_fen"] += int(record.result.get("cost_fen", 0))
+        r["subsidy_fen"] += record.net_fen
+        r["total_fen"] += record.net_fen
+    for grant in grants:
+        r = row(grant.payee)
+        r["grants_fen"] += grant.net_fen
+        r["total_fen"] += grant.net_fen
+    listed = [rows[k] for k in sorted(rows)]
+    return {"size": state.size, "year": year, "entities": listed, "totals": _totals(listed)}
+
+
+def centre_report(state: LedgerState, year: int) -> dict[str, Any]:
+    records, _ = _paid_in(state, year)
+    centres = claims_mod.book(state).centres
+    rows = []
+    for cid in sorted(centres):
+        mine = [r for r in records if r.centre == cid]
+        position = settlement.centre_settlement(state, cid)
+        rows.append(
+            {
+                "centre": cid,
+                "name": centres[cid].name,
+                "claims": len(mine),
+                "cost_fen": sum(int(r.result.get("cost_fen", 0)) for r in mine),
+                "subsidy_fen": sum(r.net_fen for r in mine),
+                "granted_fen": position["granted_fen"],
+                "settled_fen": position["settled_fen"],
+                "due_fen": position["due_fen"],
+                "statements": position["statements"],
+            }
+        )
+    keys = ("claims", "cost_fen", "subsidy_fen", "granted_fen", "settled_fen", "due_fen")
+    return {
+        "size": state.size,
+        "year": year,
+        "centres": rows,
+        "totals": {k: sum(int(r[k]) for r in rows) for k in keys},
+    }
+
+
+def month_report(state: LedgerState, year: int) -> dict[str, Any]:
+    records, grants = _paid_in(state, year)
+    vbook = vouchers.book(state)
+    rows: list[dict[str, Any]] = [
+        {
+            "month": f"{year:04d}-{m:02d}",
+            "claims": 0,
+            "cost_fen": 0,
+            "subsidy_fen": 0,
+            "grants_fen": 0,
+            "total_fen": 0,
+            "by_programme": {},
+        }
+        for m in range(1, 13)
+    ]
+    for record in records:
+        r = rows[_month(record.at) - 1]
+        voucher = vbook.vouchers[record.voucher]
+        key = f"{voucher.round}/{voucher.programme}"
+        r["claims"] += 1
+        r["cost_fen"] += int(record.result.get("cost_fen", 0))
+        r["subsidy_fen"] += record.net_fen
+        r["total_fen"] += record.net_fen
+        r["by_programme"][key] = r["by_programme"].get(key, 0) + record.net_fen
+    for grant in grants:
+        r = rows[_month(grant.at) - 1]
+        key = f"{grant.round}/{grant.programme}"
+        r["grants_fen"] += grant.net_fen
+        r["total_fen"] += grant.net_fen
+        r["by_programme"][key] = r["by_programme"].get(key, 0) + grant.net_fen
+    return {"size": state.size, "year": year, "months": rows, "totals": _totals(rows)}
+
+
+REPORTS: dict[str, Callable[[LedgerState, int, datetime], dict[str, Any]]] = {
+    "budget": budget_report,
+    "entities": lambda state, year, _now: entity_report(state, year),
+    "centres": lambda state, year, _now: centre_report(state, year),
+    "months": lambda state, year, _now: month_report(state, year),
+}
+
+
+def report(snapshot: Snapshot, name: str, year: int | None = None) -> dict[str, Any]:
+    """Report ``name`` (budget, entities, centres, months) for ``year`` (default: the
+    current budget year)."""
+    chosen = year if year is not None else _year(snapshot.now)
+    return REPORTS[name](snapshot.state, chosen, snapshot.now)

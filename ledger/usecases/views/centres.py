@@ -1,0 +1,135 @@
+"""What a centre sees: a voucher checked for use at the centre, its balance and caps, the
+centre's own claims, and its settlement statements. Another centre's statement is not
+found, like a missing one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ledger import claims, credential, settlement, vouchers
+from ledger.claims import _check_voucher as check_voucher_at_centre
+from ledger.errors import InvalidInput, LedgerError, NotFound, VerificationError
+from ledger.state import LedgerState
+from ledger.timeutil import format_time
+from ledger.usecases.commands.redemption import Redeemed
+
+
+def voucher_check(
+    state: LedgerState, voucher_id: str, centre: str, now: datetime
+) -> dict[str, Any]:
+    """A voucher's terms and whether ``centre`` may redeem it now (``usable``; if not,
+    ``reason`` says why, as a claim would be refused)."""
+    voucher = vouchers.voucher_of(state, voucher_id)
+    view = vouchers.voucher_view(state, voucher_id, now)
+    try:
+        check_voucher_at_centre(state, voucher, centre, now)
+    except LedgerError as why:
+        usable, reason = False, why.reason
+    else:
+        usable, reason = True, ""
+    return {
+        "voucher": voucher.id,
+        "holder": voucher.holder,
+        "programme": voucher.programme,
+        "status": view["status"],
+        "face_value_fen": voucher.face_value_fen,
+        "balance_fen": view["balance_fen"],
+        "rate_bp": voucher.rate_bp,
+        "valid_from": format_time(voucher.valid_from),
+        "valid_until": format_time(voucher.valid_until),
+        "usage_start": format_time(voucher.usage_start),
+        "usage_end": format_time(voucher.usage_end),
+        "accepted_centres": list(voucher.centres),
+        "issuer_key_id": voucher.issuer_key,
+        "log_index": voucher.log_index,
+        "usable": usable,
+        "reason": reason,
+    }
+
+
+def verify_credential(state: LedgerState, voucher_id: str, token: str) -> None:
+    """``token`` must be the voucher's credential, verified with its issuer's key as the
+    log registered it (``BAD_CREDENTIAL`` otherwise)."""
+    voucher = vouchers.voucher_of(state, voucher_id)
+    try:
+        issuer = state.registry.get(voucher.issuer_key)
+        payload = credential.verify_voucher(token, issuer.verifier)
+    except (VerificationError, NotFound) as exc:
+        raise InvalidInput(
+            f"the credential does not verify with issuer key {voucher.issuer_key}: {exc}",
+            reason="BAD_CREDENTIAL",
+        ) from None
+    if payload.get("voucher") != voucher.id or token != voucher.credential:
+        raise InvalidInput(
+            f"the credential is not the one issued for voucher {voucher.id}",
+            reason="BAD_CREDENTIAL",
+        )
+
+
+def balance(state: LedgerState, voucher_id: str, centre: str, now: datetime) -> dict[str, Any]:
+    """A voucher's balance and what remains under each cap, for a centre that accepts it
+    (``CENTRE_NOT_ACCEPTED`` otherwise). ``caps`` are (name, limit, remaining), the
+    smallest remaining first; ``available_fen`` is the most the next claim can get."""
+    voucher = vouchers.voucher_of(state, voucher_id)
+    if centre not in voucher.centres:
+        # the same refusal a claim gets (status checks aside: a balance is shown anyway)
+        check_voucher_at_centre(state, voucher, centre, now)
+    view = vouchers.voucher_view(state, voucher_id, now)
+    usage_at = min(max(now, voucher.usage_start), voucher.usage_end)
+    lines, _ = vouchers.cap_lines(state, voucher, usage_at, now)
+    limits = {line.name: line.limit for line in lines if line.limit is not None}
+    caps = sorted(view["caps"].items(), key=lambda item: (item[1], item[0]))
+    return {
+        "voucher": voucher.id,
+        "face_value_fen": voucher.face_value_fen,
+        "balance_fen": voucher.face_value_fen - view["used_fen"],
+        "held_fen": view["held_fen"],
+        "available_fen": min((rem for _, rem in caps), default=0),
+        "log_size": state.size,
+        "caps": [(name, limits.get(name, 0), remaining) for name, remaining in caps],
+    }
+
+
+def centre_claims(
+    state: LedgerState, centre: str, *, voucher: str = "", from_index: int = 0, limit: int = 0
+) -> list[Redeemed]:
+    """The centre's own claims and captures in log order, from ``from_index``, of one
+    voucher if given, at most ``limit`` (0: all)."""
+    book = claims.book(state)
+    if voucher:
+        records = [book.claims[k] for k in book.by_voucher.get(voucher, []) if k[0] == centre]
+    else:
+        records = [r for (c, _), r in book.claims.items() if c == centre]
+    chosen = sorted((r for r in records if r.index >= from_index), key=lambda r: r.index)
+    if limit:
+        chosen = chosen[:limit]
+    return [
+        Redeemed(r.index, r.kind, dict(r.body), dict(r.result), format_time(r.at)) for r in chosen
+    ]
+
+
+def centre_statement(state: LedgerState, centre: str, statement_id: str) -> settlement.Statement:
+    found = settlement.book(state).statements.get(statement_id)
+    if found is None or found.centre != centre:
+        raise NotFound(
+            f"no settlement statement {statement_id!r} for centre {centre}",
+            reason="UNKNOWN_STATEMENT",
+            details={"statement_id": statement_id},
+        )
+    return found
+
+
+def centre_statements(
+    state: LedgerState, centre: str, period: str = ""
+) -> list[settlement.Statement]:
+    """The centre's statements in log order, of one period if given."""
+    book = settlement.book(state)
+    listed = [book.statements[s] for s in book.by_centre.get(centre, ())]
+    return [s for s in listed if not period or s.period.text == period]
+
+
+def released_on_capture(result: Mapping[str, Any]) -> int:
+    """What a capture gave back of its hold: held minus the subsidy (never below 0)."""
+    return max(0, int(result.get("held_fen", 0)) - int(result.get("subsidy_fen", 0)))
