@@ -220,12 +220,18 @@ def signed_message(data: bytes, entry: Entry) -> bytes:
     """``entry.message()``, cut out of its canonical bytes ``data`` without re-encoding.
 
     ``data`` must be the canonical form (``Entry.from_bytes(data)`` returned ``entry``).
-    RFC 8785 sorts the members ``at, body, kind, sigs, v``, so the unsigned entry is
-    ``data`` without ``,"sigs":[...]``. The last ``,"sigs":[`` in ``data`` is that member:
-    after it come only signature objects, whose strings cannot hold an unescaped quote.
+    RFC 8785 sorts the members ``at, body, kind, logged, sigs, v``, so the signed entry is
+    ``data`` without ``,"logged":"…"`` and ``,"sigs":[...]``. The last ``,"sigs":[`` in
+    ``data`` is that member: after it come only signature objects, whose strings cannot
+    hold an unescaped quote; ``logged``, when there, stands just before it.
     """
     pos = data.rfind(_SIGS_MEMBER)
     if pos > 0 and data.endswith(b"]" + _LAST_MEMBER):
+        if entry.logged is not None:
+            logged = b',"logged":"' + entry.logged.encode() + b'"'
+            if not data[:pos].endswith(logged):
+                return entry.message()
+            pos -= len(logged)
         return SIGNING_PREFIX + data[:pos] + _LAST_MEMBER
     return entry.message()  # not reached for a canonical version-1 entry
 

@@ -1,13 +1,20 @@
 """Log entries: one signed, canonical JSON document per change.
 
 An entry is ``{"v": 1, "kind": ..., "at": ..., "body": {...}, "sigs": [...]}`` in RFC 8785
-canonical form, and those bytes are the Merkle leaf. Each signature is Ed25519 over
+canonical form, with ``"logged": ...`` beside them when the ledger recorded it at another
+time than its author signed it; those bytes are the Merkle leaf. Each signature is Ed25519
+over
 
     b"suanli-entry/v1\\n" || JCS({"v", "kind", "at", "body"})
 
-(the entry without ``sigs``), by a key named ``name+hex8`` as in C2SP signed-note. The
-prefix keeps an entry signature from ever being mistaken for a signature of anything else
-(a note, a voucher, a claim in another format). ``at`` is the author's UTC time.
+(the entry without ``sigs`` and ``logged``), by a key named ``name+hex8`` as in C2SP
+signed-note. The prefix keeps an entry signature from ever being mistaken for a signature
+of anything else (a note, a voucher, a claim in another format).
+
+``at`` is the author's signed time; ``logged`` is the ledger's clock when it appended the
+entry (vouched for by the log key's checkpoint, which commits to the leaf). The entry's time
+in the ledger is ``logged`` if present, else ``at``: an author's clock, a centre's say,
+never sets the ledger's time.
 """
 
 from __future__ import annotations
@@ -43,6 +50,18 @@ class Entry:
     at: str
     body: Mapping[str, Any]
     sigs: tuple[Signature, ...] = ()
+    logged: str | None = None  # the ledger's time, when it differs from ``at``
+
+    @property
+    def time(self) -> str:
+        """The entry's time in the ledger: when it was logged (or signed, if the same)."""
+        return self.logged if self.logged is not None else self.at
+
+    def stamped(self, logged: str) -> Entry:
+        """This entry as the ledger records it at ``logged`` (signatures unchanged)."""
+        return Entry(
+            self.kind, self.at, self.body, self.sigs, None if logged == self.at else logged
+        )
 
     def unsigned(self) -> dict[str, Any]:
         return {"v": ENTRY_VERSION, "kind": self.kind, "at": self.at, "body": self.body}
@@ -54,10 +73,13 @@ class Entry:
     def signed(self, *signers: Signer) -> Entry:
         message = self.message()
         new = tuple(Signature(s.key_id, s.sign(message)) for s in signers)
-        return Entry(self.kind, self.at, self.body, self.sigs + new)
+        return Entry(self.kind, self.at, self.body, self.sigs + new, self.logged)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.unsigned(), "sigs": [s.to_json() for s in self.sigs]}
+        out = {**self.unsigned(), "sigs": [s.to_json() for s in self.sigs]}
+        if self.logged is not None:
+            out["logged"] = self.logged
+        return out
 
     def to_bytes(self) -> bytes:
         data = canonical_bytes(self.to_json())
@@ -67,8 +89,16 @@ class Entry:
 
     @classmethod
     def from_json(cls, obj: Any) -> Entry:
-        if not isinstance(obj, dict) or set(obj) != {"v", "kind", "at", "body", "sigs"}:
-            raise InvalidInput("entry must be an object with exactly v, kind, at, body, sigs")
+        if not isinstance(obj, dict) or set(obj) - {"logged"} != {
+            "v",
+            "kind",
+            "at",
+            "body",
+            "sigs",
+        }:
+            raise InvalidInput(
+                "entry must be an object with exactly v, kind, at, body, sigs (and logged)"
+            )
         if obj["v"] != ENTRY_VERSION:
             raise InvalidInput(f"entry version {obj['v']!r} is not {ENTRY_VERSION}")
         kind, at, body, sigs = obj["kind"], obj["at"], obj["body"], obj["sigs"]
@@ -76,6 +106,9 @@ class Entry:
             raise InvalidInput("entry kind must be a non-empty string")
         if not isinstance(at, str):
             raise InvalidInput("entry time must be a string")
+        logged = obj.get("logged")
+        if "logged" in obj and (not isinstance(logged, str) or logged == at):
+            raise InvalidInput("entry logged time must be a string other than at")
         # ``at`` is parsed (and refused if malformed) by the fold, which needs its value.
         if not isinstance(body, dict):
             raise InvalidInput("entry body must be an object")
@@ -94,7 +127,7 @@ class Entry:
             if len(raw) != 64:
                 raise InvalidInput("an Ed25519 signature is 64 bytes")
             parsed.append(Signature(str(item["key"]), raw))
-        return cls(kind, at, body, tuple(parsed))
+        return cls(kind, at, body, tuple(parsed), logged)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Entry:

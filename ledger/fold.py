@@ -4,8 +4,9 @@
 before appending (a refusal raises and nothing is written) and the auditor runs the same
 function over the whole log (a raise there means the log holds an entry the rules forbid).
 It is deterministic: it reads no clock and no storage. Time comes from the entries: the
-effective time of entry *i* is ``max(at_i, effective time of i-1)``, so that expiry and
-windows never run backwards when authors' clocks differ by a little.
+effective time of entry *i* is ``max(time_i, effective time of i-1)``, where ``time_i`` is
+when the ledger logged it (``Entry.time``: its ``logged`` time, or its ``at`` when the
+ledger recorded it as signed), so that expiry and windows never run backwards.
 
 :data:`RULES` is the one list of entry kinds: for each, the roles whose keys may sign it
 and the handler that checks and applies it. A new entry kind is a handler in its domain
@@ -115,7 +116,8 @@ def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[L
     found = RULES.get(entry.kind)
     if found is None:
         raise InvalidInput(f"unknown entry kind {entry.kind!r}", reason="UNKNOWN_KIND")
-    at = parse_ledger_time(entry.at)
+    parse_ledger_time(entry.at)  # the author's time: well formed, in range
+    at = parse_ledger_time(entry.time)  # the ledger's
     moment = at if state.time is None or at > state.time else state.time
     signers: tuple[RegisteredKey, ...] = ()
     if found.roles is not None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -174,7 +175,20 @@ class World:
     ) -> Result:
         # signed here with the test's own keys: applied without checking them again
         entry = self.entry(kind, body, *signers, at=at)
-        return self.uow.append(entry, signatures_checked=True).result
+        with self._logged_at(at):
+            return self.uow.append(entry, signatures_checked=True).result
+
+    @contextmanager
+    def _logged_at(self, at: datetime | None) -> Iterator[None]:
+        """The ledger's clock reads ``at`` while an entry signed at ``at`` is appended."""
+        if at is None:
+            yield
+            return
+        before, self.clock = self.clock, at
+        try:
+            yield
+        finally:
+            self.clock = before
 
     def refuse(
         self,
@@ -186,7 +200,7 @@ class World:
     ) -> LedgerError:
         """Apply an entry that must be refused with ``reason``; check nothing changed."""
         before = snapshot(self.state)
-        with pytest.raises(LedgerError) as caught:
+        with pytest.raises(LedgerError) as caught, self._logged_at(at):
             self.uow.append(self.entry(kind, body, *signers, at=at), signatures_checked=True)
         assert caught.value.reason == reason, caught.value.message
         assert snapshot(self.state) == before, "a refused entry changed the state"

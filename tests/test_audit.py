@@ -794,9 +794,13 @@ def test_signed_message_is_the_entry_message() -> None:
     ]
     for body in bodies:
         for signers in ((), (key,), (key, Signer("k2", bytes(range(32))))):
-            entry = Entry("log.note", format_time(T0), body).signed(*signers)
-            data = entry.to_bytes()
-            assert signed_message(data, Entry.from_bytes(data)) == entry.message()
+            for logged in (None, format_time(T0 + timedelta(seconds=1))):
+                entry = Entry("log.note", format_time(T0), body).signed(*signers)
+                if logged is not None:  # as the ledger records another author's entry
+                    entry = entry.stamped(logged)
+                    assert b'"logged"' in entry.to_bytes()
+                data = entry.to_bytes()
+                assert signed_message(data, Entry.from_bytes(data)) == entry.message()
 
 
 def test_every_entry_kind_has_one_rule_and_a_handler() -> None:

@@ -204,3 +204,27 @@ def test_every_part_of_a_full_round_is_immutable(tmp_path: Path) -> None:
                         assert type(item).__dataclass_params__.frozen, (  # type: ignore[attr-defined]
                             f"{name}.{f.name} holds a mutable {type(item).__name__}"
                         )
+
+
+def test_an_authors_clock_never_sets_the_ledgers_time() -> None:
+    """A claim signed 290 s ahead is recorded at the ledger's clock (``logged``), and every
+    later entry is stamped by the ledger's clock, not 290 s late."""
+    from datetime import timedelta
+
+    from domain_helpers import World, wan
+
+    from ledger.timeutil import format_time
+
+    world = World()
+    voucher = world.voucher("industry")
+    now = world.clock
+    body = world.claim_body(voucher, wan(1))
+    ahead = world.entry("claim", body, world.centre(), at=now + timedelta(seconds=290))
+    done = world.uow.append(ahead)
+    assert done.entry.at == format_time(now + timedelta(seconds=290))  # what the centre signed
+    assert done.entry.logged == format_time(now)  # when the ledger recorded it
+    assert world.state.time == now
+    assert b'"logged"' in done.entry.to_bytes()
+    world.tick(seconds=1)
+    note = world.uow.append(world.uow.sign("log.note", {"text": "after"}, world.log))
+    assert note.entry.logged is None and world.state.time == now + timedelta(seconds=1)

@@ -32,11 +32,11 @@ from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.fold import apply
 from ledger.keys import Signer, Verifier
-from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState, Result
 from ledger.store.log import LogStore, LogWriter, Staged
 from ledger.store.snapshots import SnapshotKeeper, load_latest
 from ledger.timeutil import format_time
+from ledger.usecases.unit_of_work import decide
 
 Clock = Callable[[], datetime]
 
@@ -107,16 +107,21 @@ class Transaction:
         return format_time(self.ledger.clock())
 
     def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
-        """Check ``entry``'s signatures, decide it on the working state (raising if the
-        rules refuse it) and stage it. ``signatures_checked``: the caller has already
-        verified them against this state's key registry (the gRPC edge does, off the writer
-        thread). A refusal changes nothing: the new state and the row are taken only once
-        everything has passed."""
-        if not signatures_checked and self._signed_here.pop(id(entry), None) is not entry:
-            verify_entry_signatures(self.state.registry, entry)
-        leaf = entry.to_bytes()
-        state, result = apply(self.state, entry, self.writer.size)
-        self.writer.append(leaf)
+        """Decide ``entry`` on the working state (``ledger.usecases.unit_of_work.decide``:
+        signatures, the ledger's time, the fold; raising if the rules refuse it) and stage it.
+        ``signatures_checked``: the caller has already verified them against this state's
+        key registry (the gRPC edge does, off the writer thread). A refusal changes nothing:
+        the new state and the row are taken only once everything has passed."""
+        signed_here = self._signed_here.pop(id(entry), None) is entry
+        entry, state, result = decide(
+            self.state,
+            entry,
+            self.writer.size,
+            self.now(),
+            signed_here=signed_here,
+            checked=signatures_checked,
+        )
+        self.writer.append(entry.to_bytes())
         self.state = state
         done = Appended(self.writer.size - 1, entry, result)
         self.batch.appended.append(done)

@@ -63,6 +63,25 @@ class UnitOfWork(Protocol):
         ...
 
 
+def decide(
+    state: LedgerState, entry: Entry, index: int, now: str, *, signed_here: bool, checked: bool
+) -> tuple[Entry, LedgerState, Result]:
+    """How every unit of work appends: the entry as logged, the state after it, its result.
+
+    An entry signed elsewhere (a centre's claim) has its signatures verified, unless the
+    caller ``checked`` them already, and is stamped with the ledger's time ``now``
+    (``Entry.logged``): its author's clock never sets the ledger's. An entry ``signed_here``
+    was signed by the service at its own clock, so its ``at`` is the ledger's time already.
+    The fold refuses by raising; nothing is kept then.
+    """
+    if not signed_here:
+        if not checked:
+            verify_entry_signatures(state.registry, entry)
+        entry = entry.stamped(now)
+    new_state, result = apply(state, entry, index)
+    return entry, new_state, result
+
+
 @dataclass
 class MemoryUnitOfWork:
     """A unit of work over a state in memory: entries are applied and kept in a list.
@@ -86,10 +105,16 @@ class MemoryUnitOfWork:
         return entry
 
     def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
-        if not signatures_checked and self._signed_here.pop(id(entry), None) is not entry:
-            verify_entry_signatures(self.state.registry, entry)
+        signed_here = self._signed_here.pop(id(entry), None) is entry
         index = self.state.size
-        self.state, result = apply(self.state, entry, index)
+        entry, self.state, result = decide(
+            self.state,
+            entry,
+            index,
+            self.now(),
+            signed_here=signed_here,
+            checked=signatures_checked,
+        )
         done = Appended(index, entry, result)
         self.appended.append(done)
         return done

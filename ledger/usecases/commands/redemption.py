@@ -28,7 +28,7 @@ from ledger.errors import Conflict, InvalidInput, LedgerError, Refused
 from ledger.fold import RULES
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState
-from ledger.timeutil import format_time, parse_time
+from ledger.timeutil import format_time, parse_ledger_time, parse_time
 from ledger.usecases.unit_of_work import UnitOfWork
 
 
@@ -51,7 +51,7 @@ class Redeemed:
 def check_signed_time(entry: Entry, now: datetime, tolerance: float) -> None:
     """``entry.at`` must be a time within ``tolerance`` seconds of ``now``."""
     try:
-        signed_at = parse_time(entry.at)
+        signed_at = parse_ledger_time(entry.at)
     except InvalidInput as exc:
         raise InvalidInput(
             f"at: {exc.message}", reason="MALFORMED_TIME", details={"field": "at"}

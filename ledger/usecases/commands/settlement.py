@@ -14,7 +14,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from ledger import settlement
 from ledger.entry import Entry
 from ledger.errors import Conflict
-from ledger.timeutil import format_time
 from ledger.usecases.commands.log import log_signer
 from ledger.usecases.unit_of_work import Appended, UnitOfWork
 from ledger.usecases.views import as_of
@@ -28,8 +27,7 @@ PARTS_PER_WRITE = 8  # ~1,400 lines a transaction: few commits, and claims still
 
 
 def _signed(uow: UnitOfWork, kind: str, body: dict[str, Any]) -> Entry:
-    moment = as_of(uow.state, uow.now())
-    return Entry(kind, format_time(moment), body).signed(log_signer(uow))
+    return uow.sign(kind, body, log_signer(uow))
 
 
 def open_statement(uow: UnitOfWork, *, centre: str, period: str) -> str:
