@@ -9,7 +9,7 @@ Every way in reaches the ledger through :class:`Service`: reads through ``readin
 committed state, held still, and the time views are computed for), writes through
 ``write()``/``submit()``, which hand a use case and its arguments to the group-commit
 sequencer; the sequencer runs it in its shared transaction, seen by the use case as a
-unit of work (:class:`StoreUnitOfWork`).
+unit of work (``ledger.store.unit_of_work.Transaction``).
 """
 
 from __future__ import annotations
@@ -20,57 +20,25 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from api import metrics
 from api.errors import DeadlinePassed
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
-from ledger.entry import Entry
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
-from ledger.state import LedgerState
 from ledger.store.db import make_engine, migrate
 from ledger.store.log import LogStore
 from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
 from ledger.store.unit_of_work import Clock, FoldedLog, Transaction, system_clock
 from ledger.timeutil import parse_time
-from ledger.usecases import Appended, Snapshot, UnitOfWork
+from ledger.usecases import Snapshot, UnitOfWork
 from ledger.usecases.commands.log import start_log
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class StoreUnitOfWork:
-    """The store's transaction as the use cases' unit of work (``ledger.usecases.UnitOfWork``).
-
-    The transaction has no ``keys`` of its own and its ``Appended`` is the store's class;
-    once ``ledger.store`` takes both from ``ledger`` this adapter is the transaction itself.
-    """
-
-    def __init__(self, tx: Transaction) -> None:
-        self.tx = tx
-
-    @property
-    def state(self) -> LedgerState:
-        return self.tx.state
-
-    @property
-    def keys(self) -> ServiceKeys:
-        # open_service loads ledger.keys.ServiceKeys (the store still names its own copy)
-        return cast(ServiceKeys, self.tx.ledger.keys)
-
-    def now(self) -> str:
-        return self.tx.now()
-
-    def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
-        return self.tx.sign(kind, body, *signers)
-
-    def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
-        done = self.tx.append(entry, signatures_checked=signatures_checked)
-        return Appended(done.index, done.entry, done.result)
 
 
 class UseCaseCall(Generic[R]):
@@ -94,7 +62,7 @@ class UseCaseCall(Generic[R]):
             raise DeadlinePassed(
                 f"the caller's deadline passed before its {self.usecase.__name__} was applied"
             )
-        return self.usecase(StoreUnitOfWork(tx), *self.args, **self.kwargs)
+        return self.usecase(tx, *self.args, **self.kwargs)
 
 
 @dataclass
@@ -114,7 +82,7 @@ class Service:
 
     @property
     def keys(self) -> ServiceKeys:
-        return cast(ServiceKeys, self.ledger.keys)
+        return self.ledger.keys
 
     @contextmanager
     def reading(self) -> Iterator[Snapshot]:
@@ -173,9 +141,8 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     migrate(engine)
     keys = load_service_keys(settings.data_dir, settings.origin)
     centre_keys = load_centre_keys(settings.data_dir)
-    # The store still types its keys with its own ServiceKeys (same fields); see above.
-    ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)  # type: ignore[arg-type]
-    ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)  # type: ignore[assignment]
+    ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)
+    ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
     # The fold is replayed lazily (on the first read or write), so that commands that never
     # touch the state, such as `suanli token create`, start at once on a long log.
@@ -188,6 +155,4 @@ def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:
     with ledger.transaction() as tx:
         if tx.next_index != 0:
             return  # another process got there first
-        start_log(
-            StoreUnitOfWork(tx), origin=ledger.origin, centre_keys=centre_keys, policy=Policy.load()
-        )
+        start_log(tx, origin=ledger.origin, centre_keys=centre_keys, policy=Policy.load())

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.bootstrap import Service, StoreUnitOfWork, open_service
+from api.bootstrap import Service, open_service
 from api.devpki import ensure_dev_pki
 from api.settings import Settings
 from ledger import claims
@@ -88,7 +88,7 @@ def issue(service: Service, n: int) -> str:
     """A new entity, its approved application in PROGRAMME and a voucher; the voucher id."""
     uscc = complete(f"91510100MA{7_000_000 + n:07d}")
     with service.ledger.transaction() as tx:
-        uow = StoreUnitOfWork(tx)
+        uow = tx
         register_entity(
             uow, uscc=uscc, name=f"基准测试单位{n}", type="enterprise", district="成都高新区"
         )

@@ -20,7 +20,7 @@ import pytest
 from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
 
 from adapters.client import RedemptionClient
-from api.bootstrap import Service, StoreUnitOfWork, open_service
+from api.bootstrap import Service, open_service
 from api.devpki import ensure_dev_pki
 from api.grpc.server import GrpcServer
 from api.settings import Settings
@@ -73,7 +73,7 @@ def issue_voucher(
     """An entity (new unless ``uscc``), its approved application and a voucher; the id."""
     n = next(_serial)
     with service.ledger.transaction() as tx:
-        uow = StoreUnitOfWork(tx)
+        uow = tx
         holder = uscc or make_uscc(5000 + n)
         if uscc is None:
             register_entity(

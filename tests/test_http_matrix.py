@@ -38,7 +38,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pg import throwaway_database
 
-from api.bootstrap import Service, StoreUnitOfWork, open_service
+from api.bootstrap import Service, open_service
 from api.http.app import create_app
 from api.settings import Settings
 from ledger import applications, claims, entities, grants, vouchers
@@ -293,7 +293,7 @@ def _seed(service: Service) -> dict[str, str]:
         )
         tx.append(tx.sign("claim", body, service.centre_keys[CENTRE]))
         # the centre's settlement statement for the quarter (signed by the log key)
-        done = issue_statement_here(StoreUnitOfWork(tx), centre=CENTRE, period="2023-Q3")
+        done = issue_statement_here(tx, centre=CENTRE, period="2023-Q3")
     ids.update(
         application="A-pending", voucher="V-1", grant="G-1", statement=done.result["statement"]
     )

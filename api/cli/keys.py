@@ -24,7 +24,7 @@ def keys_rotate_log(data_dir: DataDir = None, db: Db = None) -> None:
         old = service.ledger.log_signer_for(service.ledger.refresh().size)
         new = stage_log_key(settings.data_dir, settings.origin)
         # the store signs the rotation's checkpoint with the new key: hold it first
-        service.ledger.keys = service.keys.with_log_key(new)  # type: ignore[assignment]
+        service.ledger.keys = service.keys.with_log_key(new)
         done = service.write(rotate_log_key, new)
         install_log_key(settings.data_dir, new)
     typer.echo(f"log key rotated at index {done.index}: {old.key_id} -> {new.key_id}")

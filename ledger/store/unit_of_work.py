@@ -31,41 +31,18 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.fold import apply
-from ledger.keys import Signer, Verifier
-from ledger.state import LedgerState, Result
+from ledger.keys import ServiceKeys, Signer, Verifier
+from ledger.state import LedgerState
 from ledger.store.log import LogStore, LogWriter, Staged
 from ledger.store.snapshots import SnapshotKeeper, load_latest
 from ledger.timeutil import format_time
-from ledger.usecases.unit_of_work import decide
+from ledger.usecases.unit_of_work import Appended, decide
 
 Clock = Callable[[], datetime]
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class ServiceKeys:
-    """The private keys the service holds: the log key signs checkpoints and the key
-    registry, the issuer key signs the bureau's decisions and vouchers, the service key
-    signs what the service records on behalf of signed-in users."""
-
-    log: Signer
-    issuer: Signer
-    service: Signer
-    log_ring: dict[str, Signer] = field(default_factory=dict)
-    """Every log key this service holds, current and past and staged, by key id."""
-
-    def log_key(self, key_id: str) -> Signer | None:
-        return self.log if key_id == self.log.key_id else self.log_ring.get(key_id)
-
-
-@dataclass
-class Appended:
-    index: int
-    entry: Entry
-    result: Result
 
 
 @dataclass
