@@ -80,24 +80,28 @@ LOCAL = "LOCAL"  # the code of a refusal the agent made itself (a record it cann
 
 @dataclass
 class IngestReport:
-    rows: int = 0
-    records: int = 0
-    added: int = 0
-    known: int = 0
-    changed: int = 0
-    unpriced: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+    """What reading the sources did: rows and records read, and what became of them."""
+
+    rows: int = 0  # rows the parsers read
+    records: int = 0  # usage records they made of them
+    added: int = 0  # records new to the outbox
+    known: int = 0  # records the outbox had already, unchanged
+    changed: int = 0  # records the outbox had with another body (the first is kept)
+    unpriced: int = 0  # records no rate card prices (refused locally)
+    skipped: Counter[str] = field(default_factory=Counter)  # rows skipped, by reason
     files: int = 0
-    unchanged_files: int = 0
+    unchanged_files: int = 0  # files not parsed again (same size and time)
 
 
 @dataclass
 class SubmitReport:
-    answered: int = 0
+    """What submitting did: the answers the ledger gave, and how long it took."""
+
+    answered: int = 0  # records with a final answer
     claimed: int = 0
     refused: int = 0
-    transient: int = 0
-    replayed: int = 0
+    transient: int = 0  # failures that leave the record pending
+    replayed: int = 0  # first answers given again (the record was claimed before)
     subsidy_fen: int = 0
     seconds: float = 0.0
     finished: bool = True  # nothing left pending

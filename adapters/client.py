@@ -90,8 +90,8 @@ class ClaimItem:
     """One claim for ``claim_stream``: a usage record, the voucher and the priced cost."""
 
     usage: UsageRecord
-    voucher: str
-    cost_fen: int
+    voucher: str  # the voucher the record's account maps to
+    cost_fen: int  # the usage's cost by the centre's rate card (the ledger checks it)
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,22 @@ class RedemptionClient:
 
     def close(self) -> None:
         self.channel.close()
+
+    def wait_serving(self, seconds: float = 60.0, alive: Callable[[], bool] = lambda: True) -> bool:
+        """Ask the server's gRPC health service until it answers SERVING (True); False when
+        ``seconds`` pass first or ``alive()`` (the server's process, say) turns False."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        health = health_pb2_grpc.HealthStub(self.channel)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and alive():
+            try:
+                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                time.sleep(0.2)
+        return False
 
     def __enter__(self) -> RedemptionClient:
         return self

@@ -19,7 +19,7 @@ loaded by its agent, joins the two. JSON (any extension but ``.toml``) or TOML::
 ``accounts`` (required) maps an account, matched exactly (Slurm lower-cases account
 names, so write them as sacct prints them), to a voucher id. An account missing from it
 is *unmapped*: the parsers skip its usage with the reason
-``account X has no voucher mapping`` when given the map, and ``suanli center preview``
+``account X has no voucher mapping`` when given the map, and ``suanli centre preview``
 still prints the usage, flagged ``"unmapped": true``.
 
 ``instance_types`` (optional) tells the event parser what one instance of an instance

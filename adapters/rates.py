@@ -21,10 +21,12 @@ from ledger.usage import UsageRecord
 
 @dataclass(frozen=True)
 class Card:
+    """One rate card of a centre, as the ledger published it."""
+
     centre: str
-    version: int
-    effective_from: datetime
-    prices: Mapping[str, Price]
+    version: int  # 1, 2, ... per centre
+    effective_from: datetime  # in force from then until the next version
+    prices: Mapping[str, Price]  # by resource
 
 
 class Unpriced(CentreError):

@@ -72,6 +72,12 @@ _STATUS_TEXT = {
 }
 
 
+class ToolError(Exception):
+    """Base of the errors the service's command-line tools raise on purpose (a log source
+    that cannot be read, a step of the demo that failed, generated code that drifted);
+    the ledger's own refusals are ``LedgerError``."""
+
+
 class MessageTooLarge(LedgerError):
     """A request over the size the service accepts."""
 

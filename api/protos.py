@@ -18,13 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from api.errors import ToolError
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = PROTO_ROOT / "suanli" / "v1"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
-class ProtoError(Exception):
+class ProtoError(ToolError):
     pass
 
 

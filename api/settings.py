@@ -34,3 +34,12 @@ class Settings(BaseSettings):
 
     def database_url(self) -> str:
         return self.db or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that give another process these settings."""
+        prefix = str(self.model_config.get("env_prefix", ""))
+        return {
+            f"{prefix}{name}".upper(): str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }

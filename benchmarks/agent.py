@@ -4,7 +4,7 @@
   the Open XDMoD column order, with ``.batch``/``.extern``/step rows, array and
   heterogeneous jobs, GPU TRES) held in memory, so the figure is the parser's, not the
   disk's; rows/s counts every data row (steps included), records/s what it produced.
-* **agent end to end**: ``adapters.agent.Agent`` as ``suanli center run`` runs it: the
+* **agent end to end**: ``adapters.agent.Agent`` as ``suanli centre run`` runs it: the
   export read, priced and stored in a fresh SQLite outbox (fsync'd), then every record
   claimed over one ``ClaimStream`` per 5 000 (mutual TLS, each claim signed with the
   centre's Ed25519 key), each answer written back to the outbox. The ledger is

@@ -97,26 +97,23 @@ class Server:
 def serve(seeded: Seeded, tmp: Path, *, echo: bool = False) -> Iterator[Server]:
     """``suanli serve`` on the seeded data dir and database (or, with ``echo``, the echo
     server of this module on the same TLS material) in its own process, until exit."""
+    from api.settings import Settings
+
     port = _free_port()
-    env = {
-        **os.environ,
-        "SUANLI_DATA_DIR": str(seeded.data_dir),
-        "SUANLI_DB": seeded.db,
-        "SUANLI_CLOCK": seeded.clock_start,
-        "SUANLI_LOG_LEVEL": "WARNING",
-    }
+    settings = Settings(
+        data_dir=seeded.data_dir,
+        db=seeded.db,
+        clock=seeded.clock_start,
+        log_level="WARNING",
+        http=f"127.0.0.1:{_free_port()}",
+        grpc=f"127.0.0.1:{port}",
+    )
+    env = {**os.environ, **settings.environment()}
     log = tmp / f"serve-{port}.log"
     if echo:
         command = [sys.executable, "-m", "benchmarks.grpc", "echo", str(seeded.data_dir), str(port)]
     else:
-        command = [
-            str(Path(sys.executable).parent / "suanli"),
-            "serve",
-            "--http",
-            f"127.0.0.1:{_free_port()}",
-            "--grpc",
-            f"127.0.0.1:{port}",
-        ]
+        command = [str(Path(sys.executable).parent / "suanli"), "serve"]
     with log.open("wb") as out:
         began = time.monotonic()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
@@ -203,28 +200,11 @@ def echo_server(data_dir: Path, port: int) -> None:
 
 
 def _wait_serving(server: Server, data_dir: Path) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from adapters.client import RedemptionClient
 
-    files = data_dir / "centres" / "nscc-cd"
-    credentials = grpc.ssl_channel_credentials(
-        (files / "ca.pem").read_bytes(),
-        (files / "client.key").read_bytes(),
-        (files / "client.pem").read_bytes(),
-    )
-    deadline = time.monotonic() + 60
-    with grpc.secure_channel(server.target, credentials) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"suanli serve exited:\n{server.log.read_text()}")
-            try:
-                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise RuntimeError(f"suanli serve did not become healthy:\n{server.log.read_text()}")
+    with RedemptionClient.from_data_dir(server.target, data_dir, "nscc-cd") as client:
+        if not client.wait_serving(60, alive=lambda: server.process.poll() is None):
+            raise RuntimeError(f"suanli serve did not become healthy:\n{server.log.read_text()}")
 
 
 # --- the clients (each in its own process) ---------------------------------------------------

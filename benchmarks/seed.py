@@ -26,7 +26,8 @@ from ledger.store.unit_of_work import FoldedLog
 from ledger.timeutil import format_time, parse_time
 from ledger.usage import UsageRecord
 from ledger.uscc import complete
-from ledger.usecases.commands.entities import register_entity
+from ledger.usecases.commands.applications import Approval
+from ledger.usecases.commands.entities import NewEntity
 from ledger.usecases.commands.vouchers import voucher_for
 
 START = parse_time("2023-08-20T10:00:00+08:00")  # inside the 2023 application window
@@ -87,20 +88,9 @@ class _Clock:
 def issue(service: Service, n: int) -> str:
     """A new entity, its approved application in PROGRAMME and a voucher; the voucher id."""
     uscc = complete(f"91510100MA{7_000_000 + n:07d}")
-    with service.ledger.transaction() as tx:
-        uow = tx
-        register_entity(
-            uow, uscc=uscc, name=f"基准测试单位{n}", type="enterprise", district="成都高新区"
-        )
-        done = voucher_for(
-            uow,
-            applicant=uscc,
-            application=f"A-bench-{n:04d}",
-            voucher=f"V-bench-{n:04d}",
-            programme=PROGRAMME,
-            inputs=INPUTS,
-            reviewer="bench",
-        )
+    entity = NewEntity(uscc, f"基准测试单位{n}", "enterprise", "成都高新区")
+    approval = Approval(f"A-bench-{n:04d}", PROGRAMME, uscc, INPUTS, reviewer="bench")
+    done = service.write(voucher_for, approval, f"V-bench-{n:04d}", entity=entity)
     return str(done.entry.body["voucher"])
 
 

@@ -49,7 +49,7 @@ from ledger.state import LedgerState, Result
 from ledger.timeutil import format_time
 from ledger.uscc import ALPHABET, complete, validate
 from ledger.usecases import MemoryUnitOfWork
-from ledger.usecases.commands.applications import approve_application
+from ledger.usecases.commands.applications import Approval, approve_application
 from ledger.usecases.commands.entities import register_entity
 from ledger.usecases.commands.log import start_log
 from ledger.usecases.commands.vouchers import issue_voucher, pay_grant
@@ -187,8 +187,7 @@ class Simulation:
         uscc = self.holder(r.opt_text("holder"), r.opt_text("district") or "成都高新区")
         app_id = self._next("A")
         self.moment = self.setup_at
-        decided = approve_application(
-            self.uow,
+        approval = Approval(
             application=app_id,
             programme=programme_id,
             applicant=uscc,
@@ -197,6 +196,7 @@ class Simulation:
             reviewer="simulate",
             round=self.policy.round,
         )
+        decided = approve_application(self.uow, approval)
         return app_id, int(decided.result["amount_fen"])
 
     def declare_voucher(self, r: Reader, label: str) -> Result:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from ledger import applications, claims
+from ledger.credential import sign_voucher
 from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.keys import ServiceKeys, Signer
@@ -33,6 +34,7 @@ from ledger.uscc import complete
 from ledger.usecases import MemoryUnitOfWork
 from ledger.usecases.commands import log as log_commands
 from ledger.usecases.commands.applications import (
+    Approval,
     approve_application,
     decide_application,
     review_application,
@@ -206,6 +208,21 @@ class World:
         assert snapshot(self.state) == before, "a refused entry changed the state"
         return caught.value
 
+    def attempt(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        *signers: Signer,
+        at: datetime | None = None,
+        refused: str | None = None,
+    ) -> LedgerError | None:
+        """Apply an entry; or, with ``refused``, check it is refused with that reason (and
+        return the refusal)."""
+        if refused is None:
+            self.apply(kind, body, *signers, at=at)
+            return None
+        return self.refuse(kind, body, *signers, at=at, reason=refused)
+
     def at(self, text: str) -> World:
         self.clock = local(text)
         return self
@@ -289,8 +306,7 @@ class World:
         """Register (unless ``uscc``), submit, review and approve; return the application id."""
         holder = uscc or self.register(**kw)
         app_id = self.next_id("A")
-        approve_application(
-            self.uow,
+        approval = Approval(
             application=app_id,
             programme=programme,
             applicant=holder,
@@ -300,6 +316,7 @@ class World:
             attestations=attest_all(self.policy, programme),
             round=self.policy.round,
         )
+        approve_application(self.uow, approval)
         return app_id
 
     def voucher(
@@ -312,6 +329,35 @@ class World:
     ) -> str:
         """A voucher through the whole path (at the current clock, inside the window)."""
         return self.issue(self.approved(programme, inputs, amount_fen, uscc), **issue_kw)
+
+    def voucher_body_unchecked(
+        self, app_id: str, voucher: str, programme: str, face_value_fen: int
+    ) -> dict[str, Any]:
+        """A well-formed ``voucher.issue`` body with its credential, made by hand (not by the
+        builder, which checks what the fold checks): the 2023 windows, 30 %, nscc-cd."""
+        payload = {
+            "voucher": voucher,
+            "application": app_id,
+            "round": self.policy.round,
+            "programme": programme,
+            "holder": applications.application_of(self.state, app_id).applicant,
+            "face_value_fen": face_value_fen,
+            "rate_bp": 3000,
+            "usage_window": {
+                "start": "2023-01-09T16:00:00.000000Z",
+                "end": "2023-07-31T16:00:00.000000Z",
+            },
+            "valid": {
+                "from": "2023-01-09T16:00:00.000000Z",
+                "until": "2024-07-31T16:00:00.000000Z",
+            },
+            "periods": None,
+            "centres": ["nscc-cd"],
+            "issuer_key": self.issuer.key_id,
+            "log_index": self.state.size,
+            "policy_version": self.policy.version,
+        }
+        return payload | {"credential": sign_voucher(payload, self.issuer)}
 
     # redemption ------------------------------------------------------------------------
 
@@ -348,6 +394,32 @@ class World:
         return claims.claim_body(
             centre=centre, record_id=record_id or self.next_id("job"), voucher=voucher, **usage
         )
+
+    def claim_refused(
+        self, voucher: str, cost_fen: int, reason: str, centre: str = "nscc-cd", **kw: Any
+    ) -> LedgerError:
+        """A claim the rules must refuse with ``reason`` (``kw``: as ``claim_body``)."""
+        body = self.claim_body(voucher, cost_fen, centre, **kw)
+        return self.refuse("claim", body, self.centre(centre), reason=reason)
+
+    def hold_body(
+        self, voucher: str, estimate_fen: int, hold_id: str = "h-1", hours: float = 1
+    ) -> dict[str, Any]:
+        """A hold at nscc-cd of ``estimate_fen`` on ``voucher``, expiring ``hours`` from now."""
+        return claims.hold_body(
+            centre="nscc-cd",
+            hold_id=hold_id,
+            voucher=voucher,
+            estimated_cost_fen=estimate_fen,
+            expires_at=self.clock + timedelta(hours=hours),
+        )
+
+    def capture_body(
+        self, hold_id: str, cost_fen: int, record_id: str, start: datetime | None = None
+    ) -> dict[str, Any]:
+        """A capture at nscc-cd of usage priced at ``cost_fen`` (starting at ``start``)."""
+        usage = self.usage("nscc-cd", cost_fen, start=start)
+        return claims.capture_body(centre="nscc-cd", hold_id=hold_id, record_id=record_id, **usage)
 
     def claim(self, voucher: str, cost_fen: int, centre: str = "nscc-cd", **kw: Any) -> Result:
         return self.apply(

@@ -19,16 +19,22 @@ from typing import Any
 import pytest
 from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
 
-from adapters.client import RedemptionClient
+from adapters.client import RedemptionClient, body_dict
+from adapters.client import claim_body as claim_message
 from api.bootstrap import Service, open_service
 from api.devpki import ensure_dev_pki
 from api.grpc.server import GrpcServer
 from api.settings import Settings
 from ledger import claims
+from ledger.entry import Entry
 from ledger.policy import current_policy
 from ledger.store.unit_of_work import FoldedLog
+from ledger.timeutil import format_time
 from ledger.usage import UsageRecord
-from ledger.usecases.commands.entities import register_entity
+from ledger.usecases.commands import redemption
+from ledger.usecases.commands.applications import Approval
+from ledger.usecases.commands.entities import NewEntity
+from ledger.usecases.commands.redemption import Redeemed, SignedWrite
 from ledger.usecases.commands.vouchers import change_voucher_status, voucher_for
 
 START = local("2023-08-20 10:00")  # inside the application window of the 2023 round
@@ -72,26 +78,20 @@ def issue_voucher(
 ) -> str:
     """An entity (new unless ``uscc``), its approved application and a voucher; the id."""
     n = next(_serial)
-    with service.ledger.transaction() as tx:
-        uow = tx
-        holder = uscc or make_uscc(5000 + n)
-        if uscc is None:
-            register_entity(
-                uow, uscc=holder, name=f"测试单位{n}", type="enterprise", district="成都高新区"
-            )
-        policy = current_policy(uow.state)
-        done = voucher_for(
-            uow,
-            applicant=holder,
-            application=f"A-grpc-{n:04d}",
-            voucher=f"V-grpc-{n:04d}",
-            programme=programme,
-            inputs={**DEFAULT_INPUTS[programme], **(inputs or {})},
-            amount_fen=amount_fen,
-            materials=materials_for(policy, programme),
-            attestations=attest_all(policy, programme),
-            **issue,
-        )
+    holder = uscc or make_uscc(5000 + n)
+    entity = None if uscc else NewEntity(holder, f"测试单位{n}", "enterprise", "成都高新区")
+    with service.reading() as snapshot:
+        policy = current_policy(snapshot.state)
+    approval = Approval(
+        application=f"A-grpc-{n:04d}",
+        programme=programme,
+        applicant=holder,
+        inputs={**DEFAULT_INPUTS[programme], **(inputs or {})},
+        amount_fen=amount_fen,
+        materials=materials_for(policy, programme),
+        attestations=attest_all(policy, programme),
+    )
+    done = service.write(voucher_for, approval, f"V-grpc-{n:04d}", entity=entity, **issue)
     return str(done.entry.body["voucher"])
 
 
@@ -120,6 +120,19 @@ def usage_for(
     return UsageRecord(
         centre, record_id, "acct", resource, quantity, start, start + timedelta(hours=hours)
     )
+
+
+def claim_body(usage: UsageRecord, voucher: str, cost_fen: int) -> dict[str, Any]:
+    """The JSON body of a claim of ``usage`` on ``voucher``, as a centre's client sends it."""
+    return body_dict(claim_message(usage, voucher, cost_fen))
+
+
+def centre_write(service: Service, kind: str, body: dict[str, Any]) -> Redeemed:
+    """A centre's entry (claim, hold, capture, void) signed now with the centre's key, through
+    the redemption use case, as the gRPC server runs it."""
+    signer = service.centre_keys[body["centre"]]
+    entry = Entry(kind, format_time(service.ledger.clock()), body).signed(signer)
+    return service.write(redemption.REDEEM[kind], SignedWrite(entry))
 
 
 def cost_of(ledger: FoldedLog, usage: UsageRecord) -> int:

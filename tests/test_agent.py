@@ -382,7 +382,7 @@ def test_outbox_survives_reopen(tmp_path: Path) -> None:
 # --- the command -----------------------------------------------------------------------------
 
 
-def test_center_run_command(grpc_env: GrpcEnv, tmp_path: Path) -> None:
+def test_centre_run_command(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     voucher = grpc_env.voucher("industry")
     source = write_sacct(tmp_path / "jobs.log", 40, ["chem", "guest"], gpu_share=0.2)
     mapping = tmp_path / "accounts.json"
@@ -417,7 +417,7 @@ def test_center_run_command(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "lacks client.pem" in missing.output
 
 
-def test_center_run_gives_up_with_exit_3(grpc_env: GrpcEnv, tmp_path: Path) -> None:
+def test_centre_run_gives_up_with_exit_3(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as probe:

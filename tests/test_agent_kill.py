@@ -1,7 +1,7 @@
 """Kill either side at any moment: no claim is lost and none is paid twice.
 
 A real ``suanli serve`` process (SQLite, its clock set inside the 2023 round) and a real
-``suanli center run`` process back-fill a few thousand records generated in sacct format
+``suanli centre run`` process back-fill a few thousand records generated in sacct format
 (with the quirks of real exports: job steps, array and heterogeneous jobs, GPU TRES, jobs
 still running). While the back-fill runs, the agent and the server are each killed with
 SIGKILL several times, and once both together, at random points (the first agent kill by
@@ -114,7 +114,7 @@ class World:
         self.logs.append(log)
         with log.open("wb") as err:
             return subprocess.Popen(
-                [SUANLI, "center", "run", "--source", f"sacct:{self.source}",
+                [SUANLI, "center", "run", "--source", f"sacct:{self.source}",  # the alias
                  "--mapping", str(self.mapping), "--centre", CENTRE,
                  "--data-dir", str(self.data_dir), "--outbox", str(self.outbox),
                  "--target", f"127.0.0.1:{self.grpc_port}", "--give-up-after", "60",

@@ -376,35 +376,18 @@ def test_calendar_year_periods() -> None:
     world.at("2024-02-01 10:00")
     early_2024 = world.claim(voucher, wan(1200), start=local("2024-01-02 09:00"))
     assert early_2024["subsidy_fen"] == wan(500)  # a voucher year would still be year 1
-    err = world.refuse(
-        "claim",
-        world.claim_body(voucher, wan(10), start=local("2023-12-31 23:00")),
-        world.centre(),
-        reason="CAP_EXHAUSTED",
-    )
+    err = world.claim_refused(voucher, wan(10), "CAP_EXHAUSTED", start=local("2023-12-31 23:00"))
     assert err.details["cap"] == "period" and err.details["key"].endswith("/2023")
     # count 3: 2023, 2024, 2025; usage in early 2026 (still inside the window) gets nothing
     world.at("2026-01-08 10:00")
-    err = world.refuse(
-        "claim",
-        world.claim_body(voucher, wan(10), start=local("2026-01-05 09:00")),
-        world.centre(),
-        reason="CAP_EXHAUSTED",
-    )
+    err = world.claim_refused(voucher, wan(10), "CAP_EXHAUSTED", start=local("2026-01-05 09:00"))
     assert err.details["key"].endswith("/2026")
 
 
 def test_budget_view_counts_open_holds() -> None:
     world = World()
     voucher = world.voucher("ai-model")
-    body = hold_body(
-        centre="nscc-cd",
-        hold_id="h-1",
-        voucher=voucher,
-        estimated_cost_fen=wan(100),
-        expires_at=world.clock + timedelta(hours=1),
-    )
-    world.apply("hold", body, world.centre())
+    world.apply("hold", world.hold_body(voucher, wan(100)), world.centre())
     row = programme_budget(world.state)["programmes"]["chengdu-2023-31/ai-model"]["2023"]
     assert row == {"paid_fen": 0, "held_fen": wan(50)}
     later = programme_budget(world.state, world.clock + timedelta(hours=2))

@@ -444,13 +444,9 @@ def test_hold_expires_by_itself(world: World) -> None:
     # the period's 500 万 is free again without any entry
     body = world.claim_body(voucher, wan(1000), start=world.clock - timedelta(hours=3))
     assert world.apply("claim", body, world.centre())["subsidy_fen"] == wan(500)
-    usage = world.usage("nscc-cd", wan(1), start=world.clock - timedelta(hours=2))
-    world.refuse(
-        "capture",
-        capture_body(centre="nscc-cd", hold_id="h-1", record_id="late", **usage),
-        world.centre(),
-        reason="HOLD_EXPIRED",
-    )
+    late = world.clock - timedelta(hours=2)
+    body = world.capture_body("h-1", wan(1), "late", start=late)
+    world.refuse("capture", body, world.centre(), reason="HOLD_EXPIRED")
     world.refuse(
         "void", void_body(centre="nscc-cd", hold_id="h-1"), world.centre(), reason="HOLD_EXPIRED"
     )
@@ -493,26 +489,15 @@ def test_hold_closed(world: World) -> None:
     )
     hold(world, voucher, wan(10), hold_id="h-2")
     world.apply("void", void_body(centre="nscc-cd", hold_id="h-2"), world.centre())
-    usage = world.usage("nscc-cd", wan(1), start=world.clock - timedelta(hours=2))
-    world.refuse(
-        "capture",
-        capture_body(centre="nscc-cd", hold_id="h-2", record_id="y", **usage),
-        world.centre(),
-        reason="HOLD_CLOSED",
-    )
+    late = world.clock - timedelta(hours=2)
+    body = world.capture_body("h-2", wan(1), "y", start=late)
+    world.refuse("capture", body, world.centre(), reason="HOLD_CLOSED")
 
 
 def test_hold_exists_and_malformed_expiry(world: World) -> None:
     voucher = ai_voucher(world)
     hold(world, voucher, wan(10))
-    body = hold_body(
-        centre="nscc-cd",
-        hold_id="h-1",
-        voucher=voucher,
-        estimated_cost_fen=1,
-        expires_at=world.clock + timedelta(hours=1),
-    )
-    world.refuse("hold", body, world.centre(), reason="HOLD_EXISTS")
+    world.refuse("hold", world.hold_body(voucher, 1), world.centre(), reason="HOLD_EXISTS")
     for expires in (world.clock, world.clock + timedelta(days=32)):
         body = hold_body(
             centre="nscc-cd",
@@ -527,13 +512,7 @@ def test_hold_exists_and_malformed_expiry(world: World) -> None:
 def test_hold_outside_the_usage_window(world: World) -> None:
     """A (四) voucher of the 2023 round covers past usage only: nothing can be held now."""
     voucher = world.voucher()
-    body = hold_body(
-        centre="nscc-cd",
-        hold_id="h-1",
-        voucher=voucher,
-        estimated_cost_fen=wan(1),
-        expires_at=world.clock + timedelta(hours=1),
-    )
+    body = world.hold_body(voucher, wan(1))
     world.refuse("hold", body, world.centre(), reason="USAGE_OUTSIDE_WINDOW")
 
 
@@ -541,13 +520,9 @@ def test_capture_record_is_deduplicated_with_claims(world: World) -> None:
     voucher = ai_voucher(world)
     world.claim(voucher, wan(1), record_id="job-c", start=world.clock - timedelta(hours=2))
     hold(world, voucher, wan(10))
-    usage = world.usage("nscc-cd", wan(1), start=world.clock - timedelta(hours=2))
-    err = world.refuse(
-        "capture",
-        capture_body(centre="nscc-cd", hold_id="h-1", record_id="job-c", **usage),
-        world.centre(),
-        reason="ALREADY_CLAIMED",
-    )
+    late = world.clock - timedelta(hours=2)
+    body = world.capture_body("h-1", wan(1), "job-c", start=late)
+    err = world.refuse("capture", body, world.centre(), reason="ALREADY_CLAIMED")
     assert "hold_id" in err.details["differs"]
 
 
@@ -555,13 +530,9 @@ def test_capture_on_a_suspended_voucher_is_refused_and_the_hold_stays(world: Wor
     voucher = ai_voucher(world)
     hold(world, voucher, wan(10))
     world.apply("voucher.suspend", status_body(voucher, "核查"), world.issuer)
-    usage = world.usage("nscc-cd", wan(1), start=world.clock - timedelta(hours=2))
-    world.refuse(
-        "capture",
-        capture_body(centre="nscc-cd", hold_id="h-1", record_id="z", **usage),
-        world.centre(),
-        reason="VOUCHER_SUSPENDED",
-    )
+    late = world.clock - timedelta(hours=2)
+    body = world.capture_body("h-1", wan(1), "z", start=late)
+    world.refuse("capture", body, world.centre(), reason="VOUCHER_SUSPENDED")
     assert voucher_view(world.state, voucher)["held_fen"] == wan(5)
 
 
@@ -625,45 +596,16 @@ def test_vector_bodies_are_what_the_builders_make() -> None:
     from ledger.timeutil import parse_time
 
     doc = {v["kind"]: v["body"] for v in _doc_vectors()["vectors"]}
-    claim = doc["claim"]
-    assert (
-        claim_body(
-            centre=claim["centre"],
-            record_id=claim["record_id"],
-            voucher=claim["voucher"],
-            resource=claim["resource"],
-            quantity=claim["quantity"],
-            start=parse_time(claim["start"]),
-            end=parse_time(claim["end"]),
-            cost_fen=claim["cost_fen"],
-        )
-        == claim
-    )
-    held = doc["hold"]
-    assert (
-        hold_body(
-            centre=held["centre"],
-            hold_id=held["hold_id"],
-            voucher=held["voucher"],
-            estimated_cost_fen=held["estimated_cost_fen"],
-            expires_at=parse_time(held["expires_at"]),
-        )
-        == held
-    )
-    cap = doc["capture"]
-    assert (
-        capture_body(
-            centre=cap["centre"],
-            hold_id=cap["hold_id"],
-            record_id=cap["record_id"],
-            resource=cap["resource"],
-            quantity=cap["quantity"],
-            start=parse_time(cap["start"]),
-            end=parse_time(cap["end"]),
-            cost_fen=cap["cost_fen"],
-        )
-        == cap
-    )
+
+    def typed(body: dict[str, Any]) -> dict[str, Any]:
+        """The body's arguments as the builders take them (times as datetimes)."""
+        times = ("start", "end", "expires_at")
+        return {k: parse_time(v) if k in times else v for k, v in body.items()}
+
+    claim, held, cap = doc["claim"], doc["hold"], doc["capture"]
+    assert claim_body(**typed(claim)) == claim
+    assert hold_body(**typed(held)) == held
+    assert capture_body(**typed(cap)) == cap
     assert void_body(centre="nscc-cd", hold_id=doc["void"]["hold_id"]) == doc["void"]
     # and the costs are the development rate card's
     card = Policy.load().rate_cards[0].prices

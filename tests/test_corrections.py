@@ -46,24 +46,13 @@ def test_reverse_restores_every_cap() -> None:
         world.centre(),
         reason="ALREADY_CLAIMED",
     )
-    world.refuse(
-        "claim.reverse",
-        reverse_body(centre="nscc-cd", record_id="job-1", reason="again"),
-        world.issuer,
-        reason="ALREADY_REVERSED",
-    )
-    world.refuse(
-        "claim.reverse",
-        reverse_body(centre="nscc-cd", record_id="job-2", reason="x"),
-        world.issuer,
-        reason="UNKNOWN_CLAIM",
-    )
-    world.refuse(
-        "claim.reverse",
-        reverse_body(centre="nscc-cd", record_id="job-1", reason="x"),
-        world.service,
-        reason="WRONG_SIGNER",
-    )
+    for record, signer, reason in (
+        ("job-1", world.issuer, "ALREADY_REVERSED"),
+        ("job-2", world.issuer, "UNKNOWN_CLAIM"),
+        ("job-1", world.service, "WRONG_SIGNER"),
+    ):
+        body = reverse_body(centre="nscc-cd", record_id=record, reason="again")
+        world.refuse("claim.reverse", body, signer, reason=reason)
     assert caps_book(world.state).audit() == []
 
 

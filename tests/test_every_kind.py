@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from domain_helpers import DEFAULT_INPUTS, local, make_uscc, sha
-from grpc_fixtures import START, ManualClock
+from domain_helpers import DEFAULT_INPUTS, make_uscc, sha
+from grpc_fixtures import START, ManualClock, centre_write, claim_body, usage_for
 from typer.testing import CliRunner
 
 from api.bootstrap import Service
@@ -28,78 +28,39 @@ from ledger import claims
 from ledger.entry import Entry
 from ledger.fold import RULES
 from ledger.keys import Signer
-from ledger.timeutil import format_time
-from ledger.usecases.commands import corrections, entities, log, redemption, settlement, vouchers
-from ledger.usecases.commands.applications import approve_application
-
-USAGE = local("2023-03-01 09:00")
-
-
-def _centre_entry(service: Service, kind: str, body: dict[str, Any], clock: ManualClock) -> Entry:
-    signer = service.centre_keys[body["centre"]]
-    return Entry(kind, format_time(clock()), body).signed(signer)
-
-
-def _usage(service: Service, record_id: str) -> dict[str, Any]:
-    """CPU usage of one hour at nscc-cd, priced by its rate card."""
-    with service.reading() as snapshot:
-        card = claims.centre_of(snapshot.state, "nscc-cd").card_at(USAGE)
-    assert card is not None
-    quantity = 3_600_000  # core-seconds: 1000 core-hours
-    return {
-        "centre": "nscc-cd",
-        "record_id": record_id,
-        "resource": "cpu",
-        "quantity": quantity,
-        "start": USAGE,
-        "end": USAGE + timedelta(hours=1),
-        "cost_fen": card.prices["cpu"].cost(quantity),
-    }
+from ledger.usecases.commands import corrections, entities, log, settlement, vouchers
+from ledger.usecases.commands.applications import Approval, approve_application
+from ledger.usecases.commands.entities import NewEntity
 
 
 def _voucher(service: Service, n: int, programme: str, **terms: Any) -> tuple[str, str]:
     """A new entity and a voucher of ``programme`` for it: (uscc, voucher id)."""
     uscc = make_uscc(9000 + n)
-    service.write(
-        entities.register_entity,
-        uscc=uscc,
-        name=f"全类型单位{n}",
-        type="enterprise",
-        district="成都高新区",
-    )
-    done = service.write(
-        vouchers.voucher_for,
-        applicant=uscc,
-        application=f"A-all-{n}",
-        voucher=f"V-all-{n}",
-        programme=programme,
-        inputs=DEFAULT_INPUTS[programme],
-        **terms,
-    )
-    return uscc, str(done.entry.body["voucher"])
+    entity = NewEntity(uscc, f"全类型单位{n}", "enterprise", "成都高新区")
+    approval = Approval(f"A-all-{n}", programme, uscc, DEFAULT_INPUTS[programme])
+    service.write(vouchers.voucher_for, approval, f"V-all-{n}", entity=entity, **terms)
+    return uscc, f"V-all-{n}"
 
 
 def _redeem(service: Service, clock: ManualClock) -> None:
-    """claim, hold, capture, void: the centre's entries, through the redemption use cases."""
+    """claim, hold, capture, void: the centre's entries, through the redemption use cases;
+    then a reversal, a clawback and the voucher's status changed."""
     _, voucher = _voucher(service, 1, "ai-model")  # holds need a window open now
-    sign = lambda kind, body: _centre_entry(service, kind, body, clock)  # noqa: E731
-    usage = _usage(service, "all-claim")
-    service.write(redemption.claim, sign("claim", claims.claim_body(voucher=voucher, **usage)))
+    usage = usage_for(service.ledger, "nscc-cd", 10_000, "all-claim")
+    centre_write(service, "claim", claim_body(usage, voucher, 10_000))
     for hold_id in ("all-hold-1", "all-hold-2"):
         body = claims.hold_body(
             centre="nscc-cd",
             hold_id=hold_id,
             voucher=voucher,
-            estimated_cost_fen=usage["cost_fen"],
+            estimated_cost_fen=10_000,
             expires_at=clock() + timedelta(hours=1),
         )
-        service.write(redemption.hold, sign("hold", body))
-    captured = {k: v for k, v in _usage(service, "all-capture").items() if k != "centre"}
-    body = claims.capture_body(centre="nscc-cd", hold_id="all-hold-1", **captured)
-    service.write(redemption.claim, sign("capture", body))
-    service.write(
-        redemption.void, sign("void", claims.void_body(centre="nscc-cd", hold_id="all-hold-2"))
-    )
+        centre_write(service, "hold", body)
+    used = usage_for(service.ledger, "nscc-cd", 10_000, "all-capture")
+    captured = {k: v for k, v in claim_body(used, voucher, 10_000).items() if k != "voucher"}
+    centre_write(service, "capture", {**captured, "hold_id": "all-hold-1"})
+    centre_write(service, "void", claims.void_body(centre="nscc-cd", hold_id="all-hold-2"))
     service.write(
         corrections.reverse_claim, centre="nscc-cd", record_id="all-claim", reason="wrong job"
     )
@@ -127,13 +88,8 @@ def build_log(service: Service, clock: ManualClock) -> None:
         type="enterprise",
         district="成都高新区",
     )
-    service.write(
-        approve_application,
-        application="A-all-grant",
-        programme="adaptation",
-        applicant=grantee,
-        inputs=DEFAULT_INPUTS["adaptation"],
-    )
+    approval = Approval("A-all-grant", "adaptation", grantee, DEFAULT_INPUTS["adaptation"])
+    service.write(approve_application, approval)
     service.write(vouchers.pay_grant, application="A-all-grant", grant="G-all")
     _redeem(service, clock)
     settlement.issue_statement(service.write, centre="nscc-cd", period="2023-Q3")

@@ -22,10 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import grpc
 import pytest
 from grpc_fixtures import START, ManualClock, issue_voucher, usage_for
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.client import ClaimItem, RedemptionClient, RedemptionError
 from api.bootstrap import open_service
@@ -81,29 +79,23 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
     service.close()
 
     clock_start = START + timedelta(minutes=5)
-    env = {
-        **os.environ,
-        "SUANLI_DATA_DIR": str(data_dir),
-        "SUANLI_DB": pg_url,
-        "SUANLI_CLOCK": format_time(clock_start),
-        "SUANLI_LOG_LEVEL": "WARNING",
-    }
     servers: list[tuple[subprocess.Popen[bytes], int, Path]] = []
     try:
         for n in range(2):
             port = _free_port()
             log_path = tmp_path / f"serve-{n}.log"
+            settings = Settings(
+                data_dir=data_dir,
+                db=pg_url,
+                clock=format_time(clock_start),
+                log_level="WARNING",
+                http=f"127.0.0.1:{_free_port()}",
+                grpc=f"127.0.0.1:{port}",
+            )
             with log_path.open("wb") as log_file:
                 process = subprocess.Popen(
-                    [
-                        str(Path(sys.executable).parent / "suanli"),
-                        "serve",
-                        "--http",
-                        f"127.0.0.1:{_free_port()}",
-                        "--grpc",
-                        f"127.0.0.1:{port}",
-                    ],
-                    env=env,
+                    [str(Path(sys.executable).parent / "suanli"), "serve"],
+                    env={**os.environ, **settings.environment()},
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     cwd=Path(__file__).resolve().parent.parent,
@@ -133,25 +125,9 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
 
 
 def _wait_serving(process: subprocess.Popen[bytes], port: int, data_dir: Path, log: Path) -> None:
-    files = data_dir / "centres" / "nscc-cd"
-    credentials = grpc.ssl_channel_credentials(
-        (files / "ca.pem").read_bytes(),
-        (files / "client.key").read_bytes(),
-        (files / "client.pem").read_bytes(),
-    )
-    deadline = time.monotonic() + 60
-    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"suanli serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    pytest.fail(f"suanli serve on port {port} did not become healthy:\n{log.read_text()}")
+    with RedemptionClient.from_data_dir(f"localhost:{port}", data_dir, "nscc-cd") as client:
+        if not client.wait_serving(60, alive=lambda: process.poll() is None):
+            pytest.fail(f"suanli serve on port {port} did not become healthy:\n{log.read_text()}")
 
 
 def test_two_processes_32_clients_never_overspend(two_servers: dict[str, object]) -> None:

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import openpyxl
-import pytest
 from domain_helpers import local, wan
 from fastapi.testclient import TestClient
 from grpc_fixtures import START, ManualClock
-from test_http_grantee import claim, clawback, populate, reverse
+from test_http_grantee import claim, clawback, populate, reverse, world
 
 from api.bootstrap import Service
 from api.http.app import create_app
 from ledger import claims, grants, settlement
 from ledger.caps import programme_budget
+
+__all__ = ["world"]  # the fixture, shared with tests/test_http_grantee.py
 
 PROBLEM = "application/problem+json"
 LINE_HEADINGS = [
@@ -39,15 +39,6 @@ LINE_HEADINGS = [
     "补贴金额(元)",
     "日志索引",
 ]
-
-
-@pytest.fixture
-def world(open_service, db_url) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    clock = ManualClock(START)
-    service: Service = open_service(db_url, clock=clock)
-    made = populate(service, clock)
-    with TestClient(create_app(service)) as client:
-        yield {**made, "service": service, "client": client, "clock": clock}
 
 
 def yuan(fen: int) -> str:

@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,20 @@ import openpyxl
 import pytest
 from domain_helpers import local, sha, wan
 from fastapi.testclient import TestClient
-from grpc_fixtures import START, USAGE_START, ManualClock, issue_voucher, usage_for
+from grpc_fixtures import (
+    START,
+    ManualClock,
+    centre_write,
+    claim_body,
+    issue_voucher,
+    usage_for,
+)
 
 from api.bootstrap import Service
 from api.http.app import create_app
-from ledger import caps, claims, corrections, vouchers
+from ledger import caps, claims, vouchers
 from ledger.entry import Entry
-from ledger.timeutil import format_time
+from ledger.usecases.commands import corrections
 
 PROBLEM = "application/problem+json"
 
@@ -36,67 +43,44 @@ PROBLEM = "application/problem+json"
 
 
 def claim(
-    service: Service,
-    voucher: str,
-    cost_fen: int,
-    record_id: str,
-    centre: str = "nscc-cd",
-    start: datetime = USAGE_START,
+    service: Service, voucher: str, cost_fen: int, record_id: str, **usage: Any
 ) -> dict[str, Any]:
-    """A claim signed by the centre's key, appended through the ledger."""
-    ledger = service.ledger
-    usage = usage_for(ledger, centre, cost_fen, record_id, start=start)
-    body = claims.claim_body(
-        centre=centre,
-        record_id=record_id,
-        voucher=voucher,
-        resource=usage.resource,
-        quantity=usage.quantity,
-        start=usage.start,
-        end=usage.end,
-        cost_fen=cost_fen,
-    )
-    entry = Entry("claim", format_time(ledger.clock()), body).signed(service.centre_keys[centre])
-    result: dict[str, Any] = ledger.submit(entry).result
-    return result
+    """A claim signed by the centre's key (``usage``: ``centre``, ``start``), through the
+    redemption use case."""
+    centre = usage.pop("centre", "nscc-cd")
+    record = usage_for(service.ledger, centre, cost_fen, record_id, **usage)
+    return dict(centre_write(service, "claim", claim_body(record, voucher, cost_fen)).result)
 
 
 def hold(service: Service, voucher: str, estimate_fen: int, hold_id: str) -> dict[str, Any]:
-    ledger = service.ledger
     body = claims.hold_body(
         centre="nscc-cd",
         hold_id=hold_id,
         voucher=voucher,
         estimated_cost_fen=estimate_fen,
-        expires_at=ledger.clock() + timedelta(days=7),
+        expires_at=service.ledger.clock() + timedelta(days=7),
     )
-    entry = Entry("hold", format_time(ledger.clock()), body).signed(service.centre_keys["nscc-cd"])
-    result: dict[str, Any] = ledger.submit(entry).result
-    return result
-
-
-def issuer_entry(service: Service, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    ledger = service.ledger
-    entry = Entry(kind, format_time(ledger.clock()), body).signed(ledger.keys.issuer)
-    result: dict[str, Any] = ledger.submit(entry).result
-    return result
+    return dict(centre_write(service, "hold", body).result)
 
 
 def reverse(service: Service, record_id: str, centre: str = "nscc-cd") -> dict[str, Any]:
-    body = corrections.reverse_body(centre=centre, record_id=record_id, reason="计量错误")
-    return issuer_entry(service, "claim.reverse", body)
+    done = service.write(
+        corrections.reverse_claim, centre=centre, record_id=record_id, reason="计量错误"
+    )
+    return done.result
 
 
 def clawback(
     service: Service, record_id: str, amount_fen: int, centre: str = "nscc-cd"
 ) -> dict[str, Any]:
-    body = corrections.clawback_body(
+    done = service.write(
+        corrections.claw_back,
         amount_fen=amount_fen,
         reason="虚报",
         evidence_sha256=sha("evidence"),
         claim=(centre, record_id),
     )
-    return issuer_entry(service, "clawback", body)
+    return done.result
 
 
 def holder_of(service: Service, voucher: str) -> str:

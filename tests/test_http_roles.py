@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import math
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from grpc_fixtures import ManualClock
 from httpx2 import Response  # what the TestClient answers with
 from joserfc import jws
 from joserfc.errors import BadSignatureError, SecurityWarning
@@ -70,20 +70,11 @@ def uscc(n: int) -> str:
     return complete(f"91510100MA{n:07d}")
 
 
-class Clock:
-    """The service clock, moved by the test."""
+class Clock(ManualClock):
+    """The service clock, moved by the test to a local (Asia/Shanghai) time."""
 
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, text: str) -> None:
-        with self._lock:
-            self._now = local(text)
+    def set(self, text: str) -> None:  # type: ignore[override]
+        super().set(local(text))
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -158,13 +149,16 @@ class Env:
         self.ok(self.client.post(path, json={**body, **kw}, headers=self.as_(who)), 201)
         return code
 
-    def submit(self, programme: str, **inputs: Any) -> str:
-        response = self.client.post(
+    def apply_for(self, programme: str, **inputs: Any) -> Response:
+        """The grantee's application to ``programme``, as answered (not checked)."""
+        return self.client.post(
             "/v1/apply/applications",
             json=self.application(programme, **inputs),
             headers=self.as_("grantee"),
         )
-        return str(self.ok(response, 201)["application"])
+
+    def submit(self, programme: str, **inputs: Any) -> str:
+        return str(self.ok(self.apply_for(programme, **inputs), 201)["application"])
 
     def review(self, app_id: str, opinion: str = "approve", who: str = "reviewer") -> Response:
         return self.client.post(
@@ -357,11 +351,7 @@ def test_application_at_2023_08_28_00_00_is_refused(open_service, db_url) -> Non
         env.token("grantee", "grantee", entity=uscc(1))
         env.register("admin")
         env.refused(
-            lambda: client.post(
-                "/v1/apply/applications",
-                json=env.application("industry"),
-                headers=env.as_("grantee"),
-            ),
+            lambda: env.apply_for("industry"),
             422,
             "OUTSIDE_SUBMISSION_WINDOW",
             "2023-08-18 00:00",
@@ -556,11 +546,7 @@ def test_blacklisting_suspends_the_holders_vouchers_and_lifting_reinstates(env: 
     entity = env.ok(env.client.get(f"/v1/admin/entities/{code}", headers=env.as_("auditor")))
     assert entity["blacklisted"]["evidence_sha256"] == sha("判决书")
     env.refused(
-        lambda: env.client.post(
-            "/v1/apply/applications",
-            json=env.application("industry"),
-            headers=env.as_("grantee"),
-        ),
+        lambda: env.apply_for("industry"),
         422,
         "NOT_ELIGIBLE",
         "blacklisted",

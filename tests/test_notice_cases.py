@@ -96,21 +96,11 @@ def test_ai_model_1500_wan_first_year_gets_500_wan_and_year_two_starts_fresh() -
     )
     # Year 1 ends at 2024-01-10 00:00 CST: usage just before that is still year 1.
     world.at("2024-03-10 10:00")
-    err = world.refuse(
-        "claim",
-        world.claim_body(voucher, wan(10), start=local("2024-01-09 22:00")),
-        world.centre(),
-        reason="CAP_EXHAUSTED",
-    )
+    err = world.claim_refused(voucher, wan(10), "CAP_EXHAUSTED", start=local("2024-01-09 22:00"))
     assert err.details["cap"] == "period" and err.details["key"] == f"{voucher}/1"
     year2 = world.claim(voucher, wan(1500), start=local("2024-01-10 00:00"))
     assert year2["subsidy_fen"] == wan(500) and year2["bound_by"] == "period"
-    err = world.refuse(
-        "claim",
-        world.claim_body(voucher, wan(10), start=local("2024-06-01 09:00")),
-        world.centre(),
-        reason="CAP_EXHAUSTED",
-    )
+    err = world.claim_refused(voucher, wan(10), "CAP_EXHAUSTED", start=local("2024-06-01 09:00"))
     assert err.details["key"] == f"{voucher}/2"
     world.at("2025-03-10 10:00")
     year3 = world.claim(voucher, wan(2000), start=local("2025-03-01 09:00"))
@@ -184,37 +174,28 @@ def test_rank_eleven_is_not_eligible() -> None:
 # --- 二、(二) 云计算中心提档升级 -------------------------------------------------------------
 
 
-def test_upgrade_1200_racks_at_1500_yuan_gets_90_wan() -> None:
-    """二、(二) 2.: 50 % of 1,500 元 = 750 元 per rack (< 1000 元) × 1,200 racks = 90 万元."""
+def _upgrade(racks: int, yuan_per_rack: int) -> tuple[World, str, int]:
+    """A 提档升级 application for ``racks`` racks (all in use) renovated at ``yuan_per_rack``
+    each, approved; and what the calculator gives for it before the entity cap."""
     calc = Policy.load().programmes["cloud-upgrade"].calculator
     assert calc is not None
-    assert rack_subsidy(calc, 1200, 1500 * YUAN) == wan(90)
+    cost = yuan_per_rack * YUAN
     world = World()
-    app = world.approved(
-        "cloud-upgrade",
-        {
-            "racks_total": 1200,
-            "racks_in_use": 1200,
-            "avg_renovation_cost_per_rack_fen": 1500 * YUAN,
-        },
-    )
+    inputs = {"racks_total": racks, "racks_in_use": racks, "avg_renovation_cost_per_rack_fen": cost}
+    return world, world.approved("cloud-upgrade", inputs), rack_subsidy(calc, racks, cost)
+
+
+def test_upgrade_1200_racks_at_1500_yuan_gets_90_wan() -> None:
+    """二、(二) 2.: 50 % of 1,500 元 = 750 元 per rack (< 1000 元) × 1,200 racks = 90 万元."""
+    world, app, calculated = _upgrade(1200, 1500)
+    assert calculated == wan(90)
     assert world.pay(app)["paid_fen"] == wan(90)
 
 
 def test_upgrade_3000_racks_at_3000_yuan_gets_200_wan() -> None:
     """二、(二) 2.: min(1000 元, 50 % of 3,000 元) × 3,000 = 300 万元, capped at 200 万元."""
-    calc = Policy.load().programmes["cloud-upgrade"].calculator
-    assert calc is not None
-    assert rack_subsidy(calc, 3000, 3000 * YUAN) == wan(300)
-    world = World()
-    app = world.approved(
-        "cloud-upgrade",
-        {
-            "racks_total": 3000,
-            "racks_in_use": 3000,
-            "avg_renovation_cost_per_rack_fen": 3000 * YUAN,
-        },
-    )
+    world, app, calculated = _upgrade(3000, 3000)
+    assert calculated == wan(300)
     assert world.state.parts["applications"].applications[app].approved_fen == wan(200)
     assert world.pay(app)["paid_fen"] == wan(200)
 
@@ -328,16 +309,9 @@ def test_online_submission_window(when: str, accepted: bool) -> None:
     world = World(clock=local("2023-08-01 09:00"))
     uscc = world.register()
     body = _submit_body(world, "industry", uscc, {})
-    if accepted:
-        world.apply("application.submit", body, world.service, at=local(when))
-    else:
-        err = world.refuse(
-            "application.submit",
-            body,
-            world.service,
-            at=local(when),
-            reason="OUTSIDE_SUBMISSION_WINDOW",
-        )
+    refused = None if accepted else "OUTSIDE_SUBMISSION_WINDOW"
+    err = world.attempt("application.submit", body, world.service, at=local(when), refused=refused)
+    if err is not None:
         assert "2023-08-18 00:00 to 2023-08-27 24:00 (Asia/Shanghai)" in err.message
         assert when[:16] in err.message
 
@@ -356,16 +330,9 @@ def test_district_opinion_deadline(when: str, accepted: bool) -> None:
         "reviewer": "高新区新经济局",
         "opinion": "approve",
     }
-    if accepted:
-        world.apply("application.review", body, world.service, at=local(when))
-    else:
-        err = world.refuse(
-            "application.review",
-            body,
-            world.service,
-            at=local(when),
-            reason="REVIEW_DEADLINE_PASSED",
-        )
+    refused = None if accepted else "REVIEW_DEADLINE_PASSED"
+    err = world.attempt("application.review", body, world.service, at=local(when), refused=refused)
+    if err is not None:
         assert "2023-08-30 24:00" in err.message
 
 

@@ -11,7 +11,6 @@ import pytest
 from domain_helpers import World, local, wan
 
 from ledger.canonical import canonical_bytes
-from ledger.credential import sign_voucher
 from ledger.errors import InvalidInput, LedgerError
 from ledger.policy import Policy, current_policy, policy_at, publish_body
 from ledger.vouchers import issue_body, voucher_view
@@ -232,27 +231,7 @@ def test_open_rate_of_talent_is_refused_until_a_version_sets_it() -> None:
         )
     assert caught.value.reason == "POLICY_FIGURE_OPEN"
     # A hand-made body that guesses a rate is refused by the fold with the same reason.
-    holder = world.state.parts["applications"].applications[app].applicant
-    payload = {
-        "voucher": "V-T",
-        "application": app,
-        "round": "chengdu-2023-31",
-        "programme": "talent",
-        "holder": holder,
-        "face_value_fen": wan(90),
-        "rate_bp": 3000,
-        "usage_window": {
-            "start": "2023-01-09T16:00:00.000000Z",
-            "end": "2023-07-31T16:00:00.000000Z",
-        },
-        "valid": {"from": "2023-01-09T16:00:00.000000Z", "until": "2024-07-31T16:00:00.000000Z"},
-        "periods": None,
-        "centres": ["nscc-cd"],
-        "issuer_key": world.issuer.key_id,
-        "log_index": world.state.size,
-        "policy_version": world.policy.version,
-    }
-    body = {**payload, "credential": sign_voucher(payload, world.issuer)}
+    body = world.voucher_body_unchecked(app, "V-T", "talent", wan(90))
     err = world.refuse("voucher.issue", body, world.issuer, reason="POLICY_FIGURE_OPEN")
     assert err.details == {"programme": "talent", "figure": "rate_bp"}
     assert "二、(五)" not in err.message or "open" in err.message

@@ -1,9 +1,10 @@
-"""`suanli center preview` (the typer sub-app, driven with CliRunner) and the mapping file."""
+"""`suanli centre preview` (the typer sub-app, driven with CliRunner) and the mapping file."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -123,17 +124,22 @@ def test_preview_stdin() -> None:
     assert len(lines_of(result.stdout)) == 3
 
 
-def test_preview_events(tmp_path: Path) -> None:
-    events = tmp_path / "events.jsonl"
-    event = {
+def _event(kind: str, event_id: str, **data: Any) -> dict[str, Any]:
+    """A CloudEvents usage event of acme at cd-icc, 2023-08-20 02:00 UTC."""
+    return {
         "specversion": "1.0",
-        "type": "gpu.usage",
-        "id": "e1",
+        "type": kind,
+        "id": event_id,
         "source": "cd-icc",
         "subject": "acme",
         "time": "2023-08-20T02:00:00Z",
-        "data": {"resource": "gpu:910b", "cards": 8, "duration_seconds": 3600},
+        "data": data,
     }
+
+
+def test_preview_events(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    event = _event("gpu.usage", "e1", resource="gpu:910b", cards=8, duration_seconds=3600)
     events.write_text(json.dumps(event) + "\n", encoding="utf-8")
     result = runner.invoke(app, ["preview", "--events", str(events)])
     assert result.exit_code == 0, result.output
@@ -162,15 +168,7 @@ def test_preview_events_instance_types_from_mapping(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     events = tmp_path / "events.json"
-    event = {
-        "specversion": "1.0",
-        "type": "workload",
-        "id": "w1",
-        "source": "cd-icc",
-        "subject": "acme",
-        "time": "2023-08-20T02:00:00Z",
-        "data": {"instance_type": "910b.8x", "duration_seconds": 600},
-    }
+    event = _event("workload", "w1", instance_type="910b.8x", duration_seconds=600)
     events.write_text(json.dumps([event], indent=2), encoding="utf-8")
     result = runner.invoke(app, ["preview", "--events", str(events), "--mapping", str(mapping)])
     assert result.exit_code == 0, result.output

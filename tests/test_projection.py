@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from grpc_fixtures import START, ManualClock, issue_voucher, usage_for
+from grpc_fixtures import START, ManualClock, centre_write, claim_body, issue_voucher, usage_for
 from typer.testing import CliRunner
 
 from api.cli import app
-from ledger import claims
 from ledger.audit import verify_log
 from ledger.projection import summary
 from ledger.store.log import load_projection
-from ledger.timeutil import format_time
 
 
 def _service_with_claims(open_service, db_url, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -22,23 +20,9 @@ def _service_with_claims(open_service, db_url, tmp_path: Path):  # type: ignore[
     service = open_service(db_url, tmp_path / "data", clock=clock)
     ledger = service.ledger
     voucher = issue_voucher(service, "industry")
-    signer = service.centre_keys["nscc-cd"]
-    with ledger.transaction() as tx:
-        for i in range(5):
-            usage = usage_for(ledger, "nscc-cd", 10_000 * (i + 1), f"job-{i}")
-            body = claims.claim_body(
-                centre="nscc-cd",
-                record_id=usage.record_id,
-                voucher=voucher,
-                resource=usage.resource,
-                quantity=usage.quantity,
-                start=usage.start,
-                end=usage.end,
-                cost_fen=10_000 * (i + 1),
-            )
-            from ledger.entry import Entry
-
-            tx.append(Entry("claim", format_time(clock()), body).signed(signer))
+    for i in range(5):
+        usage = usage_for(ledger, "nscc-cd", 10_000 * (i + 1), f"job-{i}")
+        centre_write(service, "claim", claim_body(usage, voucher, 10_000 * (i + 1)))
     return service
 
 

@@ -1,4 +1,4 @@
-"""Reconciliation (adapters.reconcile, ``suanli center reconcile``): every kind of difference
+"""Reconciliation (adapters.reconcile, ``suanli centre reconcile``): every kind of difference
 between the centre's records and the ledger's claims and statements, and none when the
 agent has done its work."""
 
@@ -8,6 +8,7 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory
@@ -172,36 +173,27 @@ def test_by_usage_period() -> None:
 
 
 def test_statement_differences() -> None:
-    good = Statement(
-        "nscc-cd.2023-Q3.1",
-        "2023-Q3",
-        450,
-        2000,
-        (StatementLine("j/1", "V-1", 1000, 300), StatementLine("j/2", "V-1", 1000, 150)),
-    )
-    ok = reconcile(
-        centre="nscc-cd",
-        period=Q3,
-        centre_records=[claimed("j/1"), claimed("j/2", 150, 11)],
-        ledger_claims=[ledger("j/1"), ledger("j/2", 150, 11)],
-        statements=[good],
-    )
+    def q3(amount_fen: int, *lines: tuple[str, int], **more: Any) -> Statement:
+        """nscc-cd's first Q3 statement: ``lines`` (record, amount) on V-1, cost 1000 each."""
+        paid = tuple(StatementLine(record, "V-1", 1000, fen) for record, fen in lines)
+        return Statement("nscc-cd.2023-Q3.1", "2023-Q3", amount_fen, 2000, paid, **more)
+
+    good = q3(450, ("j/1", 300), ("j/2", 150))
+
+    def with_statements(*statements: Statement) -> Any:
+        """The Q3 reconciliation of j/1 and j/2 (claimed, both sides) against ``statements``."""
+        return reconcile(
+            centre="nscc-cd",
+            period=Q3,
+            centre_records=[claimed("j/1"), claimed("j/2", 150, 11)],
+            ledger_claims=[ledger("j/1"), ledger("j/2", 150, 11)],
+            statements=list(statements),
+        )
+
+    ok = with_statements(good)
     assert ok.ok and ok.statements == [good]
-    bad = Statement(
-        "nscc-cd.2023-Q3.1",
-        "2023-Q3",
-        500,
-        2000,
-        (StatementLine("j/1", "V-1", 1000, 301), StatementLine("j/9", "V-1", 1000, 150)),
-        log_index=20,
-    )
-    report = reconcile(
-        centre="nscc-cd",
-        period=Q3,
-        centre_records=[claimed("j/1"), claimed("j/2", 150, 11)],
-        ledger_claims=[ledger("j/1"), ledger("j/2", 150, 11)],
-        statements=[bad, Statement("nscc-cd.2023-Q2.1", "2023-Q2", 0, 0, ())],
-    )
+    bad = q3(500, ("j/1", 301), ("j/9", 150), log_index=20)
+    report = with_statements(bad, Statement("nscc-cd.2023-Q2.1", "2023-Q2", 0, 0, ()))
     kinds = sorted((d.kind, d.record_id) for d in report.differences)
     assert kinds == [
         ("not-on-statement", "j/2"),

@@ -283,63 +283,21 @@ def test_issue_refusals(world: World) -> None:
         world.issuer,
         reason="CREDENTIAL_MISMATCH",
     )  # the payload no longer matches the body
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"face_value_fen": wan(301)}),
-        world.issuer,
-        reason="AMOUNT_EXCEEDS_APPROVAL",
-    )
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"face_value_fen": 99_999}),
-        world.issuer,
-        reason="BELOW_MINIMUM_VOUCHER",
-    )
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"rate_bp": 5000}),
-        world.issuer,
-        reason="RATE_MISMATCH",
-    )
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"holder": stranger}),
-        world.issuer,
-        reason="APPLICATION_MISMATCH",
-    )  # not transferable: the holder is the applicant
     periods = {"kind": "voucher_year", "count": 3, "cap_fen": wan(500)}
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"periods": periods}),
-        world.issuer,
-        reason="PERIODS_MISMATCH",
-    )
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"centres": ["nscc-cd", "sz-hpc"]}),
-        world.issuer,
-        reason="CENTRE_NOT_ACCEPTED",
-    )
     late = {"start": body["usage_window"]["start"], "end": "2023-08-01T16:00:00.000000Z"}
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"usage_window": late}),
-        world.issuer,
-        reason="WINDOW_NOT_ALLOWED",
-    )
     long = {"from": body["valid"]["from"], "until": "2024-08-01T16:00:00.000000Z"}
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"valid": long}),
-        world.issuer,
-        reason="WINDOW_NOT_ALLOWED",
-    )
-    world.refuse(
-        "voucher.issue",
-        _resign(world, body | {"policy_version": "0" * 64}),
-        world.issuer,
-        reason="POLICY_VERSION_MISMATCH",
-    )
+    for change, reason in (
+        ({"face_value_fen": wan(301)}, "AMOUNT_EXCEEDS_APPROVAL"),
+        ({"face_value_fen": 99_999}, "BELOW_MINIMUM_VOUCHER"),
+        ({"rate_bp": 5000}, "RATE_MISMATCH"),
+        ({"holder": stranger}, "APPLICATION_MISMATCH"),  # not transferable: the applicant's
+        ({"periods": periods}, "PERIODS_MISMATCH"),
+        ({"centres": ["nscc-cd", "sz-hpc"]}, "CENTRE_NOT_ACCEPTED"),
+        ({"usage_window": late}, "WINDOW_NOT_ALLOWED"),
+        ({"valid": long}, "WINDOW_NOT_ALLOWED"),
+        ({"policy_version": "0" * 64}, "POLICY_VERSION_MISMATCH"),
+    ):
+        world.refuse("voucher.issue", _resign(world, body | change), world.issuer, reason=reason)
     world.refuse("voucher.issue", body, world.service, reason="WRONG_SIGNER")
     other = World()  # a credential signed by a key the log does not know as this entry's signer
     forged = body | {
@@ -369,27 +327,7 @@ def test_issue_needs_an_approved_voucher_programme(world: World) -> None:
 
 def _issue_unchecked(world: World, app: str, programme: str = "industry") -> dict[str, Any]:
     """A well-formed body for an application the builder would not accept."""
-    holder = world.state.parts["applications"].applications[app].applicant
-    payload = {
-        "voucher": "V-U",
-        "application": app,
-        "round": world.policy.round,
-        "programme": programme,
-        "holder": holder,
-        "face_value_fen": wan(10),
-        "rate_bp": 3000,
-        "usage_window": {
-            "start": "2023-01-09T16:00:00.000000Z",
-            "end": "2023-07-31T16:00:00.000000Z",
-        },
-        "valid": {"from": "2023-01-09T16:00:00.000000Z", "until": "2024-07-31T16:00:00.000000Z"},
-        "periods": None,
-        "centres": ["nscc-cd"],
-        "issuer_key": world.issuer.key_id,
-        "log_index": world.state.size,
-        "policy_version": world.policy.version,
-    }
-    return payload | {"credential": sign_voucher(payload, world.issuer)}
+    return world.voucher_body_unchecked(app, "V-U", programme, wan(10))
 
 
 def test_blacklisted_holder_gets_no_voucher(world: World) -> None:

@@ -14,40 +14,23 @@ from typing import Annotated, Any
 
 import typer
 
-from adapters.cli.options import (
-    CentreDirOpt,
-    CentreOpt,
-    DataDirOpt,
-    DelimiterOpt,
-    MappingOpt,
-    OutboxOpt,
-    RatesOpt,
-    ServerNameOpt,
-    TargetOpt,
-    TzOpt,
-    centre_for,
-    delimiter_of,
-    fail,
-    parse_zone,
-    paths,
-    target_of,
-)
+from adapters.cli import options as opt
 from adapters.settings import CentreSettings
 
 
 def reconcile(
     *,
     period: Annotated[str, typer.Option(help="2023-Q3, 2023-08, 2023, A..B (dates) or all")],
-    centre: CentreOpt = None,
+    centre: opt.CentreOpt = None,
     source: Annotated[
         list[str] | None, typer.Option("--source", help="also compare the export itself")
     ] = None,
-    mapping: MappingOpt = None,
-    data_dir: DataDirOpt = None,
-    centre_dir: CentreDirOpt = None,
-    outbox: OutboxOpt = None,
-    target: TargetOpt = None,
-    rates: RatesOpt = "builtin",
+    mapping: opt.MappingOpt = None,
+    data_dir: opt.DataDirOpt = None,
+    centre_dir: opt.CentreDirOpt = None,
+    outbox: opt.OutboxOpt = None,
+    target: opt.TargetOpt = None,
+    rates: opt.RatesOpt = "builtin",
     by: Annotated[
         str, typer.Option(help="claimed (ledger time) or usage (usage start)")
     ] = "claimed",
@@ -58,9 +41,9 @@ def reconcile(
         list[str] | None,
         typer.Option("--prefix", help="only record ids starting with this (repeatable)"),
     ] = None,
-    delimiter: DelimiterOpt = "|",
-    tz: TzOpt = "UTC",
-    server_name: ServerNameOpt = None,
+    delimiter: opt.DelimiterOpt = "|",
+    tz: opt.TzOpt = "UTC",
+    server_name: opt.ServerNameOpt = None,
     limit: Annotated[int, typer.Option(help="differences shown (all with --json)")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
@@ -72,8 +55,8 @@ def reconcile(
     from ledger.errors import InvalidInput
 
     sources = source or []
-    centre_id = centre_for(centre, sources) if (centre or sources) else "nscc-cd"
-    directory, outbox_path = paths(centre_id, data_dir, centre_dir, outbox)
+    centre_id = opt.centre_for(centre, sources) if (centre or sources) else "nscc-cd"
+    directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     try:
         wanted = Period.parse(period)
         if by not in ("claimed", "usage"):
@@ -85,14 +68,14 @@ def reconcile(
         if not outbox_path.exists() and not sources:
             raise AgentError(f"no outbox at {outbox_path} and no --source: nothing to compare")
     except (AgentError, InvalidInput) as exc:
-        raise fail(exc.message if isinstance(exc, InvalidInput) else str(exc), 2) from exc
+        raise opt.fail(exc.message if isinstance(exc, InvalidInput) else str(exc), 2) from exc
     try:
         records, now = _centre_side(
-            outbox_path, centre_id, sources, mapping, rates, delimiter_of(delimiter), tz
+            outbox_path, centre_id, sources, mapping, rates, opt.delimiter_of(delimiter), tz
         )
     except (AgentError, InvalidInput) as exc:
-        raise fail(exc.message if isinstance(exc, InvalidInput) else str(exc)) from exc
-    claims, statements = _ledger_side(files, centre_id, target_of(target), server_name)
+        raise opt.fail(exc.message if isinstance(exc, InvalidInput) else str(exc)) from exc
+    claims, statements = _ledger_side(files, centre_id, opt.target_of(target), server_name)
     report = compare(
         centre=centre_id,
         period=wanted,
@@ -152,7 +135,7 @@ def _ledger_side(
         with RedemptionClient.from_files(target, files, centre, server_name=server_name) as client:
             return ledger_records(client)
     except RedemptionError as exc:
-        raise fail(f"cannot list the ledger's claims at {target}: {exc}", 2) from exc
+        raise opt.fail(f"cannot list the ledger's claims at {target}: {exc}", 2) from exc
 
 
 def _add_source_records(
@@ -174,7 +157,7 @@ def _add_source_records(
 
     accounts = AccountMap.load(mapping)
     book = RateBook.load(rates, token=CentreSettings().token)
-    zone = parse_zone(tz)
+    zone = opt.parse_zone(tz)
     for text in sources:
         src = UsageSource.parse(text, delimiter=delimiter, tz=zone)
         results = (

@@ -24,26 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from adapters.cli.options import (
-    EXIT_PENDING,
-    CentreDirOpt,
-    CentreOpt,
-    DataDirOpt,
-    DelimiterOpt,
-    OutboxOpt,
-    RatesOpt,
-    ServerNameOpt,
-    SourceOpt,
-    TargetOpt,
-    TzOpt,
-    centre_for,
-    delimiter_of,
-    fail,
-    parse_zone,
-    paths,
-    target_of,
-    use_logging,
-)
+from adapters.cli import options as opt
 from adapters.settings import CentreSettings
 
 if TYPE_CHECKING:
@@ -103,19 +84,19 @@ def _print_summary(
 
 def run(
     *,
-    source: SourceOpt,
+    source: opt.SourceOpt,
     mapping: Annotated[Path, typer.Option(help="account -> voucher mapping (JSON or TOML)")],
-    centre: CentreOpt = None,
-    data_dir: DataDirOpt = None,
-    centre_dir: CentreDirOpt = None,
-    outbox: OutboxOpt = None,
-    target: TargetOpt = None,
+    centre: opt.CentreOpt = None,
+    data_dir: opt.DataDirOpt = None,
+    centre_dir: opt.CentreDirOpt = None,
+    outbox: opt.OutboxOpt = None,
+    target: opt.TargetOpt = None,
     interval: Annotated[
         float | None, typer.Option(min=1.0, help="read the source again every S seconds")
     ] = None,
-    rates: RatesOpt = "builtin",
-    delimiter: DelimiterOpt = "|",
-    tz: TzOpt = "UTC",
+    rates: opt.RatesOpt = "builtin",
+    delimiter: opt.DelimiterOpt = "|",
+    tz: opt.TzOpt = "UTC",
     give_up_after: Annotated[
         float, typer.Option(min=1.0, help="stop after S seconds without an answer (exit 3)")
     ] = 300.0,
@@ -124,7 +105,7 @@ def run(
     ] = "",
     batch: Annotated[int, typer.Option(min=1, help="records per claim stream")] = 5000,
     window: Annotated[int, typer.Option(min=1, max=4096, help="claims in flight")] = 1024,
-    server_name: ServerNameOpt = None,
+    server_name: opt.ServerNameOpt = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="default: if a terminal")
     ] = None,
@@ -136,17 +117,17 @@ def run(
     from adapters.progress import Progress
     from adapters.sources import UsageSource
 
-    use_logging(quiet)
-    zone = parse_zone(tz)
-    delimiter = delimiter_of(delimiter)
+    opt.use_logging(quiet)
+    zone = opt.parse_zone(tz)
+    delimiter = opt.delimiter_of(delimiter)
     try:
         sources = [UsageSource.parse(s, delimiter=delimiter, tz=zone) for s in source]
     except AgentError as exc:
-        raise fail(str(exc)) from exc
-    centre_id = centre_for(centre, source)
-    directory, outbox_path = paths(centre_id, data_dir, centre_dir, outbox)
+        raise opt.fail(str(exc)) from exc
+    centre_id = opt.centre_for(centre, source)
+    directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     agent = _build_agent(
-        centre_id, directory, outbox_path, mapping, rates, sources, target_of(target),
+        centre_id, directory, outbox_path, mapping, rates, sources, opt.target_of(target),
         batch=batch, window=window, progress=Progress(f"{centre_id} claims", bar=progress),
         server_name=server_name,
     )  # fmt: skip
@@ -163,7 +144,7 @@ def run(
     try:
         submitted = agent.run(interval=interval, give_up_after=give_up_after, on_cycle=cycle)
     except AgentError as exc:
-        raise fail(str(exc)) from exc
+        raise opt.fail(str(exc)) from exc
     finally:
         agent.close()
     info = summary(box, centre_id)
@@ -178,7 +159,7 @@ def run(
             " run again to continue: nothing is lost",
             err=True,
         )
-        raise typer.Exit(EXIT_PENDING)
+        raise typer.Exit(opt.EXIT_PENDING)
 
 
 def _retry_refused(agent: Agent, retry_refused: str) -> None:
@@ -215,9 +196,9 @@ def _build_agent(
         files = CentreFiles(directory)
         files.check()
     except AgentError as exc:
-        raise fail(str(exc)) from exc
+        raise opt.fail(str(exc)) from exc
     except InvalidInput as exc:
-        raise fail(exc.message) from exc
+        raise opt.fail(exc.message) from exc
     return Agent(
         centre=centre,
         outbox=Outbox(outbox_path),

@@ -8,17 +8,13 @@
 
 from __future__ import annotations
 
-import typer
-
 from adapters.cli import app as centre_app
 from api.cli import audit, keys, policy, service, tokens
 from api.cli.demo.command import demo
+from api.cli.options import command_group
 
-app = typer.Typer(
-    name="suanli",
-    help="suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+app = command_group(
+    "suanli", "suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号."
 )
 
 app.command()(service.serve)

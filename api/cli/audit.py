@@ -15,14 +15,12 @@ from typing import Annotated
 import typer
 
 from api.cli.log_sources import DirSource, Source, SourceError, open_source, peek_checkpoint
+from api.cli.options import command_group
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
 
-app = typer.Typer(
-    name="audit",
-    help="Verify the signed log offline (tiles, checkpoints, signatures, the fold).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+app = command_group(
+    "audit", "Verify the signed log offline (tiles, checkpoints, signatures, the fold)."
 )
 
 EXIT_FAILED = 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from api.cli.options import DataDir, Db, settings_from
+from api.cli.options import DataDir, Db, command_group, settings_from
 
-app = typer.Typer(help="The service's keys.", no_args_is_help=True)
+app = command_group("keys", "The service's keys.")
 
 
 @app.command("rotate-log")

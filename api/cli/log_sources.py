@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from api.errors import ToolError
 from ledger import merkle, tiles
 from ledger.audit import EntryItem, Evidence, Missing
 from ledger.checkpoint import Checkpoint, parse_checkpoint
@@ -45,7 +46,7 @@ PROJECTION_FILE = "projection.json"
 _PAGE = 1000
 
 
-class SourceError(Exception):
+class SourceError(ToolError):
     """The source cannot be read at all (unreachable, not an export, HTTP error)."""
 
 

@@ -19,16 +19,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from api.cli.options import command_group
 from ledger.errors import LedgerError
 
 if TYPE_CHECKING:
     from ledger.policy import Policy
 
-app = typer.Typer(
-    name="policy",
-    help="The round's policy file: show it, and simulate claims and grants against it.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+app = command_group(
+    "policy", "The round's policy file: show it, and simulate claims and grants against it."
 )
 
 EXIT_USAGE = 2

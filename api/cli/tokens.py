@@ -6,11 +6,9 @@ from typing import Annotated
 
 import typer
 
-from api.cli.options import DataDir, Db, settings_from
+from api.cli.options import DataDir, Db, command_group, settings_from
 
-app = typer.Typer(
-    help="API tokens for the HTTP roles (stored hashed; shown once).", no_args_is_help=True
-)
+app = command_group("token", "API tokens for the HTTP roles (stored hashed; shown once).")
 
 
 @app.command("create")

@@ -71,45 +71,33 @@ async def _authenticate(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     current_centre.set(centre)  # type: ignore[arg-type]
 
 
+_MAKERS = {  # (request streaming, response streaming): the handler's attribute, its maker
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
 def _wrap_handler(
     handler: grpc.RpcMethodHandler,
     before: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
 ) -> grpc.RpcMethodHandler:
     """The same handler with ``before(context)`` awaited first (in the call's own task)."""
-    serialise = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        inner_ss = handler.stream_stream
+    name, make = _MAKERS[(bool(handler.request_streaming), bool(handler.response_streaming))]
+    inner = getattr(handler, name)
 
-        async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
-            await before(context)
-            async for response in inner_ss(requests, context):
-                yield response
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, **serialise)
-    if handler.response_streaming:
-        inner_us = handler.unary_stream
-
-        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            await before(context)
-            async for response in inner_us(request, context):
-                yield response
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **serialise)
-    if handler.request_streaming:
-        inner_su = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: Any) -> Any:
-            await before(context)
-            return await inner_su(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **serialise)
-    inner_uu = handler.unary_unary
-
-    async def unary_unary(request: Any, context: Any) -> Any:
+    async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         await before(context)
-        return await inner_uu(request, context)
+        async for response in inner(request, context):
+            yield response
 
-    return grpc.unary_unary_rpc_method_handler(unary_unary, **serialise)
+    async def single(request: Any, context: Any) -> Any:
+        await before(context)
+        return await inner(request, context)
+
+    return make(
+        streaming if handler.response_streaming else single,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

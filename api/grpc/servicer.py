@@ -42,12 +42,11 @@ from api.grpc import messages
 from api.grpc.interceptor import abort, current_centre
 from api.grpc.messages import Unreadable, reader
 from api.grpc.stream import ClaimStream
-from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.registry import verify_entry_signatures
 from ledger.usecases import Snapshot
 from ledger.usecases.commands import redemption
-from ledger.usecases.commands.redemption import Redeemed
+from ledger.usecases.commands.redemption import Redeemed, SignedWrite
 from ledger.usecases.views import centres, statements
 
 _T = TypeVar("_T")
@@ -133,9 +132,9 @@ class Redemption:
         with self.service.reading() as snapshot:
             return view(snapshot)
 
-    def prepare(self, kind: str, request: Any, centre: str) -> tuple[Entry, bool]:
-        """The signed entry of a write, checked at the edge; and whether its signatures
-        have been verified already (every signer's key known to the registry)."""
+    def prepare(self, kind: str, request: Any, centre: str) -> SignedWrite:
+        """The signed entry of a write, checked at the edge (its signatures verified if
+        every signer's key is known to the registry)."""
         entry = messages.signed_entry(kind, request, centre)
         # A peek at the latest registry, without the writer's lock: a registered key never
         # changes, and whatever this misses (a key registered meanwhile) the writer checks.
@@ -145,15 +144,12 @@ class Redemption:
             checked = all(sig.key in registry.keys for sig in entry.sigs)
         except RuntimeError:  # the registry grew while it was read: leave it to the writer
             checked = False
-        return entry, checked
+        return SignedWrite(entry, self.skew, checked)
 
     async def redeem(self, kind: str, request: Any, centre: str, deadline: float | None) -> Any:
         """A signed write through its use case; the use case's answer once committed."""
-        entry, checked = self.prepare(kind, request, centre)
-        use = redemption.REDEEM[kind]
-        future = self.service.submit(
-            use, deadline, entry, tolerance=self.skew, signatures_checked=checked
-        )
+        write = self.prepare(kind, request, centre)
+        future = self.service.submit(redemption.REDEEM[kind], deadline, write)
         outcome = await asyncio.wrap_future(future)
         metrics.redeemed(outcome)
         return outcome

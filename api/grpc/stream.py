@@ -21,10 +21,9 @@ from api import metrics
 from api.grpc import messages
 from api.grpc.interceptor import abort
 from api.grpc.messages import Unreadable
-from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.usecases.commands import redemption
-from ledger.usecases.commands.redemption import Redeemed
+from ledger.usecases.commands.redemption import Redeemed, SignedWrite
 
 if TYPE_CHECKING:
     from api.grpc.servicer import Redemption
@@ -47,7 +46,7 @@ class ClaimStream:
         self.deadline = deadline
         self.answers: asyncio.Queue[_Item] = asyncio.Queue()
         self.window = asyncio.Semaphore(WINDOW)
-        self.ready: list[tuple[int, Entry, bool]] = []
+        self.ready: list[tuple[int, SignedWrite]] = []
         self.in_flight = 0
 
     def flush(self, force: bool = False) -> None:
@@ -55,16 +54,12 @@ class ClaimStream:
             return
         chunk, self.ready = self.ready, []
         future = self.redemption.service.submit(
-            redemption.claim_each,
-            self.deadline,
-            [entry for _, entry, _ in chunk],
-            tolerance=self.redemption.skew,
-            signatures_checked=[checked for _, _, checked in chunk],
+            redemption.claim_each, self.deadline, [write for _, write in chunk]
         )
         self.in_flight += 1
         wrapped = asyncio.wrap_future(future)
         wrapped.add_done_callback(self._chunk_done)
-        self.answers.put_nowait(([seq for seq, _, _ in chunk], wrapped))
+        self.answers.put_nowait(([seq for seq, _ in chunk], wrapped))
 
     def _chunk_done(self, _: object) -> None:
         self.in_flight -= 1
@@ -79,12 +74,12 @@ class ClaimStream:
                     return
                 await self.window.acquire()
                 try:
-                    entry, checked = self.redemption.prepare("claim", request.claim, self.centre)
+                    write = self.redemption.prepare("claim", request.claim, self.centre)
                 except LedgerError as refusal:
                     self.flush(force=True)  # keep the answers in order
                     self.answers.put_nowait((request.seq, refusal))
                     continue
-                self.ready.append((request.seq, entry, checked))
+                self.ready.append((request.seq, write))
                 self.flush()
         finally:
             self.flush(force=True)

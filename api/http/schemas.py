@@ -19,7 +19,7 @@ eligibility) are the domain's, and its errors travel unchanged to problem+json.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -30,6 +30,7 @@ from ledger.errors import InvalidInput
 from ledger.policy import ENTITY_TYPES, Programme
 from ledger.timeutil import parse_time
 from ledger.usecases import Appended
+from ledger.usecases.commands.vouchers import VoucherTerms
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -79,6 +80,19 @@ class Recorded(BaseModel):
     @classmethod
     def of(cls, done: Appended) -> Recorded:
         return cls(index=done.index, kind=done.entry.kind, at=done.entry.at)
+
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def recorded(model: type[Answer], done: Appended, **more: Any) -> Answer:
+    """The answer to a write: ``model`` made of the entry it appended (``entry``), the
+    fold's result and ``more``; each ``<x>_yuan`` field is ``<x>_fen`` for people."""
+    values = {**done.result, **more, "entry": Recorded.of(done)}
+    for name in model.model_fields:
+        if name.endswith("_yuan") and name not in values:
+            values[name] = yuan(values[name.removesuffix("_yuan") + "_fen"])
+    return model.model_validate(values)
 
 
 # --- entities ------------------------------------------------------------------------------
@@ -345,22 +359,30 @@ class IssueIn(BaseModel):
     valid_until: Time | None = None
     centres: list[Id] | None = Field(default=None, description="default: every accepted centre")
 
-    def times(self) -> dict[str, datetime | None]:
-        """The usage window and validity given, as times (None: the default)."""
-        out: dict[str, datetime | None] = {}
-        for name in ("usage_start", "usage_end", "valid_from", "valid_until"):
+    def terms(self) -> VoucherTerms:
+        """The terms given (None: the default), the times parsed."""
+
+        def time(name: str) -> datetime | None:
             text = getattr(self, name)
             try:
-                out[name] = None if text is None else parse_time(text)
+                return None if text is None else parse_time(text)
             except InvalidInput as exc:
                 raise InvalidInput(f"body.{name}: {exc.message}") from None
-        return out
+
+        return VoucherTerms(
+            face_value_fen=self.face_value_fen,
+            usage_start=time("usage_start"),
+            usage_end=time("usage_end"),
+            valid_from=time("valid_from"),
+            valid_until=time("valid_until"),
+            centres=self.centres,
+        )
 
 
 class VoucherIssued(BaseModel):
     entry: Recorded
     voucher: str
-    holder: str
+    holder: str = Field(description="统一社会信用代码 of the applicant, bound to it for good")
     face_value_fen: int
     face_value_yuan: str
     log_index: int = Field(description="the voucher.issue entry; also inside the credential")
@@ -475,13 +497,13 @@ class GrantPayIn(BaseModel):
     grant: Id | None = Field(default=None, description="default: a fresh G-… id")
 
 
-class GrantPaid(BaseModel):
-    entry: Recorded
+class Grant(BaseModel):
+    """A one-time grant as paid."""
+
     grant: str
-    application: str
-    payee: str
+    application: str = Field(description="the application it was paid on")
+    payee: str = Field(description="统一社会信用代码 of the applicant")
     programme: str
-    calculated_fen: int = Field(description="the calculator on the application's inputs")
     requested_fen: int = Field(description="the approved amount")
     paid_fen: int = Field(description="min(requested, every remaining cap)")
     paid_yuan: str
@@ -489,21 +511,17 @@ class GrantPaid(BaseModel):
     policy_version: str
 
 
-class GrantOut(BaseModel):
-    grant: str
-    application: str
+class GrantPaid(Grant):
+    entry: Recorded
+    calculated_fen: int = Field(description="the calculator on the application's inputs")
+
+
+class GrantOut(Grant):
     round: str
-    programme: str
-    payee: str
-    index: int
+    index: int = Field(description="log index of the grant.pay entry")
     at: str
-    requested_fen: int
-    paid_fen: int
-    paid_yuan: str
-    bound_by: str
     clawed_back_fen: int
-    net_fen: int
-    policy_version: str
+    net_fen: int = Field(description="paid - clawed back")
 
 
 # --- corrections ---------------------------------------------------------------------------
@@ -511,13 +529,13 @@ class GrantOut(BaseModel):
 
 class ClaimOut(BaseModel):
     centre: str
-    record_id: str
+    record_id: str = Field(description="the centre's usage record id")
     voucher: str
-    index: int
+    index: int = Field(description="log index of the claim or capture entry")
     at: str
-    kind: str
-    body: dict[str, Any]
-    result: dict[str, Any]
+    kind: str = Field(description="claim or capture")
+    body: dict[str, Any] = Field(description="the entry's body as the centre signed it")
+    result: dict[str, Any] = Field(description="what the ledger decided")
     subsidy_fen: int
     subsidy_yuan: str
     clawed_back_fen: int

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.errors import ToolError
 
-class DemoError(Exception):
+
+class DemoError(ToolError):
     """A step of the demo failed; the message says which and why."""
 
 

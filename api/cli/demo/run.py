@@ -22,7 +22,7 @@ people, gRPC with the centres' certificates and keys for the centres):
 3. **Applications** by four applicants inside the window (POST /v1/apply/...), **district
    review** (one rejected by its 区县), **decisions** (the rejected one refused
    ``DISTRICT_REJECTED``), **vouchers** (POST /v1/admin/applications/{id}/voucher).
-4. **Both centres' agents** (``adapters.agent``, as ``suanli center run`` runs them)
+4. **Both centres' agents** (``adapters.agent``, as ``suanli centre run`` runs them)
    back-fill sample usage through gRPC: a generated sacct export for 国家超算成都中心
    (``nscc-cd``) and CloudEvents usage events for 成都智算中心 (``cd-icc``), priced with
    the ledger's own rate cards. One voucher is small: its cap is reached, and the claims
@@ -34,7 +34,7 @@ people, gRPC with the centres' certificates and keys for the centres):
 Every run uses fresh applicants, vouchers and record ids, so it can be run again; its
 files (exports, mappings) stay in ``<data dir>/demo/<run>/``, and the agents keep their
 records in the centres' own outboxes (``<data dir>/centres/<id>/outbox.db``, where
-``suanli center run`` keeps them), so ``suanli center reconcile`` sees them afterwards.
+``suanli centre run`` keeps them), so ``suanli centre reconcile`` sees them afterwards.
 Without a service at ``--http``, the demo starts ``suanli serve`` on the data dir and
 stops it at the end.
 Exit status 0 when every step worked, 1 otherwise.

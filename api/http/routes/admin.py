@@ -57,6 +57,7 @@ from api.http.schemas import (
     VoucherStatusIn,
     VoucherStatusOut,
     application_out,
+    recorded,
     voucher_out,
 )
 from ledger import applications, claims, entities, grants, vouchers
@@ -146,8 +147,7 @@ def blacklist(request: Request, uscc: UsccPath, body: BlacklistIn, _: Admin) -> 
         reason=body.reason,
         evidence_sha256=body.evidence_sha256,
     )
-    suspended = list(done.result["suspended"])
-    return BlacklistOut(entry=Recorded.of(done), uscc=uscc, suspended=suspended)
+    return recorded(BlacklistOut, done)
 
 
 @router.post("/entities/{uscc}/unblacklist", response_model=UnblacklistOut, responses=WRITE_ERRORS)
@@ -156,8 +156,7 @@ def unblacklist(request: Request, uscc: UsccPath, body: UnblacklistIn, _: Admin)
     done = service_of(request).write(
         entity_commands.unblacklist_entity, uscc=uscc, reason=body.reason
     )
-    reinstated = list(done.result["reinstated"])
-    return UnblacklistOut(entry=Recorded.of(done), uscc=uscc, reinstated=reinstated)
+    return recorded(UnblacklistOut, done)
 
 
 # --- applications --------------------------------------------------------------------------
@@ -205,17 +204,7 @@ def decide(request: Request, application: IdPath, body: DecisionIn, _: Admin) ->
         amount_fen=body.amount_fen,
         note=body.note,
     )
-    result = done.result
-    return DecisionRecorded(
-        entry=Recorded.of(done),
-        application=application,
-        decision=result["decision"],
-        amount_fen=result["amount_fen"],
-        amount_yuan=yuan(result["amount_fen"]),
-        entitlement_fen=result["entitlement_fen"],
-        entitlement_yuan=yuan(result["entitlement_fen"]),
-        policy_version=result["policy_version"],
-    )
+    return recorded(DecisionRecorded, done)
 
 
 @router.post(
@@ -231,21 +220,9 @@ def issue_voucher(request: Request, application: IdPath, body: IssueIn, _: Admin
         voucher_commands.issue_voucher,
         application=application,
         voucher=body.voucher or new_id("V"),
-        face_value_fen=body.face_value_fen,
-        centres=body.centres,
-        **body.times(),
+        **body.terms(),
     )
-    issued = done.entry.body
-    return VoucherIssued(
-        entry=Recorded.of(done),
-        voucher=issued["voucher"],
-        holder=issued["holder"],
-        face_value_fen=issued["face_value_fen"],
-        face_value_yuan=yuan(issued["face_value_fen"]),
-        log_index=issued["log_index"],
-        issuer_key=issued["issuer_key"],
-        credential=issued["credential"],
-    )
+    return recorded(VoucherIssued, done, **done.entry.body)
 
 
 @router.post(
@@ -261,20 +238,7 @@ def pay_grant(request: Request, application: IdPath, body: GrantPayIn, _: Admin)
     paid = service_of(request).write(
         voucher_commands.pay_grant, application=application, grant=body.grant or new_id("G")
     )
-    r = paid.entry.result
-    return GrantPaid(
-        entry=Recorded.of(paid.entry),
-        grant=r["grant"],
-        application=r["application"],
-        payee=r["payee"],
-        programme=r["programme"],
-        calculated_fen=paid.calculated_fen,
-        requested_fen=r["requested_fen"],
-        paid_fen=r["paid_fen"],
-        paid_yuan=yuan(r["paid_fen"]),
-        bound_by=r["bound_by"],
-        policy_version=r["policy_version"],
-    )
+    return recorded(GrantPaid, paid.entry, calculated_fen=paid.calculated_fen)
 
 
 # --- vouchers ------------------------------------------------------------------------------
@@ -321,12 +285,7 @@ def _status_route(action: str, summary: str) -> None:
             reason=body.reason,
             evidence_sha256=body.evidence_sha256,
         )
-        return VoucherStatusOut(
-            entry=Recorded.of(done),
-            voucher=voucher,
-            status=done.result["status"],
-            holds_released=list(done.result["holds_released"]),
-        )
+        return recorded(VoucherStatusOut, done)
 
     change.__doc__ = summary
     router.add_api_route(
@@ -393,14 +352,7 @@ def reverse_claim(request: Request, body: ReverseIn, _: Admin) -> Reversed:
         reason=body.reason,
         evidence_sha256=body.evidence_sha256,
     )
-    restored = int(done.result["restored_fen"])
-    return Reversed(
-        entry=Recorded.of(done),
-        centre=done.result["centre"],
-        record_id=done.result["record_id"],
-        restored_fen=restored,
-        restored_yuan=yuan(restored),
-    )
+    return recorded(Reversed, done)
 
 
 @router.post("/clawbacks", status_code=201, response_model=ClawedBack, responses=WRITE_ERRORS)
@@ -418,16 +370,7 @@ def claw_back(request: Request, body: ClawbackIn, _: Admin) -> ClawedBack:
         claim=claim,
         grant=target.grant,
     )
-    r = done.result
-    return ClawedBack(
-        entry=Recorded.of(done),
-        target=r["target"],
-        clawed_back_fen=r["clawed_back_fen"],
-        clawed_back_yuan=yuan(r["clawed_back_fen"]),
-        net_fen=r["net_fen"],
-        evidence_sha256=r["evidence_sha256"],
-        reason=r["reason"],
-    )
+    return recorded(ClawedBack, done)
 
 
 # --- policy --------------------------------------------------------------------------------
@@ -461,11 +404,9 @@ def publish_policy(
     cite it), with any centres and rate cards new in it. The document is validated as
     ``Policy.from_json`` reads a policy file: integers only, every figure checked."""
     published = service_of(request).write(publish_round, document)
-    result = published.entry.result
-    return PolicyPublished(
-        entry=Recorded.of(published.entry),
-        round=result["round"],
-        policy_version=result["policy_version"],
+    return recorded(
+        PolicyPublished,
+        published.entry,
         centres_registered=published.centres,
         rate_cards_published=published.rate_cards,
     )

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.errors import problem_responses
 from api.http.auth import check_entity, require
-from api.http.deps import new_id, own_entity, reading, service_of, yuan
+from api.http.deps import new_id, own_entity, reading, service_of
 from api.http.routes.admin import register_entity
 from api.http.schemas import (
     ApplicationIn,
@@ -31,11 +31,11 @@ from api.http.schemas import (
     EntityRegistered,
     IdPath,
     Programmes,
-    Recorded,
     Status,
     SubmissionWindow,
     application_out,
     programme_out,
+    recorded,
 )
 from ledger import applications, entities
 from ledger.policy import DEFAULT_POLICY, current_policy
@@ -112,17 +112,7 @@ def submit(request: Request, body: ApplicationIn, principal: Grantee) -> Applica
         materials=body.materials,
         attestations=body.attestations,
     )
-    r = done.result
-    return ApplicationSubmitted(
-        entry=Recorded.of(done),
-        application=r["application"],
-        district=r["district"],
-        checked=list(r["checked"]),
-        attested=list(r["attested"]),
-        entitlement_fen=r["entitlement_fen"],
-        entitlement_yuan=yuan(r["entitlement_fen"]),
-        policy_version=r["policy_version"],
-    )
+    return recorded(ApplicationSubmitted, done)
 
 
 @router.get("/applications", response_model=ApplicationList)

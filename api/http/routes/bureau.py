@@ -77,48 +77,42 @@ class Budget(BaseModel):
     totals: dict[str, int] = Field(description="used_fen and held_fen over the programmes")
 
 
-class EntityRow(BaseModel):
-    uscc: str
-    name: str
-    district: str
-    vouchers: int
-    face_value_fen: int = Field(description="all its vouchers, whatever year")
-    balance_fen: int = Field(description="left on its vouchers now")
+class Paid(BaseModel):
+    """Claims paid in the budget year (net of corrections)."""
+
     claims: int = Field(description="claims and captures paid in the year")
-    cost_fen: int
-    subsidy_fen: int = Field(description="net subsidy of those claims")
+    cost_fen: int = Field(description="the cost of their usage")
+    subsidy_fen: int = Field(description="their net subsidy")
+
+
+class Totals(Paid):
+    """Claims and one-time grants paid in the budget year."""
+
     grants_fen: int = Field(description="net grants paid in the year")
     total_fen: int = Field(description="subsidy + grants")
 
 
-class CentreRow(BaseModel):
+class EntityRow(Totals):
+    uscc: str
+    name: str
+    district: str = Field(description="its 区(市)县")
+    vouchers: int = Field(description="vouchers it holds")
+    face_value_fen: int = Field(description="all its vouchers, whatever year")
+    balance_fen: int = Field(description="left on its vouchers now")
+
+
+class CentreRow(Paid):
     centre: str
     name: str
-    claims: int
-    cost_fen: int
-    subsidy_fen: int = Field(description="net subsidy of its claims paid in the year")
     granted_fen: int = Field(description="net subsidy of all its claims, every year")
     settled_fen: int = Field(description="settled on statements so far")
     due_fen: int = Field(description="granted - settled: what its next statements will pay")
     statements: int
 
 
-class MonthRow(BaseModel):
+class MonthRow(Totals):
     month: str = Field(description="YYYY-MM (Asia/Shanghai)")
-    claims: int
-    cost_fen: int
-    subsidy_fen: int
-    grants_fen: int
-    total_fen: int
     by_programme: dict[str, int] = Field(description="total by round/programme")
-
-
-class Totals(BaseModel):
-    claims: int
-    cost_fen: int
-    subsidy_fen: int
-    grants_fen: int
-    total_fen: int
 
 
 class EntityReport(BaseModel):
@@ -150,28 +144,33 @@ def _report(request: Request, name: str, year: int | None) -> dict[str, Any]:
 # --- routes ------------------------------------------------------------------------------------
 
 
-@router.get("/budget", response_model=Budget)
-def budget(request: Request, year: YearQuery = None) -> dict[str, Any]:
-    """Budget used and remaining per programme and per pool, for a budget year."""
-    return _report(request, "budget", year)
+REPORT_MODELS: dict[str, tuple[type[BaseModel], str]] = {
+    "budget": (Budget, "Budget used and remaining per programme and per pool, for a budget year."),
+    "entities": (
+        EntityReport,
+        "Per entity: claims, cost, subsidy and grants paid in the year; its vouchers.",
+    ),
+    "centres": (
+        CentreReport,
+        "Per centre: claims paid in the year; what has been settled and what is due.",
+    ),
+    "months": (
+        MonthReport,
+        "Per month of the year: claims, cost, subsidy, grants, and totals by programme.",
+    ),
+}
 
 
-@router.get("/entities", response_model=EntityReport)
-def entities(request: Request, year: YearQuery = None) -> dict[str, Any]:
-    """Per entity: claims, cost, subsidy and grants paid in the year; its vouchers."""
-    return _report(request, "entities", year)
+def _report_route(name: str, model: type[BaseModel], summary: str) -> None:
+    def answer(request: Request, year: YearQuery = None) -> dict[str, Any]:
+        return _report(request, name, year)
+
+    answer.__doc__ = summary
+    router.add_api_route(f"/{name}", answer, methods=["GET"], response_model=model, name=name)
 
 
-@router.get("/centres", response_model=CentreReport)
-def centres(request: Request, year: YearQuery = None) -> dict[str, Any]:
-    """Per centre: claims paid in the year; what has been settled and what is due."""
-    return _report(request, "centres", year)
-
-
-@router.get("/months", response_model=MonthReport)
-def months(request: Request, year: YearQuery = None) -> dict[str, Any]:
-    """Per month of the year: claims, cost, subsidy, grants, and totals by programme."""
-    return _report(request, "months", year)
+for _name, (_model, _summary) in REPORT_MODELS.items():
+    _report_route(_name, _model, _summary)
 
 
 @router.get("/report.xlsx", response_class=Response, responses=exports.FILE_RESPONSES["xlsx"])

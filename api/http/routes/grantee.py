@@ -81,11 +81,11 @@ class EntityOut(BaseModel):
 
 class VoucherOut(BaseModel):
     id: str
-    application: str
+    application: str = Field(description="the application it was issued on")
     round: str
     programme: str
-    programme_label: str
-    holder: str
+    programme_label: str = Field(description="the programme for people: (四) …")
+    holder: str = Field(description="统一社会信用代码 of the holder")
     status: str = Field(description="active, suspended, revoked or expired")
     face_value_fen: int
     used_fen: int = Field(description="net subsidy paid on it, and forfeits of clawbacks")
@@ -124,10 +124,10 @@ class LastClaim(BaseModel):
 
 
 class Totals(BaseModel):
-    face_value_fen: int
-    used_fen: int
-    held_fen: int
-    balance_fen: int
+    face_value_fen: int = Field(description="of all its vouchers")
+    used_fen: int = Field(description="used on them (net subsidy and forfeits)")
+    held_fen: int = Field(description="open holds on them")
+    balance_fen: int = Field(description="left on them")
     subsidy_fen: int = Field(description="net subsidy of all its claims")
     grants_fen: int = Field(description="net one-time grants paid to it")
 

@@ -21,11 +21,11 @@ from api.http.schemas import (
     ApplicationList,
     ApplicationOut,
     IdPath,
-    Recorded,
     ReviewIn,
     ReviewRecorded,
     Status,
     application_out,
+    recorded,
 )
 from ledger import applications
 from ledger.store.tokens import Principal
@@ -91,10 +91,4 @@ def give_opinion(
         opinion=body.opinion,
         note=body.note,
     )
-    return ReviewRecorded(
-        entry=Recorded.of(done),
-        application=application,
-        district=district,
-        reviewer=principal.token_id,
-        opinion=done.result["opinion"],
-    )
+    return recorded(ReviewRecorded, done, **done.entry.body)

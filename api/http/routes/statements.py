@@ -67,11 +67,11 @@ PeriodQuery = Annotated[
 class StatementLine(BaseModel):
     line: int = Field(description="1, 2, …")
     type: str = Field(description="claim (first settlement) or adjustment (a later correction)")
-    record_id: str
+    record_id: str = Field(description="the centre's usage record id")
     claim_index: int = Field(description="the log index of the claim or capture")
     kind: str = Field(description="claim or capture")
     voucher: str
-    round: str
+    round: str = Field(description="the policy round of the voucher")
     programme: str
     holder: str = Field(description="统一社会信用代码 of the voucher holder")
     captured_at: str
@@ -87,9 +87,9 @@ class StatementLine(BaseModel):
 class ProgrammeTotal(BaseModel):
     round: str
     programme: str
-    lines: int
-    cost_fen: int
-    amount_fen: int
+    lines: int = Field(description="statement lines counted here")
+    cost_fen: int = Field(description="the cost of their usage")
+    amount_fen: int = Field(description="what they pay the centre")
 
 
 class StatementTotals(BaseModel):

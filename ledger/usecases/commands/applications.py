@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ledger import applications
@@ -86,37 +87,48 @@ def attest_all(programme: Programme) -> dict[str, bool]:
     return {c.id: True for c in programme.conditions if c.attested}
 
 
-def approve_application(
-    uow: UnitOfWork,
-    *,
-    application: str,
-    programme: str,
-    applicant: str,
-    inputs: Mapping[str, Any],
-    amount_fen: int | None = None,
-    materials: Mapping[str, str] | None = None,
-    attestations: Mapping[str, bool] | None = None,
-    reviewer: str = "reviewer-1",
-    round: str = DEFAULT_POLICY,
-) -> Appended:
-    """The whole path of an approved application: submitted (every required material and
-    attestation, unless given), approved by its 区县 and by the bureau (``amount_fen``,
-    default the entitlement). Returns the decision."""
-    found = current_policy(uow.state, round).programme(programme)
+@dataclass(frozen=True)
+class Approval:
+    """An application to take through the whole path at once (simulations, seeding, tests):
+    submitted, approved by its 区县 and by the bureau."""
+
+    application: str
+    programme: str
+    applicant: str
+    inputs: Mapping[str, Any]
+    amount_fen: int | None = None  # default: the entitlement
+    materials: Mapping[str, str] | None = None  # default: a stand-in hash of each required
+    attestations: Mapping[str, bool] | None = None  # default: every condition attested
+    reviewer: str = "reviewer-1"
+    round: str = DEFAULT_POLICY
+
+
+def approve_application(uow: UnitOfWork, approval: Approval) -> Appended:
+    """Submit, review and decide ``approval``'s application; returns the decision."""
+    found = current_policy(uow.state, approval.round).programme(approval.programme)
+    application, materials, attested = (
+        approval.application,
+        approval.materials,
+        approval.attestations,
+    )
     submit_application(
         uow,
         application=application,
-        programme=programme,
-        applicant=applicant,
-        inputs=inputs,
+        programme=approval.programme,
+        applicant=approval.applicant,
+        inputs=approval.inputs,
         materials=declared_materials(found, application) if materials is None else materials,
-        attestations=attest_all(found) if attestations is None else attestations,
-        round=round,
+        attestations=attest_all(found) if attested is None else attested,
+        round=approval.round,
     )
     district = applications.application_of(uow.state, application).district
     review_application(
-        uow, application=application, district=district, reviewer=reviewer, opinion="approve"
+        uow,
+        application=application,
+        district=district,
+        reviewer=approval.reviewer,
+        opinion="approve",
     )
     return decide_application(
-        uow, application=application, decision="approve", amount_fen=amount_fen
+        uow, application=application, decision="approve", amount_fen=approval.amount_fen
     )

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ledger import corrections, entities
 from ledger.entities import BadRecord
 from ledger.uscc import validate as validate_uscc
 from ledger.usecases.unit_of_work import Appended, UnitOfWork
+
+
+@dataclass(frozen=True)
+class NewEntity:
+    """An entity to register on the way to a voucher (simulations, seeding, tests)."""
+
+    uscc: str
+    name: str
+    type: str
+    district: str
 
 
 def register_entity(

@@ -33,6 +33,17 @@ from ledger.usecases.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
+class SignedWrite:
+    """A centre's entry as it arrives: signed by the centre; ``tolerance``: how many seconds
+    its signed time may be from the service clock (None: not checked);
+    ``signatures_checked``: its signatures were verified already (at the edge)."""
+
+    entry: Entry
+    tolerance: float | None = None
+    signatures_checked: bool = False
+
+
+@dataclass(frozen=True)
 class Redeemed:
     """What the ledger decided: the entry's log index, kind, body and result.
 
@@ -66,21 +77,16 @@ def check_signed_time(entry: Entry, now: datetime, tolerance: float) -> None:
         )
 
 
-def claim(
-    uow: UnitOfWork,
-    entry: Entry,
-    *,
-    tolerance: float | None = None,
-    signatures_checked: bool = False,
-) -> Redeemed:
+def claim(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
     """A claim or a capture, exactly once per (centre, record id)."""
-    _check_time(uow, entry, tolerance)
+    entry = write.entry
+    _check_time(uow, write)
     state = uow.state
     centre, record_id = str(entry.body.get("centre")), str(entry.body.get("record_id"))
     first = claims.book(state).claims.get((centre, record_id))
     if first is None:
-        return _append(uow, entry, signatures_checked)
-    _authorise_retry(state, entry, signatures_checked)
+        return _append(uow, write)
+    _authorise_retry(state, write)
     if dict(first.body) != dict(entry.body):
         where = f"record {centre}/{record_id}"
         raise _conflict("ALREADY_CLAIMED", where, first.index, first.body, entry.body)
@@ -88,24 +94,19 @@ def claim(
     return Redeemed(first.index, first.kind, dict(first.body), dict(first.result), at, True)
 
 
-def hold(
-    uow: UnitOfWork,
-    entry: Entry,
-    *,
-    tolerance: float | None = None,
-    signatures_checked: bool = False,
-) -> Redeemed:
+def hold(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
     """A hold, exactly once per (centre, hold id): a retry gets the hold as it is now. The
     answer adds the voucher's rate (``rate_bp``)."""
-    _check_time(uow, entry, tolerance)
+    entry = write.entry
+    _check_time(uow, write)
     centre, hold_id = str(entry.body.get("centre")), str(entry.body.get("hold_id"))
     found = claims.book(uow.state).holds.get((centre, hold_id))
     if found is None:
-        done = _append(uow, entry, signatures_checked)
+        done = _append(uow, write)
         rate = vouchers.voucher_of(uow.state, str(entry.body["voucher"])).rate_bp
         return Redeemed(done.index, done.kind, done.body, {**done.result, "rate_bp": rate}, done.at)
     state = uow.state
-    _authorise_retry(state, entry, signatures_checked)
+    _authorise_retry(state, write)
     first = {
         "centre": found.centre,
         "hold_id": found.hold_id,
@@ -123,20 +124,15 @@ def hold(
     return Redeemed(found.index, "hold", first, view, format_time(found.at), True)
 
 
-def void(
-    uow: UnitOfWork,
-    entry: Entry,
-    *,
-    tolerance: float | None = None,
-    signatures_checked: bool = False,
-) -> Redeemed:
+def void(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
     """A void; voiding a hold this centre already voided answers that void again."""
-    _check_time(uow, entry, tolerance)
+    entry = write.entry
+    _check_time(uow, write)
     centre, hold_id = str(entry.body.get("centre")), str(entry.body.get("hold_id"))
     found = claims.book(uow.state).holds.get((centre, hold_id))
     if found is None or found.status != "voided" or found.closed_index is None:
-        return _append(uow, entry, signatures_checked)
-    _authorise_retry(uow.state, entry, signatures_checked)
+        return _append(uow, write)
+    _authorise_retry(uow.state, write)
     result = {"hold_id": hold_id, "released_fen": found.amount_fen}
     return Redeemed(found.closed_index, "void", dict(entry.body), result, "", True)
 
@@ -145,34 +141,21 @@ Redeem = Callable[..., Redeemed]
 REDEEM: Mapping[str, Redeem] = {"claim": claim, "capture": claim, "hold": hold, "void": void}
 
 
-def redeem(
-    uow: UnitOfWork,
-    entry: Entry,
-    *,
-    tolerance: float | None = None,
-    signatures_checked: bool = False,
-) -> Redeemed:
+def redeem(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
     """Any of the centres' writes, by its kind."""
-    found = REDEEM.get(entry.kind)
+    found = REDEEM.get(write.entry.kind)
     if found is None:
-        raise InvalidInput(f"{entry.kind!r} is not a centre's write", reason="UNKNOWN_KIND")
-    return found(uow, entry, tolerance=tolerance, signatures_checked=signatures_checked)
+        raise InvalidInput(f"{write.entry.kind!r} is not a centre's write", reason="UNKNOWN_KIND")
+    return found(uow, write)
 
 
-def claim_each(
-    uow: UnitOfWork,
-    entries: Sequence[Entry],
-    *,
-    tolerance: float | None = None,
-    signatures_checked: Sequence[bool] | None = None,
-) -> list[Redeemed | LedgerError]:
+def claim_each(uow: UnitOfWork, writes: Sequence[SignedWrite]) -> list[Redeemed | LedgerError]:
     """Many claims, each decided on its own: a refusal is that claim's answer and changes
     nothing, and the claims after it go on."""
-    checked = signatures_checked or [False] * len(entries)
     answers: list[Redeemed | LedgerError] = []
-    for entry, ok in zip(entries, checked, strict=True):
+    for write in writes:
         try:
-            answers.append(claim(uow, entry, tolerance=tolerance, signatures_checked=ok))
+            answers.append(claim(uow, write))
         except LedgerError as refusal:
             answers.append(refusal)
     return answers
@@ -181,13 +164,14 @@ def claim_each(
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _check_time(uow: UnitOfWork, entry: Entry, tolerance: float | None) -> None:
-    if tolerance is not None:
-        check_signed_time(entry, parse_time(uow.now()), tolerance)
+def _check_time(uow: UnitOfWork, write: SignedWrite) -> None:
+    if write.tolerance is not None:
+        check_signed_time(write.entry, parse_time(uow.now()), write.tolerance)
 
 
-def _append(uow: UnitOfWork, entry: Entry, signatures_checked: bool) -> Redeemed:
-    done = uow.append(entry, signatures_checked=signatures_checked)
+def _append(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
+    entry = write.entry
+    done = uow.append(entry, signatures_checked=write.signatures_checked)
     at = uow.state.time
     return Redeemed(
         done.index,
@@ -198,10 +182,11 @@ def _append(uow: UnitOfWork, entry: Entry, signatures_checked: bool) -> Redeemed
     )
 
 
-def _authorise_retry(state: LedgerState, entry: Entry, signatures_checked: bool) -> None:
+def _authorise_retry(state: LedgerState, write: SignedWrite) -> None:
     """A retry is answered only if its signers may sign its kind now (the registry's rule)
     and their signatures verify."""
-    if not signatures_checked:
+    entry = write.entry
+    if not write.signatures_checked:
         verify_entry_signatures(state.registry, entry)
     roles = RULES[entry.kind].roles
     if roles is not None:

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypedDict, Unpack
 
 from ledger import applications, grants, vouchers
-from ledger.policy import DEFAULT_POLICY, current_policy
-from ledger.usecases.commands.applications import approve_application
+from ledger.policy import current_policy
+from ledger.usecases.commands.applications import Approval, approve_application
+from ledger.usecases.commands.entities import NewEntity, register_entity
 from ledger.usecases.unit_of_work import Appended, UnitOfWork
 
 VOUCHER_ACTIONS = ("suspend", "reinstate", "revoke", "expire")
 
 
+class VoucherTerms(TypedDict, total=False):
+    """A voucher's terms, where not the defaults (``ledger.vouchers.issue_body``)."""
+
+    face_value_fen: int | None
+    usage_start: datetime | None
+    usage_end: datetime | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    centres: Sequence[str] | None
+
+
 def issue_voucher(
-    uow: UnitOfWork,
-    *,
-    application: str,
-    voucher: str,
-    face_value_fen: int | None = None,
-    usage_start: datetime | None = None,
-    usage_end: datetime | None = None,
-    valid_from: datetime | None = None,
-    valid_until: datetime | None = None,
-    centres: Sequence[str] | None = None,
+    uow: UnitOfWork, *, application: str, voucher: str, **terms: Unpack[VoucherTerms]
 ) -> Appended:
     """Issue the voucher of an approved application: its credential (a JWS signed by the
     issuer key) is bound to the ``voucher.issue`` entry by the log index inside it.
@@ -37,14 +40,26 @@ def issue_voucher(
         voucher=voucher,
         issuer=issuer,
         log_index=uow.state.size,
-        face_value_fen=face_value_fen,
-        usage_start=usage_start,
-        usage_end=usage_end,
-        valid_from=valid_from,
-        valid_until=valid_until,
-        centres=centres,
+        **terms,
     )
     return uow.append(uow.sign("voucher.issue", body, issuer))
+
+
+def voucher_for(
+    uow: UnitOfWork,
+    approval: Approval,
+    voucher: str,
+    *,
+    entity: NewEntity | None = None,
+    **terms: Unpack[VoucherTerms],
+) -> Appended:
+    """The whole path to a voucher: the entity registered (if ``entity``), its application
+    approved (``approve_application``) and the voucher issued. Returns the ``voucher.issue``
+    entry."""
+    if entity is not None:
+        register_entity(uow, **asdict(entity))
+    approve_application(uow, approval)
+    return issue_voucher(uow, application=approval.application, voucher=voucher, **terms)
 
 
 def change_voucher_status(
@@ -58,39 +73,6 @@ def change_voucher_status(
     """``voucher.suspend`` / ``reinstate`` / ``revoke`` / ``expire`` (``action``), by the issuer."""
     body = vouchers.status_body(voucher, reason, evidence_sha256)
     return uow.append(uow.sign(f"voucher.{action}", body, uow.keys.issuer))
-
-
-def voucher_for(
-    uow: UnitOfWork,
-    *,
-    applicant: str,
-    application: str,
-    voucher: str,
-    programme: str,
-    inputs: Mapping[str, Any],
-    amount_fen: int | None = None,
-    materials: Mapping[str, str] | None = None,
-    attestations: Mapping[str, bool] | None = None,
-    reviewer: str = "reviewer-1",
-    round: str = DEFAULT_POLICY,
-    **terms: Any,
-) -> Appended:
-    """The whole path to a voucher for a registered entity: its application submitted,
-    approved by its 区县 and by the bureau (``approve_application``), and the voucher
-    issued (``terms``: as ``issue_voucher``). Returns the ``voucher.issue`` entry."""
-    approve_application(
-        uow,
-        application=application,
-        programme=programme,
-        applicant=applicant,
-        inputs=inputs,
-        amount_fen=amount_fen,
-        materials=materials,
-        attestations=attestations,
-        reviewer=reviewer,
-        round=round,
-    )
-    return issue_voucher(uow, application=application, voucher=voucher, **terms)
 
 
 @dataclass(frozen=True)
