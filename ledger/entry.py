@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.canonical import canonical_bytes, parse_canonical
@@ -31,6 +31,7 @@ from ledger.keys import Signer, b64decode_canonical
 ENTRY_VERSION = 1
 SIGNING_PREFIX = b"suanli-entry/v1\n"
 MAX_ENTRY_BYTES = 65535  # a C2SP entry bundle stores each entry's length as uint16
+_LAST_MEMBER = b',"v":%d}' % ENTRY_VERSION
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Entry:
     body: Mapping[str, Any]
     sigs: tuple[Signature, ...] = ()
     logged: str | None = None  # the ledger's time, when it differs from ``at``
+    # JCS of the signed part, computed once and handed on to the signed and stamped copies
+    _signed_part: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def time(self) -> str:
@@ -66,14 +69,21 @@ class Entry:
     def unsigned(self) -> dict[str, Any]:
         return {"v": ENTRY_VERSION, "kind": self.kind, "at": self.at, "body": self.body}
 
+    def _canonical(self) -> bytes:
+        """JCS of ``{v, kind, at, body}``: computed once per entry (and its copies)."""
+        if self._signed_part is None:
+            object.__setattr__(self, "_signed_part", canonical_bytes(self.unsigned()))
+        assert self._signed_part is not None
+        return self._signed_part
+
     def message(self) -> bytes:
         """The bytes every signature of this entry covers."""
-        return SIGNING_PREFIX + canonical_bytes(self.unsigned())
+        return SIGNING_PREFIX + self._canonical()
 
     def signed(self, *signers: Signer) -> Entry:
         message = self.message()
         new = tuple(Signature(s.key_id, s.sign(message)) for s in signers)
-        return Entry(self.kind, self.at, self.body, self.sigs + new, self.logged)
+        return Entry(self.kind, self.at, self.body, self.sigs + new, self.logged, self._canonical())
 
     def to_json(self) -> dict[str, Any]:
         out = {**self.unsigned(), "sigs": [s.to_json() for s in self.sigs]}
@@ -82,7 +92,17 @@ class Entry:
         return out
 
     def to_bytes(self) -> bytes:
-        data = canonical_bytes(self.to_json())
+        """The canonical bytes of the whole entry, the Merkle leaf.
+
+        JCS orders the members ``at, body, kind, logged, sigs, v``: the signed part's bytes
+        end with ``,"v":1}``, and ``logged`` and ``sigs`` go just before it."""
+        signed = self._canonical()
+        parts = [signed[: -len(_LAST_MEMBER)]]
+        if self.logged is not None:
+            parts.append(b',"logged":' + canonical_bytes(self.logged))
+        parts.append(b',"sigs":' + canonical_bytes([s.to_json() for s in self.sigs]))
+        parts.append(_LAST_MEMBER)
+        data = b"".join(parts)
         if len(data) > MAX_ENTRY_BYTES:
             raise InvalidInput(f"entry is {len(data)} bytes; at most {MAX_ENTRY_BYTES} allowed")
         return data
