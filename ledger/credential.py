@@ -4,12 +4,26 @@ Anyone holding only the issuer's public key can verify a voucher offline with an
 library: the issuer's key as a JWK is ``{"kty": "OKP", "crv": "Ed25519", "x": <base64url
 public key>}`` (:func:`issuer_jwk`).
 
-The token is ``BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature)`` with
+The token is a JWT (RFC 7519) in compact JWS form, ``BASE64URL(header) "."
+BASE64URL(payload) "." BASE64URL(signature)``, with
 
-* header ``{"alg": "EdDSA", "kid": <issuer key id>, "typ": "suanli-voucher+jws"}``,
-* payload: the ``voucher.issue`` body without its ``credential`` member (voucher id,
-  holder 统一社会信用代码, programme, face value, rate, usage window, validity, periods,
-  accepted centres, issuer key id, log index, policy version),
+* header ``{"alg": "EdDSA", "kid": <issuer key id>, "typ": "suanli-voucher+jwt"}``: typed
+  explicitly (RFC 8725 §3.11), so that no other kind of JWT passes for a voucher;
+* payload: the JWT registered claims, so that every JOSE/JWT library enforces the voucher's
+  validity on its own —
+
+  ====== ========================================================================
+  ``iss``  the ledger that issued it: the log's origin
+  ``sub``  the holder's 统一社会信用代码 (a voucher is not transferable)
+  ``jti``  the voucher id
+  ``iat``  when the issuer signed it (NumericDate; within 5 minutes of the entry's time)
+  ``nbf``  the start of its validity (``valid.from``, NumericDate, seconds)
+  ``exp``  the end of its validity (``valid.until``, NumericDate, seconds)
+  ====== ========================================================================
+
+  and beside them the ``voucher.issue`` body without its ``credential`` member (voucher id,
+  holder, programme, face value, rate, usage window, validity, periods, accepted centres,
+  issuer key id, log index, policy version);
 * signature: Ed25519 over the ASCII bytes ``BASE64URL(header) "." BASE64URL(payload)``.
 
 Header and payload are serialised in RFC 8785 canonical form, so that the same voucher
@@ -23,15 +37,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from ledger.canonical import canonical_bytes
 from ledger.errors import VerificationError
 from ledger.keys import Signer, Verifier
+from ledger.timeutil import parse_ledger_time
 
 ALG = "EdDSA"
-TYP = "suanli-voucher+jws"
+TYP = "suanli-voucher+jwt"
+REGISTERED = ("iss", "sub", "jti", "iat", "nbf", "exp")
+IAT_SKEW_SECONDS = 300
 
 
 def b64url(data: bytes) -> str:
@@ -89,6 +108,23 @@ def verify_voucher(token: str, issuer: Verifier) -> dict[str, Any]:
         raise VerificationError("voucher credential header or payload is not in canonical form")
     issuer.verify(f"{head}.{body}".encode("ascii"), b64url_decode(sig))
     return payload
+
+
+def numeric_date(moment: datetime) -> int:
+    """RFC 7519 NumericDate: whole seconds since 1970-01-01 UTC (rounded down)."""
+    return math.floor(moment.timestamp())
+
+
+def registered_claims(body: Mapping[str, Any], origin: str, issued_at: datetime) -> dict[str, Any]:
+    """The JWT registered claims of a voucher whose ``voucher.issue`` body is ``body``."""
+    return {
+        "iss": origin,
+        "sub": body["holder"],
+        "jti": body["voucher"],
+        "iat": numeric_date(issued_at),
+        "nbf": numeric_date(parse_ledger_time(body["valid"]["from"])),
+        "exp": numeric_date(parse_ledger_time(body["valid"]["until"])),
+    }
 
 
 def issuer_jwk(issuer: Verifier) -> dict[str, str]:

@@ -36,16 +36,30 @@ from ledger import applications
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import CapLine, lines_for, voucher_year
-from ledger.credential import sign_voucher, verify_voucher
+from ledger.credential import (
+    IAT_SKEW_SECONDS,
+    numeric_date,
+    registered_claims,
+    sign_voucher,
+    verify_voucher,
+)
 from ledger.entities import entity_of
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused, VerificationError
 from ledger.keys import Signer
-from ledger.money import format_fen
+from ledger.money import format_fen, is_int
 from ledger.policy import PERIOD_KINDS, Policy, Programme, current_policy, require_rate
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import SHANGHAI, add_months, add_years, format_time, local_text
+from ledger.timeutil import (
+    SHANGHAI,
+    add_months,
+    add_years,
+    format_time,
+    from_micros,
+    local_text,
+    parse_ledger_time,
+)
 
 STATUSES = ("active", "suspended", "revoked", "expired")
 ISSUE_FIELDS = (
@@ -374,17 +388,30 @@ def _check_credential(state: LedgerState, entry: Entry, ctx: Context, v: dict[st
         raise InvalidInput(
             f"key {v['issuer_key']} is not an active issuer key", reason="CREDENTIAL_MISMATCH"
         )
-    payload = {k: entry.body[k] for k in ISSUE_FIELDS if k != "credential"}
     try:
         signed = verify_voucher(v["credential"], key.verifier)
     except VerificationError as exc:
         raise InvalidInput(
             f"voucher credential does not verify: {exc.message}", reason="CREDENTIAL_MISMATCH"
         ) from None
-    if signed != payload:
+    body = {k: entry.body[k] for k in ISSUE_FIELDS if k != "credential"}
+    iat = signed.get("iat")
+    entry_time = numeric_date(parse_ledger_time(entry.at))
+    if not isinstance(iat, int) or not is_int(iat) or abs(iat - entry_time) > IAT_SKEW_SECONDS:
         raise InvalidInput(
-            "the voucher credential's payload is not the voucher.issue body",
+            f"the voucher credential's iat {iat!r} is not within {IAT_SKEW_SECONDS} s of the "
+            f"entry's time {entry.at}",
             reason="CREDENTIAL_MISMATCH",
+        )
+    origin = state.registry.origin or ""
+    expected = body | registered_claims(body, origin, from_micros(iat * 1_000_000))
+    if signed != expected:
+        differs = sorted(k for k in set(signed) | set(expected) if signed.get(k) != expected.get(k))
+        raise InvalidInput(
+            "the voucher credential's payload is not the voucher.issue body and its registered "
+            f"claims (differs in {', '.join(differs)})",
+            reason="CREDENTIAL_MISMATCH",
+            details={"differs": ",".join(differs)},
         )
 
 
@@ -431,8 +458,10 @@ def issue_body(
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
     centres: Sequence[str] | None = None,
+    issued_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Body of ``voucher.issue`` with its credential signed by ``issuer``.
+    """Body of ``voucher.issue`` with its credential signed by ``issuer`` at ``issued_at``
+    (its ``iat``; default the ledger's time: it must be within 5 minutes of the entry's).
 
     Defaults come from the approved application and the policy in force: the approved
     amount as face value, the programme's rate, its widest usage window (for a per-year
@@ -482,7 +511,10 @@ def issue_body(
         "log_index": log_index,
         "policy_version": policy.version,
     }
-    body = {**payload, "credential": sign_voucher(payload, issuer)}
+    claims = registered_claims(
+        payload, state.registry.origin or "", issued_at or state.time or start
+    )
+    body = {**payload, "credential": sign_voucher(payload | claims, issuer)}
     _read_issue(Reader(body, "body"))
     return body
 

@@ -9,6 +9,7 @@ from typing import TypedDict, Unpack
 
 from ledger import applications, grants, vouchers
 from ledger.policy import current_policy
+from ledger.timeutil import parse_ledger_time
 from ledger.usecases.commands.applications import Approval, approve_application
 from ledger.usecases.commands.entities import NewEntity, register_entity
 from ledger.usecases.unit_of_work import Appended, UnitOfWork
@@ -40,6 +41,7 @@ def issue_voucher(
         voucher=voucher,
         issuer=issuer,
         log_index=uow.state.size,
+        issued_at=parse_ledger_time(uow.now()),
         **terms,
     )
     return uow.append(uow.sign("voucher.issue", body, issuer))
