@@ -33,8 +33,9 @@ from suanli.v1 import redemption_pb2_grpc as pb_grpc
 
 from adapters.credentials import CentreFiles
 from adapters.errors import CentreError
-from ledger.entry import Entry
+from ledger.disclosure import read_disclosure
 from ledger.keys import Signer
+from ledger.publication import concealed
 from ledger.timeutil import format_time
 from ledger.usage import UsageRecord
 
@@ -122,6 +123,32 @@ def claim_body(usage: UsageRecord, voucher: str, cost_fen: int) -> pb.ClaimBody:
         end=format_time(usage.end),
         cost_fen=cost_fen,
     )
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A centre's signature of an entry, and the salts of the members it concealed."""
+
+    at: str
+    key_id: str
+    signature: bytes
+    salts: dict[str, str]
+
+    def fields(self, request: str) -> dict[str, Any]:
+        """The fields of ``request`` (a request message name) that carry it."""
+        out: dict[str, Any] = {"at": self.at, "key_id": self.key_id, "signature": self.signature}
+        if request in ("ClaimRequest", "CaptureRequest"):  # the writes that conceal members
+            out["salts"] = self.salts
+        return out
+
+
+def sign_entry(kind: str, body: Any, signer: Signer, at: str) -> Signed:
+    """The entry ``kind`` with ``body`` (a ``*Body`` message) as the log will publish it:
+    its restricted members concealed with fresh salts (docs/publication.md), signed by
+    ``signer`` at ``at``; what the request must carry beside the body."""
+    entry = concealed(kind, at, body_dict(body))
+    salts = {d.name: d.salt for d in map(read_disclosure, entry.disclosures)}
+    return Signed(at, signer.key_id, signer.sign(entry.message()), salts)
 
 
 def body_dict(body: Any) -> dict[str, Any]:
@@ -214,11 +241,9 @@ class RedemptionClient:
 
     # --- signing and retrying --------------------------------------------------------------
 
-    def sign(self, kind: str, body: Any) -> tuple[str, str, bytes]:
-        """(at, key_id, signature) for the entry ``kind`` with ``body``, signed now."""
-        at = format_time(self.clock())
-        signature = self.signer.sign(Entry(kind, at, body_dict(body)).message())
-        return at, self.signer.key_id, signature
+    def sign(self, kind: str, body: Any) -> Signed:
+        """:func:`sign_entry` with this centre's key, now."""
+        return sign_entry(kind, body, self.signer, format_time(self.clock()))
 
     def _call(self, attempt: Callable[[float], _T], timeout: float | None = None) -> _T:
         """Run ``attempt(deadline_seconds)``, retrying transient failures with backoff."""
@@ -236,8 +261,8 @@ class RedemptionClient:
 
     def _signed(self, rpc: Callable[..., _T], request_type: Any, kind: str, body: Any) -> _T:
         def attempt(deadline: float) -> _T:
-            at, key_id, signature = self.sign(kind, body)
-            request = request_type(body=body, at=at, key_id=key_id, signature=signature)
+            fields = self.sign(kind, body).fields(request_type.DESCRIPTOR.name)
+            request = request_type(body=body, **fields)
             return rpc(request, timeout=deadline)
 
         return self._call(attempt)
@@ -385,8 +410,7 @@ class RedemptionClient:
 
     def _stream_request(self, seq: int, item: ClaimItem) -> pb.ClaimStreamRequest:
         body = claim_body(item.usage, item.voucher, item.cost_fen)
-        at, key_id, signature = self.sign("claim", body)
-        claim = pb.ClaimRequest(body=body, at=at, key_id=key_id, signature=signature)
+        claim = pb.ClaimRequest(body=body, **self.sign("claim", body).fields("ClaimRequest"))
         return pb.ClaimStreamRequest(seq=seq, claim=claim)
 
 

@@ -41,7 +41,7 @@ import math
 import multiprocessing
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from ledger.entry import SIGNING_PREFIX, Entry
 from ledger.errors import LedgerError
-from ledger.fold import apply
+from ledger.fold import PUBLIC_KINDS, apply, apply_public
 from ledger.keys import Verifier
 from ledger.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 from ledger.note import parse_note
@@ -170,6 +170,9 @@ class Report:
     kinds: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     snapshots: list[int] = field(default_factory=list)  # sizes of fold snapshots checked
+    mode: str = "full"  # "full": every rule replayed with disclosures; "public": without
+    unchecked: Counter[str] = field(default_factory=Counter)  # public: entries per kind
+    erased: int = 0  # disclosures erased by disclosure.erase entries (full mode)
 
     @property
     def ok(self) -> bool:
@@ -178,6 +181,21 @@ class Report:
     @property
     def first(self) -> Failure | None:
         return self.failures[0] if self.failures else None
+
+    def _mode_lines(self) -> list[str]:
+        if self.mode == "full":
+            return [
+                "full audit: every entry replayed through the fold with its disclosures "
+                "(every rule, cap and settlement checked)"
+            ]
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.unchecked.items()))
+        return [
+            "public audit (no disclosures): signatures, the tree, checkpoints, the key "
+            "registry, that every restricted field is concealed, statement totals and "
+            "settled amounts within each voucher's face value were checked",
+            f"not checked without disclosures (run with an auditor token): the rules of "
+            f"{sum(self.unchecked.values())} entries ({kinds})",
+        ]
 
     def verdict(self) -> list[str]:
         """Lines for people: the verdict first, then details."""
@@ -188,6 +206,7 @@ class Report:
                 f"OK: {self.entries} entries, root {root}, checkpoint size "
                 f"{self.checkpoint.size} verified with key {self.checkpoint_key}"
             ]
+            lines += self._mode_lines()
             if self.pinned is not None:
                 lines.append(
                     f"pinned checkpoint of size {self.pinned.size} is consistent "
@@ -303,6 +322,77 @@ class _SignatureChecker:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+# --- what anyone can check without disclosures ------------------------------------------------
+
+
+class _PublicChecks:
+    """The money checks the public log allows: each statement's lines add up to its close,
+    no claim is settled twice, and what statements paid on a voucher is within its face
+    value. Everything else a rule decides needs disclosures; it is counted as unchecked."""
+
+    def __init__(self) -> None:
+        self.unchecked: Counter[str] = Counter()
+        self.face: dict[str, int] = {}
+        self.settled: dict[str, int] = {}  # voucher -> net amount paid on statements
+        self.settled_claims: dict[int, int] = {}  # claim index -> statement line's index
+        self.statements: dict[str, tuple[int, int, int]] = {}  # id -> lines, cost, amount
+        self.problems: list[tuple[str, int | None]] = []
+
+    def add(self, entry: Entry, index: int, audit: _Audit) -> None:
+        if entry.kind not in PUBLIC_KINDS:
+            self.unchecked[entry.kind] += 1
+        body = entry.body
+        if entry.kind == "voucher.issue":
+            self.face[str(body["voucher"])] = int(body["face_value_fen"])
+        elif entry.kind == "statement.lines":
+            self._lines(body, index)
+        elif entry.kind == "statement.close":
+            self._close(body, index)
+
+    def _lines(self, body: Mapping[str, object], index: int) -> None:
+        sid = str(body.get("statement"))
+        lines, cost, amount = self.statements.get(sid, (0, 0, 0))
+        for line in body.get("lines", []):  # type: ignore[attr-defined]
+            claim = int(line["claim_index"])
+            if line["type"] == "claim":
+                if claim in self.settled_claims:
+                    self.problems.append(
+                        (f"claim {claim} is settled again (first at entry "
+                         f"{self.settled_claims[claim]})", index)
+                    )  # fmt: skip
+                self.settled_claims[claim] = index
+            voucher = str(line["voucher"])
+            self.settled[voucher] = self.settled.get(voucher, 0) + int(line["amount_fen"])
+            lines, cost, amount = (
+                lines + 1,
+                cost + int(line["cost_fen"]),
+                amount + int(line["amount_fen"]),
+            )
+        self.statements[sid] = (lines, cost, amount)
+
+    def _close(self, body: Mapping[str, object], index: int) -> None:
+        sid = str(body.get("statement"))
+        totals = body.get("totals")
+        counted = self.statements.get(sid, (0, 0, 0))
+        if (
+            not isinstance(totals, dict)
+            or (totals.get("lines"), totals.get("cost_fen"), totals.get("amount_fen")) != counted
+        ):
+            self.problems.append(
+                (f"statement {sid}: its totals are not the sum of its published lines", index)
+            )
+
+    def finish(self) -> list[tuple[str, int | None]]:
+        for voucher, paid in self.settled.items():
+            face = self.face.get(voucher)
+            if face is None or paid > face:
+                self.problems.append(
+                    (f"statements paid {paid} fen on voucher {voucher}, over its face value "
+                     f"{face}", None)
+                )  # fmt: skip
+        return self.problems
+
+
 # --- the pipeline ---------------------------------------------------------------------------------
 
 
@@ -334,6 +424,19 @@ class _Audit:
         self.projection: tuple[int, dict[str, int]] | None = None  # stored (size, summary)
         self.snapshots: dict[int, SnapshotHeader] = {}  # by size
         self.snapshots_checked: list[int] = []
+        self.disclosures: Callable[[int, int], Mapping[int, tuple[str, ...]]] | None = None
+        self._opened: Mapping[int, tuple[str, ...]] = {}
+        self._opened_window = (0, 0)
+        self.public = _PublicChecks()
+
+    def opened(self, index: int) -> tuple[str, ...]:
+        """The disclosures of entry ``index``, fetched a window of entries at a time."""
+        start, end = self._opened_window
+        if not start <= index < end:
+            assert self.disclosures is not None
+            start, end = index, index + 4096
+            self._opened, self._opened_window = self.disclosures(start, end), (start, end)
+        return self._opened.get(index, ())
 
     # failures that name an index stop the per-entry checks after it
     def fail(self, check: str, message: str, index: int | None = None) -> None:
@@ -367,7 +470,11 @@ class _Audit:
             return
         self.kinds[entry.kind] += 1
         try:
-            self.state, _ = apply(self.state, entry, index)
+            if self.disclosures is None:
+                self.state = apply_public(self.state, entry, index)
+                self.public.add(entry, index, self)
+            else:
+                self.state, _ = apply(self.state, entry.disclosed(self.opened(index)), index)
         except LedgerError as exc:
             self.fail("fold", f"{entry.kind} refused by the fold: {exc.message}", index)
         except Exception as exc:  # a bug in a rule is still a refusal of this log, with a name
@@ -603,6 +710,7 @@ def verify_log(
     progress: Callable[[int], None] | None = None,
     projection: tuple[int, dict[str, int]] | None = None,
     snapshots: Sequence[SnapshotHeader] = (),
+    disclosures: Callable[[int, int], Mapping[int, tuple[str, ...]]] | None = None,
 ) -> Report:
     """Audit a whole log. See the module docstring for what is checked.
 
@@ -616,13 +724,19 @@ def verify_log(
     ``progress``: called with the number of entries read so far, now and then;
     ``projection``: the service's stored projection (size, ``ledger.projection.summary``),
     compared with the replay when the replay reaches that size; ``snapshots``: the headers
-    of the service's fold snapshots, each checked when the replay reaches its size.
+    of the service's fold snapshots, each checked when the replay reaches its size;
+    ``disclosures(start, end)``: the disclosures of entries [start, end) by index — with
+    them the audit is *full* (every entry replayed through the fold, every opening checked
+    against its digest); without, *public* (``ledger.fold.apply_public``: what anyone can
+    check, and the report says what it could not).
     """
     jobs = max(1, jobs if jobs is not None else usable_cores())
     audit = _Audit(genesis_key, origin, jobs, chunk_size)
-    audit.projection = projection
-    audit.snapshots = {h.size: h for h in snapshots}
-    report = Report()
+    if disclosures is not None:  # only a full replay has the state they describe
+        audit.projection = projection
+        audit.snapshots = {h.size: h for h in snapshots}
+    audit.disclosures = disclosures
+    report = Report(mode="full" if disclosures is not None else "public")
     size: int | None = None
     try:
         size = _unverified_checkpoint(checkpoint).size
@@ -648,6 +762,10 @@ def verify_log(
 
     report.entries, report.root, report.kinds = audit.count, audit.range.root(), audit.kinds
     report.snapshots = audit.snapshots_checked
+    if disclosures is None:
+        report.unchecked = audit.public.unchecked
+        for message, index in audit.public.finish():
+            audit.fail("public", message, index)
     report.log_keys = [(e.from_size, e.verifier.key_id) for e in audit.state.registry.log_epochs]
     if size is not None:
         _check_latest(audit, report, checkpoint, size, evidence)

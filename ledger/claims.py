@@ -258,6 +258,24 @@ def claim_of(state: LedgerState, centre: str, record_id: str) -> ClaimRecord:
     return found
 
 
+def claim_at(state: LedgerState, centre: str, index: int) -> ClaimRecord | None:
+    """The centre's claim or capture recorded at log ``index``, if any (a binary search of
+    its claims, which are listed in log order)."""
+    found = book(state)
+    listed = found.by_centre.get(centre, ())
+    low, high = 0, len(listed)
+    while low < high:
+        middle = (low + high) // 2
+        record = found.claims[(centre, listed[middle])]
+        if record.index < index:
+            low = middle + 1
+        elif record.index > index:
+            high = middle
+        else:
+            return record
+    return None
+
+
 def centre_of(state: LedgerState, centre_id: str) -> Centre:
     found = book(state).centres.get(centre_id)
     if found is None:

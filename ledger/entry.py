@@ -54,17 +54,35 @@ class Entry:
     logged: str | None = None  # the ledger's time, when it differs from ``at``
     # JCS of the signed part, computed once and handed on to the signed and stamped copies
     _signed_part: bytes | None = field(default=None, compare=False, repr=False)
+    # the disclosures that open the body's concealed members (ledger.disclosure): kept
+    # beside the log, never in the leaf
+    disclosures: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def time(self) -> str:
         """The entry's time in the ledger: when it was logged (or signed, if the same)."""
         return self.logged if self.logged is not None else self.at
 
+    def _copy(self, **changes: Any) -> Entry:
+        """A copy with ``changes``, keeping the signed part's JCS and the disclosures."""
+        fields: dict[str, Any] = {
+            "kind": self.kind,
+            "at": self.at,
+            "body": self.body,
+            "sigs": self.sigs,
+            "logged": self.logged,
+            "_signed_part": self._signed_part,
+            "disclosures": self.disclosures,
+        }
+        return Entry(**(fields | changes))
+
     def stamped(self, logged: str) -> Entry:
         """This entry as the ledger records it at ``logged`` (signatures unchanged)."""
-        return Entry(
-            self.kind, self.at, self.body, self.sigs, None if logged == self.at else logged
-        )
+        return self._copy(logged=None if logged == self.at else logged)
+
+    def disclosed(self, disclosures: tuple[str, ...]) -> Entry:
+        """This entry with the disclosures of its concealed members beside it."""
+        return self._copy(disclosures=disclosures)
 
     def unsigned(self) -> dict[str, Any]:
         return {"v": ENTRY_VERSION, "kind": self.kind, "at": self.at, "body": self.body}
@@ -83,7 +101,7 @@ class Entry:
     def signed(self, *signers: Signer) -> Entry:
         message = self.message()
         new = tuple(Signature(s.key_id, s.sign(message)) for s in signers)
-        return Entry(self.kind, self.at, self.body, self.sigs + new, self.logged, self._canonical())
+        return self._copy(sigs=self.sigs + new, _signed_part=self._canonical())
 
     def to_json(self) -> dict[str, Any]:
         out = {**self.unsigned(), "sigs": [s.to_json() for s in self.sigs]}

@@ -27,8 +27,10 @@ from ledger import (
     settlement,
     vouchers,
 )
+from ledger.disclosure import SD, reveal
 from ledger.entry import Entry
 from ledger.errors import InvalidInput
+from ledger.publication import check_concealed
 from ledger.registry import RegisteredKey
 from ledger.state import Context, Handler, LedgerState, Result, Rule
 from ledger.timeutil import parse_ledger_time
@@ -123,5 +125,41 @@ def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[L
     if found.roles is not None:
         signers = tuple(state.registry.authorise(entry, index, found.roles))
     draft = state.draft()
-    result = found.handle(draft, entry, Context(index, moment, signers)) or {}
+    result = found.handle(draft, opened(entry), Context(index, moment, signers)) or {}
     return draft.seal(index + 1, moment), result
+
+
+# The kinds every reader can replay from the public log alone: the log's own and its keys.
+PUBLIC_KINDS = frozenset({"log.genesis", "log.rotate", "key.register", "key.retire", "log.note"})
+
+
+def apply_public(state: LedgerState, entry: Entry, index: int) -> LedgerState:
+    """What anyone can check of ``entry`` without its disclosures (the public audit): its
+    time, that its signers may sign its kind, that it conceals what it must; and for the
+    log's own entries (its keys), the whole rule. The other rules need what is concealed
+    (``apply`` with disclosures decides them); the state keeps only the key registry."""
+    if index != state.size:
+        raise InvalidInput(f"entry {index} applied to a state of size {state.size}")
+    found = RULES.get(entry.kind)
+    if found is None:
+        raise InvalidInput(f"unknown entry kind {entry.kind!r}", reason="UNKNOWN_KIND")
+    check_concealed(entry.kind, entry.body)
+    if entry.kind in PUBLIC_KINDS:
+        return apply(state, entry, index)[0]
+    parse_ledger_time(entry.at)
+    at = parse_ledger_time(entry.time)
+    moment = at if state.time is None or at > state.time else state.time
+    if found.roles is not None:
+        state.registry.authorise(entry, index, found.roles)
+    return state.draft().seal(index + 1, moment)
+
+
+def opened(entry: Entry) -> Entry:
+    """The entry with its concealed members put back from its disclosures, for the rules
+    (which decide on every member); the published body must show no restricted member in
+    clear (``ledger.publication``) and every disclosure must match its digest."""
+    check_concealed(entry.kind, entry.body)
+    if SD not in entry.body and not entry.disclosures:
+        return entry
+    body = reveal(entry.body, entry.disclosures)
+    return Entry(entry.kind, entry.at, body, entry.sigs, entry.logged)

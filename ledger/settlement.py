@@ -56,7 +56,7 @@ from immutables import Map
 from pyrsistent import PVector, pvector
 
 from ledger.canonical import canonical_bytes
-from ledger.claims import ClaimRecord, centre_of
+from ledger.claims import ClaimRecord, centre_of, claim_at
 from ledger.claims import book as claim_book
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
@@ -81,7 +81,6 @@ OPEN_FIELDS = (
 LINE_FIELDS = (
     "line",
     "type",
-    "record_id",
     "claim_index",
     "kind",
     "voucher",
@@ -297,7 +296,6 @@ def _line(record: ClaimRecord, state: LedgerState, **fields: Any) -> dict[str, A
     return {
         "line": 0,
         "type": "claim",
-        "record_id": record.record_id,
         "claim_index": record.index,
         "kind": record.kind,
         "voucher": record.voucher,
@@ -316,6 +314,7 @@ def _line(record: ClaimRecord, state: LedgerState, **fields: Any) -> dict[str, A
 @dataclass(frozen=True)
 class _Next:
     line: dict[str, Any]  # numbered
+    record: ClaimRecord  # the claim it settles or adjusts
     claims_at: int
     adjust_at: int
 
@@ -345,7 +344,7 @@ def _walk(state: LedgerState, statement: Statement) -> Iterator[_Next]:
             continue
         number += 1
         line = _line(record, state, line=number, settled_before_fen=0, amount_fen=record.net_fen)
-        yield _Next(line, at, statement.adjust_at)
+        yield _Next(line, record, at, statement.adjust_at)
     settled = settlement.settled_by_centre.get(centre, pvector())
     adjust = statement.adjust_at
     while adjust < len(settled):
@@ -367,7 +366,7 @@ def _walk(state: LedgerState, statement: Statement) -> Iterator[_Next]:
             settled_before_fen=done.amount_fen,
             amount_fen=record.net_fen - done.amount_fen,
         )
-        yield _Next(line, at, adjust)
+        yield _Next(line, record, at, adjust)
 
 
 def _chain(previous: bytes, line: Mapping[str, Any]) -> bytes:
@@ -376,13 +375,12 @@ def _chain(previous: bytes, line: Mapping[str, Any]) -> bytes:
 
 def _record_line(state: LedgerState, statement: Statement, item: _Next) -> Statement:
     """Settle one line (mutates the settlement book); the statement after it."""
-    line, settlement = item.line, book(state)
-    _settle(settlement, statement, line)
+    _settle(book(state), statement, item)
     return _count(statement, item)
 
 
-def _settle(settlement: SettlementBook, statement: Statement, line: Mapping[str, Any]) -> None:
-    key = (statement.centre, str(line["record_id"]))
+def _settle(settlement: SettlementBook, statement: Statement, item: _Next) -> None:
+    line, key = item.line, (statement.centre, item.record.record_id)
     done = settlement.settled.get(key)
     if done is None:
         done = Settled(0)
@@ -618,29 +616,29 @@ def _check_line(state: LedgerState, statement: Statement, i: int, stated: Any, w
     where = f"body.lines[{i}]"
     if not isinstance(stated, dict):
         raise InvalidInput(f"{where} must be an object", reason="MALFORMED_BODY")
-    record_id = stated.get("record_id")
-    record = claim_book(state).claims.get((statement.centre, str(record_id)))
-    if want is None or stated.get("record_id") != want.get("record_id"):
+    index = stated.get("claim_index")
+    if want is None or index != want.get("claim_index"):
+        record = claim_at(state, statement.centre, index) if isinstance(index, int) else None
         if record is None:
             raise NotFound(
-                f"{where}: centre {statement.centre} has no claim {record_id!r}",
+                f"{where}: centre {statement.centre} has no claim at log index {index!r}",
                 reason="UNKNOWN_CLAIM",
-                details={"line": i + 1, "record_id": str(record_id)},
+                details={"line": i + 1, "claim_index": str(index)},
             )
         done = book(state).settled.get((statement.centre, record.record_id))
         if stated.get("type") == "claim" and done is not None:
             raise Conflict(
-                f"{where}: claim {record.record_id} of {statement.centre} was already settled "
-                f"by statement {done.first}; a claim is settled exactly once",
+                f"{where}: the claim at log index {index} was already settled by statement "
+                f"{done.first}; a claim is settled exactly once",
                 reason="ALREADY_SETTLED",
-                details={"line": i + 1, "record_id": record.record_id, "statement": done.first},
+                details={"line": i + 1, "claim_index": index, "statement": done.first},
             )
         if stated.get("type") == "claim" and not statement.period.contains(record.at):
             raise InvalidInput(
-                f"{where}: claim {record.record_id} was recorded {local_text(record.at)} "
+                f"{where}: the claim at log index {index} was recorded {local_text(record.at)} "
                 f"(Asia/Shanghai), outside period {statement.period.text}",
                 reason="NOT_IN_PERIOD",
-                details={"line": i + 1, "record_id": record.record_id},
+                details={"line": i + 1, "claim_index": index},
             )
     if want is None:
         raise InvalidInput(
@@ -688,10 +686,11 @@ def apply_close(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     left = next(iter(_walk(state, statement)), None)
     if left is not None:
         raise InvalidInput(
-            f"statement {statement.id} leaves out {left.line['type']} {left.line['record_id']} "
-            f"of {statement.centre} (line {left.line['line']}); list every line before closing",
+            f"statement {statement.id} leaves out the {left.line['type']} of the claim at log "
+            f"index {left.line['claim_index']} (line {left.line['line']}); list every line "
+            "before closing",
             reason="STATEMENT_INCOMPLETE",
-            details={"record_id": str(left.line["record_id"]), "line": left.line["line"]},
+            details={"claim_index": left.line["claim_index"], "line": left.line["line"]},
         )
     expected = close_body(state, statement.id)
     for name in ("parts", "totals", "lines_sha256"):

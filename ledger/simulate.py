@@ -39,11 +39,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ledger import claims, vouchers
-from ledger.entry import Entry
 from ledger.errors import InvalidInput, LedgerError
 from ledger.keys import ServiceKeys, Signer
 from ledger.money import format_fen
 from ledger.policy import Policy, Programme
+from ledger.publication import concealed
 from ledger.reader import Reader
 from ledger.state import LedgerState, Result
 from ledger.timeutil import format_time
@@ -254,7 +254,7 @@ class Simulation:
             "cost_fen": cost,
         }
         self.moment = at
-        entry = Entry("claim", self.uow.now(), body).signed(self.centres[centre])
+        entry = concealed("claim", self.uow.now(), body).signed(self.centres[centre])
         return self.uow.append(entry, signatures_checked=True).result
 
     def _card(self, centre: str, start: datetime) -> claims.RateCard:

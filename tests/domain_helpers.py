@@ -28,6 +28,7 @@ from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
+from ledger.publication import concealed
 from ledger.state import LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, parse_local, parse_time
 from ledger.uscc import complete
@@ -170,7 +171,7 @@ class World:
     def entry(
         self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None
     ) -> Entry:
-        return Entry(kind, format_time(at or self.clock), dict(body)).signed(*signers)
+        return concealed(kind, format_time(at or self.clock), dict(body)).signed(*signers)
 
     def apply(
         self, kind: str, body: Mapping[str, Any], *signers: Signer, at: datetime | None = None

@@ -26,8 +26,8 @@ from api.devpki import ensure_dev_pki
 from api.grpc.server import GrpcServer
 from api.settings import Settings
 from ledger import claims
-from ledger.entry import Entry
 from ledger.policy import current_policy
+from ledger.publication import concealed
 from ledger.store.unit_of_work import FoldedLog
 from ledger.timeutil import format_time
 from ledger.usage import UsageRecord
@@ -131,7 +131,7 @@ def centre_write(service: Service, kind: str, body: dict[str, Any]) -> Redeemed:
     """A centre's entry (claim, hold, capture, void) signed now with the centre's key, through
     the redemption use case, as the gRPC server runs it."""
     signer = service.centre_keys[body["centre"]]
-    entry = Entry(kind, format_time(service.ledger.clock()), body).signed(signer)
+    entry = concealed(kind, format_time(service.ledger.clock()), body).signed(signer)
     return service.write(redemption.REDEEM[kind], SignedWrite(entry))
 
 

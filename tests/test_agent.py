@@ -30,7 +30,7 @@ from adapters.rates import RateBook
 from adapters.sources import UsageSource
 from api.cli.demo.samples import sample_events, sample_sacct
 from ledger import claims
-from ledger.entry import Entry
+from ledger.fold import opened
 from ledger.timeutil import format_time
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -78,8 +78,8 @@ def ledger_claims(env: GrpcEnv, centre: str = "nscc-cd") -> dict[str, claims.Cla
 def claim_entries(env: GrpcEnv) -> Counter[str]:
     """How many claim entries the log holds per record id (not the fold: the log itself)."""
     counted: Counter[str] = Counter()
-    for _, data in env.ledger.store.iter_entries(0):
-        entry = Entry.from_bytes(data)
+    for published in env.ledger.store.replay(0):
+        entry = opened(published)  # the record id is concealed in the public leaf
         if entry.kind == "claim":
             counted[f"{entry.body['centre']}/{entry.body['record_id']}"] += 1
     return counted

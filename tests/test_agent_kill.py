@@ -58,6 +58,8 @@ from api.settings import Settings
 from ledger import claims
 from ledger.entry import Entry
 from ledger.errors import LedgerError
+from ledger.fold import opened
+from ledger.publication import concealed
 from ledger.timeutil import format_time
 
 pytestmark = pytest.mark.slow
@@ -79,7 +81,7 @@ class World:
     tmp: Path
     data_dir: Path
     db_url: str
-    seeded: list[bytes]  # the seeded log's entries, for the clean run
+    seeded: list[Entry]  # the seeded log's entries and their disclosures, for the clean run
     source: Path
     mapping: Path
     outbox: Path
@@ -174,7 +176,7 @@ def world(tmp_path: Path, db_url: str) -> Iterator[World]:
         "astro": issue_voucher(service, "ai-model"),
         "small": issue_voucher(service, "industry", amount_fen=small, face_value_fen=small),
     }
-    seeded = [data for _, data in service.ledger.store.iter_entries(0)]
+    seeded = list(service.ledger.store.replay(0))  # with their disclosures
     service.close()
     ensure_dev_pki(data_dir)
 
@@ -212,8 +214,8 @@ def _clean_run(world: World) -> dict[str, int | str]:
     with world.source.open(encoding="utf-8") as lines:
         parsed = parse_sacct(lines, centre=CENTRE, accounts=mapping)
     state = LedgerState()
-    for data in world.seeded:
-        state, _ = apply(state, Entry.from_bytes(data))
+    for entry in world.seeded:
+        state, _ = apply(state, entry)
     key = load_centre_keys(world.data_dir)[CENTRE]
     at = format_time(START + timedelta(minutes=6))
     answers: dict[str, int | str] = {}
@@ -229,7 +231,7 @@ def _clean_run(world: World) -> dict[str, int | str]:
             cost_fen=rates.cost(usage),
         )
         try:
-            state, result = apply(state, Entry("claim", at, body).signed(key))
+            state, result = apply(state, concealed("claim", at, body).signed(key))
         except LedgerError as refusal:
             answers[usage.record_id] = refusal.reason
         else:
@@ -299,8 +301,8 @@ def test_kill_agent_and_server_at_random_points(world: World) -> None:
         state = service.ledger.refresh()
         ledger = {rid: rec for (c, rid), rec in claims.book(state).claims.items() if c == CENTRE}
         entries: Counter[str] = Counter()
-        for _, data in service.ledger.store.iter_entries(0):
-            entry = Entry.from_bytes(data)
+        for published in service.ledger.store.replay(0):
+            entry = opened(published)
             if entry.kind == "claim":
                 entries[entry.body["record_id"]] += 1
     finally:

@@ -35,7 +35,7 @@ from ledger.audit import Evidence, Missing, signed_message, verify_log
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.entry import Entry
 from ledger.errors import VerificationError
-from ledger.fold import RULES
+from ledger.fold import RULES, opened
 from ledger.keys import Signer
 from ledger.note import sign_note
 from ledger.timeutil import format_time
@@ -762,9 +762,15 @@ def test_pipeline_replays_the_domain_fold() -> None:
     voucher = world.voucher()
     world.claim(voucher, 1000 * YUAN)
     world.claim(voucher, 2000 * YUAN)
-    claimed = world.entries[-2]
+    claimed = opened(world.entries[-2])
     again = world.entry("claim", {**claimed.body, "cost_fen": 5000 * YUAN}, world.centre())
-    data = [e.to_bytes() for e in [*world.entries, again]]
+    signed = [*world.entries, again]
+    data = [e.to_bytes() for e in signed]
+    full = {i: e.disclosures for i, e in enumerate(signed)}
+
+    def disclosures(start: int, end: int) -> dict[int, tuple[str, ...]]:
+        return {i: d for i, d in full.items() if start <= i < end}
+
     origin = world.state.registry.origin
     assert origin is not None
     cr = merkle.CompactRange(0, [])
@@ -773,10 +779,21 @@ def test_pipeline_replays_the_domain_fold() -> None:
         cr.append(merkle.leaf_hash(d))
         # the World's log key is not named after its origin: sign the note directly
         notes.append(sign_note(Checkpoint(origin, cr.size, cr.root()).body(), [world.log]))
-    good = verify_log(enumerate(data[:-1]), notes[-2], world.log.verifier, jobs=2, chunk_size=4)
+    good = verify_log(
+        enumerate(data[:-1]), notes[-2], world.log.verifier, jobs=2, chunk_size=4,
+        disclosures=disclosures,
+    )  # fmt: skip
     assert good.ok, good.failures
+    assert good.mode == "full"
     assert {"policy.publish", "voucher.issue", "claim"} <= set(good.kinds)
-    bad = verify_log(enumerate(data), notes[-1], world.log.verifier, jobs=2, chunk_size=4)
+    # without the disclosures the same log passes the public audit, which says what it
+    # could not check
+    public = verify_log(enumerate(data[:-1]), notes[-2], world.log.verifier, jobs=1)
+    assert public.ok and public.mode == "public" and public.unchecked["claim"] == 2
+    bad = verify_log(
+        enumerate(data), notes[-1], world.log.verifier, jobs=2, chunk_size=4,
+        disclosures=disclosures,
+    )  # fmt: skip
     assert bad.first is not None
     assert bad.first.describe().startswith(
         f"FAIL at index {len(data) - 1} (fold): claim refused by the fold: record "

@@ -17,7 +17,9 @@ from suanli.v1 import redemption_pb2 as pb
 
 from adapters.client import ClaimItem, RedemptionClient, RedemptionError
 from ledger.entry import Entry
+from ledger.fold import opened
 from ledger.keys import Signer
+from ledger.publication import conceal_as_signed
 
 __all__ = ["grpc_env", "grpc_env_factory"]  # fixtures used here
 
@@ -40,16 +42,31 @@ VECTOR_BODY = {
     "end": "2023-07-01T01:00:00.000000Z",
     "cost_fen": 3200,
 }
+VECTOR_SALTS = {
+    "record_id": "AQEBAQEBAQEBAQEBAQEBAQ",
+    "resource": "AgICAgICAgICAgICAgICAg",
+    "quantity": "AwMDAwMDAwMDAwMDAwMDAw",
+    "start": "BAQEBAQEBAQEBAQEBAQEBA",
+    "end": "BQUFBQUFBQUFBQUFBQUFBQ",
+}
+VECTOR_DISCLOSURES = [
+    "WyJBUUVCQVFFQkFRRUJBUUVCQVFFQkFRIiwicmVjb3JkX2lkIiwiNDI0Mi4wIl0",
+    "WyJBZ0lDQWdJQ0FnSUNBZ0lDQWdJQ0FnIiwicmVzb3VyY2UiLCJncHU6YTEwMCJd",
+    "WyJBd01EQXdNREF3TURBd01EQXdNREF3IiwicXVhbnRpdHkiLDE0NDAwXQ",
+    "WyJCQVFFQkFRRUJBUUVCQVFFQkFRRUJBIiwic3RhcnQiLCIyMDIzLTA3LTAxVDAwOjAwOjAwLjAwMDAwMFoiXQ",
+    "WyJCUVVGQlFVRkJRVUZCUVVGQlFVRkJRIiwiZW5kIiwiMjAyMy0wNy0wMVQwMTowMDowMC4wMDAwMDBaIl0",
+]
 VECTOR_MESSAGE = (
     b"suanli-entry/v1\n"
-    b'{"at":"2023-07-01T01:05:00.000000Z","body":{"centre":"nscc-cd","cost_fen":3200,'
-    b'"end":"2023-07-01T01:00:00.000000Z","quantity":14400,"record_id":"4242.0",'
-    b'"resource":"gpu:a100","start":"2023-07-01T00:00:00.000000Z","voucher":"V-2023-0001"},'
-    b'"kind":"claim","v":1}'
+    b'{"at":"2023-07-01T01:05:00.000000Z","body":{"_sd":["PkzRjEFFffazdT9enE_Z3zrXFuZb'
+    b's31wdcfklBSJDqI","W5BieGvVhwSGlLkslUx7yC-4aA8JSTE87VPfTiivoe0","_xus6JVrdBPvhxd3'
+    b'tD-GP6K-DyqXZy-9wxuU0-guicY","sF6jAlKlhwoakGCh9EpaNcSgcBAwVXj4N5zGAARpeFI","y2iv'
+    b'wLZfvl8c0jM3C0ankWyMxZor-jk6LcMkbrsQE7g"],"centre":"nscc-cd","cost_fen":3200,"vo'
+    b'ucher":"V-2023-0001"},"kind":"claim","v":1}'
 )
 VECTOR_SIGNATURE_HEX = (
-    "3fc514ba4311623a33a9502c0a7f6004b475e0537763bdb393b7acfaec851bf8"
-    "3e21c444deafe2a39ae5470e5662a0a67c01b73f558d8b875699d823c4938a03"
+    "a0a9587a106ede047cb92b9c7bfcccd317dc4d2c0ed6655cdd952600821963b8"
+    "5f6810b435f614bc72c74732a86eab62ad846466fb17c808d908d7cb89555e05"
 )
 
 
@@ -58,12 +75,14 @@ def test_signing_vector() -> None:
     assert signer.skey == VECTOR_KEY
     assert signer.verifier.vkey == VECTOR_VKEY
     assert Signer.parse(VECTOR_KEY).seed == VECTOR_SEED
-    message = Entry("claim", VECTOR_AT, VECTOR_BODY).message()
+    published, disclosures = conceal_as_signed("claim", VECTOR_BODY, VECTOR_SALTS)
+    assert list(disclosures) == VECTOR_DISCLOSURES
+    message = Entry("claim", VECTOR_AT, published).message()
     assert message == VECTOR_MESSAGE
     signature = signer.sign(message)
     assert signature.hex() == VECTOR_SIGNATURE_HEX  # Ed25519 is deterministic (RFC 8032)
     signer.verifier.verify(VECTOR_MESSAGE, bytes.fromhex(VECTOR_SIGNATURE_HEX))
-    # The client signs exactly this for the same body and time.
+    # The client conceals and signs exactly this for the same body, time and salts.
     from adapters.client import body_dict
 
     assert body_dict(pb.ClaimBody(**VECTOR_BODY)) == VECTOR_BODY
@@ -98,9 +117,12 @@ def test_claim_then_retry_gets_the_first_answer(grpc_env: GrpcEnv) -> None:
     again.replayed = False
     assert again == first
     assert grpc_env.log_size() == size  # a retry writes nothing
-    # The entry in the log is what the centre signed.
-    entry = Entry.from_bytes(grpc_env.ledger.store.entries(first.log_index, size)[0])
-    assert entry.kind == "claim" and entry.body["record_id"] == "job-1.0"
+    # The entry in the log is what the centre signed: the job concealed, its disclosures
+    # beside it (docs/publication.md), the signature over the published body.
+    (entry,) = grpc_env.ledger.store.read(first.log_index, size)
+    assert entry.kind == "claim" and "record_id" not in entry.body
+    assert set(entry.body) == {"centre", "voucher", "cost_fen", "_sd"}
+    assert opened(entry).body["record_id"] == "job-1.0"
     key = grpc_env.service.centre_keys["nscc-cd"]
     assert [s.key for s in entry.sigs] == [key.key_id]
     key.verifier.verify(entry.message(), entry.sigs[0].sig)
@@ -397,9 +419,7 @@ def test_the_client_sends_canonical_times(grpc_env: GrpcEnv) -> None:
     client = grpc_env.client()
     usage = grpc_env.usage(10_000, "times-1", start=local("2023-05-01 08:30"))
     result = client.claim(usage, voucher, 10_000)
-    entry = Entry.from_bytes(
-        grpc_env.ledger.store.entries(result.log_index, result.log_index + 1)[0]
-    )
+    entry = opened(grpc_env.ledger.store.read(result.log_index, result.log_index + 1)[0])
     pattern = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
     assert all(pattern.match(entry.body[k]) for k in ("start", "end"))
     assert pattern.match(entry.at)

@@ -32,7 +32,6 @@ from api.settings import Settings
 from ledger import caps as caps_mod
 from ledger import claims
 from ledger import vouchers as vouchers_mod
-from ledger.entry import Entry
 from ledger.fold import apply
 from ledger.state import LedgerState
 from ledger.timeutil import format_time
@@ -223,8 +222,8 @@ def test_two_processes_32_clients_never_overspend(two_servers: dict[str, object]
     )
     try:
         state = LedgerState()
-        for index, data in audit.ledger.store.iter_entries(0):
-            state, _ = apply(state, Entry.from_bytes(data), index)
+        for entry in audit.ledger.store.replay(0):
+            state, _ = apply(state, entry)
     finally:
         audit.close()
     book = claims.book(state)

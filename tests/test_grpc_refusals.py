@@ -25,7 +25,7 @@ from grpc_fixtures import (
 from grpc_status import rpc_status
 from suanli.v1 import redemption_pb2 as pb
 
-from adapters.client import RedemptionClient, RedemptionError, body_dict
+from adapters.client import RedemptionClient, RedemptionError, sign_entry
 from api.devpki import _load_cert, _load_key, _make_leaf, centre_files, tls_dir
 from api.errors import ERROR_DOMAIN
 from api.grpc.messages import MAX_RECEIVE
@@ -113,17 +113,16 @@ def send(
         "Capture": pb.CaptureRequest,
         "Void": pb.VoidRequest,
     }[rpc]
-    from ledger.entry import Entry
-
     signer = signer or client.signer
     at = at or format_time(client.clock())
     try:
-        signature = signer.sign(Entry(kind, at, body_dict(body)).message())
+        fields = sign_entry(kind, body, signer, at).fields(request_type.DESCRIPTOR.name)
     except InvalidInput:  # a body that has no canonical form: the server refuses it first
-        signature = bytes(64)
+        fields = {"at": at, "key_id": signer.key_id, "signature": bytes(64)}
     if tamper:
-        signature = bytes([signature[0] ^ 1]) + signature[1:]
-    request = request_type(body=body, at=at, key_id=signer.key_id, signature=signature)
+        signature = fields["signature"]
+        fields["signature"] = bytes([signature[0] ^ 1]) + signature[1:]
+    request = request_type(body=body, **fields)
     try:
         return getattr(client.stub, rpc)(request, timeout=10)
     except grpc.RpcError as error:

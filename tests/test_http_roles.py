@@ -31,6 +31,7 @@ from joserfc.jwk import OKPKey
 from api.bootstrap import Service
 from api.http.app import create_app
 from ledger import claims
+from ledger.fold import opened
 from ledger.timeutil import parse_time
 from ledger.uscc import complete
 
@@ -311,9 +312,11 @@ def test_application_inside_the_window_is_recorded_with_its_hashes(env: Env) -> 
     assert [a["application"] for a in mine["applications"]] == [app_id]
     view = env.ok(env.client.get(f"/v1/apply/applications/{app_id}", headers=env.as_("grantee")))
     assert view["materials"] == body["materials"] and view["status"] == "submitted"
-    # the log holds the hashes, nothing else of the documents
-    entry = json.loads(env.service.ledger.store.entries(before, before + 1)[0])
-    assert entry["body"]["materials"] == body["materials"]
+    # the log holds the hashes, nothing else of the documents, and publishes even those only
+    # as salted digests: the opened entry has them, the public leaf does not
+    (stored,) = env.service.ledger.store.read(before, before + 1)
+    assert "materials" not in stored.body and "applicant" not in stored.body
+    assert opened(stored).body["materials"] == body["materials"]
     # another grantee sees neither the list nor the application
     theirs = env.ok(env.client.get("/v1/apply/applications", headers=env.as_("other_grantee")))
     assert theirs["count"] == 0
@@ -381,8 +384,9 @@ def test_reviewer_of_another_district_gets_403_and_writes_nothing(env: Env) -> N
     recorded = env.ok(env.review(app_id))
     assert recorded["district"] == HIGH_TECH and recorded["opinion"] == "approve"
     index = recorded["entry"]["index"]
-    entry = json.loads(env.service.ledger.store.entries(index, index + 1)[0])
-    assert entry["body"]["reviewer"] == recorded["reviewer"]  # the reviewer's token id
+    (stored,) = env.service.ledger.store.read(index, index + 1)
+    assert "reviewer" not in stored.body  # not published: the opened entry names the reviewer
+    assert opened(stored).body["reviewer"] == recorded["reviewer"]  # the reviewer's token id
     env.refused(lambda: env.review(app_id), 409, "ALREADY_REVIEWED")
     # the admin may not give a district opinion; the reviewer may not decide
     env.refused(lambda: env.review(app_id, who="admin"), 403, "ROLE_DENIED")

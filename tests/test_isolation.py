@@ -72,9 +72,9 @@ def notes(log: FoldedLog, start: int) -> list[str]:
 def test_failing_requests_in_a_batch_fail_alone(log: FoldedLog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     start = log.store.size()
     replays: list[int] = []
-    original = log.store.iter_entries
+    original = log.store.replay
     monkeypatch.setattr(
-        log.store, "iter_entries", lambda s=0, **kw: replays.append(s) or original(s, **kw)
+        log.store, "replay", lambda s=0, **kw: replays.append(s) or original(s, **kw)
     )
     outcomes = run_one_batch(
         log,

@@ -40,13 +40,19 @@ def test_stored_projection_matches_the_replay_and_tampering_is_caught(  # type: 
 
     genesis = ledger.state.registry.log_epochs[0].verifier
     note = ledger.store.latest_checkpoint()[1]  # type: ignore[index]
-    report = verify_log(ledger.store.iter_entries(), note, genesis, jobs=1, projection=stored)
+    report = verify_log(
+        ledger.store.iter_entries(), note, genesis, jobs=1, projection=stored,
+        disclosures=ledger.store.disclosures,
+    )  # fmt: skip
     assert report.ok, report.verdict()
 
     with ledger.store.engine.begin() as conn:  # the projection drifts from the log
         conn.execute(sa.text("UPDATE projection SET value = value + 1 WHERE name = 'subsidy_fen'"))
     drifted = load_projection(ledger.store.engine)
-    report = verify_log(ledger.store.iter_entries(), note, genesis, jobs=1, projection=drifted)
+    report = verify_log(
+        ledger.store.iter_entries(), note, genesis, jobs=1, projection=drifted,
+        disclosures=ledger.store.disclosures,
+    )  # fmt: skip
     assert not report.ok
     first = report.failures[0]
     assert first.check == "projection" and first.index == size - 1

@@ -20,7 +20,7 @@ from suanli.v1 import redemption_pb2 as pb
 
 from adapters.client import RedemptionError
 from api.http.app import create_app
-from ledger import corrections, settlement
+from ledger import claims, corrections, settlement
 from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.policy import Policy
@@ -28,6 +28,7 @@ from ledger.registry import verify_entry_signatures
 from ledger.settlement import book as settlement_book
 from ledger.settlement import parse_period, period_of
 from ledger.state import Result
+from ledger.usecases.views.statements import with_record
 
 __all__ = ["grpc_env_factory"]  # a fixture, used by grpc_world
 
@@ -50,9 +51,11 @@ def body_of(world: World, period: str, centre: str = "nscc-cd") -> dict[str, Any
 
 
 def lines_of(world: World, statement: str) -> list[dict[str, Any]]:
-    """A statement's lines, read from its statement.lines entries as an auditor would."""
+    """A statement's lines, read from its statement.lines entries as an auditor would, each
+    with the record id of its claim (a line points at its claim by log index)."""
+    centre = settlement.statement_of(world.state, statement).centre
     return [
-        line
+        with_record(world.state, centre, line)
         for entry in world.entries
         if entry.kind == "statement.lines" and entry.body["statement"] == statement
         for line in entry.body["lines"]
@@ -293,14 +296,14 @@ def test_a_statement_that_differs_from_the_fold_is_refused(world: World) -> None
     assert error.details["field"] == "body.lines[0].amount_fen"
 
     unknown = copy.deepcopy(part)
-    unknown["lines"][0]["record_id"] = "no-such-job"
+    unknown["lines"][0]["claim_index"] = 999_999  # no claim of this centre there
     world.refuse("statement.lines", unknown, world.log, reason="UNKNOWN_CLAIM")
 
     extra = copy.deepcopy(part)
     extra["lines"].append({**part["lines"][0], "line": 4})
     world.refuse("statement.lines", extra, world.log, reason="ALREADY_SETTLED")
     beyond = copy.deepcopy(part)
-    beyond["lines"].append({**part["lines"][0], "record_id": "j9", "line": 4})
+    beyond["lines"].append({**part["lines"][0], "claim_index": 999_999, "line": 4})
     world.refuse("statement.lines", beyond, world.log, reason="UNKNOWN_CLAIM")
     world.refuse("statement.lines", {**part, "part": 2}, world.log, reason="STATEMENT_MISMATCH")
     world.refuse("statement.lines", {**part, "lines": "all"}, world.log, reason="MALFORMED_BODY")
@@ -334,7 +337,7 @@ def test_a_statement_that_differs_from_the_fold_is_refused(world: World) -> None
     assert caught.value.reason == "NOTHING_TO_SETTLE"
     q4 = open_(world, "2023-Q4")["statement"]
     sneaky = settlement.lines_body(world.state, q4)
-    sneaky["lines"][0]["record_id"] = "j0"
+    sneaky["lines"][0]["claim_index"] = claims.book(world.state).claims[("nscc-cd", "j0")].index
     world.refuse("statement.lines", sneaky, world.log, reason="ALREADY_SETTLED")
 
 
@@ -392,9 +395,10 @@ def test_the_chain_over_the_lines_is_what_close_states(world: World) -> None:
     voucher = world.voucher("industry")
     for i in range(4):
         world.claim(voucher, wan(1), record_id=f"j{i}")
-    result = issue(world, "2023-Q3")
+    issue(world, "2023-Q3")
     chain = bytes(32)
-    for line in lines_of(world, result["statement"]):
+    published = [e for e in world.entries if e.kind == "statement.lines"]
+    for line in (line for entry in published for line in entry.body["lines"]):
         chain = hashlib.sha256(chain + canonical_bytes(line)).digest()
     close = next(e for e in world.entries if e.kind == "statement.close")
     assert close.body["lines_sha256"] == chain.hex()
@@ -521,7 +525,9 @@ def test_centres_fetch_their_statements_over_grpc(grpc_world: GrpcEnv) -> None:
     opened, closed = Entry.from_bytes(got.open_entry), Entry.from_bytes(got.entry)
     parts = [Entry.from_bytes(e) for e in got.line_entries]
     assert (opened.kind, closed.kind) == ("statement.open", "statement.close")
-    assert [line["record_id"] for p in parts for line in p.body["lines"]] == ["g-0", "g-1", "g-2"]
+    # a published line points at its claim by log index; the centre's message names its job
+    indexed = [line["claim_index"] for p in parts for line in p.body["lines"]]
+    assert indexed == [line.log_index for line in got.lines]
     for entry in (opened, *parts, closed):
         assert entry.body["statement"] == sid
         verify_entry_signatures(state.registry, entry)

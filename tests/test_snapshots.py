@@ -26,9 +26,9 @@ def grow(log: FoldedLog, count: int, prefix: str = "note") -> None:
 def replayed_from(log: FoldedLog, monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
     """The start index of every replay the log does from now on."""
     starts: list[int] = []
-    original = log.store.iter_entries
+    original = log.store.replay
     monkeypatch.setattr(
-        log.store, "iter_entries", lambda s=0, **kw: starts.append(s) or original(s, **kw)
+        log.store, "replay", lambda s=0, **kw: starts.append(s) or original(s, **kw)
     )
     return starts
 
@@ -132,7 +132,10 @@ def test_the_audit_checks_each_snapshot_it_meets(open_service, db_url: str) -> N
     checkpoint = log.store.latest_checkpoint()
     assert checkpoint is not None
     genesis_key = log.state.registry.log_epochs[0].verifier
-    report = verify_log(entries, checkpoint[1], genesis_key, jobs=1, snapshots=[good])
+    full = log.store.disclosures
+    report = verify_log(
+        entries, checkpoint[1], genesis_key, jobs=1, snapshots=[good], disclosures=full
+    )
     assert report.ok and report.snapshots == [good.size]
 
     # A snapshot whose money summary is not the replay's fails the audit, naming its size,
@@ -148,7 +151,9 @@ def test_the_audit_checks_each_snapshot_it_meets(open_service, db_url: str) -> N
         signer.key_id,
         signer.sign(message.message(log.origin)),
     )
-    report = verify_log(entries, checkpoint[1], genesis_key, jobs=1, snapshots=[bad])
+    report = verify_log(
+        entries, checkpoint[1], genesis_key, jobs=1, snapshots=[bad], disclosures=full
+    )
     assert not report.ok
     assert report.first is not None and report.first.check == "snapshot"
     assert f"size {good.size}" in report.first.message

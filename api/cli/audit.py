@@ -67,9 +67,9 @@ def _progress(enabled: bool | None, what: str) -> Iterator[Callable[[int, int], 
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _open(spec: str) -> Source:
+def _open(spec: str, token: str | None = None) -> Source:
     try:
-        return open_source(spec)
+        return open_source(spec, token)
     except SourceError as exc:
         raise _error(str(exc)) from exc
 
@@ -102,8 +102,23 @@ def verify(
         int | None, typer.Option(min=1, help="signature worker processes (default: all cores)")
     ] = None,
     progress: ProgressOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SUANLI_AUDIT_TOKEN",
+            help="an auditor's token: read the disclosures too and replay every rule",
+        ),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="audit without disclosures, as anyone can")
+    ] = False,
 ) -> None:
-    """Fetch every entry, rebuild the tree, check checkpoints, signatures and the fold."""
+    """Fetch every entry, rebuild the tree, check checkpoints, signatures and the fold.
+
+    With the disclosures (a database, an export made with them, or a server with --token),
+    the audit is full: every entry is replayed through the fold and every opening checked
+    against its digest. Without, it is public: what anyone can check, and it says what it
+    could not."""
     from ledger.audit import Evidence, verify_log
 
     trusted = _verifier(key)
@@ -125,7 +140,7 @@ def verify(
             pinned = pin.read_text("utf-8")
         else:
             raise _error(f"--pin {pin}: no such file or directory")
-    with _open(source) as src:
+    with _open(source, token) as src:
         try:
             note = src.checkpoint()
             try:
@@ -144,7 +159,9 @@ def verify(
                     pinned_evidence=pinned_evidence,
                     jobs=jobs,
                     progress=lambda done: tick(done, size),
-                    projection=_projection_within(src, size),
+                    projection=None if public else _projection_within(src, size),
+                    snapshots=[] if public else src.snapshots(),
+                    disclosures=None if public else src.disclosures(),
                 )
         except SourceError as exc:
             raise _error(str(exc)) from exc

@@ -38,6 +38,7 @@ from ledger.audit import EntryItem, Evidence, Missing
 from ledger.checkpoint import Checkpoint, parse_checkpoint
 from ledger.errors import LedgerError
 from ledger.note import parse_note
+from ledger.snapshot import SnapshotHeader
 
 CHECKPOINT_FILE = "checkpoint"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
@@ -82,6 +83,15 @@ class Source:
     def projection(self) -> tuple[int, dict[str, int]] | None:
         """The service's stored projection (size, summary), if the source has one."""
         return None
+
+    def disclosures(self) -> Callable[[int, int], Mapping[int, tuple[str, ...]]] | None:
+        """How to read the disclosures of entries [start, end), if the source may give
+        them (a full audit); None for a public one."""
+        return None
+
+    def snapshots(self) -> list[SnapshotHeader]:
+        """The headers of the service's fold snapshots, if the source has them."""
+        return []
 
     def close(self) -> None:
         """Release connections."""
@@ -275,9 +285,12 @@ def _bundle_items(n: int, width: int, data: bytes | None) -> Iterator[EntryItem]
 
 
 class HttpSource(Source):
-    def __init__(self, url: str, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, url: str, client: httpx.Client | None = None, token: str | None = None
+    ) -> None:
         self.name = url.rstrip("/")
         self.client = client or httpx.Client(base_url=self.name, timeout=60.0)
+        self.token = token
 
     def _get(self, path: str, **params: Any) -> httpx.Response | None:
         try:
@@ -320,6 +333,28 @@ class HttpSource(Source):
             return None
         body = response.json()
         return int(body["size"]), {str(k): int(v) for k, v in body["values"].items()}
+
+    def disclosures(self) -> Callable[[int, int], Mapping[int, tuple[str, ...]]] | None:
+        """With an auditor's token: ``GET /v1/log/disclosures`` (docs/publication.md)."""
+        if self.token is None:
+            return None
+        headers = {"Authorization": f"Bearer {self.token}"}
+
+        def read(start: int, end: int) -> Mapping[int, tuple[str, ...]]:
+            try:
+                response = self.client.get(
+                    "/v1/log/disclosures", params={"start": start, "end": end}, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                raise SourceError(f"cannot read {self.name}/v1/log/disclosures: {exc}") from exc
+            if response.status_code != 200:
+                raise SourceError(
+                    f"GET {self.name}/v1/log/disclosures: HTTP {response.status_code} "
+                    f"({response.text[:200]}); --token must be an auditor's or the bureau's"
+                )
+            return {int(i): tuple(d) for i, d in response.json()["disclosures"].items()}
+
+        return read
 
     def close(self) -> None:
         self.client.close()
@@ -439,6 +474,15 @@ class DbSource(Source):
 
         return load_projection(self.store.engine)
 
+    def disclosures(self) -> Callable[[int, int], Mapping[int, tuple[str, ...]]] | None:
+        """The database holds them beside the log: whoever reads it audits in full."""
+        return self.store.disclosures
+
+    def snapshots(self) -> list[SnapshotHeader]:
+        from ledger.store.snapshots import headers
+
+        return headers(self.store.engine)
+
     def checkpoints(self, after: int = 0) -> Iterator[tuple[int, str]]:
         while rows := self.store.checkpoints(after=after, limit=_PAGE):
             yield from rows
@@ -457,10 +501,11 @@ class DbSource(Source):
         self.store.engine.dispose()
 
 
-def open_source(spec: str) -> Source:
-    """A source from a command-line argument: URL, database URL or export directory."""
+def open_source(spec: str, token: str | None = None) -> Source:
+    """A source from a command-line argument: URL, database URL or export directory; an
+    HTTP source with an auditor's ``token`` also gives the disclosures (a full audit)."""
     if spec.startswith(("http://", "https://")):
-        return HttpSource(spec)
+        return HttpSource(spec, token=token)
     if spec.startswith(("sqlite:", "postgresql:", "postgresql+")):
         return DbSource(spec)
     path = Path(spec)

@@ -48,7 +48,6 @@ def rebuild(data_dir: DataDir = None, db: Db = None) -> None:
     """Rebuild every projection from the log alone and store it; report where it differs
     from the projection the service had stored (exit status 1 if it does)."""
     from api.bootstrap import open_service
-    from ledger.entry import Entry
     from ledger.fold import apply
     from ledger.projection import differences, summary
     from ledger.state import LedgerState
@@ -58,9 +57,9 @@ def rebuild(data_dir: DataDir = None, db: Db = None) -> None:
         engine = service.ledger.store.engine
         stored = load_projection(engine)
         state, drift = LedgerState(), []
-        for index, data in service.ledger.store.iter_entries():
-            state, _ = apply(state, Entry.from_bytes(data), index)
-            if stored is not None and stored[0] == index + 1:
+        for entry in service.ledger.store.replay():
+            state, _ = apply(state, entry)
+            if stored is not None and stored[0] == state.size:
                 drift = differences(stored[1], summary(state))
         values = summary(state)
         save_projection(engine, state.size, values)

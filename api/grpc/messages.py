@@ -27,6 +27,7 @@ from ledger import settlement
 from ledger.canonical import MAX_SAFE_INT
 from ledger.entry import Entry, Signature
 from ledger.errors import Denied, InvalidInput, LedgerError
+from ledger.publication import conceal_as_signed
 from ledger.timeutil import format_time
 from ledger.usecases.commands.redemption import Redeemed
 from ledger.usecases.views.centres import released_on_capture
@@ -115,7 +116,9 @@ def signed_entry(kind: str, request: Any, centre: str) -> Entry:
             reason="BAD_SIGNATURE",
             details={"key_id": request.key_id},
         )
-    return Entry(kind, request.at, body, (Signature(request.key_id, request.signature),))
+    published, disclosures = conceal_as_signed(kind, body, dict(getattr(request, "salts", {})))
+    signature = Signature(request.key_id, request.signature)
+    return Entry(kind, request.at, published, (signature,)).disclosed(disclosures)
 
 
 # --- out -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from api.http.routes import (
     apply,
     audit,
     bureau,
+    disclosures,
     grantee,
     log,
     ops,
@@ -67,6 +68,7 @@ def create_app(service: Service) -> FastAPI:
 
     for router in (
         log.router,
+        disclosures.router,
         ops.router,
         audit.router,
         web.router,

@@ -7,7 +7,6 @@ still, and the time views are computed for) and write through
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from fastapi import Request
 from api.bootstrap import Service
 from ledger.entities import DISTRICTS
 from ledger.errors import Denied, InvalidInput
+from ledger.fold import opened
 from ledger.money import format_fen
 from ledger.store.tokens import Principal
 from ledger.usecases import Snapshot
@@ -63,7 +63,9 @@ class _EntryCache:
 
 
 def entry_reader(request: Request) -> EntryReader:
-    """Entries by index as JSON; runs of consecutive indices are read in one query."""
+    """Entries by index as JSON, their concealed members opened (views that read entries
+    are role-scoped: they show only what their caller may read); runs of consecutive
+    indices are read in one query."""
     state = request.app.state
     store = service_of(request).ledger.store
     cache: _EntryCache = getattr(state, "entry_cache", None) or _EntryCache()
@@ -74,8 +76,8 @@ def entry_reader(request: Request) -> EntryReader:
         wanted = sorted(set(indices) - set(found))
         fresh: dict[int, dict[str, Any]] = {}
         for start, end in _runs(wanted):
-            for offset, raw in enumerate(store.entries(start, end)):
-                fresh[start + offset] = json.loads(raw)
+            for offset, entry in enumerate(store.read(start, end)):
+                fresh[start + offset] = opened(entry).to_json()
         cache.put(fresh)
         return {**found, **fresh}
 

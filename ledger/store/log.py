@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, tuple_
 
 from ledger import merkle
+from ledger.disclosure import digest_of
+from ledger.entry import Entry
 from ledger.errors import LogCorrupt
-from ledger.store.schema import checkpoints, log_entries, log_nodes, projection
+from ledger.store.schema import checkpoints, disclosures, log_entries, log_nodes, projection
 
 # Any constant works; it names suanli's append lock among the database's advisory locks.
 APPEND_LOCK_KEY = 0x7375616E6C69  # "suanli"
@@ -53,6 +55,7 @@ class Staged:
     hashes: list[bytes]
     entries: int
     nodes: int
+    disclosures: int
 
 
 class LogWriter:
@@ -67,23 +70,28 @@ class LogWriter:
         self.start_size = size
         self._entries: list[dict[str, object]] = []
         self._nodes: list[dict[str, object]] = []
+        self._disclosures: list[dict[str, object]] = []
         self.flushed = False
 
     @property
     def size(self) -> int:
         return self.range.size
 
-    def committed_since(self, start: int) -> list[tuple[int, bytes]]:
-        """Entries other writers committed from ``start`` up to this transaction's start."""
+    def committed_since(self, start: int) -> list[Entry]:
+        """Entries other writers committed from ``start`` up to this transaction's start,
+        with their disclosures."""
         if start >= self.start_size:
             return []
-        return list(enumerate(_entries(self.conn, start, self.start_size), start))
+        return _replay(self.conn, start, self.start_size)
 
-    def append(self, leaf: bytes) -> int:
-        """Stage ``leaf``; return its index."""
+    def append(self, leaf: bytes, disclosures: Sequence[str] = ()) -> int:
+        """Stage ``leaf`` and the disclosures that open it; return its index."""
         index = self.range.size
         new_nodes = self.range.append(merkle.leaf_hash(leaf))
         self._entries.append({"idx": index, "data": leaf})
+        self._disclosures.extend(
+            {"idx": index, "digest": digest_of(d), "data": d} for d in disclosures
+        )
         self._nodes.extend({"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new_nodes)
         return index
 
@@ -91,13 +99,20 @@ class LogWriter:
         """Where staging stands now, to go back to with :meth:`rollback_to`."""
         if self.flushed:
             raise RuntimeError("rows already flushed cannot be taken back")
-        return Staged(self.range.size, self.range.hashes(), len(self._entries), len(self._nodes))
+        return Staged(
+            self.range.size,
+            self.range.hashes(),
+            len(self._entries),
+            len(self._nodes),
+            len(self._disclosures),
+        )
 
     def rollback_to(self, mark: Staged) -> None:
         """Unstage everything appended after ``mark``."""
         self.range = merkle.CompactRange(mark.size, mark.hashes)
         del self._entries[mark.entries :]
         del self._nodes[mark.nodes :]
+        del self._disclosures[mark.disclosures :]
 
     def root(self) -> bytes:
         return self.range.root()
@@ -107,7 +122,9 @@ class LogWriter:
             self.flushed = True
             self.conn.execute(insert(log_entries), self._entries)
             self.conn.execute(insert(log_nodes), self._nodes)
-            self._entries, self._nodes = [], []
+            if self._disclosures:
+                self.conn.execute(insert(disclosures), self._disclosures)
+            self._entries, self._nodes, self._disclosures = [], [], []
         if checkpoint_note is not None:
             self.conn.execute(insert(checkpoints), [{"size": self.size, "note": checkpoint_note}])
 
@@ -149,6 +166,27 @@ class LogStore:
         the auditor, not the server, is the one to judge them."""
         with self.engine.connect() as conn:
             return _entries(conn, start, end, strict=False)
+
+    def replay(self, start: int = 0, batch: int = 5000) -> Iterator[Entry]:
+        """Entries from ``start`` with their disclosures, in order, as the fold takes them."""
+        index = start
+        while True:
+            with self.engine.connect() as conn:
+                chunk = _replay(conn, index, index + batch)
+            if not chunk:
+                return
+            yield from chunk
+            index += len(chunk)
+
+    def read(self, start: int, end: int) -> list[Entry]:
+        """Entries [start, end) parsed, with their disclosures beside them."""
+        with self.engine.connect() as conn:
+            return _replay(conn, start, end)
+
+    def disclosures(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
+        """The disclosures of entries [start, end), by index (entries without any left out)."""
+        with self.engine.connect() as conn:
+            return _disclosures(conn, start, end)
 
     def iter_entries(self, start: int = 0, batch: int = 5000) -> Iterator[tuple[int, bytes]]:
         index = start
@@ -237,6 +275,27 @@ def _size(conn: Connection) -> int:
     # max(idx) + 1 is one primary-key lookup; count(*) would scan the table on PostgreSQL.
     last = conn.execute(select(func.max(log_entries.c.idx))).scalar_one()
     return 0 if last is None else int(last) + 1
+
+
+def _disclosures(conn: Connection, start: int, end: int) -> dict[int, tuple[str, ...]]:
+    found: dict[int, list[str]] = {}
+    rows = conn.execute(
+        select(disclosures.c.idx, disclosures.c.data)
+        .where(disclosures.c.idx >= start, disclosures.c.idx < end)
+        .order_by(disclosures.c.idx, disclosures.c.digest)
+    )
+    for idx, data in rows:
+        found.setdefault(int(idx), []).append(str(data))
+    return {i: tuple(d) for i, d in found.items()}
+
+
+def _replay(conn: Connection, start: int, end: int) -> list[Entry]:
+    """Entries [start, end) as the fold takes them: parsed, with their disclosures."""
+    opened = _disclosures(conn, start, end)
+    return [
+        Entry.from_bytes(data).disclosed(opened.get(index, ()))
+        for index, data in enumerate(_entries(conn, start, end), start)
+    ]
 
 
 def _entries(conn: Connection, start: int, end: int, *, strict: bool = True) -> list[bytes]:

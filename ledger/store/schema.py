@@ -91,3 +91,13 @@ snapshot_chunks = Table(
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+# The disclosures that open entries' concealed members (ledger.disclosure, docs/publication.md):
+# beside the log, not in it; served only to the roles allowed; deleted by an erasure.
+disclosures = Table(
+    "disclosures",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("digest", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+)

@@ -32,6 +32,7 @@ from ledger.entry import Entry
 from ledger.errors import LedgerError
 from ledger.fold import apply
 from ledger.keys import ServiceKeys, Signer, Verifier
+from ledger.publication import concealed
 from ledger.state import LedgerState
 from ledger.store.log import LogStore, LogWriter, Staged
 from ledger.store.snapshots import SnapshotKeeper, load_latest
@@ -98,7 +99,7 @@ class Transaction:
             signed_here=signed_here,
             checked=signatures_checked,
         )
-        self.writer.append(entry.to_bytes())
+        self.writer.append(entry.to_bytes(), entry.disclosures)
         self.state = state
         done = Appended(self.writer.size - 1, entry, result)
         self.batch.appended.append(done)
@@ -106,7 +107,7 @@ class Transaction:
 
     def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
         """A new entry of ``kind`` at the service clock's time, signed by ``signers``."""
-        entry = Entry(kind, self.now(), body).signed(*signers)
+        entry = concealed(kind, self.now(), body).signed(*signers)
         self._signed_here[id(entry)] = entry
         return entry
 
@@ -209,8 +210,8 @@ class FoldedLog:
             return
         with self._catch_up_lock:
             state = self._committed
-            for index, data in self.store.iter_entries(state.size):
-                state, _ = apply(state, Entry.from_bytes(data), index)
+            for entry in self.store.replay(state.size):
+                state, _ = apply(state, entry)
             self._publish(state)
 
     def _publish(self, state: LedgerState) -> None:
@@ -242,8 +243,8 @@ class FoldedLog:
             self._start()
         with self._write_lock, self.store.writer() as writer:
             state = self._committed
-            for index, data in writer.committed_since(state.size):
-                state, _ = apply(state, Entry.from_bytes(data), index)
+            for entry in writer.committed_since(state.size):
+                state, _ = apply(state, entry)
             tx = Transaction(self, writer, state)
             yield tx
             if tx.batch.appended:

@@ -13,14 +13,15 @@ again after appending, never keep it across an append.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from ledger.entry import Entry
-from ledger.fold import apply
+from ledger.fold import apply, opened
 from ledger.keys import ServiceKeys, Signer
+from ledger.publication import concealed
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState, Result
 from ledger.timeutil import format_time
@@ -30,11 +31,18 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True)
 class Appended:
-    """One entry a unit of work appended: its log index, the entry and the fold's result."""
+    """One entry a unit of work appended: its log index, the entry as published and the
+    fold's result."""
 
     index: int
     entry: Entry
     result: Result
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        """The body as its author wrote it: concealed members opened (the author, and who
+        it answers, may read them; the log publishes ``entry.body``)."""
+        return opened(self.entry).body
 
 
 class UnitOfWork(Protocol):
@@ -100,7 +108,7 @@ class MemoryUnitOfWork:
         return format_time(self.clock())
 
     def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
-        entry = Entry(kind, self.now(), body).signed(*signers)
+        entry = concealed(kind, self.now(), body).signed(*signers)
         self._signed_here[id(entry)] = entry
         return entry
 

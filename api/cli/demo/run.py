@@ -212,7 +212,7 @@ class Demo:
         period = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
         self.statements(api, admin, period)
         self.reconcile(outboxes, run, period)
-        self.audit(api)
+        self.audit(api, auditor)
 
     def check_service(self, api: Api, auditor: str) -> Any:
         """The service must use this data dir's database (it knows the demo's tokens) and
@@ -590,17 +590,23 @@ class Demo:
                 short=f"{report.matched} match; differences: {counts or 'none'}{explained}",
             )
 
-    def audit(self, api: Api) -> None:
+    def audit(self, api: Api, auditor: str) -> None:
+        """``suanli audit verify`` twice: as anyone can (the public log alone), and as an
+        auditor (with the disclosures, every rule replayed)."""
         key = api.call("GET", "/v1/log/key")["vkey"]
         argv = [sys.executable, "-c", "from api.cli import main; main()", "audit", "verify",
                 self.options.http, "--key", key, "--no-progress"]  # fmt: skip
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
-        lines = [x for x in (done.stdout + done.stderr).splitlines() if x.strip()]
-        summary = lines[-1] if lines else ""
-        self.step(
-            "audit verify",
-            ("passed: " if done.returncode == 0 else f"FAILED (exit {done.returncode}): ")
-            + summary,
-            ok=done.returncode == 0,
-            short=summary.split(", root")[0] if done.returncode == 0 else summary,
-        )
+        for step, extra in (
+            ("audit verify (public)", []),
+            ("audit verify (auditor)", ["--token", auditor]),
+        ):
+            done = subprocess.run(argv + extra, capture_output=True, text=True, check=False)  # noqa: S603
+            lines = [x for x in (done.stdout + done.stderr).splitlines() if x.strip()]
+            summary = lines[0] if done.returncode == 0 and lines else (lines[-1] if lines else "")
+            self.step(
+                step,
+                ("passed: " if done.returncode == 0 else f"FAILED (exit {done.returncode}): ")
+                + summary,
+                ok=done.returncode == 0,
+                short=summary.split(", root")[0] if done.returncode == 0 else summary,
+            )

@@ -222,7 +222,7 @@ def issue_voucher(request: Request, application: IdPath, body: IssueIn, _: Admin
         voucher=body.voucher or new_id("V"),
         **body.terms(),
     )
-    return recorded(VoucherIssued, done, **done.entry.body)
+    return recorded(VoucherIssued, done, **done.body)
 
 
 @router.post(

@@ -91,4 +91,4 @@ def give_opinion(
         opinion=body.opinion,
         note=body.note,
     )
-    return recorded(ReviewRecorded, done, **done.entry.body)
+    return recorded(ReviewRecorded, done, **done.body)

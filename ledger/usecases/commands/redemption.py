@@ -25,7 +25,7 @@ from typing import Any
 from ledger import claims, vouchers
 from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, LedgerError, Refused
-from ledger.fold import RULES
+from ledger.fold import RULES, opened
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState
 from ledger.timeutil import format_time, parse_ledger_time, parse_time
@@ -78,8 +78,9 @@ def check_signed_time(entry: Entry, now: datetime, tolerance: float) -> None:
 
 
 def claim(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
-    """A claim or a capture, exactly once per (centre, record id)."""
-    entry = write.entry
+    """A claim or a capture, exactly once per (centre, record id). Bodies are compared as
+    opened (a retry conceals its members with new salts, so its published body differs)."""
+    entry = opened(write.entry)
     _check_time(uow, write)
     state = uow.state
     centre, record_id = str(entry.body.get("centre")), str(entry.body.get("record_id"))
@@ -170,8 +171,8 @@ def _check_time(uow: UnitOfWork, write: SignedWrite) -> None:
 
 
 def _append(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
-    entry = write.entry
-    done = uow.append(entry, signatures_checked=write.signatures_checked)
+    done = uow.append(write.entry, signatures_checked=write.signatures_checked)
+    entry = opened(write.entry)
     at = uow.state.time
     return Redeemed(
         done.index,

@@ -3,15 +3,26 @@ one would hold if it were issued now."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ledger import settlement
+from ledger import claims, settlement
 from ledger.errors import InvalidInput
 from ledger.state import LedgerState
 from ledger.usecases.views import EntryReader, Snapshot, proof_link
 
 MAX_LINES = 5000  # lines a page holds at most
+
+
+def with_record(state: LedgerState, centre: str, line: Mapping[str, Any]) -> dict[str, Any]:
+    """A statement line as its readers see it: with the record id of its claim (which the
+    log does not publish: a line points at its claim by log index) and its proof."""
+    record = claims.claim_at(state, centre, int(line["claim_index"]))
+    return {
+        **line,
+        "record_id": record.record_id if record is not None else None,
+        "proof": proof_link(line["claim_index"]),
+    }
 
 
 def statement(state: LedgerState, statement_id: str) -> dict[str, Any]:
@@ -66,7 +77,7 @@ def statement_lines(
         body = entries([index])[index]["body"]
         for number, line in enumerate(body["lines"], start=first):
             if number > after and len(lines) < limit:
-                lines.append({**line, "proof": proof_link(line["claim_index"])})
+                lines.append(with_record(state, found.centre, line))
     last = lines[-1]["line"] if lines else after
     return {
         "statement": statement_id,
@@ -81,12 +92,13 @@ def all_statement_lines(
     state: LedgerState, statement_id: str, entries: EntryReader, batch: int = 64
 ) -> Iterator[dict[str, Any]]:
     """Every line of a statement in order, read ``batch`` entries at a time (exports)."""
-    parts = settlement.statement_of(state, statement_id).parts
-    for start in range(0, len(parts), batch):
-        indices = [index for index, _, _ in parts[start : start + batch]]
+    found = settlement.statement_of(state, statement_id)
+    for start in range(0, len(found.parts), batch):
+        indices = [index for index, _, _ in found.parts[start : start + batch]]
         bodies = entries(indices)
         for index in indices:
-            yield from bodies[index]["body"]["lines"]
+            for line in bodies[index]["body"]["lines"]:
+                yield with_record(state, found.centre, line)
 
 
 def pending_statement(
@@ -102,6 +114,6 @@ def pending_statement(
         **summary,
         "statement": None,
         "size": snapshot.state.size,
-        "lines": [{**x, "proof": proof_link(x["claim_index"])} for x in page],
+        "lines": [with_record(snapshot.state, centre, x) for x in page],
         "next": last if last < lines else None,
     }

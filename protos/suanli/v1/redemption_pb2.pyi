@@ -97,18 +97,47 @@ Global___ClaimBody: _TypeAlias = ClaimBody  # noqa: Y015
 class ClaimRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SaltsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     BODY_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    SALTS_FIELD_NUMBER: _builtins.int
     at: _builtins.str
     """when the centre signed, RFC 3339 UTC; within the service's skew"""
     key_id: _builtins.str
     """the centre key's id, "name+hex8" (C2SP signed-note)"""
     signature: _builtins.bytes
-    """64-byte Ed25519 signature of the entry (see above)"""
+    """64-byte Ed25519 signature of the entry as published (see above)"""
     @_builtins.property
     def body(self) -> Global___ClaimBody: ...
+    @_builtins.property
+    def salts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The salt of each concealed member (record_id, resource, quantity, start, end): 16
+        random bytes, unpadded base64url. The log publishes the body with those members
+        replaced by the digests of their disclosures (docs/publication.md, docs/grpc.md);
+        the signature is over that published body.
+        """
+
     def __init__(
         self,
         *,
@@ -116,10 +145,11 @@ class ClaimRequest(_message.Message):
         at: _builtins.str = ...,
         key_id: _builtins.str = ...,
         signature: _builtins.bytes = ...,
+        salts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "body", b"body", "key_id", b"key_id", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "body", b"body", "key_id", b"key_id", "salts", b"salts", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -236,15 +266,40 @@ Global___CaptureBody: _TypeAlias = CaptureBody  # noqa: Y015
 class CaptureRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SaltsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     BODY_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    SALTS_FIELD_NUMBER: _builtins.int
     at: _builtins.str
     key_id: _builtins.str
     signature: _builtins.bytes
     @_builtins.property
     def body(self) -> Global___CaptureBody: ...
+    @_builtins.property
+    def salts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """as in ClaimRequest"""
+
     def __init__(
         self,
         *,
@@ -252,10 +307,11 @@ class CaptureRequest(_message.Message):
         at: _builtins.str = ...,
         key_id: _builtins.str = ...,
         signature: _builtins.bytes = ...,
+        salts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "body", b"body", "key_id", b"key_id", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "body", b"body", "key_id", b"key_id", "salts", b"salts", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
