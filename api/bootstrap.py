@@ -28,6 +28,7 @@ from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
+from ledger.registry import KeyRegistry
 from ledger.store.db import make_engine, migrate
 from ledger.store.log import LogStore
 from ledger.store.sequencer import Sequencer
@@ -90,6 +91,12 @@ class Service:
         time views are computed for. Every read of the state goes through here."""
         with self.ledger.reading() as state:
             yield Snapshot.at(state, self.ledger.clock())
+
+    def latest_registry(self) -> KeyRegistry:
+        """The key registry as the fold has it now, without waiting for the writer: for the
+        gRPC edge's early signature check only (a registered key never changes; what this
+        misses, a key registered meanwhile, the writer checks)."""
+        return self.ledger.state.registry
 
     def write(
         self, usecase: Callable[Concatenate[UnitOfWork, P], R], *args: P.args, **kwargs: P.kwargs

@@ -11,12 +11,14 @@ another ``keys rotate-log`` run over it and succeed. (``keys rotate-log`` once f
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from domain_helpers import DEFAULT_INPUTS, make_uscc, sha
 from grpc_fixtures import START, ManualClock, centre_write, claim_body, usage_for
@@ -155,3 +157,50 @@ def test_every_kind_and_every_command(every_kind: Service, db_url: str, tmp_path
     cli("policy", "show")
     cli("keys", "rotate-log", *where)  # a second rotation, over a log holding the first
     assert "OK:" in cli("audit", "verify", db_url, "--key", key, "--jobs", "1", "--no-progress")
+
+
+def test_the_ways_in_read_a_log_of_every_kind(every_kind: Service, tmp_path: Path) -> None:
+    """Over HTTP (auditor API, exports, offline audit from the tiles) and gRPC (a centre's
+    reconciliation: ListClaims and statements), a log of every kind reads back."""
+    from test_audit import serving
+
+    from adapters.outbox import Outbox
+    from api.devpki import ensure_dev_pki
+    from api.grpc.server import GrpcServer
+
+    service = every_kind
+    token, _ = service.tokens.create("auditor", label="every kind")
+    auth = {"Authorization": f"Bearer {token}"}
+    holder = make_uscc(9001)
+    with serving(service) as url, httpx.Client(base_url=url, headers=auth) as http:
+        for path in (
+            f"/v1/entities/{holder}/history",
+            f"/v1/entities/{holder}/history.xlsx",
+            "/v1/bureau/report.xlsx?year=2023",
+            "/v1/statements/nscc-cd.2023-Q3.1.csv",
+            "/v1/audit/keys",
+            "/v1/audit/entries?kind=*",
+        ):
+            assert http.get(path).status_code == 200, path
+        kinds = {i["kind"] for i in http.get(f"/v1/entities/{holder}/history").json()["items"]}
+        assert kinds == {"claim", "capture", "claim.reverse", "clawback"}
+        key = service.ledger.keys.log.verifier.vkey
+        assert "OK:" in cli("audit", "verify", url, "--key", key, "--no-progress")
+    data_dir = service.settings.data_dir
+    ensure_dev_pki(data_dir)
+    Outbox(tmp_path / "outbox.db").close()  # the centre has no records of its own
+    server = GrpcServer(service, "127.0.0.1:0")
+    port = server.start()
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["centre", "reconcile", "--period", "2023-Q3", "--centre", "nscc-cd",
+             "--data-dir", str(data_dir), "--outbox", str(tmp_path / "outbox.db"),
+             "--target", f"localhost:{port}", "--json"],
+        )  # fmt: skip
+    finally:
+        server.stop(1.0)
+    assert result.exit_code == 1, result.output  # differences: the ledger's claims only
+    report = json.loads(result.output)
+    assert {d["kind"] for d in report["differences"]} == {"missing-at-centre"}
+    assert [s["statement_id"] for s in report["statements"]] == ["nscc-cd.2023-Q3.1"]

@@ -136,9 +136,7 @@ class Redemption:
         """The signed entry of a write, checked at the edge (its signatures verified if
         every signer's key is known to the registry)."""
         entry = messages.signed_entry(kind, request, centre)
-        # A peek at the latest registry, without the writer's lock: a registered key never
-        # changes, and whatever this misses (a key registered meanwhile) the writer checks.
-        registry = self.service.ledger.state.registry
+        registry = self.service.latest_registry()
         try:
             verify_entry_signatures(registry, entry)
             checked = all(sig.key in registry.keys for sig in entry.sigs)

@@ -11,6 +11,7 @@ calculator, which writes nothing).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -88,6 +89,7 @@ router = APIRouter(
     prefix="/v1/admin", tags=["admin"], responses=problem_responses(400, 401, 403, 404)
 )
 issuer_router = APIRouter(prefix="/v1/issuer", tags=["issuer"])
+created = partial(router.post, status_code=201, responses=WRITE_ERRORS)  # a write that adds
 
 
 # --- entities ------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def register_entity(request: Request, body: EntityIn, *, by_issuer: bool) -> Ent
     return EntityRegistered(entry=Recorded.of(done), entity=EntityOut.model_validate(view))
 
 
-@router.post("/entities", status_code=201, response_model=EntityRegistered, responses=WRITE_ERRORS)
+@created("/entities", response_model=EntityRegistered)
 def admin_register_entity(request: Request, body: EntityIn, _: Admin) -> EntityRegistered:
     """Register an entity by its 统一社会信用代码 (a wrong GB 32100 check character, or any
     character not allowed, is refused naming the character)."""
@@ -207,12 +209,7 @@ def decide(request: Request, application: IdPath, body: DecisionIn, _: Admin) ->
     return recorded(DecisionRecorded, done)
 
 
-@router.post(
-    "/applications/{application}/voucher",
-    status_code=201,
-    response_model=VoucherIssued,
-    responses=WRITE_ERRORS,
-)
+@created("/applications/{application}/voucher", response_model=VoucherIssued)
 def issue_voucher(request: Request, application: IdPath, body: IssueIn, _: Admin) -> VoucherIssued:
     """Issue the voucher of an approved application: a compact JWS (EdDSA) signed by the
     issuer key, bound to its ``voucher.issue`` entry by the log index inside it."""
@@ -225,12 +222,7 @@ def issue_voucher(request: Request, application: IdPath, body: IssueIn, _: Admin
     return recorded(VoucherIssued, done, **done.body)
 
 
-@router.post(
-    "/applications/{application}/grant",
-    status_code=201,
-    response_model=GrantPaid,
-    responses=WRITE_ERRORS,
-)
+@created("/applications/{application}/grant", response_model=GrantPaid)
 def pay_grant(request: Request, application: IdPath, body: GrantPayIn, _: Admin) -> GrantPaid:
     """Pay the one-time grant of an approved (一)/(二)/(七) application: the approved amount
     (at most what the programme's calculator gives for the application's inputs), within
@@ -341,7 +333,7 @@ def get_claim(
     return ClaimOut.model_validate({**view, "subsidy_yuan": yuan(view["subsidy_fen"])})
 
 
-@router.post("/reversals", status_code=201, response_model=Reversed, responses=WRITE_ERRORS)
+@created("/reversals", response_model=Reversed)
 def reverse_claim(request: Request, body: ReverseIn, _: Admin) -> Reversed:
     """Reverse a wrong claim: every cap it counts against gets its amount back. The usage
     record id stays taken (never claimed twice)."""
@@ -355,7 +347,7 @@ def reverse_claim(request: Request, body: ReverseIn, _: Admin) -> Reversed:
     return recorded(Reversed, done)
 
 
-@router.post("/clawbacks", status_code=201, response_model=ClawedBack, responses=WRITE_ERRORS)
+@created("/clawbacks", response_model=ClawedBack)
 def claw_back(request: Request, body: ClawbackIn, _: Admin) -> ClawedBack:
     """追回: recover part or all of a claim's or grant's subsidy, with the reason and the
     SHA-256 of the evidence. The amount returns to the budget but stays counted against
@@ -391,7 +383,7 @@ def get_policy(
     )
 
 
-@router.post("/policy", status_code=201, response_model=PolicyPublished, responses=WRITE_ERRORS)
+@created("/policy", response_model=PolicyPublished)
 def publish_policy(
     request: Request,
     _: Admin,

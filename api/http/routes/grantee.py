@@ -221,9 +221,15 @@ def history_filter(
     return HistoryFilter(centre, voucher, period, start, to, basis)
 
 
+def history_page_of(
+    after: Annotated[int, Query(ge=-1, le=2**62, description="only items after this index")] = -1,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> tuple[int, int]:
+    return after, limit
+
+
 Filter = Annotated[HistoryFilter, Depends(history_filter)]
-AfterQuery = Annotated[int, Query(ge=-1, le=2**62, description="only items after this index")]
-LimitQuery = Annotated[int, Query(ge=1, le=10000)]
+Page = Annotated[tuple[int, int], Depends(history_page_of)]
 Grantee = Annotated[Principal, Depends(require("grantee"))]
 Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
 UsccPath = Annotated[
@@ -282,15 +288,9 @@ def my_voucher(request: Request, principal: Grantee, voucher: VoucherPath) -> di
 
 
 @router.get("/v1/me/history", response_model=History, responses=HISTORY_ERRORS)
-def my_history(
-    request: Request,
-    principal: Grantee,
-    chosen: Filter,
-    after: AfterQuery = -1,
-    limit: LimitQuery = 1000,
-) -> dict[str, Any]:
+def my_history(request: Request, principal: Grantee, chosen: Filter, page: Page) -> dict[str, Any]:
     """My usage and subsidy history, each item with its log index and inclusion proof."""
-    return _history(request, own_entity(principal), chosen, after, limit)
+    return _history(request, own_entity(principal), chosen, *page)
 
 
 @exports.file_routes(router, "/v1/me/history")
@@ -318,15 +318,10 @@ def entity_voucher(
 
 @router.get("/v1/entities/{uscc}/history", response_model=History, responses=HISTORY_ERRORS)
 def entity_history(
-    request: Request,
-    principal: Reader,
-    uscc: UsccPath,
-    chosen: Filter,
-    after: AfterQuery = -1,
-    limit: LimitQuery = 1000,
+    request: Request, principal: Reader, uscc: UsccPath, chosen: Filter, page: Page
 ) -> dict[str, Any]:
     """An entity's usage and subsidy history."""
-    return _history(request, _entity_of(principal, uscc), chosen, after, limit)
+    return _history(request, _entity_of(principal, uscc), chosen, *page)
 
 
 @exports.file_routes(router, "/v1/entities/{uscc}/history")

@@ -111,14 +111,12 @@ def centre_claims(
 
 
 def centre_statement(state: LedgerState, centre: str, statement_id: str) -> settlement.Statement:
+    """One of the centre's statements (another centre's is not found, like a missing one)."""
     found = settlement.book(state).statements.get(statement_id)
-    if found is None or found.centre != centre:
-        raise NotFound(
-            f"no settlement statement {statement_id!r} for centre {centre}",
-            reason="UNKNOWN_STATEMENT",
-            details={"statement_id": statement_id},
-        )
-    return found
+    if found is not None and found.centre == centre:
+        return found
+    missing = f"no settlement statement {statement_id!r} for centre {centre}"
+    raise NotFound(missing, reason="UNKNOWN_STATEMENT", details={"statement_id": statement_id})
 
 
 def centre_statements(
