@@ -641,7 +641,7 @@ def test_malformed_witness_answers(text: str) -> None:
 # --- purity --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["witness.py"])
+@pytest.mark.parametrize("module", ["witness.py", "tlogpolicy.py"])
 def test_witness_domain_modules_import_no_framework(module: str) -> None:
     source = (Path(__file__).parent.parent / "ledger" / module).read_text("utf-8")
     imported: set[str] = set()
