@@ -524,10 +524,9 @@ def test_cosigned_checkpoints_are_always_consistent(
         log = fork if use_fork else honest
         recorded = state.size if state else 0
         old = recorded if use_recorded_old else min(old_guess, size)
-        if old > size:
-            old = size
+        proof = log.proof(old, size) if old <= size else []  # old > size: a 400
         try:
-            result = w.add_checkpoint(request(log, old, size), state, NOW)
+            result = w.add_checkpoint(request(log, old, size, proof), state, NOW)
         except (OldSizeConflict, InconsistentCheckpoint, MalformedRequest):
             honest_extends = state is None or honest.root(state.size) == state.root
             # Liveness: the honest log, asked from the recorded size, is never refused.
