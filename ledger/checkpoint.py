@@ -246,7 +246,13 @@ class CosignatureVerifier:
         8-byte big-endian timestamp followed by the Ed25519 signature."""
         if len(signature) != _COSIG_LEN:
             raise VerificationError(f"cosignature by {self.key_id} is not {_COSIG_LEN} bytes")
-        timestamp = cosignature_timestamp(signature)
+        try:
+            timestamp = cosignature_timestamp(signature)
+        except InvalidInput as exc:
+            # A timestamp above 2^63 - 1 is forbidden by the spec, so the signature line is
+            # invalid: a verification failure of a known key (the whole note is rejected),
+            # not malformed input that would escape open_note's handling.
+            raise VerificationError(f"cosignature by {self.key_id}: {exc.message}") from exc
         signed = cosignature_message(message.decode("utf-8"), timestamp)
         try:
             self._key.verify(signature[8:], signed)
@@ -264,19 +270,26 @@ def cosignature_timestamp(signature: bytes) -> int:
     return int(timestamp)
 
 
-def cosign_checkpoint(signed_checkpoint: str, signer: Signer, timestamp: int) -> str:
-    """Append a cosignature/v1 line by ``signer`` to a signed checkpoint note.
+def cosign(body: str, signer: Signer, timestamp: int) -> NoteSignature:
+    """The cosignature/v1 signature of ``signer`` on the checkpoint note text ``body``:
+    key hash SHA-256(name || "\\n" || 0x04 || public key)[:4], signature the 8-byte
+    big-endian ``timestamp`` followed by Ed25519 over ``cosignature_message``.
 
+    ``NoteSignature.line()`` of the result is what a witness answers to add-checkpoint.
     The caller is the witness: it must already have checked the log's signature and the
-    consistency with what it saw before; this function only checks the note's shape.
+    consistency with what it saw before; this function only checks the body's shape.
     """
-    note = parse_note(signed_checkpoint)
-    parse_checkpoint(note.text)
+    parse_checkpoint(body)
     cosigner = CosignatureVerifier.from_signer(signer)
-    sig = signer.sign(cosignature_message(note.text, timestamp))
-    line = NoteSignature(
+    sig = signer.sign(cosignature_message(body, timestamp))
+    return NoteSignature(
         name=signer.name,
         key_hash=cosigner.hash,
         signature=struct.pack(">Q", timestamp) + sig,
-    ).line()
-    return signed_checkpoint + line
+    )
+
+
+def cosign_checkpoint(signed_checkpoint: str, signer: Signer, timestamp: int) -> str:
+    """Append a cosignature/v1 line by ``signer`` to a signed checkpoint note."""
+    note = parse_note(signed_checkpoint)
+    return signed_checkpoint + cosign(note.text, signer, timestamp).line()

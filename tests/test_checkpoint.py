@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from ledger.checkpoint import (
     Checkpoint,
     CosignatureVerifier,
+    cosign,
     cosign_checkpoint,
     cosignature_message,
     cosignature_timestamp,
@@ -393,6 +394,25 @@ def test_cosigner_vkey_round_trip() -> None:
         CosignatureVerifier.parse(WITNESS.verifier.vkey)  # type 0x01, not a cosigner key
     with pytest.raises(InvalidInput):
         CosignatureVerifier.parse(COSIGNER.vkey.replace("+", "+0", 1))
+
+
+def test_cosign_gives_the_line_cosign_checkpoint_appends() -> None:
+    signed = sign_checkpoint(Checkpoint(LOG.name, 9, ROOT), LOG)
+    line = cosign(Checkpoint(LOG.name, 9, ROOT).body(), WITNESS, 1679315147)
+    assert cosign_checkpoint(signed, WITNESS, 1679315147) == signed + line.line()
+    assert (line.name, line.key_hash) == (COSIGNER.name, COSIGNER.hash)
+
+
+def test_a_timestamp_above_2_63_fails_the_signature_instead_of_escaping() -> None:
+    """A known cosigner's line with a forbidden timestamp is an invalid signature (the note
+    is rejected as for any bad signature), not an InvalidInput that open_note would let
+    through unhandled."""
+    msg = cosign_checkpoint(sign_checkpoint(Checkpoint(LOG.name, 9, ROOT), LOG), WITNESS, 100)
+    cosig = parse_note(msg).signatures[1]
+    huge = (2**63).to_bytes(8, "big") + cosig.signature[8:]
+    forged = msg.replace(cosig.line(), type(cosig)(cosig.name, cosig.key_hash, huge).line())
+    with pytest.raises(VerificationError, match=r"invalid signature for key witness\.example/w1"):
+        open_checkpoint(forged, LOG.verifier, witnesses=[COSIGNER])
 
 
 def test_cosignature_timestamp_range() -> None:

@@ -3,7 +3,8 @@
 * ``serve``, ``init``, ``rebuild`` (``api.cli.service``); ``demo`` (``api.cli.demo``);
 * ``keys`` (log key rotation), ``token`` (API tokens), ``audit`` (offline verification),
   ``policy`` (show and simulate a policy);
-* ``centre`` (alias ``center``): the compute centre's commands, from ``adapters.cli``.
+* ``centre`` (alias ``center``): the compute centre's commands, from ``adapters.cli``;
+* ``witness``: run a C2SP witness that cosigns the log's checkpoints (``api.witness``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from adapters.cli import app as centre_app
 from api.cli import audit, keys, policy, service, tokens
 from api.cli.demo.command import demo
 from api.cli.options import command_group
+from api.witness.cli import app as witness_app
 
 app = command_group(
     "suanli", "suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号."
@@ -27,6 +29,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(policy.app, name="policy")
 app.add_typer(centre_app, name="centre")
 app.add_typer(centre_app, name="center", hidden=True)  # the American spelling, as an alias
+app.add_typer(witness_app, name="witness")
 
 
 def main() -> None:
