@@ -92,9 +92,16 @@ class Application:
 @dataclass
 class ApplicationBook:
     applications: Map[str, Application] = field(default_factory=Map)
+    erased: Map[str, int] = field(default_factory=Map)  # id -> the erase entry's index
 
     def put(self, application: Application) -> None:
         self.applications = self.applications.set(application.id, application)
+
+    def forget(self, application_id: str, erased_by: int) -> None:
+        """Drop an erased application, remembering only that it was (``ledger.erasure``)."""
+        if application_id in self.applications:
+            self.applications = self.applications.delete(application_id)
+        self.erased = self.erased.set(application_id, erased_by)
 
 
 def book(state: LedgerState) -> ApplicationBook:
@@ -103,8 +110,15 @@ def book(state: LedgerState) -> ApplicationBook:
 
 
 def application_of(state: LedgerState, application_id: str) -> Application:
-    found = book(state).applications.get(application_id)
+    applications = book(state)
+    found = applications.applications.get(application_id)
     if found is None:
+        if application_id in applications.erased:
+            raise NotFound(
+                f"application {application_id!r} was erased by entry "
+                f"{applications.erased[application_id]}: its personal data is deleted",
+                reason="APPLICATION_ERASED",
+            )
         raise NotFound(f"no application {application_id!r}", reason="UNKNOWN_APPLICATION")
     return found
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ledger import erasure
 from ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from ledger.entry import SIGNING_PREFIX, Entry
 from ledger.errors import LedgerError
@@ -172,7 +173,8 @@ class Report:
     snapshots: list[int] = field(default_factory=list)  # sizes of fold snapshots checked
     mode: str = "full"  # "full": every rule replayed with disclosures; "public": without
     unchecked: Counter[str] = field(default_factory=Counter)  # public: entries per kind
-    erased: int = 0  # disclosures erased by disclosure.erase entries (full mode)
+    # full mode: entries whose disclosures an erase entry deleted -> that entry's index
+    erased: dict[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -184,10 +186,19 @@ class Report:
 
     def _mode_lines(self) -> list[str]:
         if self.mode == "full":
-            return [
+            lines = [
                 "full audit: every entry replayed through the fold with its disclosures "
                 "(every rule, cap and settlement checked)"
             ]
+            if self.erased:
+                lines.append(
+                    f"erased: {len(self.erased)} entries of "
+                    f"{len(set(self.erased.values()))} erased applications (erase entries "
+                    f"{', '.join(map(str, sorted(set(self.erased.values()))))}): their "
+                    "signatures and time were checked, not what they decided (their "
+                    "disclosures were deleted)"
+                )
+            return lines
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.unchecked.items()))
         return [
             "public audit (no disclosures): signatures, the tree, checkpoints, the key "
@@ -762,10 +773,7 @@ def verify_log(
 
     report.entries, report.root, report.kinds = audit.count, audit.range.root(), audit.kinds
     report.snapshots = audit.snapshots_checked
-    if disclosures is None:
-        report.unchecked = audit.public.unchecked
-        for message, index in audit.public.finish():
-            audit.fail("public", message, index)
+    _finish_mode(audit, report)
     report.log_keys = [(e.from_size, e.verifier.key_id) for e in audit.state.registry.log_epochs]
     if size is not None:
         _check_latest(audit, report, checkpoint, size, evidence)
@@ -773,6 +781,19 @@ def verify_log(
         _check_pin(audit, report, pinned, pin_size, evidence, pinned_evidence)
     report.failures = sorted(audit.failures, key=Failure.sort_key)
     return report
+
+
+def _finish_mode(audit: _Audit, report: Report) -> None:
+    """Public mode: the money checks over the whole log; full mode: the erasures."""
+    if report.mode == "public":
+        report.unchecked = audit.public.unchecked
+        for message, index in audit.public.finish():
+            audit.fail("public", message, index)
+        return
+    report.erased = dict(erasure.book(audit.state).erased)
+    for index, by in sorted(erasure.unresolved(audit.state).items()):
+        audit.fail("erasure", f"its disclosures are marked erased by entry {by}, "
+                   "which does not erase it", index)  # fmt: skip
 
 
 def _read(

@@ -39,6 +39,7 @@ import binascii
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -130,3 +131,52 @@ def registered_claims(body: Mapping[str, Any], origin: str, issued_at: datetime)
 def issuer_jwk(issuer: Verifier) -> dict[str, str]:
     """The issuer's public key as an RFC 8037 OKP JWK, for standard JOSE libraries."""
     return {"kty": "OKP", "crv": "Ed25519", "x": b64url(issuer.public), "kid": issuer.key_id}
+
+
+def verifier_from_jwk(jwk: Mapping[str, Any]) -> Verifier:
+    """The issuer key a JWK (RFC 8037 OKP, Ed25519) with a suanli ``kid`` stands for."""
+    if not isinstance(jwk, Mapping) or (jwk.get("kty"), jwk.get("crv")) != ("OKP", "Ed25519"):
+        raise VerificationError("an issuer JWK is kty OKP, crv Ed25519")
+    kid, x = jwk.get("kid"), jwk.get("x")
+    if not isinstance(kid, str) or not isinstance(x, str):
+        raise VerificationError("an issuer JWK has a kid and an x")
+    verifier = Verifier(kid.partition("+")[0], b64url_decode(x))
+    if verifier.key_id != kid:
+        raise VerificationError(f"JWK kid {kid!r} does not name its key ({verifier.key_id})")
+    return verifier
+
+
+@dataclass(frozen=True)
+class VoucherCheck:
+    """What a voucher credential says, once its signature verified with the issuer's key,
+    and whether it is within its validity at ``at``: ``valid``, ``not yet valid`` or
+    ``expired``. (Suspension and revocation are in the log, not in the token.)"""
+
+    payload: dict[str, Any]
+    issuer: str
+    at: datetime
+    validity: str
+
+    @property
+    def valid(self) -> bool:
+        return self.validity == "valid"
+
+
+def check_voucher(token: str, jwks: Mapping[str, Any], at: datetime) -> VoucherCheck:
+    """Verify ``token`` offline with the issuer's JWK Set (``/v1/issuer/jwks``) at ``at``."""
+    header, _ = read_voucher(token.strip())
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(keys, list):
+        raise VerificationError('a JWK Set is an object {"keys": [...]}')
+    found = [k for k in keys if isinstance(k, Mapping) and k.get("kid") == header.get("kid")]
+    if not found:
+        raise VerificationError(f"the JWK Set has no key {header.get('kid')!r} (the token's kid)")
+    issuer = verifier_from_jwk(found[0])
+    payload = verify_voucher(token.strip(), issuer)
+    now = numeric_date(at)
+    if not (isinstance(payload.get("nbf"), int) and isinstance(payload.get("exp"), int)):
+        raise VerificationError("a voucher credential carries nbf and exp")
+    validity = (
+        "not yet valid" if now < payload["nbf"] else "expired" if now >= payload["exp"] else "valid"
+    )
+    return VoucherCheck(payload, issuer.key_id, at, validity)

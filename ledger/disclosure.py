@@ -30,6 +30,24 @@ from ledger.errors import InvalidInput, VerificationError
 
 SD = "_sd"
 SALT_BYTES = 16
+# What stands in an erased entry's disclosures (``ledger.erasure``): never a disclosure,
+# since ":" is not in the base64url alphabet.
+ERASED_PREFIX = "erased:"
+
+
+def erasure_marker(erased_by: int) -> str:
+    """The marker left for an entry whose disclosures the entry ``erased_by`` erased."""
+    return f"{ERASED_PREFIX}{erased_by}"
+
+
+def erased_by(disclosures: Sequence[str]) -> int | None:
+    """The index of the erase entry that took these disclosures, if they were erased."""
+    if len(disclosures) != 1 or not disclosures[0].startswith(ERASED_PREFIX):
+        return None
+    number = disclosures[0][len(ERASED_PREFIX) :]
+    if not number.isdigit():
+        raise VerificationError(f"a malformed erasure marker {disclosures[0]!r}")
+    return int(number)
 
 
 def b64url(data: bytes) -> str:

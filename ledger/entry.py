@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.canonical import canonical_bytes, parse_canonical
+from ledger.disclosure import erased_by
 from ledger.errors import InvalidInput
 from ledger.keys import Signer, b64decode_canonical
 
@@ -83,6 +84,11 @@ class Entry:
     def disclosed(self, disclosures: tuple[str, ...]) -> Entry:
         """This entry with the disclosures of its concealed members beside it."""
         return self._copy(disclosures=disclosures)
+
+    @property
+    def erased_by(self) -> int | None:
+        """The index of the entry that erased this one's disclosures, if one did."""
+        return erased_by(self.disclosures)
 
     def unsigned(self) -> dict[str, Any]:
         return {"v": ENTRY_VERSION, "kind": self.kind, "at": self.at, "body": self.body}

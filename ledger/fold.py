@@ -22,6 +22,7 @@ from ledger import (
     claims,
     corrections,
     entities,
+    erasure,
     grants,
     policy,
     settlement,
@@ -85,6 +86,7 @@ RULES: Mapping[str, Rule] = {
     "application.submit": _rule(applications.apply_submit, "service"),
     "application.review": _rule(applications.apply_review, "service"),
     "application.decide": _rule(applications.apply_decide, "issuer"),
+    "erase": _rule(erasure.apply_erase, "issuer"),
     # vouchers and grants
     "voucher.issue": _rule(vouchers.apply_issue, "issuer"),
     "voucher.suspend": _VOUCHER_STATUS,
@@ -125,7 +127,12 @@ def apply(state: LedgerState, entry: Entry, index: int | None = None) -> tuple[L
     if found.roles is not None:
         signers = tuple(state.registry.authorise(entry, index, found.roles))
     draft = state.draft()
-    result = found.handle(draft, opened(entry), Context(index, moment, signers)) or {}
+    ctx = Context(index, moment, signers)
+    if entry.erased_by is not None:  # a replay meets an entry whose disclosures were erased
+        check_concealed(entry.kind, entry.body)
+        erasure.apply_erased(draft, entry, ctx)
+        return draft.seal(index + 1, moment), {}
+    result = found.handle(draft, opened(entry), ctx) or {}
     return draft.seal(index + 1, moment), result
 
 
@@ -159,7 +166,7 @@ def opened(entry: Entry) -> Entry:
     (which decide on every member); the published body must show no restricted member in
     clear (``ledger.publication``) and every disclosure must match its digest."""
     check_concealed(entry.kind, entry.body)
-    if SD not in entry.body and not entry.disclosures:
-        return entry
+    if (SD not in entry.body and not entry.disclosures) or entry.erased_by is not None:
+        return entry  # nothing concealed, or nothing left to open
     body = reveal(entry.body, entry.disclosures)
     return Entry(entry.kind, entry.at, body, entry.sigs, entry.logged)

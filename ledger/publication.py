@@ -37,6 +37,9 @@ RESTRICTED: Mapping[str, tuple[str, ...]] = {
     "application.submit": ("applicant", "inputs", "materials", "attestations"),
     "application.review": ("district", "reviewer", "opinion", "note"),
     "application.decide": ("decision", "amount_fen", "note"),
+    # an erasure names the application, its entries and why: public (the reason says why,
+    # never whose)
+    "erase": (),
     # sanctions are public; their reasons are not
     "entity.blacklist": ("reason",),
     "entity.unblacklist": ("reason",),

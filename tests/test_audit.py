@@ -847,6 +847,7 @@ def test_every_entry_kind_has_one_rule_and_a_handler() -> None:
         "statement.open",
         "statement.lines",
         "statement.close",
+        "erase",
     }
     log_kinds = {"log.genesis", "log.rotate", "key.register", "key.retire", "log.note"}
     assert set(RULES) == domain_kinds | log_kinds
@@ -854,3 +855,36 @@ def test_every_entry_kind_has_one_rule_and_a_handler() -> None:
     # No module registers anything by being imported: no decorator is left to do so.
     for path in (ROOT / "ledger").rglob("*.py"):
         assert not re.search(r"^@rule\(", path.read_text("utf-8"), re.M), path
+
+
+def test_full_audit_names_the_index_of_an_opening_that_does_not_match() -> None:
+    """An opening whose value or salt was changed after signing no longer hashes to the
+    digest in the leaf: the full audit fails there, the public audit cannot tell."""
+    from domain_helpers import YUAN, World
+
+    from ledger.disclosure import disclose, read_disclosure
+
+    world = World()
+    world.claim(world.voucher(), 1000 * YUAN)
+    data = [e.to_bytes() for e in world.entries]
+    claim_at = len(data) - 1
+    full = {i: e.disclosures for i, e in enumerate(world.entries)}
+    true = [read_disclosure(d) for d in full[claim_at]]
+    forged = [
+        disclose(d.name, "another-job" if d.name == "record_id" else d.value, d.salt) for d in true
+    ]
+    full[claim_at] = tuple(d.encoded for d in forged)
+
+    def disclosures(start: int, end: int) -> dict[int, tuple[str, ...]]:
+        return {i: d for i, d in full.items() if start <= i < end}
+
+    origin = world.state.registry.origin
+    assert origin is not None
+    cr = merkle.CompactRange(0, [])
+    for d in data:
+        cr.append(merkle.leaf_hash(d))
+    note = sign_note(Checkpoint(origin, cr.size, cr.root()).body(), [world.log])
+    bad = verify_log(enumerate(data), note, world.log.verifier, jobs=1, disclosures=disclosures)
+    assert bad.first is not None and bad.first.index == claim_at
+    assert "record_id" in bad.first.message, bad.first.message
+    assert verify_log(enumerate(data), note, world.log.verifier, jobs=1).ok

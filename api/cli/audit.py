@@ -176,6 +176,16 @@ def export(
     source: Annotated[str, typer.Argument(help="http(s):// server URL, export dir or db URL")],
     directory: Annotated[Path, typer.Argument(help="where to write the export")],
     progress: ProgressOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SUANLI_AUDIT_TOKEN",
+            help="an auditor's token: export the disclosures too (the export is then restricted)",
+        ),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="never the disclosures: an export anyone may read")
+    ] = False,
 ) -> None:
     """Write the log's tiles, entry bundles, checkpoints and key to DIRECTORY.
 
@@ -184,10 +194,10 @@ def export(
     """
     from api.cli.log_sources import export as write_export
 
-    with _open(source) as src:
+    with _open(source, token) as src:
         try:
             with _progress(progress, "exporting tiles") as tick:
-                size = write_export(src, directory, tick)
+                size = write_export(src, directory, tick, disclosures=not public)
         except SourceError as exc:
             raise _error(str(exc)) from exc
     typer.echo(f"exported {size} entries from {src.name} to {directory}")

@@ -44,6 +44,7 @@ CHECKPOINT_FILE = "checkpoint"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 KEY_FILE = "key"
 PROJECTION_FILE = "projection.json"
+DISCLOSURES_FILE = "disclosures.jsonl"  # only in an export made with them (restricted!)
 _PAGE = 1000
 
 
@@ -403,6 +404,23 @@ class DirSource(Source):
         body = json.loads(file.read_text("utf-8"))
         return int(body["size"]), {str(k): int(v) for k, v in body["values"].items()}
 
+    def disclosures(self) -> Callable[[int, int], Mapping[int, tuple[str, ...]]] | None:
+        """An export made with the disclosures holds them (one JSON line per entry)."""
+        file = self.path / DISCLOSURES_FILE
+        if not file.is_file():
+            return None
+        found: dict[int, tuple[str, ...]] = {}
+        with file.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    row = json.loads(line)
+                    found[int(row["index"])] = tuple(row["disclosures"])
+
+        def read(start: int, end: int) -> Mapping[int, tuple[str, ...]]:
+            return {i: d for i, d in found.items() if start <= i < end}
+
+        return read
+
 
 # --- the database -------------------------------------------------------------------------
 
@@ -526,7 +544,13 @@ def _write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def export(source: Source, out: Path, progress: Callable[[int, int], None] | None = None) -> int:
+def export(
+    source: Source,
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    disclosures: bool = True,
+) -> int:
     """Mirror the log at its latest checkpoint into ``out``; return the size exported.
 
     Writes every hash tile and entry bundle of that tree (full and partial) at its C2SP
@@ -561,5 +585,22 @@ def export(source: Source, out: Path, progress: Callable[[int, int], None] | Non
     if stored is not None and stored[0] <= size:
         body = {"size": stored[0], "values": stored[1]}
         _write(out / PROJECTION_FILE, json.dumps(body, sort_keys=True).encode())
+    if disclosures:
+        _export_disclosures(source, out, size)
     _write(out / CHECKPOINT_FILE, note.encode("utf-8"))
     return size
+
+
+def _export_disclosures(source: Source, out: Path, size: int, batch: int = 5000) -> None:
+    """With a source that gives them, the disclosures too (the export is then restricted:
+    it opens what the log conceals; it is written 0600)."""
+    read = source.disclosures()
+    if read is None:
+        return
+    tmp = out / (DISCLOSURES_FILE + ".tmp")
+    with tmp.open("w", encoding="utf-8") as lines:
+        tmp.chmod(0o600)
+        for start in range(0, size, batch):
+            for index, found in sorted(read(start, min(size, start + batch)).items()):
+                lines.write(json.dumps({"index": index, "disclosures": list(found)}) + "\n")
+    tmp.replace(out / DISCLOSURES_FILE)

@@ -18,6 +18,7 @@ from fastapi import Request
 
 from api.bootstrap import Service
 from ledger.entities import DISTRICTS
+from ledger.erasure import ERASABLE_KINDS
 from ledger.errors import Denied, InvalidInput
 from ledger.fold import opened
 from ledger.money import format_fen
@@ -78,7 +79,8 @@ def entry_reader(request: Request) -> EntryReader:
         for start, end in _runs(wanted):
             for offset, entry in enumerate(store.read(start, end)):
                 fresh[start + offset] = opened(entry).to_json()
-        cache.put(fresh)
+        # an application's entries may yet be erased: never kept opened
+        cache.put({i: e for i, e in fresh.items() if e["kind"] not in ERASABLE_KINDS})
         return {**found, **fresh}
 
     return read

@@ -342,6 +342,21 @@ class DecisionRecorded(BaseModel):
     policy_version: str
 
 
+class ErasureIn(BaseModel):
+    """Why a rejected application's personal data is erased (public, in the log: say why,
+    never whose; for example 保存期限届满)."""
+
+    model_config = _STRICT
+
+    reason: StrictStr = Field(min_length=1, max_length=500)
+
+
+class ErasureRecorded(BaseModel):
+    entry: Recorded
+    application: str
+    erased: list[int] = Field(description="the entries whose disclosures were deleted")
+
+
 # --- vouchers ------------------------------------------------------------------------------
 
 

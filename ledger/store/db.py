@@ -38,6 +38,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA secure_delete=ON")  # an erasure overwrites what it deletes
         cursor.close()
 
     @event.listens_for(engine, "begin")

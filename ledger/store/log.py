@@ -13,13 +13,34 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+)
 
 from ledger import merkle
-from ledger.disclosure import digest_of
+from ledger.disclosure import digest_of, erased_by, erasure_marker
 from ledger.entry import Entry
 from ledger.errors import LogCorrupt
-from ledger.store.schema import checkpoints, disclosures, log_entries, log_nodes, projection
+from ledger.store.schema import (
+    checkpoints,
+    disclosures,
+    log_entries,
+    log_nodes,
+    projection,
+    snapshot_chunks,
+    snapshots,
+)
+
+ERASED_DIGEST = "erased"  # the digest column of an erased entry's marker row
 
 # Any constant works; it names suanli's append lock among the database's advisory locks.
 APPEND_LOCK_KEY = 0x7375616E6C69  # "suanli"
@@ -56,6 +77,7 @@ class Staged:
     entries: int
     nodes: int
     disclosures: int
+    erasures: int
 
 
 class LogWriter:
@@ -71,6 +93,7 @@ class LogWriter:
         self._entries: list[dict[str, object]] = []
         self._nodes: list[dict[str, object]] = []
         self._disclosures: list[dict[str, object]] = []
+        self._erasures: list[tuple[int, int]] = []  # (entry index, the erase entry's index)
         self.flushed = False
 
     @property
@@ -95,6 +118,11 @@ class LogWriter:
         self._nodes.extend({"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new_nodes)
         return index
 
+    def erase(self, indices: Sequence[int], erased_by: int) -> None:
+        """Stage the deletion of the disclosures of entries ``indices``, erased by the entry
+        ``erased_by`` (``ledger.erasure``): a marker row takes their place."""
+        self._erasures.extend((i, erased_by) for i in indices)
+
     def mark(self) -> Staged:
         """Where staging stands now, to go back to with :meth:`rollback_to`."""
         if self.flushed:
@@ -105,6 +133,7 @@ class LogWriter:
             len(self._entries),
             len(self._nodes),
             len(self._disclosures),
+            len(self._erasures),
         )
 
     def rollback_to(self, mark: Staged) -> None:
@@ -113,6 +142,7 @@ class LogWriter:
         del self._entries[mark.entries :]
         del self._nodes[mark.nodes :]
         del self._disclosures[mark.disclosures :]
+        del self._erasures[mark.erasures :]
 
     def root(self) -> bytes:
         return self.range.root()
@@ -124,7 +154,9 @@ class LogWriter:
             self.conn.execute(insert(log_nodes), self._nodes)
             if self._disclosures:
                 self.conn.execute(insert(disclosures), self._disclosures)
-            self._entries, self._nodes, self._disclosures = [], [], []
+            for index, by in self._erasures:
+                _erase(self.conn, index, by)
+            self._entries, self._nodes, self._disclosures, self._erasures = [], [], [], []
         if checkpoint_note is not None:
             self.conn.execute(insert(checkpoints), [{"size": self.size, "note": checkpoint_note}])
 
@@ -287,6 +319,29 @@ def _disclosures(conn: Connection, start: int, end: int) -> dict[int, tuple[str,
     for idx, data in rows:
         found.setdefault(int(idx), []).append(str(data))
     return {i: tuple(d) for i, d in found.items()}
+
+
+def _erase(conn: Connection, index: int, by: int) -> None:
+    """Delete entry ``index``'s disclosures, leave the marker of erasure ``by``, and drop the
+    fold snapshots taken while the erased values were in the state."""
+    conn.execute(delete(disclosures).where(disclosures.c.idx == index))
+    marker = {"idx": index, "digest": ERASED_DIGEST, "data": erasure_marker(by)}
+    conn.execute(insert(disclosures), [marker])
+    held = (snapshots.c.size > index) & (snapshots.c.size <= by)
+    sizes = [int(r[0]) for r in conn.execute(select(snapshots.c.size).where(held))]
+    conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.size.in_(sizes)))
+    conn.execute(delete(snapshots).where(snapshots.c.size.in_(sizes)))
+
+
+def erasures_before(conn: Connection, size: int) -> dict[int, int]:
+    """Erased entries below ``size``, and the index of the entry that erased each."""
+    rows = conn.execute(
+        select(disclosures.c.idx, disclosures.c.data).where(
+            disclosures.c.digest == ERASED_DIGEST, disclosures.c.idx < size
+        )
+    )
+    found = {int(i): erased_by((str(d),)) for i, d in rows}
+    return {i: by for i, by in found.items() if by is not None}
 
 
 def _replay(conn: Connection, start: int, end: int) -> list[Entry]:

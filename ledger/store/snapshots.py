@@ -20,6 +20,9 @@ there, and the summary digest against its own replay's summary; a snapshot that 
 from the replay fails the audit, naming its size.
 
 The two newest snapshots are kept; older ones are deleted (snapshots are not the log).
+A snapshot taken between an application's entries and their erasure (``ledger.erasure``)
+holds values the erasure deleted: the erasure deletes it, and one stored concurrently with
+it is never loaded and is dropped by the next save.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ import pickle
 import threading
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from ledger import merkle
 from ledger.errors import LedgerError, VerificationError
 from ledger.keys import Signer, Verifier
 from ledger.snapshot import SnapshotHeader, snapshot_message, summary_digest
 from ledger.state import LedgerState
+from ledger.store.log import erasures_before
 from ledger.store.schema import snapshot_chunks, snapshots
 
 log = logging.getLogger("suanli.snapshots")
@@ -91,13 +95,24 @@ def save_snapshot(
                 insert(snapshot_chunks),
                 [{"size": header.size, "seq": seq, "data": data[start : start + CHUNK]}],
             )
-        kept = [
+        stored = [
             int(r[0])
             for r in conn.execute(select(snapshots.c.size).order_by(snapshots.c.size.desc()))
-        ][:KEEP]
+        ]
+        held = _holding_erased(conn, stored)  # an erasure committed while this one was made
+        kept = [size for size in stored if size not in held][:KEEP]
         conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.size.not_in(kept)))
         conn.execute(delete(snapshots).where(snapshots.c.size.not_in(kept)))
     return header
+
+
+def _holding_erased(conn: Connection, sizes: list[int]) -> set[int]:
+    """The sizes whose states were taken between an application's entries and their
+    erasure (``ledger.erasure``): they hold values the log's erasure deleted."""
+    if not sizes:
+        return set()
+    erased = erasures_before(conn, max(sizes))
+    return {s for s in sizes if any(i < s <= by for i, by in erased.items())}
 
 
 def headers(engine: Engine) -> list[SnapshotHeader]:
@@ -145,8 +160,11 @@ def load_latest(
     fails a check is skipped with a warning (the next older one, or a full replay, is used):
     a bad snapshot costs time, never correctness.
     """
-    for header in reversed(headers(engine)):
-        if header.size > max_size:
+    known = headers(engine)
+    with engine.connect() as conn:
+        held = _holding_erased(conn, [h.size for h in known])
+    for header in reversed(known):
+        if header.size > max_size or header.size in held:
             continue
         try:
             return _load(engine, origin, header, verifiers)

@@ -37,7 +37,7 @@ from ledger.state import LedgerState
 from ledger.store.log import LogStore, LogWriter, Staged
 from ledger.store.snapshots import SnapshotKeeper, load_latest
 from ledger.timeutil import format_time
-from ledger.usecases.unit_of_work import Appended, decide
+from ledger.usecases.unit_of_work import Appended, decide, erased_by_entry
 
 Clock = Callable[[], datetime]
 
@@ -102,6 +102,7 @@ class Transaction:
         self.writer.append(entry.to_bytes(), entry.disclosures)
         self.state = state
         done = Appended(self.writer.size - 1, entry, result)
+        self.writer.erase(erased_by_entry(done), done.index)
         self.batch.appended.append(done)
         return done
 

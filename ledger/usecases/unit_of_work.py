@@ -14,11 +14,13 @@ again after appending, never keep it across an append.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from ledger.disclosure import erasure_marker
 from ledger.entry import Entry
+from ledger.errors import InvalidInput
 from ledger.fold import apply, opened
 from ledger.keys import ServiceKeys, Signer
 from ledger.publication import concealed
@@ -82,12 +84,23 @@ def decide(
     was signed by the service at its own clock, so its ``at`` is the ledger's time already.
     The fold refuses by raising; nothing is kept then.
     """
+    if entry.erased_by is not None:
+        raise InvalidInput(
+            f"{entry.kind}: an entry is appended with its disclosures, not an erasure marker",
+            reason="MALFORMED_BODY",
+        )
     if not signed_here:
         if not checked:
             verify_entry_signatures(state.registry, entry)
         entry = entry.stamped(now)
     new_state, result = apply(state, entry, index)
     return entry, new_state, result
+
+
+def erased_by_entry(done: Appended) -> tuple[int, ...]:
+    """The entries whose disclosures ``done`` erased, if it is an ``erase`` entry: the unit
+    of work deletes them when it keeps ``done`` (``ledger.erasure``)."""
+    return tuple(done.result.get("erased", ())) if done.entry.kind == "erase" else ()
 
 
 @dataclass
@@ -125,6 +138,12 @@ class MemoryUnitOfWork:
         )
         done = Appended(index, entry, result)
         self.appended.append(done)
+        marker = (erasure_marker(index),)
+        first = self.appended[0].index
+        for erased in erased_by_entry(done):
+            if erased >= first:  # kept here (not in a state this unit started from)
+                kept = self.appended[erased - first]
+                self.appended[erased - first] = replace(kept, entry=kept.entry.disclosed(marker))
         return done
 
     @property

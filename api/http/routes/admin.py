@@ -35,6 +35,8 @@ from api.http.schemas import (
     EntityList,
     EntityOut,
     EntityRegistered,
+    ErasureIn,
+    ErasureRecorded,
     GrantOut,
     GrantPaid,
     GrantPayIn,
@@ -70,7 +72,7 @@ from ledger.store.tokens import Principal
 from ledger.usecases.commands import corrections
 from ledger.usecases.commands import entities as entity_commands
 from ledger.usecases.commands import vouchers as voucher_commands
-from ledger.usecases.commands.applications import decide_application
+from ledger.usecases.commands.applications import decide_application, erase_application
 from ledger.usecases.commands.round import publish_round
 from ledger.usecases.views import applications as application_views
 from ledger.usecases.views import entities as entity_views
@@ -207,6 +209,19 @@ def decide(request: Request, application: IdPath, body: DecisionIn, _: Admin) ->
         note=body.note,
     )
     return recorded(DecisionRecorded, done)
+
+
+@router.post(
+    "/applications/{application}/erasure",
+    response_model=ErasureRecorded,
+    responses=WRITE_ERRORS,
+)
+def erase(request: Request, application: IdPath, body: ErasureIn, _: Admin) -> ErasureRecorded:
+    """Erase a rejected application's personal data (docs/publication.md, erasure): the
+    disclosures of its entries are deleted; the log, its leaves and signatures stay, and an
+    audit reports the entries as erased. Approved applications cannot be erased."""
+    done = service_of(request).write(erase_application, application=application, reason=body.reason)
+    return recorded(ErasureRecorded, done)
 
 
 @created("/applications/{application}/voucher", response_model=VoucherIssued)

@@ -4,7 +4,8 @@
   of at most 5,000 indices, for a full audit (``suanli audit verify --token``).
 * ``GET /v1/log/entries/{index}/disclosures``: one entry's, to whoever may read them: the
   bureau and auditors, and the entity, district reviewer or centre the entry concerns
-  (``ledger.usecases.views.disclosures``); anyone else gets 403 ``NOT_DISCLOSED``.
+  (``ledger.usecases.views.disclosures``); anyone else gets 403 ``NOT_DISCLOSED``. An
+  entry whose disclosures were erased answers ``erased_by``: the erase entry's index.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ def entry_disclosures(
 ) -> dict[str, Any]:
     """One entry's disclosures, to the roles that may open it."""
     store = service_of(request).ledger.store
-    found = store.read(index, index + 1)
-    if not found:
+    if index >= store.size():  # and index + 1 cannot overflow the database's integer
         raise NotFound(f"no entry at index {index}")
-    (entry,) = found
+    (entry,) = store.read(index, index + 1)
+    if entry.erased_by is not None:  # public: the erase entry names it
+        return {"index": index, "kind": entry.kind, "erased_by": entry.erased_by, "disclosures": []}
     if not entry.disclosures:  # it conceals nothing: there is nothing to withhold
         return {"index": index, "kind": entry.kind, "disclosures": []}
     with reading(request) as snapshot:

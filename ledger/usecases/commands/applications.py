@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import applications
+from ledger import applications, erasure
 from ledger.policy import DEFAULT_POLICY, Programme, current_policy
 from ledger.usecases.unit_of_work import Appended, UnitOfWork
 
@@ -132,3 +132,10 @@ def approve_application(uow: UnitOfWork, approval: Approval) -> Appended:
     return decide_application(
         uow, application=application, decision="approve", amount_fen=approval.amount_fen
     )
+
+
+def erase_application(uow: UnitOfWork, *, application: str, reason: str) -> Appended:
+    """Delete a rejected application's personal data: the disclosures of its entries, by an
+    ``erase`` entry the issuer signs (``ledger.erasure``); the log's leaves stay as they were."""
+    body = erasure.erase_body(uow.state, application, reason)
+    return uow.append(uow.sign("erase", body, uow.keys.issuer))
