@@ -25,13 +25,14 @@ from api.bootstrap import Service, open_service
 from api.devpki import ensure_dev_pki
 from api.grpc.server import GrpcServer
 from api.settings import Settings
+from ledger import applications as applications_domain
 from ledger import claims
 from ledger.policy import current_policy
 from ledger.publication import concealed
 from ledger.store.unit_of_work import FoldedLog
 from ledger.timeutil import format_time
 from ledger.usage import UsageRecord
-from ledger.usecases.commands import redemption
+from ledger.usecases.commands import applications, redemption
 from ledger.usecases.commands.applications import Approval
 from ledger.usecases.commands.entities import NewEntity
 from ledger.usecases.commands.redemption import Redeemed, SignedWrite
@@ -93,6 +94,23 @@ def issue_voucher(
     )
     done = service.write(voucher_for, approval, f"V-grpc-{n:04d}", entity=entity, **issue)
     return str(done.entry.body["voucher"])
+
+
+def reject_application(
+    service: Service, application: str, uscc: str, programme: str, note: str = ""
+) -> None:
+    """An application of the (registered) entity ``uscc`` submitted, then rejected by its
+    区县 (with ``note``) and by the bureau."""
+    state = service.ledger.snapshot()
+    policy = current_policy(state)
+    service.write(applications.submit_application, application=application,
+                  programme=programme, applicant=uscc, inputs=DEFAULT_INPUTS[programme],
+                  materials=materials_for(policy, programme),
+                  attestations=attest_all(policy, programme))  # fmt: skip
+    district = applications_domain.application_of(service.ledger.snapshot(), application).district
+    service.write(applications.review_application, application=application,
+                  district=district, reviewer="r-1", opinion="reject", note=note)  # fmt: skip
+    service.write(applications.decide_application, application=application, decision="reject")
 
 
 def set_voucher_status(service: Service, voucher: str, kind: str) -> None:

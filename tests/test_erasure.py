@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from domain_helpers import DEFAULT_INPUTS, attest_all, make_uscc, materials_for
+from domain_helpers import DEFAULT_INPUTS, make_uscc
 from fastapi.testclient import TestClient
-from grpc_fixtures import ManualClock
+from grpc_fixtures import ManualClock, reject_application
 from test_audit import audit_verify
 
 from api.bootstrap import Service
@@ -20,7 +20,6 @@ from api.http.app import create_app
 from ledger import applications, erasure
 from ledger.disclosure import erasure_marker
 from ledger.errors import LedgerError
-from ledger.policy import current_policy
 from ledger.snapshot import summary_digest
 from ledger.store import snapshots
 from ledger.store.schema import disclosures
@@ -36,26 +35,13 @@ REJECTION = "申报材料与项目不符，不予推荐（丁戊）"
 REASON = "保存期限届满"
 
 
-def _reject(service: Service, application: str, uscc: str) -> None:
-    policy = current_policy(service.ledger.snapshot())
-    service.write(application_commands.submit_application, application=application,
-                  programme="talent", applicant=uscc, inputs=DEFAULT_INPUTS["talent"],
-                  materials=materials_for(policy, "talent"),
-                  attestations=attest_all(policy, "talent"))  # fmt: skip
-    service.write(application_commands.review_application, application=application,
-                  district="成华区", reviewer="r-1", opinion="reject", note=REJECTION)  # fmt: skip
-    service.write(
-        application_commands.decide_application, application=application, decision="reject"
-    )
-
-
 @pytest.fixture
 def rejected(open_service, db_url: str) -> Iterator[tuple[Service, str]]:  # type: ignore[no-untyped-def]
     """A round with one rejected talent-team application (A-gone) and an approved one."""
     service = open_service(db_url, clock=ManualClock(START))
     team = make_uscc(920)
     service.write(register_entity, uscc=team, name=TEAM, type="talent_team", district="成华区")
-    _reject(service, "A-gone", team)
+    reject_application(service, "A-gone", team, "talent", note=REJECTION)
     approval = Approval("A-kept", "industry", make_uscc(921), DEFAULT_INPUTS["industry"])
     entity = NewEntity(make_uscc(921), "留存科技有限公司", "enterprise", "成都高新区")
     service.write(voucher_for, approval, "V-kept", entity=entity)

@@ -20,8 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
-from domain_helpers import DEFAULT_INPUTS, attest_all, make_uscc, materials_for, sha
-from grpc_fixtures import START, ManualClock, centre_write, claim_body, usage_for
+from domain_helpers import DEFAULT_INPUTS, make_uscc, sha
+from grpc_fixtures import (
+    START,
+    ManualClock,
+    centre_write,
+    claim_body,
+    reject_application,
+    usage_for,
+)
 from typer.testing import CliRunner
 
 from api.bootstrap import Service
@@ -30,9 +37,7 @@ from ledger import claims
 from ledger.entry import Entry
 from ledger.fold import RULES
 from ledger.keys import Signer
-from ledger.policy import current_policy
 from ledger.usecases.commands import (
-    applications,
     corrections,
     entities,
     log,
@@ -89,18 +94,6 @@ def _redeem(service: Service, clock: ManualClock) -> None:
         service.write(vouchers.change_voucher_status, voucher=voucher, action=action, reason="t")
 
 
-def _reject(service: Service, application: str, uscc: str) -> None:
-    """An application submitted, rejected by its 区县 and by the bureau."""
-    policy = current_policy(service.ledger.snapshot())
-    service.write(applications.submit_application, application=application,
-                  programme="adaptation", applicant=uscc, inputs=DEFAULT_INPUTS["adaptation"],
-                  materials=materials_for(policy, "adaptation"),
-                  attestations=attest_all(policy, "adaptation"))  # fmt: skip
-    service.write(applications.review_application, application=application,
-                  district="成都高新区", reviewer="r-1", opinion="reject")  # fmt: skip
-    service.write(applications.decide_application, application=application, decision="reject")
-
-
 def build_log(service: Service, clock: ManualClock) -> None:
     """Every entry kind but ``log.rotate`` (the CLI writes that one)."""
     holder, expiring = _voucher(service, 2, "industry", valid_until=START + timedelta(days=1))
@@ -117,7 +110,7 @@ def build_log(service: Service, clock: ManualClock) -> None:
     approval = Approval("A-all-grant", "adaptation", grantee, DEFAULT_INPUTS["adaptation"])
     service.write(approve_application, approval)
     service.write(vouchers.pay_grant, application="A-all-grant", grant="G-all")
-    _reject(service, "A-all-erased", grantee)
+    reject_application(service, "A-all-erased", grantee, "adaptation")
     service.write(erase_application, application="A-all-erased", reason="保存期限届满")
     _redeem(service, clock)
     settlement.issue_statement(service.write, centre="nscc-cd", period="2023-Q3")
