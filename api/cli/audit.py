@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from ledger.checkpoint import CosignatureVerifier
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
 from ledger.tlogpolicy import Policy, k_of_n, parse_policy, require_quorum
+
+if TYPE_CHECKING:
+    from ledger.audit import Evidence
 
 app = command_group(
     "audit", "Verify the signed log offline (tiles, checkpoints, signatures, the fold)."
@@ -147,6 +150,28 @@ def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | N
     return stored if stored is not None and 0 < stored[0] <= size else None
 
 
+def _load_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
+    """The checkpoint saved earlier (``--pin``) and, from an earlier export, its evidence."""
+    from ledger.audit import Evidence
+
+    if pin is None:
+        return None, None
+    if pin.is_file():
+        return pin.read_text("utf-8"), None
+    if not pin.is_dir():
+        raise _error(f"--pin {pin}: no such file or directory")
+    try:
+        with DirSource(pin) as earlier:
+            pinned = earlier.checkpoint()
+            pin_size = peek_checkpoint(pinned).size
+            # Read now: the earlier export is small next to the log and stays put.
+            saved = list(earlier.evidence(pin_size).checkpoints())
+            hashes = earlier.leaf_hashes(pin_size)
+            return pinned, Evidence(lambda: iter(saved), hashes)
+    except SourceError as exc:
+        raise _error(f"--pin {pin}: {exc}") from exc
+
+
 @app.command()
 def verify(
     source: Annotated[str, typer.Argument(help="http(s):// server URL, export dir or db URL")],
@@ -184,27 +209,10 @@ def verify(
     the audit is full: every entry is replayed through the fold and every opening checked
     against its digest. Without, it is public: what anyone can check, and it says what it
     could not."""
-    from ledger.audit import Evidence, verify_log
+    from ledger.audit import verify_log
 
     trusted = _verifier(key)
-    pinned: str | None = None
-    pinned_evidence: Evidence | None = None
-    if pin is not None:
-        if pin.is_dir():
-            try:
-                with DirSource(pin) as earlier:
-                    pinned = earlier.checkpoint()
-                    pin_size = peek_checkpoint(pinned).size
-                    # Read now: the earlier export is small next to the log and stays put.
-                    saved = list(earlier.evidence(pin_size).checkpoints())
-                    hashes = earlier.leaf_hashes(pin_size)
-                    pinned_evidence = Evidence(lambda: iter(saved), hashes)
-            except SourceError as exc:
-                raise _error(f"--pin {pin}: {exc}") from exc
-        elif pin.is_file():
-            pinned = pin.read_text("utf-8")
-        else:
-            raise _error(f"--pin {pin}: no such file or directory")
+    pinned, pinned_evidence = _load_pin(pin)
     witnesses = _witness_policy(witness, quorum, witness_policy)
     with _open(source, token) as src:
         src.witness_policy = witnesses
