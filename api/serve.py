@@ -79,6 +79,7 @@ def run(settings: Settings) -> None:
     from api.devpki import ensure_dev_pki
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
     from api.witness.gatherer import WitnessGatherer
+    from api.workers import start_workers, stop_workers
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -109,9 +110,10 @@ def run(settings: Settings) -> None:
             ", ".join(f"{w.name} at {w.url}" for w in service.witness_policy.witnesses),
             service.witness_policy.quorum,
         )
-    grpc_server = GrpcServer(service, settings.grpc)
+    grpc_server = GrpcServer(service, settings.grpc, reuse_port=settings.workers > 1)
     grpc_port = grpc_server.start()
     log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
+    workers = start_workers(settings, grpc_port, settings.workers - 1)
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
     # uvicorn handles SIGINT/SIGTERM, stops HTTP gracefully, then raises the signal again
     # once it has returned: note SIGTERM instead of dying, so that gRPC drains too.
@@ -120,6 +122,7 @@ def run(settings: Settings) -> None:
         uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
+        stop_workers(workers)
         grpc_server.stop(DEFAULT_GRACE)
         if gatherer is not None:
             gatherer.stop()
