@@ -34,7 +34,8 @@ def start_workers(settings: Settings, port: int, count: int) -> list[subprocess.
     """Start ``count`` gRPC worker processes on ``port`` (the one the main process bound
     with SO_REUSEPORT); return once each has bound it."""
     host = settings.grpc.rpartition(":")[0] or "127.0.0.1"
-    env = {**os.environ, **settings.environment(), "SUANLI_GRPC": f"{host}:{port}"}
+    shared = settings.model_copy(update={"grpc": f"{host}:{port}", "workers": 1})
+    env = {**os.environ, **shared.environment()}
     workers = []
     for n in range(1, count + 1):
         process = subprocess.Popen(
