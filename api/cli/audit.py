@@ -1,23 +1,33 @@
 """``suanli audit``: verify a whole log offline, export it, prove and check one entry.
 
+Every command names the log with ``--source`` (a server URL, an export directory, a
+database URL or the web page's JSONL download; the older positional SOURCE and
+``prove --db`` still work, unlisted), takes the pinned key as ``--key`` or ``--key-file``
+and answers in JSON with ``--json``.
+
 Exit status: 0 when every check holds, 1 when a check fails (the log, a checkpoint or a
-proof is wrong), 2 on usage errors and when the source cannot be read at all.
+proof is wrong), 2 on usage errors, 3 when the source cannot be read at all.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from api.cli.log_sources import DirSource, Source, SourceError, open_source, peek_checkpoint
+from api.cli.manners import EXIT_UNAVAILABLE, say_error
 from api.cli.options import command_group
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
+
+if TYPE_CHECKING:
+    from ledger.audit import Evidence, Report
 
 app = command_group(
     "audit", "Verify the signed log offline (tiles, checkpoints, signatures, the fold)."
@@ -27,16 +37,61 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _verifier(vkey: str) -> Verifier:
+def _verifier(vkey: str, where: str = "--key") -> Verifier:
     try:
         return Verifier.parse(vkey.strip())
     except LedgerError as exc:
-        raise typer.BadParameter(exc.message, param_hint="--key") from exc
+        raise typer.BadParameter(exc.message, param_hint=where) from exc
 
 
-def _error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
+def _keys(keys: list[str] | None, key_file: Path | None, *, needed: bool) -> list[Verifier]:
+    """The pinned keys: ``--key`` options and the lines of ``--key-file`` (blank lines and
+    ``#`` comments skipped), in that order."""
+    found = [_verifier(k) for k in keys or []]
+    if key_file is not None:
+        try:
+            lines = key_file.read_text("utf-8").splitlines()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {key_file}: {exc.strerror or exc}", param_hint="--key-file"
+            ) from None
+        found += [
+            _verifier(line, f"--key-file {key_file}")
+            for line in lines
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if needed and not found:
+        raise typer.BadParameter(
+            "give the log's verifier key: --key VKEY or --key-file FILE", param_hint="--key"
+        )
+    return found
+
+
+def _error(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    say_error(message)
+    return typer.Exit(code)
+
+
+def _source_error(exc: SourceError) -> typer.Exit:
+    say_error(str(exc), exc.hint)
+    return typer.Exit(EXIT_UNAVAILABLE)
+
+
+def _one_source(source: str | None, positional: str | None, *more: str | None) -> str:
+    given = [s for s in (source, positional, *more) if s is not None]
+    if len(given) != 1:
+        raise typer.BadParameter(
+            "name the log once: --source URL|DIR|DB-URL|FILE.jsonl", param_hint="--source"
+        )
+    return given[0]
+
+
+def _emit(as_json: bool, answer: dict[str, Any], lines: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(answer, ensure_ascii=False))
+    else:
+        for line in lines:
+            typer.echo(line)
 
 
 @contextmanager
@@ -67,16 +122,26 @@ def _progress(enabled: bool | None, what: str) -> Iterator[Callable[[int, int], 
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _open(spec: str, token: str | None = None) -> Source:
+def _open(spec: str, token: str | None = None, checkpoint_note: str | None = None) -> Source:
     try:
-        return open_source(spec, token)
+        source = open_source(spec, token, checkpoint_note)
     except SourceError as exc:
-        raise _error(str(exc)) from exc
+        raise _source_error(exc) from exc
+    typer.echo(f"suanli: reading the log from {source.name}", err=True)
+    return source
 
 
-Key = Annotated[
-    str, typer.Option("--key", help="the log's GENESIS verifier key (name+hex8+base64)")
+KeyFile = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="a file of verifier keys, one a line (# comments)"),
 ]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source", help="the log: http(s):// server URL, export dir, db URL or .jsonl download"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="answer as one JSON object")]
 ProgressOpt = Annotated[
     bool | None,
     typer.Option("--progress/--no-progress", help="progress on stderr (default: if a TTY)"),
@@ -91,8 +156,17 @@ def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | N
 
 @app.command()
 def verify(
-    source: Annotated[str, typer.Argument(help="http(s):// server URL, export dir or db URL")],
-    key: Key,
+    source_arg: Annotated[str | None, typer.Argument(hidden=True)] = None,
+    source: SourceOpt = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="the log's GENESIS verifier key (name+hex8+base64)"),
+    ] = None,
+    key_file: KeyFile = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="a .jsonl download: the signed checkpoint saved with it"),
+    ] = None,
     pin: Annotated[
         Path | None,
         typer.Option(help="a checkpoint saved earlier (a note file, or an earlier export dir)"),
@@ -112,46 +186,41 @@ def verify(
     public: Annotated[
         bool, typer.Option("--public", help="audit without disclosures, as anyone can")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fetch every entry, rebuild the tree, check checkpoints, signatures and the fold.
 
     With the disclosures (a database, an export made with them, or a server with --token),
     the audit is full: every entry is replayed through the fold and every opening checked
     against its digest. Without, it is public: what anyone can check, and it says what it
-    could not."""
-    from ledger.audit import Evidence, verify_log
+    could not. The web page's JSONL download is checked against --checkpoint."""
+    from ledger.audit import verify_log
 
-    trusted = _verifier(key)
-    pinned: str | None = None
-    pinned_evidence: Evidence | None = None
-    if pin is not None:
-        if pin.is_dir():
-            try:
-                with DirSource(pin) as earlier:
-                    pinned = earlier.checkpoint()
-                    pin_size = peek_checkpoint(pinned).size
-                    # Read now: the earlier export is small next to the log and stays put.
-                    saved = list(earlier.evidence(pin_size).checkpoints())
-                    hashes = earlier.leaf_hashes(pin_size)
-                    pinned_evidence = Evidence(lambda: iter(saved), hashes)
-            except SourceError as exc:
-                raise _error(f"--pin {pin}: {exc}") from exc
-        elif pin.is_file():
-            pinned = pin.read_text("utf-8")
-        else:
-            raise _error(f"--pin {pin}: no such file or directory")
-    with _open(source, token) as src:
+    spec = _one_source(source, source_arg)
+    trusted_keys = _keys(key, key_file, needed=True)
+    if len(trusted_keys) != 1:
+        raise typer.BadParameter("verify pins one key: the log's genesis key", param_hint="--key")
+    trusted = trusted_keys[0]
+    note: str | None = None
+    if checkpoint is not None:
         try:
-            note = src.checkpoint()
+            note = checkpoint.read_text("utf-8")
+        except OSError as exc:
+            raise _error(f"--checkpoint {checkpoint}: {exc.strerror or exc}") from exc
+    pinned, pinned_evidence = _read_pin(pin)
+    with _open(spec, token, note) as src:
+        try:
+            latest = src.checkpoint()
             try:
-                size = peek_checkpoint(note).size
+                size = peek_checkpoint(latest).size
             except SourceError as exc:  # the log's own head is broken: a failed check
-                typer.echo(f"FAIL (checkpoint): {exc} (the latest, from {src.name})")
+                message = f"FAIL (checkpoint): {exc} (the latest, from {src.name})"
+                _emit(as_json, {"ok": False, "source": src.name, "failures": [message]}, [message])
                 raise typer.Exit(EXIT_FAILED) from exc
-            with _progress(progress, "verifying entries") as tick:
+            with _progress(progress and not as_json, "verifying entries") as tick:
                 report = verify_log(
                     src.entries(size),
-                    note,
+                    latest,
                     trusted,
                     origin=origin,
                     pinned=pinned,
@@ -163,18 +232,115 @@ def verify(
                     snapshots=[] if public else src.snapshots(),
                     disclosures=None if public else src.disclosures(),
                 )
+            served = src.log_vkey() if not report.ok else None
         except SourceError as exc:
-            raise _error(str(exc)) from exc
-    for line in report.verdict():
-        typer.echo(line)
+            raise _source_error(exc) from exc
+    lines = report.verdict()
+    mismatch = _key_mismatch(report, trusted, served)
+    if mismatch:
+        lines.insert(0, mismatch)
+    _emit(as_json, _report_json(report, src.name, mismatch), lines)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
+def _read_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
+    """The pinned checkpoint (a note file, or an earlier export with its evidence)."""
+    from ledger.audit import Evidence
+
+    if pin is None:
+        return None, None
+    if pin.is_file():
+        return pin.read_text("utf-8"), None
+    if not pin.is_dir():
+        raise _error(f"--pin {pin}: no such file or directory")
+    try:
+        with DirSource(pin) as earlier:
+            pinned = earlier.checkpoint()
+            pin_size = peek_checkpoint(pinned).size
+            # Read now: the earlier export is small next to the log and stays put.
+            saved = list(earlier.evidence(pin_size).checkpoints())
+            hashes = earlier.leaf_hashes(pin_size)
+    except SourceError as exc:
+        raise _error(f"--pin {pin}: {exc}") from exc
+    return pinned, Evidence(lambda: iter(saved), hashes)
+
+
+def _key_mismatch(report: Report, trusted: Verifier, served: str | None) -> str | None:
+    """The plain words for the usual cause of a failed genesis or checkpoint check: the
+    key pinned is not the one the log is signed with."""
+    if report.ok or not any(f.check in ("genesis", "checkpoint") for f in report.failures):
+        return None
+    if served is None:
+        return None
+    try:
+        served_id = Verifier.parse(served).key_id
+    except LedgerError:
+        return None
+    if served_id == trusted.key_id:
+        return None
+    return (
+        f"FAIL: the checkpoint is not signed by the pinned key {trusted.key_id} "
+        f"(served key: {served})"
+    )
+
+
+def _report_json(report: Report, source: str, mismatch: str | None) -> dict[str, Any]:
+    import base64
+
+    return {
+        "ok": report.ok,
+        "source": source,
+        "mode": report.mode,
+        "entries": report.entries,
+        "root": base64.b64encode(report.root).decode(),
+        "checkpoint_size": report.checkpoint.size if report.checkpoint else None,
+        "checkpoint_key": report.checkpoint_key,
+        "key_mismatch": mismatch,
+        "failures": [
+            {"check": f.check, "index": f.index, "end": f.end, "message": f.message}
+            for f in report.failures
+        ],
+        "kinds": dict(report.kinds),
+        "verdict": report.verdict(),
+    }
+
+
+def _check_signed(note: str, keys: list[Verifier], origin: str | None = None) -> None:
+    """Stop (exit 1) unless one of the pinned keys signed the checkpoint ``note``."""
+    from ledger.checkpoint import open_checkpoint
+
+    if not keys:
+        return
+    for verifier in keys:
+        try:
+            open_checkpoint(note, verifier, origin)
+            return
+        except LedgerError:
+            continue
+    pinned = ", ".join(k.key_id for k in keys)
+    say_error(
+        f"the checkpoint is not signed by the pinned key {pinned} (signed by: {_signers(note)})"
+    )
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _signers(note: str) -> str:
+    from ledger.note import parse_note
+
+    try:
+        names = [f"{s.name}+{s.key_hash:08x}" for s in parse_note(note).signatures]
+    except LedgerError:
+        return "unreadable note"
+    return ", ".join(names) or "nobody"
+
+
 @app.command()
 def export(
-    source: Annotated[str, typer.Argument(help="http(s):// server URL, export dir or db URL")],
-    directory: Annotated[Path, typer.Argument(help="where to write the export")],
+    paths: Annotated[
+        list[str], typer.Argument(metavar="DIRECTORY", help="where to write the export")
+    ],
+    source: SourceOpt = None,
     progress: ProgressOpt = None,
     token: Annotated[
         str | None,
@@ -186,45 +352,62 @@ def export(
     public: Annotated[
         bool, typer.Option("--public", help="never the disclosures: an export anyone may read")
     ] = False,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="refuse unless the checkpoint verifies with this key"),
+    ] = None,
+    key_file: KeyFile = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write the log's tiles, entry bundles, checkpoints and key to DIRECTORY.
 
-    The directory is a valid SOURCE for `suanli audit verify`, and for any C2SP
+    The directory is a valid --source for `suanli audit verify`, and for any C2SP
     tlog-tiles client served from it by a static file server.
     """
     from api.cli.log_sources import export as write_export
 
-    with _open(source, token) as src:
+    if len(paths) > 2:
+        raise typer.BadParameter("give one DIRECTORY (and the log as --source)")
+    directory = Path(paths[-1])
+    spec = _one_source(source, paths[0] if len(paths) == 2 else None)
+    keys = _keys(key, key_file, needed=False)
+    with _open(spec, token) as src:
         try:
-            with _progress(progress, "exporting tiles") as tick:
+            _check_signed(src.checkpoint(), keys)
+            with _progress(progress and not as_json, "exporting tiles") as tick:
                 size = write_export(src, directory, tick, disclosures=not public)
         except SourceError as exc:
-            raise _error(str(exc)) from exc
-    typer.echo(f"exported {size} entries from {src.name} to {directory}")
+            raise _source_error(exc) from exc
+    answer = {"ok": True, "source": src.name, "directory": str(directory), "size": size}
+    _emit(as_json, answer, [f"exported {size} entries from {src.name} to {directory}"])
 
 
 @app.command()
 def prove(
     index: Annotated[int, typer.Argument(min=0, help="the entry's index")],
     output: Annotated[Path, typer.Option("-o", "--output", help="tlog-proof file to write")],
-    source: Annotated[str | None, typer.Option("--source", help="server URL or export dir")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="database URL")] = None,
+    source: SourceOpt = None,
+    db: Annotated[str | None, typer.Option("--db", hidden=True)] = None,
     size: Annotated[
         int | None, typer.Option(min=1, help="tree size (default: the latest checkpoint)")
     ] = None,
     entry_out: Annotated[
         Path | None, typer.Option("--entry-out", help="also write the entry's bytes here")
     ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="refuse unless the checkpoint verifies with this key"),
+    ] = None,
+    key_file: KeyFile = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a c2sp.org/tlog-proof@v1 file: the entry's inclusion proof and the signed
     checkpoint it leads to."""
     from ledger import merkle
     from ledger.tlogproof import TlogProof, format_tlog_proof
 
-    if (source is None) == (db is None):
-        raise _error("give exactly one of --source URL|DIR and --db URL")
-    spec = source if source is not None else db
-    assert spec is not None
+    spec = _one_source(source, db)
+    keys = _keys(key, key_file, needed=False)
     with _open(spec) as src:
         try:
             tree = size if size is not None else peek_checkpoint(src.checkpoint()).size
@@ -236,20 +419,24 @@ def prove(
             read = src.node_reader(tree)
             hashes = merkle.inclusion_proof(index, tree, read)
             entry = src.entry(index, tree)
-        except (SourceError, LedgerError) as exc:
-            raise _error(str(exc)) from exc
+        except SourceError as exc:
+            raise _source_error(exc) from exc
+        except LedgerError as exc:
+            raise _error(exc.message) from exc
+    _check_signed(note, keys)
     # Check before writing: the proof must lead to the root in the checkpoint.
     try:
         merkle.verify_inclusion(
             merkle.leaf_hash(entry), index, tree, hashes, peek_checkpoint(note).root
         )
     except LedgerError as exc:
-        typer.echo(f"FAIL: the source's own proof does not verify: {exc}", err=True)
+        say_error(f"FAIL: the source's own proof does not verify: {exc}")
         raise typer.Exit(EXIT_FAILED) from exc
     output.write_text(format_tlog_proof(TlogProof(index, tuple(hashes), note)), "utf-8")
     if entry_out is not None:
         entry_out.write_bytes(entry)
-    typer.echo(f"wrote {output}: entry {index} in the tree of size {tree}")
+    answer = {"ok": True, "source": src.name, "index": index, "size": tree, "output": str(output)}
+    _emit(as_json, answer, [f"wrote {output}: entry {index} in the tree of size {tree}"])
 
 
 @app.command("check-proof")
@@ -257,40 +444,66 @@ def check_proof(
     proof: Annotated[Path, typer.Argument(help="a c2sp.org/tlog-proof@v1 file")],
     entry: Annotated[Path, typer.Argument(help="the entry's canonical bytes")],
     key: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--key", help="log verifier key in force at the checkpoint's size (repeatable)"
         ),
-    ],
+    ] = None,
+    key_file: KeyFile = None,
     origin: Annotated[str | None, typer.Option(help="expected checkpoint origin")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Verify a tlog-proof offline: the checkpoint's signature, then the inclusion."""
+    """Verify a tlog-proof offline: the checkpoint's signature, then the inclusion. It
+    reads only the two files (no --source)."""
     from ledger.entry import Entry
     from ledger.tlogproof import parse_tlog_proof, verify_tlog_proof
 
-    verifiers = [_verifier(k) for k in key]
+    verifiers = _keys(key, key_file, needed=True)
     try:
         text = proof.read_text("utf-8")
         data = entry.read_bytes()
     except OSError as exc:
-        raise _error(str(exc)) from exc
+        raise _error(f"{exc.strerror or exc}: {exc.filename}") from exc
     errors = []
     for verifier in verifiers:
         try:
             cp = verify_tlog_proof(text, data, verifier, origin)
         except LedgerError as exc:
-            errors.append(f"{verifier.key_id}: {exc.message}")
+            errors.append(_proof_failure(verifier, exc, text))
             continue
         try:
             kind = Entry.from_bytes(data).kind
         except LedgerError:
             kind = "not a canonical suanli entry"
         at = parse_tlog_proof(text).index
-        typer.echo(
+        answer = {
+            "ok": True,
+            "index": at,
+            "kind": kind,
+            "origin": cp.origin,
+            "size": cp.size,
+            "key": verifier.key_id,
+        }
+        line = (
             f"OK: entry {at} ({kind}) is in {cp.origin} at size {cp.size}, "
             f"checkpoint signed by {verifier.key_id}"
         )
+        _emit(as_json, answer, [line])
         return
-    for line in errors:
-        typer.echo(f"FAIL: {line}")
+    _emit(as_json, {"ok": False, "failures": errors}, [f"FAIL: {line}" for line in errors])
     raise typer.Exit(EXIT_FAILED)
+
+
+def _proof_failure(verifier: Verifier, exc: LedgerError, text: str) -> str:
+    if exc.reason == "UNVERIFIED_NOTE":
+        from ledger.tlogproof import parse_tlog_proof
+
+        try:
+            signers = _signers(parse_tlog_proof(text).checkpoint)
+        except LedgerError:
+            signers = "unreadable"
+        return (
+            f"the checkpoint is not signed by the pinned key {verifier.key_id} "
+            f"(signed by: {signers})"
+        )
+    return f"{verifier.key_id}: {exc.message}"
