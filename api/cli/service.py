@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
+from api.cli.manners import Unreachable
 from api.cli.options import DataDir, Db, announce, open_existing, settings_from
 from api.settings import Settings
+
+UVICORN_STARTUP_FAILURE = 3  # uvicorn.run's exit status when it cannot bind
 
 
 def serve(
@@ -33,7 +36,15 @@ def serve(
         set_up_data_dir(settings, development=True)  # make run's first start
     require_data_dir(settings)
     announce(settings)
-    run(settings)
+    try:
+        run(settings)
+    except SystemExit as stop:
+        if stop.code == UVICORN_STARTUP_FAILURE:  # uvicorn logged why; say it in one line
+            raise Unreachable(
+                f"the service did not start on {settings.http}",
+                hint="is the port in use by another process? (the log line above says)",
+            ) from None
+        raise
 
 
 def set_up_data_dir(settings: Settings, *, development: bool) -> None:
