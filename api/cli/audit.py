@@ -127,7 +127,6 @@ def _open(spec: str, token: str | None = None, checkpoint_note: str | None = Non
         source = open_source(spec, token, checkpoint_note)
     except SourceError as exc:
         raise _source_error(exc) from exc
-    typer.echo(f"suanli: reading the log from {source.name}", err=True)
     return source
 
 
