@@ -231,7 +231,7 @@ def verify(
                     snapshots=[] if public else src.snapshots(),
                     disclosures=None if public else src.disclosures(),
                 )
-            served = src.log_vkey() if not report.ok else None
+            served = None if report.ok else _served_key(src)
         except SourceError as exc:
             raise _source_error(exc) from exc
     lines = report.verdict()
@@ -263,6 +263,15 @@ def _read_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
     except SourceError as exc:
         raise _error(f"--pin {pin}: {exc}") from exc
     return pinned, Evidence(lambda: iter(saved), hashes)
+
+
+def _served_key(src: Source) -> str | None:
+    """The key the source says the log is signed with, if it can say (a broken server may
+    not: the audit's verdict stands without it)."""
+    try:
+        return src.log_vkey()
+    except SourceError:
+        return None
 
 
 def _key_mismatch(report: Report, trusted: Verifier, served: str | None) -> str | None:
