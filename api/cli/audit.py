@@ -237,7 +237,7 @@ def verify(
     lines = report.verdict()
     mismatch = _key_mismatch(report, trusted, served)
     if mismatch:
-        lines.insert(0, mismatch)
+        lines.append(mismatch)
     _emit(as_json, _report_json(report, src.name, mismatch), lines)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -270,7 +270,7 @@ def _served_key(src: Source) -> str | None:
     not: the audit's verdict stands without it)."""
     try:
         return src.log_vkey()
-    except SourceError:
+    except (SourceError, LedgerError):
         return None
 
 
