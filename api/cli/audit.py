@@ -141,6 +141,29 @@ SourceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="answer as one JSON object")]
+GenesisKey = Annotated[
+    list[str] | None,
+    typer.Option("--key", help="the log's GENESIS verifier key (name+hex8+base64)"),
+]
+CheckpointFile = Annotated[
+    Path | None,
+    typer.Option(help="a .jsonl download: the signed checkpoint saved with it"),
+]
+Pin = Annotated[
+    Path | None,
+    typer.Option(help="a checkpoint saved earlier (a note file, or an earlier export dir)"),
+]
+Origin = Annotated[str | None, typer.Option(help="expected checkpoint origin")]
+Jobs = Annotated[
+    int | None, typer.Option(min=1, help="signature worker processes (default: all cores)")
+]
+AuditToken = Annotated[
+    str | None,
+    typer.Option(
+        envvar="SUANLI_AUDIT_TOKEN",
+        help="an auditor's token: read the disclosures too and replay every rule",
+    ),
+]
 ProgressOpt = Annotated[
     bool | None,
     typer.Option("--progress/--no-progress", help="progress on stderr (default: if a TTY)"),
@@ -157,31 +180,14 @@ def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | N
 def verify(
     source_arg: Annotated[str | None, typer.Argument(hidden=True)] = None,
     source: SourceOpt = None,
-    key: Annotated[
-        list[str] | None,
-        typer.Option("--key", help="the log's GENESIS verifier key (name+hex8+base64)"),
-    ] = None,
+    key: GenesisKey = None,
     key_file: KeyFile = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(help="a .jsonl download: the signed checkpoint saved with it"),
-    ] = None,
-    pin: Annotated[
-        Path | None,
-        typer.Option(help="a checkpoint saved earlier (a note file, or an earlier export dir)"),
-    ] = None,
-    origin: Annotated[str | None, typer.Option(help="expected checkpoint origin")] = None,
-    jobs: Annotated[
-        int | None, typer.Option(min=1, help="signature worker processes (default: all cores)")
-    ] = None,
+    checkpoint: CheckpointFile = None,
+    pin: Pin = None,
+    origin: Origin = None,
+    jobs: Jobs = None,
     progress: ProgressOpt = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="SUANLI_AUDIT_TOKEN",
-            help="an auditor's token: read the disclosures too and replay every rule",
-        ),
-    ] = None,
+    token: AuditToken = None,
     public: Annotated[
         bool, typer.Option("--public", help="audit without disclosures, as anyone can")
     ] = False,
@@ -200,12 +206,7 @@ def verify(
     if len(trusted_keys) != 1:
         raise typer.BadParameter("verify pins one key: the log's genesis key", param_hint="--key")
     trusted = trusted_keys[0]
-    note: str | None = None
-    if checkpoint is not None:
-        try:
-            note = checkpoint.read_text("utf-8")
-        except OSError as exc:
-            raise _error(f"--checkpoint {checkpoint}: {exc.strerror or exc}") from exc
+    note = _read_checkpoint(checkpoint)
     pinned, pinned_evidence = _read_pin(pin)
     with _open(spec, token, note) as src:
         try:
@@ -241,6 +242,15 @@ def verify(
     _emit(as_json, _report_json(report, src.name, mismatch), lines)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _read_checkpoint(checkpoint: Path | None) -> str | None:
+    if checkpoint is None:
+        return None
+    try:
+        return checkpoint.read_text("utf-8")
+    except OSError as exc:
+        raise _error(f"--checkpoint {checkpoint}: {exc.strerror or exc}") from exc
 
 
 def _read_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
