@@ -241,3 +241,20 @@ def test_debug_shows_the_traceback_of_an_internal_error(
     monkeypatch.setenv("SUANLI_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         run(buggy, ["divide", "0"])
+
+
+def test_help_uses_the_terminals_width(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = (
+        "Print a policy FILE's version and programmes (default: the packaged one; the "
+        "version in force in the ledger is `suanli policy current`)."
+    )
+    monkeypatch.setenv("COLUMNS", "160")
+    assert run(app, ["policy", "--help"]) == EXIT_OK
+    wide = capsys.readouterr().out
+    assert summary in wide  # one line, not cut at 80 columns nor at the source's wraps
+    monkeypatch.setenv("COLUMNS", "60")
+    assert run(app, ["policy", "-h"]) == EXIT_OK
+    narrow = capsys.readouterr().out
+    assert summary not in narrow and max(len(line) for line in narrow.splitlines()) <= 60

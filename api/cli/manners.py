@@ -63,6 +63,16 @@ def context_settings() -> dict[str, Any]:
     }
 
 
+def tidy_help(command: Any) -> None:
+    """Each command's line in its group's list: the first paragraph of its docstring as
+    one line, so that it flows to the terminal's width instead of the source's."""
+    help_text = getattr(command, "help", None)
+    if help_text and not getattr(command, "short_help", None):
+        command.short_help = " ".join(help_text.strip().split("\n\n")[0].split())
+    for sub in (getattr(command, "commands", None) or {}).values():
+        tidy_help(sub)
+
+
 def say_error(message: str, hint: str | None = None) -> None:
     """The one line an error gets on stderr (and its hint after a dash)."""
     line = f"suanli: error: {' '.join(message.split())}"
@@ -117,6 +127,7 @@ def run(app: typer.Typer, argv: Sequence[str] | None = None) -> int:
     debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != DEBUG_FLAG]
     command = typer.main.get_command(app)
+    tidy_help(command)
     try:
         # Not standalone: an Exit comes back as its status, everything else is raised here.
         status = command.main(args, prog_name="suanli", standalone_mode=False)
