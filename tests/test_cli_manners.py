@@ -258,3 +258,13 @@ def test_help_uses_the_terminals_width(
     assert run(app, ["policy", "-h"]) == EXIT_OK
     narrow = capsys.readouterr().out
     assert summary not in narrow and max(len(line) for line in narrow.splitlines()) <= 60
+
+
+def test_a_token_for_an_entity_the_log_does_not_know_says_so(
+    places: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["token", "create", "--role", "grantee", "--entity", "91510100MA61R0JK41"]
+    assert run(app, [*argv, "--data-dir", places["dev"]]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert out.startswith("sl_") and len(out.splitlines()) == 1  # the token alone on stdout
+    assert "no entity with 统一社会信用代码 91510100MA61R0JK41 is registered" in err

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from api.cli.options import DataDir, Db, command_group, open_existing, settings_from
+
+if TYPE_CHECKING:
+    from api.bootstrap import Service
 
 app = command_group("token", "API tokens for the HTTP roles (stored hashed; shown once).")
 
@@ -30,8 +33,22 @@ def token_create(
         token, principal = service.tokens.create(
             role, district=district, entity=entity, centre=centre, label=label
         )
+        known = entity is None or _registered(service, entity)
     typer.echo(token)
     typer.echo(f"id {principal.token_id}, role {role}", err=True)
+    if not known:
+        typer.echo(
+            f"note: no entity with 统一社会信用代码 {entity} is registered in the log yet "
+            "(it will be when it applies); if it should be, check the code",
+            err=True,
+        )
+
+
+def _registered(service: Service, uscc: str) -> bool:
+    from ledger.entities import book
+
+    with service.reading() as snapshot:
+        return uscc in book(snapshot.state).entities
 
 
 @app.command("list")
