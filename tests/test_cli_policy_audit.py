@@ -92,6 +92,14 @@ def test_the_pages_jsonl_download_verifies_with_a_key_file(
     )
     answer = json.loads(out)
     assert code == EXIT_OK and answer["ok"] and answer["entries"] == len(lines)
+    # a download that carries its checkpoint as a line of its own needs no --checkpoint
+    note = json.dumps({"checkpoint": (tmp_path / "checkpoint").read_text()}).encode()
+    (tmp_path / "whole.jsonl").write_bytes(b"".join(lines) + note + b"\n")
+    code, out, _ = suanli(
+        capsys, "audit", "verify", "--source", str(tmp_path / "whole.jsonl"), "--no-progress",
+        "--key-file", str(tmp_path / "key"),
+    )  # fmt: skip
+    assert code == EXIT_OK and out.startswith(f"OK: {len(lines)} entries"), out
     # one entry changed in the download: named at its index
     tampered = lines[:]
     tampered[3] = b'{"index":3,"data":"%s"}\n' % base64.b64encode(b"{}")
