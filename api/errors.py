@@ -87,6 +87,10 @@ class ToolError(Exception):
         self.hint = hint
 
 
+class ConfigurationError(ToolError):
+    """A setting the service cannot start with (a file it cannot read or parse)."""
+
+
 class MessageTooLarge(LedgerError):
     """A request over the size the service accepts."""
 

@@ -23,8 +23,10 @@ import typer
 from api.cli.log_sources import DirSource, Source, SourceError, open_source, peek_checkpoint
 from api.cli.manners import EXIT_UNAVAILABLE, say_error
 from api.cli.options import command_group
+from ledger.checkpoint import CosignatureVerifier
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
+from ledger.tlogpolicy import Policy, k_of_n, parse_policy, require_quorum
 
 if TYPE_CHECKING:
     from ledger.audit import Evidence, Report
@@ -170,6 +172,62 @@ ProgressOpt = Annotated[
 ]
 
 
+WitnessOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="a witness's cosignature key (type 0x04 vkey, `suanli witness key`); repeatable",
+    ),
+]
+QuorumOpt = Annotated[
+    int | None, typer.Option(min=0, help="cosignatures required (default: every --witness)")
+]
+WitnessPolicyOpt = Annotated[
+    Path | None,
+    typer.Option(help="a c2sp.org/tlog-policy file naming the witnesses and the quorum"),
+]
+
+
+def _witness_policy(
+    witness: list[str] | None, quorum: int | None, policy_file: Path | None
+) -> Policy | None:
+    """The verifier's witness policy from ``--witness``/``--quorum`` or ``--witness-policy``."""
+    if policy_file is not None:
+        if witness or quorum is not None:
+            raise _error("give --witness/--quorum or --witness-policy, not both")
+        try:
+            return parse_policy(policy_file.read_bytes())
+        except OSError as exc:
+            raise _error(f"--witness-policy {policy_file}: {exc.strerror or exc}") from exc
+        except LedgerError as exc:
+            raise _error(f"--witness-policy {policy_file}: {exc.message}") from exc
+    if not witness:
+        if quorum is not None:
+            raise _error("--quorum needs the witnesses' keys (--witness VKEY, repeatable)")
+        return None
+    try:
+        keys = [CosignatureVerifier.parse(vkey) for vkey in witness]
+        return k_of_n(keys, len(keys) if quorum is None else quorum)
+    except LedgerError as exc:
+        raise _error(f"--witness: {exc.message}") from exc
+
+
+def _check_witnesses(note: str, policy: Policy | None) -> str | None:
+    """The line saying who cosigned the checkpoint; exits FAIL when the quorum is not met."""
+    if policy is None:
+        return None
+    try:
+        names = require_quorum(note, policy)
+    except LedgerError as exc:
+        typer.echo(f"FAIL (witnesses): {exc.message}")
+        raise typer.Exit(EXIT_FAILED) from exc
+    size = peek_checkpoint(note).size
+    return (
+        f"witnesses: size {size} cosigned by {', '.join(sorted(names)) or 'none'} "
+        f"(quorum {policy.quorum} met)"
+    )
+
+
 def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | None:
     """The source's stored projection, when it describes a tree this audit reads."""
     stored = src.projection()
@@ -191,9 +249,16 @@ def verify(
     public: Annotated[
         bool, typer.Option("--public", help="audit without disclosures, as anyone can")
     ] = False,
+    witness: WitnessOpt = None,
+    quorum: QuorumOpt = None,
+    witness_policy: WitnessPolicyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch every entry, rebuild the tree, check checkpoints, signatures and the fold.
+
+    With --witness (and --quorum) or --witness-policy, the checkpoint audited must carry
+    enough witnesses' cosignatures: a log cannot show this auditor a history it did not
+    show its witnesses.
 
     With the disclosures (a database, an export made with them, or a server with --token),
     the audit is full: every entry is replayed through the fold and every opening checked
@@ -207,8 +272,10 @@ def verify(
         raise typer.BadParameter("verify pins one key: the log's genesis key", param_hint="--key")
     trusted = trusted_keys[0]
     note = _read_checkpoint(checkpoint)
-    pinned, pinned_evidence = _read_pin(pin)
+    pinned, pinned_evidence = _load_pin(pin)
+    witnesses = _witness_policy(witness, quorum, witness_policy)
     with _open(spec, token, note) as src:
+        src.witness_policy = witnesses
         try:
             latest = src.checkpoint()
             try:
@@ -217,6 +284,7 @@ def verify(
                 message = f"FAIL (checkpoint): {exc} (the latest, from {src.name})"
                 _emit(as_json, {"ok": False, "source": src.name, "failures": [message]}, [message])
                 raise typer.Exit(EXIT_FAILED) from exc
+            cosigned = _check_witnesses(latest, witnesses)
             with _progress(progress and not as_json, "verifying entries") as tick:
                 report = verify_log(
                     src.entries(size),
@@ -239,7 +307,9 @@ def verify(
     mismatch = _key_mismatch(report, trusted, served)
     if mismatch:
         lines.append(mismatch)
-    _emit(as_json, _report_json(report, src.name, mismatch), lines)
+    if cosigned is not None and report.ok:
+        lines.append(cosigned)
+    _emit(as_json, {**_report_json(report, src.name, mismatch), "witnesses": cosigned}, lines)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -253,7 +323,7 @@ def _read_checkpoint(checkpoint: Path | None) -> str | None:
         raise _error(f"--checkpoint {checkpoint}: {exc.strerror or exc}") from exc
 
 
-def _read_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
+def _load_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
     """The pinned checkpoint (a note file, or an earlier export with its evidence)."""
     from ledger.audit import Evidence
 
@@ -428,10 +498,11 @@ def prove(
     keys = _keys(key, key_file, needed=False)
     with _open(spec) as src:
         try:
-            tree = size if size is not None else peek_checkpoint(src.checkpoint()).size
+            latest = src.checkpoint()  # with its witnesses' cosignatures
+            tree = size if size is not None else peek_checkpoint(latest).size
             if index >= tree:
                 raise _error(f"index {index} is not below the tree size {tree}")
-            note = src.checkpoint_at(tree)
+            note = latest if tree == peek_checkpoint(latest).size else src.checkpoint_at(tree)
             if note is None:
                 raise _error(f"{src.name} stores no signed checkpoint of size {tree}")
             read = src.node_reader(tree)
@@ -468,15 +539,19 @@ def check_proof(
         ),
     ] = None,
     key_file: KeyFile = None,
-    origin: Annotated[str | None, typer.Option(help="expected checkpoint origin")] = None,
+    origin: Origin = None,
+    witness: WitnessOpt = None,
+    quorum: QuorumOpt = None,
+    witness_policy: WitnessPolicyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a tlog-proof offline: the checkpoint's signature, then the inclusion. It
-    reads only the two files (no --source)."""
+    """Verify a tlog-proof offline: the checkpoint's signature, the witnesses' cosignatures
+    when asked for, then the inclusion. It reads only the two files (no --source)."""
     from ledger.entry import Entry
     from ledger.tlogproof import parse_tlog_proof, verify_tlog_proof
 
     verifiers = _keys(key, key_file, needed=True)
+    witnesses = _witness_policy(witness, quorum, witness_policy)
     try:
         text = proof.read_text("utf-8")
         data = entry.read_bytes()
@@ -494,6 +569,7 @@ def check_proof(
         except LedgerError:
             kind = "not a canonical suanli entry"
         at = parse_tlog_proof(text).index
+        cosigned = _check_witnesses(parse_tlog_proof(text).checkpoint, witnesses)
         answer = {
             "ok": True,
             "index": at,
@@ -506,7 +582,8 @@ def check_proof(
             f"OK: entry {at} ({kind}) is in {cp.origin} at size {cp.size}, "
             f"checkpoint signed by {verifier.key_id}"
         )
-        _emit(as_json, answer, [line])
+        answer["witnesses"] = cosigned
+        _emit(as_json, answer, [line] + ([cosigned] if cosigned else []))
         return
     _emit(as_json, {"ok": False, "failures": errors}, [f"FAIL: {line}" for line in errors])
     raise typer.Exit(EXIT_FAILED)

@@ -3,6 +3,7 @@ rebuild its projection from the log alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,12 @@ def serve(
     grpc: Annotated[
         str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
     ] = None,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="a c2sp.org/tlog-policy file: the witnesses (each with its URL) and quorum"
+        ),
+    ] = None,
 ) -> None:
     """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres).
 
@@ -31,7 +38,9 @@ def serve(
     from api.datadir import data_dir_given, require_data_dir
     from api.serve import run
 
-    settings = settings_from(data_dir, db, http=http, grpc=grpc)
+    settings = settings_from(
+        data_dir, db, http=http, grpc=grpc, witness_policy=witness_policy
+    )
     if not settings.data_dir.exists() and not data_dir_given(settings):
         set_up_data_dir(settings, development=True)  # make run's first start
     require_data_dir(settings)
