@@ -38,9 +38,7 @@ def serve(
     from api.datadir import data_dir_given, require_data_dir
     from api.serve import run
 
-    settings = settings_from(
-        data_dir, db, http=http, grpc=grpc, witness_policy=witness_policy
-    )
+    settings = settings_from(data_dir, db, http=http, grpc=grpc, witness_policy=witness_policy)
     if not settings.data_dir.exists() and not data_dir_given(settings):
         set_up_data_dir(settings, development=True)  # make run's first start
     require_data_dir(settings)
