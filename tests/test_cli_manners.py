@@ -99,6 +99,7 @@ MISTAKES: dict[str, Mistake] = {
     "centre preview": Mistake((), EXIT_USAGE, "give exactly one of"),
     "centre run": Mistake(("--source", "sacct:{tmp}/x"), EXIT_USAGE, "--mapping"),
     "centre reconcile": Mistake(("--no-such-option",), EXIT_USAGE, "No such option"),
+    "centre check-log": Mistake(("--log-key", "x"), EXIT_USAGE, "Missing option '--ledger'"),
     "witness serve": Mistake(("--data-dir", "{tmp}/witness"), EXIT_USAGE, "at least one log"),
     "witness key": Mistake(("--data-dir", "{tmp}/no-witness"), EXIT_USAGE, "no witness key"),
 }

@@ -24,6 +24,10 @@ def serve(
     grpc: Annotated[
         str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="processes redeeming on the gRPC port (PostgreSQL)"),
+    ] = None,
     witness_policy: Annotated[
         Path | None,
         typer.Option(
@@ -38,7 +42,9 @@ def serve(
     from api.datadir import data_dir_given, require_data_dir
     from api.serve import run
 
-    settings = settings_from(data_dir, db, http=http, grpc=grpc, witness_policy=witness_policy)
+    settings = settings_from(
+        data_dir, db, http=http, grpc=grpc, witness_policy=witness_policy, workers=workers
+    )
     if not settings.data_dir.exists() and not data_dir_given(settings):
         set_up_data_dir(settings, development=True)  # make run's first start
     require_data_dir(settings)
