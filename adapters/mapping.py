@@ -124,6 +124,19 @@ class AccountMap:
                 return table[value]
         return None
 
+    def vouchers(self) -> dict[str, str]:
+        """Every voucher the mapping names, with the first entry that names it."""
+        named: dict[str, str] = {}
+        for table, key in VOUCHER_TABLES:
+            if table == "account_users":
+                for account, users in self.account_users.items():
+                    for user, voucher in users.items():
+                        named.setdefault(voucher, f"account {account} user {user}")
+                continue
+            for name, voucher in getattr(self, table).items():
+                named.setdefault(voucher, f"{key} {name}")
+        return named
+
     def gpu_resource(self, keys: JobKeys) -> str | None:
         """The GPU model (a ``gpu:<model>`` resource) the job's partition or QOS says."""
         if keys.partition in self.gpu_by_partition:

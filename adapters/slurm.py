@@ -547,3 +547,31 @@ def parse_sacct(
         except _RowSkip as skip:
             result.skipped.append(Skipped(line_no, _row_id(layout, fields), skip.reason, skip.code))
     return result
+
+
+DELIMITER_CANDIDATES = ("|", ",", "\t", ";", " ")
+
+
+def guess_delimiter(lines: Iterable[str]) -> str | None:
+    """The delimiter a sample of sacct output seems to use: the candidate found the same
+    (non-zero) number of times on the most lines, more often than the others; None when
+    none is."""
+    sample = [line.rstrip("\r\n") for line in lines if line.strip()]
+    if not sample:
+        return None
+    best: tuple[int, int, str] | None = None
+    for candidate in DELIMITER_CANDIDATES:
+        counts = [line.count(candidate) for line in sample]
+        common = max(set(counts), key=counts.count)
+        if common == 0:
+            continue
+        score = (counts.count(common), common, candidate)
+        if best is None or score[:2] > best[:2]:
+            best = score
+    return None if best is None else best[2]
+
+
+def delimiter_name(delimiter: str) -> str:
+    return {"\t": "tab (--delimiter '\\t')", " ": "space (--delimiter ' ')"}.get(
+        delimiter, f"{delimiter!r} (--delimiter '{delimiter}')"
+    )

@@ -39,6 +39,16 @@ def parse_zone(name: str) -> tzinfo:
 
 
 EXIT_PENDING = 3
+EXIT_QUARANTINED = 4
+
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(help="the cluster of sacct rows without one (exports with no Cluster column)"),
+]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option("--skip-bad", help="exit 0 even when bad rows were quarantined"),
+]
 
 SourceOpt = Annotated[
     list[str],
