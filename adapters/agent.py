@@ -527,7 +527,9 @@ class Agent:
         ``stop()``; returns the last cycle's submit report."""
         while True:
             ingest = self.ingest()
-            log.info(
+            level = logging.INFO if ingest.rows or ingest.added else logging.DEBUG  # idle: quiet
+            log.log(
+                level,
                 "%s: read %d rows -> %d records (%d new, %d known, %d changed, %d unpriced);"
                 " skipped %s",
                 self.centre,

@@ -2,7 +2,9 @@
 
 * ``preview``: the usage records a metering export would claim, before claiming them;
 * ``run``: the centre agent (read, keep in the outbox, claim over gRPC, exactly once);
-* ``reconcile``: the centre's records against the ledger's claims and statements.
+* ``reconcile``: the centre's records against the ledger's claims and statements;
+* ``quarantine``: the bad rows of the exports, kept out of the outbox;
+* ``requeue``: records refused for a configuration reason, sent again once it is fixed.
 
 They are registered here, explicitly; ``api.cli`` adds this app to ``suanli``.
 """
@@ -13,6 +15,7 @@ import typer
 
 from adapters.cli.preview import preview
 from adapters.cli.reconcile import reconcile
+from adapters.cli.records import quarantine, requeue
 from adapters.cli.run import run
 
 app = typer.Typer(
@@ -30,3 +33,5 @@ def centre() -> None:
 app.command()(preview)
 app.command()(run)
 app.command()(reconcile)
+app.command()(quarantine)
+app.command()(requeue)
