@@ -190,7 +190,7 @@ def test_preview_csv(tmp_path: Path) -> None:
     )
     args = ["preview", "--source", f"csv:{path}", "--centre", "cd-icc"]
     result = runner.invoke(app, args)
-    assert result.exit_code == 4, result.output  # a bad row: the agent would quarantine it
+    assert result.exit_code == 1, result.output  # a bad row: the agent would quarantine it
     [line] = lines_of(result.stdout)
     assert (line["record_id"], line["quantity"]) == ("j1", 3600)
     assert "2 rows read, 1 records, 1 skipped" in result.stderr
@@ -224,7 +224,7 @@ def test_preview_bad_rows_are_named_and_good_rows_kept(
     tmp_path: Path, row: str, fragment: str | None
 ) -> None:
     """Each bad value of a sacct row: the row is named with its line and reason, the good
-    rows beside it are still read, and the exit is 4 (0 with --skip-bad)."""
+    rows beside it are still read, and the exit is 1 (0 with --skip-bad)."""
     other = GOOD_ROW.replace("101|101", "102|102")
     path = tmp_path / "jobs.log"
     path.write_text(f"{SACCT_HEADER}\n{other}\n{row.replace('101', '103')}\n{GOOD_ROW}\n")
@@ -235,7 +235,7 @@ def test_preview_bad_rows_are_named_and_good_rows_kept(
         assert result.exit_code == 0, result.output
         assert ids == ["tianfu/102", "tianfu/103", "tianfu/101"]
         return
-    assert result.exit_code == 4, result.output
+    assert result.exit_code == 1, result.output
     assert ids == ["tianfu/102", "tianfu/101"]
     bad = next(line for line in result.stderr.splitlines() if "bad line" in line)
     assert bad.startswith("  bad line 3 (job 103): ") and fragment in bad, bad

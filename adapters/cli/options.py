@@ -42,7 +42,7 @@ def parse_zone(name: str) -> tzinfo:
 
 
 EXIT_PENDING = 3
-EXIT_QUARANTINED = 4
+EXIT_QUARANTINED = 1  # bad rows quarantined: a check of the input failed
 
 ClusterOpt = Annotated[
     str | None,

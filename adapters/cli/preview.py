@@ -22,10 +22,10 @@ Standard error gets a summary: rows read, records, skipped rows counted by reaso
 with an example reason and their first line numbers, the bad rows (code ``invalid``) each
 with its line number and reason, and the unmapped accounts.
 
-Exit status: 0 when the input was read and no row is bad; 4 when some rows are bad (the
-agent would quarantine them) unless ``--skip-bad``; 1 when the input cannot be read, is
-not the format asked for, or no row of it parses (the summary then says which delimiter
-the file seems to use); 2 for bad options.
+Exit status: 0 when the input was read and no row is bad; 1 when some rows are bad (the
+agent would quarantine them; the summary lists them) unless ``--skip-bad``, or when no row
+of the input parses (the summary then says which delimiter the file seems to use), or the
+input cannot be read; 2 for bad options.
 """
 
 from __future__ import annotations
@@ -132,7 +132,10 @@ def preview(
     named += [f"{kind}:{path}" for kind, path in (("sacct", sacct), ("events", events),
                                                   ("csv", csv)) if path is not None]  # fmt: skip
     if len(named) != 1:
-        raise typer.BadParameter("give exactly one --source", param_hint="--source")
+        raise typer.BadParameter(
+            "give exactly one of --source sacct:FILE, events:FILE or csv:FILE",
+            param_hint="--source",
+        )
     try:
         chosen = UsageSource.parse(
             named[0], delimiter=opt.delimiter_of(delimiter), tz=opt.parse_zone(tz), cluster=cluster

@@ -12,12 +12,12 @@ Before sending anything it runs the pre-flight checks (``adapters.preflight``): 
 certificate is this centre's, the CA verifies the ledger, every mapped voucher exists and
 accepts this centre. Each failure is printed with its cause.
 
-Exit status: 0 when every record has an answer (claimed or refused); 3 when records are
-still pending after ``--give-up-after`` seconds without an answer, or the ledger is
-unreachable (run again: nothing is lost); 4 when bad rows are in the quarantine (the good
-rows were claimed; ``suanli centre quarantine`` lists them) unless ``--skip-bad``; 1 for
-a source, mapping, rate-card or credential problem, or a failed pre-flight check; 2 for
-bad options.
+Exit status: 0 when every record has an answer (claimed or refused); 1 for a source,
+mapping, rate-card or credential problem, a failed pre-flight check, or bad rows in the
+quarantine (the good rows were claimed; ``suanli centre quarantine`` lists them) unless
+``--skip-bad``; 2 for bad options; 3 when records are still pending after
+``--give-up-after`` seconds without an answer, or the ledger is unreachable (run again:
+nothing is lost).
 """
 
 from __future__ import annotations
