@@ -97,7 +97,7 @@ def requeue(
         raise opt.fail(f"no outbox at {outbox_path}")
     try:
         accounts = AccountMap.load(mapping)
-        book = RateBook.load(rates, token=CentreSettings().token)
+        book = RateBook.load(rates, token=CentreSettings().token, centre=centre_id)
     except AgentError as exc:
         raise opt.fail(str(exc)) from exc
     except InvalidInput as exc:

@@ -256,7 +256,7 @@ def _build_agent(
 
     try:
         accounts = AccountMap.load(mapping)
-        book = RateBook.load(rates, token=CentreSettings().token)
+        book = RateBook.load(rates, token=CentreSettings().token, centre=centre)
         files = CentreFiles(directory)
         files.check()
     except AgentError as exc:
