@@ -310,7 +310,8 @@ def test_events_directory_and_unpriced_records(grpc_env: GrpcEnv, tmp_path: Path
 
 
 def test_rate_cards_from_the_ledger_over_http(grpc_env: GrpcEnv) -> None:
-    """The agent can price with the ledger's own ratecard.publish entries (auditor API)."""
+    """The agent can price with the ledger's own ratecard.publish entries: all of them from
+    the auditor API, or a centre's own with its own token (GET /v1/centres/{id}/rate-cards)."""
     import socket
     import threading
     import time
@@ -331,13 +332,35 @@ def test_rate_cards_from_the_ledger_over_http(grpc_env: GrpcEnv) -> None:
     try:
         while not server.started:
             time.sleep(0.02)
-        book = RateBook.load(f"http://127.0.0.1:{port}", token=token)
+        base = f"http://127.0.0.1:{port}"
+        book = RateBook.load(base, token=token)
         with pytest.raises(AgentError, match="401"):
-            RateBook.load(f"http://127.0.0.1:{port}", token="wrong")
+            RateBook.load(base, token="wrong")
+        # A centre's own token reads its own cards, and only its own.
+        own, _ = grpc_env.service.tokens.create("centre", label="agent", centre="nscc-cd")
+        mine = RateBook.load(base, token=own, centre="nscc-cd")
+        with pytest.raises(AgentError, match="403: a centre sees only its own records"):
+            RateBook.load(base, token=own, centre="cd-icc")
+        with pytest.raises(AgentError, match="403"):
+            RateBook.load(base, token=own)  # the auditor API: not for a centre token
+        runner_env = {"SUANLI_CENTRE_TOKEN": own}
+        source = write_sacct(Path(grpc_env.data_dir) / "jobs.log", 5, ["chem"], extras=False)
+        mapping = Path(grpc_env.data_dir) / "accounts.json"
+        mapping.write_text(json.dumps({"accounts": {"chem": grpc_env.voucher()}}))
+        result = runner.invoke(
+            app,
+            ["run", "--source", f"sacct:{source}", "--mapping", str(mapping), "--data-dir",
+             str(grpc_env.data_dir), "--target", grpc_env.target, "--rates", base, "--json",
+             "--quiet"],
+            env=runner_env,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["claimed"] == len(ledger_claims(grpc_env)) > 0
     finally:
         server.should_exit = True
         thread.join(10)
     assert book.fingerprint() == RateBook.load().fingerprint()
+    assert mine.cards == {"nscc-cd": RateBook.load().cards["nscc-cd"]}
 
 
 def test_classify_and_sources() -> None:
