@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory
@@ -194,3 +198,53 @@ def test_mapping_vouchers_name_their_entry() -> None:
         "V-3": "account bio user bob",
         "V-2": "user ann",
     }
+
+
+SUANLI = str(Path(sys.executable).parent / "suanli")
+
+
+def test_quiet_is_quiet_and_idle_cycles_print_one_line(grpc_env: GrpcEnv, tmp_path: Path) -> None:
+    """The real command in its own process: --quiet prints nothing when all is well; under
+    --interval a cycle that did something prints its table, an idle one a single line."""
+    voucher = grpc_env.voucher("industry")
+    source = write_sacct(tmp_path / "jobs.log", 8, ["chem"], gpu_share=0.0, extras=False)
+    mapping = mapping_file(tmp_path / "accounts.json", {"chem": voucher})
+    base = [SUANLI, "centre", "run", "--source", f"sacct:{source}", "--mapping", str(mapping),
+            "--data-dir", str(grpc_env.data_dir), "--target", grpc_env.target,
+            "--no-progress"]  # fmt: skip
+    quiet = subprocess.run([*base, "--quiet"], capture_output=True, timeout=120, check=False)
+    assert quiet.returncode == 0, quiet.stderr
+    assert (quiet.stdout, quiet.stderr) == (b"", b"")
+    assert len(ledger_claims(grpc_env)) == 8
+
+    more = write_sacct(tmp_path / "jobs.log", 12, ["chem"], gpu_share=0.0, extras=False)
+    agent = subprocess.Popen(
+        [*base, "--interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+    idle = threading.Event()
+
+    def read() -> None:
+        assert agent.stderr is not None
+        for line in agent.stderr:
+            lines.append(line.rstrip("\n"))
+            if sum("nothing new" in x for x in lines) >= 3:
+                idle.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert idle.wait(120), "\n".join(lines)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+        reader.join(10)
+        assert agent.stderr is not None
+        agent.stderr.close()
+    assert more == source and len(ledger_claims(grpc_env)) == 12
+    first_idle = next(i for i, x in enumerate(lines) if "nothing new" in x)
+    assert any("this run" in x and "4 claimed" in x for x in lines[:first_idle]), lines
+    after = [x for x in lines[first_idle:] if "stopping (signal" not in x]
+    assert after and all(
+        x == "nscc-cd: nothing new (12 claimed, 0 refused, 0 pending)" for x in after
+    ), lines
