@@ -34,9 +34,9 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.errors import InvalidInput
 from ledger.usage import RESOURCE_UNITS
@@ -50,9 +50,9 @@ class InstanceType:
     units: int  # cards (GPU) or cores (CPU) per instance, > 0
 
 
-@dataclass(frozen=True)
-class JobKeys:
-    """What a job is known by at the centre, for choosing its voucher (empty: not known)."""
+class JobKeys(NamedTuple):
+    """What a job is known by at the centre, for choosing its voucher (empty: not known).
+    A named tuple: the parser makes one per job, by the million."""
 
     account: str = ""
     user: str = ""
@@ -61,7 +61,7 @@ class JobKeys:
     wckey: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v}, sort_keys=True)
+        return json.dumps({k: v for k, v in self._asdict().items() if v}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None, account: str = "") -> JobKeys:
@@ -70,7 +70,7 @@ class JobKeys:
         return cls(**{k: str(v) for k, v in json.loads(text).items() if k in _KEY_NAMES})
 
     def describe(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in asdict(self).items() if v) or "no account"
+        return ", ".join(f"{k} {v}" for k, v in self._asdict().items() if v) or "no account"
 
 
 _KEY_NAMES = ("account", "user", "partition", "qos", "wckey")

@@ -84,7 +84,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from adapters.bounds import MAX_CARDS, MAX_CPUS, check_count, check_usage
+from adapters.bounds import MAX_CARDS, MAX_CPUS, MAX_QUANTITY, check_count
 from adapters.mapping import AccountMap, JobKeys
 from ledger.errors import InvalidInput
 from ledger.timeutil import EARLIEST, LATEST
@@ -358,9 +358,12 @@ class _SacctParser:
         if not cluster:
             raise _RowSkip("no Cluster (it is part of the record id; see --cluster)", "invalid")
         keys = JobKeys(
-            *(_field(c, fields) for c in (layout.account, layout.user, layout.partition,
-                                          layout.qos, layout.wckey))
-        )  # fmt: skip
+            _field(layout.account, fields),
+            _field(layout.user, fields),
+            _field(layout.partition, fields),
+            _field(layout.qos, fields),
+            _field(layout.wckey, fields),
+        )
         if not (keys.account or keys.user or keys.wckey):
             raise _RowSkip("no Account, User or WCKey: no voucher can be chosen", "invalid")
         mapped = self.accounts.voucher_of(keys) if self.accounts is not None else ""
@@ -397,8 +400,8 @@ class _SacctParser:
                 records.append(
                     UsageRecord(self.centre, gpu_id, keys.account, resource, quantity, start, end)
                 )
-            for record in records:
-                check_usage(record)
+            for record in records:  # the times were checked when read
+                check_count(record.quantity, "quantity", MAX_QUANTITY)
         except InvalidInput as exc:
             raise _RowSkip(exc.message, "invalid") from exc
         self.seen[key] = line_no
