@@ -375,6 +375,11 @@ def test_classify_and_sources() -> None:
         (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", Transient),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", Transient),
         (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_CLAIMED", Refusal),
+        (grpc.StatusCode.INTERNAL, "INTERNAL", Transient),  # a bug: never final
+        (grpc.StatusCode.UNKNOWN, "UNKNOWN", Transient),
+        (grpc.StatusCode.NOT_FOUND, "UNKNOWN_VOUCHER", Refusal),  # final until requeue
+        (grpc.StatusCode.PERMISSION_DENIED, "CERTIFICATE_MISMATCH", Refusal),
+        (grpc.StatusCode.INVALID_ARGUMENT, "OUT_OF_RANGE", Refusal),
     ):
         error = RedemptionError(code, reason, "m", {})
         assert isinstance(classify(StreamResult(usage_item, None, error)), expected)
