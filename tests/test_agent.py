@@ -405,6 +405,15 @@ def test_outbox_survives_reopen(tmp_path: Path) -> None:
         box.answer([(record, Refusal("CAP_EXHAUSTED", "RESOURCE_EXHAUSTED", "m"))])
         again = box.get("nscc-cd", "c/1")
         assert again is not None and again.status == "claimed"
+    assert (tmp_path / "o.db").stat().st_mode & 0o777 == 0o600  # the owner's only
+    # An outbox made before the job-keys column gets it when opened, its rows intact.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        db.execute("ALTER TABLE records DROP COLUMN job_keys")
+    with Outbox(tmp_path / "o.db") as box:
+        old = box.get("nscc-cd", "c/1")
+        assert old is not None and old.status == "claimed" and old.record.keys == ""
 
 
 # --- the command -----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ partition, QOS, wckey), reprices it, and puts it back to pending; the next ``run
 it. A refusal wrote nothing in the ledger, and the ledger's idempotency on (centre, record
 id) holds, so each is claimed once.
 
-Exit status: 0; 1 for an unreadable mapping or outbox; 2 for bad options.
+Exit status: 0; 1 for an unreadable mapping or rate cards; 2 for bad options; 3 when there
+is no outbox yet.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def quarantine(
     centre_id = centre or "nscc-cd"
     _, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     if not outbox_path.exists():
-        raise opt.fail(f"no outbox at {outbox_path}")
+        raise opt.fail(f"no outbox at {outbox_path} (suanli centre run makes it)", 3)
     with Outbox(outbox_path) as box:
         rows = box.quarantined(centre_id, after=after, limit=limit + 1)
         total = box.quarantine_count(centre_id)
@@ -94,7 +95,7 @@ def requeue(
     centre_id = centre or "nscc-cd"
     directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     if not outbox_path.exists():
-        raise opt.fail(f"no outbox at {outbox_path}")
+        raise opt.fail(f"no outbox at {outbox_path} (suanli centre run makes it)", 3)
     try:
         accounts = AccountMap.load(mapping)
         book = RateBook.load(rates, token=CentreSettings().token, centre=centre_id)
