@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.errors import AgentError
 from ledger.timeutil import format_time, parse_time
 from ledger.usage import UsageRecord
 
@@ -228,22 +229,27 @@ class Outbox:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        try:
+            self.db = self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise AgentError(f"cannot open the outbox {self.path}: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One thread at a time uses it, but not always the one that opened it (an agent
         # built in one thread and run in another).
-        self.db = sqlite3.connect(
-            self.path, isolation_level=None, timeout=60.0, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.executescript(SCHEMA)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=60000")
+        db.executescript(SCHEMA)
         for table, column, kind in ADDED_COLUMNS:
-            present = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
             if column not in present:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         if self.path.stat().st_mode & 0o077:
             self.path.chmod(0o600)  # the centre's record of its claims: its owner's only
+        return db
 
     def close(self) -> None:
         self.db.close()

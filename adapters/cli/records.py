@@ -44,13 +44,18 @@ def quarantine(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per row")] = False,
 ) -> None:
     """List the bad rows kept out of the outbox (a page at a time)."""
+    from adapters.errors import AgentError
     from adapters.outbox import Outbox
 
     centre_id = centre or "nscc-cd"
     _, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     if not outbox_path.exists():
         raise opt.fail(f"no outbox at {outbox_path} (suanli centre run makes it)", 3)
-    with Outbox(outbox_path) as box:
+    try:
+        box = Outbox(outbox_path)
+    except AgentError as exc:
+        raise opt.fail(str(exc)) from exc
+    with box:
         rows = box.quarantined(centre_id, after=after, limit=limit + 1)
         total = box.quarantine_count(centre_id)
     more = len(rows) > limit
@@ -103,7 +108,10 @@ def requeue(
         raise opt.fail(str(exc)) from exc
     except InvalidInput as exc:
         raise opt.fail(exc.message) from exc
-    box = Outbox(outbox_path)
+    try:
+        box = Outbox(outbox_path)
+    except AgentError as exc:
+        raise opt.fail(str(exc)) from exc
     agent = Agent(
         centre=centre_id, outbox=box, target="", files=CentreFiles(directory),
         mapping=accounts, rates=book,

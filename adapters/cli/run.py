@@ -259,13 +259,14 @@ def _build_agent(
         book = RateBook.load(rates, token=CentreSettings().token, centre=centre)
         files = CentreFiles(directory)
         files.check()
+        box = Outbox(outbox_path)
     except AgentError as exc:
         raise opt.fail(str(exc)) from exc
     except InvalidInput as exc:
         raise opt.fail(exc.message) from exc
     return Agent(
         centre=centre,
-        outbox=Outbox(outbox_path),
+        outbox=box,
         target=target,
         files=files,
         mapping=accounts,
