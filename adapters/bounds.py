@@ -3,22 +3,23 @@
 Every parser checks its records here, so a value the ledger would refuse (a time outside
 2000-01-01..2100-01-01, a quantity or a cost beyond what a signed body can carry exactly)
 is a bad row of the export, quarantined with its line number, and never reaches the
-outbox or the ledger. The limits are the ledger's (``ledger.timeutil``,
-``ledger.canonical``); the per-job counts are plausibility bounds of this side.
+outbox or the ledger. The time range is ``ledger.timeutil``'s; the quantity and fen bounds
+are the values the ledger's edges check (``ledger.limits``); the per-job counts are
+plausibility bounds of this side.
 """
 
 from __future__ import annotations
 
-from ledger.canonical import MAX_SAFE_INT
 from ledger.errors import InvalidInput
 from ledger.timeutil import EARLIEST, LATEST, format_time
 from ledger.usage import UsageRecord
 
-MAX_QUANTITY = MAX_SAFE_INT  # a claim's quantity, as the ledger reads it
-MAX_FEN = MAX_SAFE_INT  # a claim's cost_fen
+# The ledger's own bounds on a claim's quantity and cost (``ledger.limits`` at the edges):
+# 31 million core-years of metered units, and 100 亿元 in fen.
+MAX_QUANTITY = 10**15
+MAX_FEN = 10**12
 MAX_CPUS = 10**8  # cores of one job: more than any machine has
 MAX_CARDS = 10**7  # accelerator cards of one job
-MAX_SECONDS = int((LATEST - EARLIEST).total_seconds())  # a duration inside the range
 
 
 def check_count(value: int, what: str, maximum: int) -> int:
