@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from adapters.credentials import CentreFiles
 from adapters.errors import AgentError
 
 CENTRE_URI_PREFIX = "suanli:centre:"
+log = logging.getLogger("suanli.agent")
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,12 @@ def run_preflight(
     centre: str,
     vouchers: Iterable[tuple[str, str]],
     connect: Callable[[], RedemptionClient],
+    patience: float = 0.0,
 ) -> list[Check]:
     """Every check, in order; stops at the first failure that makes the rest meaningless.
-    ``vouchers``: (voucher, what names it in the mapping)."""
+    ``vouchers``: (voucher, what names it in the mapping). A ledger that cannot be reached
+    (not a TLS failure: that is final) is asked again for up to ``patience`` seconds, as a
+    ledger being restarted comes back."""
     try:
         files.check()
     except AgentError as exc:
@@ -134,20 +140,35 @@ def run_preflight(
     client = connect()
     try:
         probe = wanted[0][0] if wanted else "V-preflight-probe"
-        try:
-            client.verify_voucher(probe)
-        except RedemptionError as error:
-            if error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                checks.append(connection_cause(error, client_target(client)))
-                return checks
-            if error.code != grpc.StatusCode.NOT_FOUND:
-                checks.append(connection_cause(error, client_target(client)))
-                return checks
+        failed = _reach(client, probe, time.monotonic() + patience)
+        if failed is not None:
+            checks.append(failed)
+            return checks
         checks.append(Check(f"ledger at {client_target(client)}", "ok", "reachable, TLS verified"))
         checks.extend(check_voucher(client, v, centre, named_by) for v, named_by in wanted)
     finally:
         client.close()
     return checks
+
+
+def _reach(client: RedemptionClient, probe: str, deadline: float) -> Check | None:
+    """None once the ledger answers a first call (any answer but a failure to connect); the
+    failed check when it does not before ``deadline`` or the failure is not transient."""
+    wait = 0.5
+    while True:
+        try:
+            client.verify_voucher(probe)
+            return None
+        except RedemptionError as error:
+            if error.code == grpc.StatusCode.NOT_FOUND:
+                return None  # the ledger answered: the voucher check names it
+            failed = connection_cause(error, client_target(client))
+        left = deadline - time.monotonic()
+        if failed.level != "unreachable" or left <= 0:
+            return failed
+        log.warning("%s; asking again for up to %.0f s", failed.line(), left)
+        time.sleep(min(wait, left))
+        wait = min(wait * 2, 5.0)
 
 
 def client_target(client: RedemptionClient) -> str:

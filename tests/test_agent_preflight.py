@@ -135,7 +135,9 @@ def test_preflight_names_each_failure_and_sends_nothing(grpc_env: GrpcEnv, tmp_p
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{probe.getsockname()[1]}"
-    down = runner.invoke(app, [*run_args(grpc_env, source, good), "--target", dead])
+    down = runner.invoke(
+        app, [*run_args(grpc_env, source, good), "--target", dead, "--give-up-after", "1"]
+    )
     assert down.exit_code == 3, down.output
     assert f"ledger at {dead}: connection refused" in down.stderr
     assert grpc_env.log_size() == size  # nothing was sent by any of them

@@ -140,7 +140,7 @@ def run(
         server_name=server_name,
     )  # fmt: skip
     box = agent.outbox
-    _preflight(agent, quiet)
+    _preflight(agent, quiet, give_up_after)
     _retry_refused(agent, retry_refused)
     _stop_on_signals(agent)
     last: dict[str, Any] = {}
@@ -194,9 +194,10 @@ def _exit_if_quarantined(info: dict[str, Any], skip_bad: bool) -> None:
         )
 
 
-def _preflight(agent: Agent, quiet: bool) -> None:
+def _preflight(agent: Agent, quiet: bool, patience: float) -> None:
     """The pre-flight checks; every failure printed with its cause, then a non-zero exit
-    (3 when the ledger is unreachable, as for records left pending; 1 otherwise)."""
+    (3 when the ledger stays unreachable for ``patience`` seconds, as for records left
+    pending; 1 otherwise)."""
     from adapters.client import RedemptionClient
     from adapters.preflight import run_preflight
 
@@ -207,7 +208,7 @@ def _preflight(agent: Agent, quiet: bool) -> None:
         )  # fmt: skip
 
     vouchers = agent.mapping.vouchers().items()
-    checks = run_preflight(agent.files, agent.centre, vouchers, connect)
+    checks = run_preflight(agent.files, agent.centre, vouchers, connect, patience)
     failed = [c for c in checks if c.failed]
     for check in checks:
         if check.failed or check.level == "warning":
