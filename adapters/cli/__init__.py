@@ -4,7 +4,9 @@
 * ``run``: the centre agent (read, keep in the outbox, claim over gRPC, exactly once);
 * ``reconcile``: the centre's records against the ledger's claims and statements;
 * ``quarantine``: the bad rows of the exports, kept out of the outbox;
-* ``requeue``: records refused for a configuration reason, sent again once it is fixed.
+* ``requeue``: records refused for a configuration reason, sent again once it is fixed;
+* ``check-log``: the ledger's log as the centre must see it (signed, witnessed, one
+  history, holding every claim acknowledged to it).
 
 They are registered here, explicitly; ``api.cli`` adds this app to ``suanli``.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import typer
 
+from adapters.cli.check_log import check_log
 from adapters.cli.preview import preview
 from adapters.cli.reconcile import reconcile
 from adapters.cli.records import quarantine, requeue
@@ -35,3 +38,4 @@ app.command()(run)
 app.command()(reconcile)
 app.command()(quarantine)
 app.command()(requeue)
+app.command("check-log")(check_log)
