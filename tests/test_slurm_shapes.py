@@ -217,3 +217,33 @@ def test_the_agent_claims_a_site_export(grpc_env: GrpcEnv, tmp_path: Path) -> No
     assert card is not None
     price = card.prices["gpu:a100"]
     assert claimed["tianfu/502:gpu"].body["cost_fen"] == price.cost(4 * 7200) > 0
+
+
+PHILLIPS = Path(__file__).parent / "samples" / "slurm" / "sacct_P_xdmod_phillips_excerpt.log"
+
+
+def test_the_real_phillips_export_reshaped() -> None:
+    """The vendored phillips excerpt (real sacct output) with its Cluster and Account
+    columns taken out and a header put on: with --cluster it gives the same record ids and
+    quantities as the original; mapped by user, with the GPU partition naming its model."""
+    original = parse_sacct(PHILLIPS.read_text().splitlines(), centre="nscc-cd")
+    drop = {XDMOD_COLUMNS.index("cluster"), XDMOD_COLUMNS.index("account")}
+    kept = [c for i, c in enumerate(XDMOD_COLUMNS) if i not in drop]
+    rows = [
+        "|".join(f for i, f in enumerate(line.split("|")) if i not in drop)
+        for line in PHILLIPS.read_text().splitlines()
+    ]
+    mapping = AccountMap.from_dict(
+        {"users": {"noror": "V-noror", "chaff": "V-chaff", "honbu": "V-honbu"},
+         "gpu_by_partition": {"focaccia": "gpu:v100"}}
+    )  # fmt: skip
+    reshaped = parse_sacct(
+        ["|".join(kept), *rows], centre="nscc-cd", cluster="phillips", accounts=mapping
+    )
+    assert [(r.record_id, r.quantity) for r in reshaped.records] == [
+        (r.record_id, r.quantity) for r in original.records
+    ]
+    resources = {r.record_id: r.resource for r in reshaped.records}
+    assert resources["phillips/163485:gpu"] == "gpu:v100"  # was "gpu" without the partition
+    vouchers = {mapping.voucher_of(reshaped.keys_of(r)) for r in reshaped.records}
+    assert vouchers == {"V-noror", "V-chaff", "V-honbu"}
