@@ -35,6 +35,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,7 +62,7 @@ class JobKeys(NamedTuple):
     wckey: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in self._asdict().items() if v}, sort_keys=True)
+        return _keys_json(self)
 
     @classmethod
     def from_json(cls, text: str | None, account: str = "") -> JobKeys:
@@ -71,6 +72,11 @@ class JobKeys(NamedTuple):
 
     def describe(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self._asdict().items() if v) or "no account"
+
+
+@lru_cache(maxsize=4096)  # a centre's jobs share a few thousand key combinations at most
+def _keys_json(keys: JobKeys) -> str:
+    return json.dumps({k: v for k, v in keys._asdict().items() if v}, sort_keys=True)
 
 
 _KEY_NAMES = ("account", "user", "partition", "qos", "wckey")
