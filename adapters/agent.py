@@ -40,16 +40,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 
+from adapters.bounds import MAX_FEN
 from adapters.client import ClaimItem, RedemptionClient, RedemptionError, StreamResult
 from adapters.credentials import CentreFiles
 from adapters.errors import AgentError
-from adapters.mapping import AccountMap
+from adapters.mapping import AccountMap, JobKeys
 from adapters.outbox import Answer, Claimed, Outbox, OutboxRecord, Refusal, Row, Transient
 from adapters.progress import Progress
 from adapters.rates import RateBook, Unpriced
@@ -88,6 +89,7 @@ class IngestReport:
     known: int = 0  # records the outbox had already, unchanged
     changed: int = 0  # records the outbox had with another body (the first is kept)
     unpriced: int = 0  # records no rate card prices (refused locally)
+    quarantined: int = 0  # bad rows found in what was read (kept in the quarantine)
     skipped: Counter[str] = field(default_factory=Counter)  # rows skipped, by reason
     files: int = 0
     unchanged_files: int = 0  # files not parsed again (same size and time)
@@ -235,15 +237,7 @@ class Agent:
     # -- reading sources --
 
     def _config_fingerprint(self) -> str:
-        mapping = json.dumps(
-            {
-                "accounts": dict(sorted(self.mapping.accounts.items())),
-                "types": {
-                    k: [v.resource, v.units] for k, v in sorted(self.mapping.instance_types.items())
-                },
-            },
-            sort_keys=True,
-        )
+        mapping = json.dumps(self.mapping.fingerprint_doc(), sort_keys=True)
         return hashlib.sha256((mapping + self.rates.fingerprint()).encode()).hexdigest()
 
     def ingest(self) -> IngestReport:
@@ -260,6 +254,7 @@ class Agent:
             if source.kind == "sacct-cmd":
                 result = source.run_command(self.centre, self.mapping)
                 self._store(result, str(source), report)
+                self._quarantine(result, str(source), report)
                 continue
             for path in source.files():
                 stat = path.stat()
@@ -270,8 +265,17 @@ class Agent:
                     continue
                 result = source.parse_file(path, self.centre, self.mapping)
                 self._store(result, f"{source.kind}:{path.name}", report)
+                self._quarantine(result, f"{source.kind}:{path}", report)
                 self.outbox.mark_source(name, stat.st_size, stat.st_mtime_ns)
         return report
+
+    def _quarantine(self, result: ParseResult, origin: str, report: IngestReport) -> None:
+        """Keep the bad rows of what was just read (they replace the origin's earlier ones)."""
+        bad = [(s.line_no, s.job_id, s.reason) for s in result.bad]
+        self.outbox.quarantine(self.centre, origin, bad)
+        report.quarantined += len(bad)
+        for line_no, job_id, reason in bad[:5]:
+            log.warning("%s line %d (%s): quarantined: %s", origin, line_no, job_id, reason)
 
     def _store(self, result: ParseResult, origin: str, report: IngestReport) -> None:
         report.rows += result.rows
@@ -281,18 +285,19 @@ class Agent:
         records: list[OutboxRecord] = []
         unpriced: list[tuple[OutboxRecord, Refusal]] = []
         for usage in result.records:
-            voucher = self.mapping.voucher_for(usage.account)
+            keys = result.keys_of(usage)
+            voucher = self.mapping.voucher_of(keys)
             if voucher is None:  # the parsers skip unmapped accounts; this is a safeguard
                 report.skipped["unmapped"] += 1
                 continue
             try:
-                cost = self.rates.cost(usage)
+                cost = self.price(usage)
             except Unpriced as why:
-                record = OutboxRecord.of(usage, voucher, 0, origin)
+                record = OutboxRecord.of(usage, voucher, 0, origin, keys.to_json())
                 unpriced.append((record, Refusal(why.reason, LOCAL, why.message)))
                 records.append(record)
                 continue
-            records.append(OutboxRecord.of(usage, voucher, cost, origin))
+            records.append(OutboxRecord.of(usage, voucher, cost, origin, keys.to_json()))
         added = self.outbox.add(records)
         report.added += added.added
         report.known += added.known
@@ -314,11 +319,28 @@ class Agent:
             self.outbox.answer(fresh, at=format_time(self.clock()))
             report.unpriced += len(fresh)
 
+    def price(self, usage: UsageRecord) -> int:
+        """The record's cost by the rate cards; ``Unpriced`` beyond what a claim can carry."""
+        cost = self.rates.cost(usage)
+        if cost > MAX_FEN:
+            raise Unpriced(
+                "OUT_OF_RANGE", f"cost {cost} fen is more than a claim can carry ({MAX_FEN})"
+            )
+        return cost
+
     def reprice(self, record: OutboxRecord) -> int:
         try:
-            return self.rates.cost(record.usage())
+            return self.price(record.usage())
         except Unpriced:
             return record.cost_fen
+
+    def remapped(self, record: OutboxRecord) -> OutboxRecord | None:
+        """``record`` with the voucher the mapping gives it now and its cost repriced; None
+        when the mapping no longer maps it."""
+        voucher = self.mapping.voucher_of(JobKeys.from_json(record.keys, record.account))
+        if voucher is None:
+            return None
+        return replace(record, voucher=voucher, cost_fen=self.reprice(record))
 
     # -- submitting --
 
@@ -505,7 +527,9 @@ class Agent:
         ``stop()``; returns the last cycle's submit report."""
         while True:
             ingest = self.ingest()
-            log.info(
+            level = logging.INFO if ingest.rows or ingest.added else logging.DEBUG  # idle: quiet
+            log.log(
+                level,
                 "%s: read %d rows -> %d records (%d new, %d known, %d changed, %d unpriced);"
                 " skipped %s",
                 self.centre,

@@ -188,6 +188,7 @@ class RedemptionClient:
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
+        self.target = target
         self.channel = grpc.secure_channel(target, credentials, options=options)
         self.stub = pb_grpc.RedemptionStub(self.channel)
         self.signer = signing_key

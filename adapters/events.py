@@ -75,6 +75,7 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any
 
+from adapters.bounds import check_usage
 from adapters.mapping import AccountMap, InstanceType
 from adapters.slurm import ParseResult, Skipped
 from ledger.errors import InvalidInput
@@ -222,14 +223,20 @@ class _EventMapper:
         first = self.seen.get(record_id)
         if first is not None:
             raise _Skip(f"event {record_id} already read on line {first}", "duplicate")
-        record = UsageRecord(
-            centre=self.centre,
-            record_id=record_id,
-            account=account,
-            resource=resource,
-            quantity=units * count * duration,
-            start=end - timedelta(seconds=duration),
-            end=end,
+        try:
+            start = end - timedelta(seconds=duration)
+        except OverflowError as exc:
+            raise _Skip(f"data.duration_seconds {duration} reaches before year 1") from exc
+        record = check_usage(
+            UsageRecord(
+                centre=self.centre,
+                record_id=record_id,
+                account=account,
+                resource=resource,
+                quantity=units * count * duration,
+                start=start,
+                end=end,
+            )
         )
         self.seen[record_id] = line_no
         return record
@@ -366,7 +373,11 @@ def _csv_row(
     value = {name: row[i].strip() for name, i in index.items()}
     quantity_text = value["quantity"]
     if not (quantity_text.isascii() and quantity_text.isdigit()):
-        raise _Skip(f"quantity {quantity_text!r} is not a whole number")
+        raise _Skip(f"quantity {quantity_text[:40]!r} is not a whole number")
+    if len(quantity_text) > 18:
+        raise _Skip(
+            f"quantity {quantity_text[:12]}... ({len(quantity_text)} digits) is out of range"
+        )
     quantity = int(quantity_text)
     if quantity == 0:
         raise _Skip("quantity 0: nothing to claim", "zero-quantity")
@@ -374,14 +385,16 @@ def _csv_row(
         raise _Skip("account is empty")
     if accounts is not None and accounts.voucher_for(value["account"]) is None:
         raise _Skip(f"account {value['account']} has no voucher mapping", "unmapped")
-    return UsageRecord(
-        centre=centre,
-        record_id=value["record_id"],
-        account=value["account"],
-        resource=value["resource"],
-        quantity=quantity,
-        start=parse_time(value["start"]),
-        end=parse_time(value["end"]),
+    return check_usage(
+        UsageRecord(
+            centre=centre,
+            record_id=value["record_id"],
+            account=value["account"],
+            resource=value["resource"],
+            quantity=quantity,
+            start=parse_time(value["start"]),
+            end=parse_time(value["end"]),
+        )
     )
 
 

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.errors import AgentError
 from ledger.timeutil import format_time, parse_time
 from ledger.usage import UsageRecord
 
@@ -83,7 +84,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, read_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    centre TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    line_no INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_origin ON quarantine (centre, origin);
 """
+# Columns added after the first release, for outboxes made before them.
+ADDED_COLUMNS = (("records", "job_keys", "TEXT"),)
 
 STATUSES = ("pending", "claimed", "refused")
 BODY_FIELDS = ("voucher", "resource", "quantity", "usage_start", "usage_end", "cost_fen")
@@ -104,9 +117,12 @@ class OutboxRecord:
     end: str
     cost_fen: int
     origin: str = ""  # where it was read, e.g. "sacct:jobs.log:17"
+    keys: str = ""  # JSON of the job's account, user, partition, QOS, wckey (JobKeys)
 
     @classmethod
-    def of(cls, usage: UsageRecord, voucher: str, cost_fen: int, origin: str = "") -> OutboxRecord:
+    def of(
+        cls, usage: UsageRecord, voucher: str, cost_fen: int, origin: str = "", keys: str = ""
+    ) -> OutboxRecord:
         return cls(
             usage.centre,
             usage.record_id,
@@ -118,6 +134,7 @@ class OutboxRecord:
             format_time(usage.end),
             cost_fen,
             origin,
+            keys,
         )
 
     def usage(self) -> UsageRecord:
@@ -183,6 +200,19 @@ class Row:
     refusal: Refusal | None
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A bad row of an export, kept out of the outbox's records: where, and why."""
+
+    seq: int
+    centre: str
+    origin: str  # the source it was read from, e.g. "sacct:jobs.log"
+    line_no: int
+    job_id: str
+    reason: str
+    added_at: str
+
+
 @dataclass
 class AddResult:
     added: int = 0
@@ -199,16 +229,27 @@ class Outbox:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        try:
+            self.db = self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise AgentError(f"cannot open the outbox {self.path}: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One thread at a time uses it, but not always the one that opened it (an agent
         # built in one thread and run in another).
-        self.db = sqlite3.connect(
-            self.path, isolation_level=None, timeout=60.0, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.executescript(SCHEMA)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=60000")
+        db.executescript(SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        if self.path.stat().st_mode & 0o077:
+            self.path.chmod(0o600)  # the centre's record of its claims: its owner's only
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -268,8 +309,8 @@ class Outbox:
                         result.changed.append((record, first))
                 db.executemany(
                     "INSERT INTO records (centre, record_id, account, voucher, resource, quantity,"
-                    " usage_start, usage_end, cost_fen, origin, added_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " usage_start, usage_end, cost_fen, origin, added_at, job_keys)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             r.centre,
@@ -283,6 +324,7 @@ class Outbox:
                             r.cost_fen,
                             r.origin,
                             now,
+                            r.keys or None,
                         )
                         for r in fresh
                     ],
@@ -296,7 +338,7 @@ class Outbox:
         "seq, centre, record_id, account, voucher, resource, quantity, usage_start, usage_end,"
         " cost_fen, origin, status, attempts, last_error, answered_at, subsidy_fen, log_index,"
         " bound_by, voucher_balance_fen, rate_bp, policy_version, claimed_at, replayed, reason,"
-        " code, message, metadata"
+        " code, message, metadata, job_keys"
     )
 
     @staticmethod
@@ -304,10 +346,11 @@ class Outbox:
         (seq, centre, record_id, account, voucher, resource, quantity, start, end, cost,
          origin, status, attempts, last_error, answered_at, subsidy, log_index, bound_by,
          balance, rate_bp, policy_version, claimed_at, replayed, reason, code, message,
-         metadata) = values  # fmt: skip
+         metadata, keys) = values  # fmt: skip
         record = OutboxRecord(
-            centre, record_id, account, voucher, resource, quantity, start, end, cost, origin
-        )
+            centre, record_id, account, voucher, resource, quantity, start, end, cost, origin,
+            keys or "",
+        )  # fmt: skip
         claimed = refusal = None
         if status == "claimed":
             claimed = Claimed(
@@ -456,6 +499,73 @@ class Outbox:
                      row.seq],
                 )  # fmt: skip
         return len(rows)
+
+    def remap(
+        self, reasons: Iterable[str], centre: str, revise: Any
+    ) -> list[tuple[OutboxRecord, OutboxRecord]]:
+        """Put refused records with one of ``reasons`` back to pending with the voucher and
+        cost ``revise(record)`` gives (a new record, or None to leave it refused): for a
+        refusal that came from the centre's own configuration (a mapping typo, the wrong
+        certificate), which the ledger wrote nothing for. Returns (old, new) pairs."""
+        wanted = sorted(set(reasons))
+        marks = ",".join("?" * len(wanted))
+        query = (
+            f"SELECT {self._COLUMNS} FROM records WHERE status = 'refused'"  # noqa: S608
+            f" AND centre = ? AND reason IN ({marks}) ORDER BY seq"
+        )
+        changed: list[tuple[OutboxRecord, OutboxRecord]] = []
+        with self._write() as db:
+            for row in [self._row(r) for r in db.execute(query, [centre, *wanted])]:
+                new = revise(row.record)
+                if new is None:
+                    continue
+                why = row.refusal.reason if row.refusal else ""
+                db.execute(
+                    "UPDATE records SET status = 'pending', voucher = ?, cost_fen = ?,"
+                    " reason = NULL, code = NULL, message = NULL, metadata = NULL,"
+                    " answered_at = NULL, last_error = ? WHERE seq = ? AND status = 'refused'",
+                    [new.voucher, new.cost_fen, f"requeued after refusal {why}", row.seq],
+                )
+                changed.append((row.record, new))
+        return changed
+
+    # --- quarantine --------------------------------------------------------------------
+
+    def quarantine(self, centre: str, origin: str, rows: Sequence[tuple[int, str, str]]) -> None:
+        """The bad rows of ``origin`` as last read, (line, job id, reason) each: they replace
+        the rows quarantined from it before (a fixed export clears its entries)."""
+        now = _now()
+        with self._write() as db:
+            db.execute("DELETE FROM quarantine WHERE centre = ? AND origin = ?", [centre, origin])
+            db.executemany(
+                "INSERT INTO quarantine (centre, origin, line_no, job_id, reason, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (centre, origin, line, job[:200], reason[:2000], now)
+                    for line, job, reason in rows
+                ],
+            )
+
+    def quarantined(
+        self, centre: str | None = None, *, after: int = 0, limit: int = 100
+    ) -> list[Quarantined]:
+        """Quarantined rows in the order they were found (``seq`` > ``after``), a page."""
+        where = "seq > ?"
+        args: list[Any] = [after]
+        if centre is not None:
+            where += " AND centre = ?"
+            args.append(centre)
+        rows = self.db.execute(
+            "SELECT seq, centre, origin, line_no, job_id, reason, added_at FROM quarantine"  # noqa: S608
+            f" WHERE {where} ORDER BY seq LIMIT ?",
+            [*args, limit],
+        )
+        return [Quarantined(*row) for row in rows]
+
+    def quarantine_count(self, centre: str | None = None) -> int:
+        where, args = ("WHERE centre = ?", [centre]) if centre else ("", [])
+        query = f"SELECT COUNT(*) FROM quarantine {where}"  # noqa: S608
+        return int(self.db.execute(query, args).fetchone()[0])
 
     # --- bookkeeping -------------------------------------------------------------------
 

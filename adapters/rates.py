@@ -88,13 +88,18 @@ class RateBook:
 
     @classmethod
     def load(
-        cls, spec: str = "builtin", timeout: float = 30.0, token: str | None = None
+        cls,
+        spec: str = "builtin",
+        timeout: float = 30.0,
+        token: str | None = None,
+        centre: str | None = None,
     ) -> RateBook:
         """``builtin`` (the packaged policy's development cards, which a fresh ledger
-        publishes at genesis), ``http(s)://HOST:PORT`` (the ledger's ``ratecard.publish``
-        entries, from its auditor API: ``token`` must be an auditor token) or a JSON file (a
-        policy file, or a list of rate card bodies ``{centre, version, effective_from,
-        prices}``)."""
+        publishes at genesis), ``http(s)://HOST:PORT`` (the ledger's published cards: with
+        ``centre``, that centre's from ``/v1/centres/<centre>/rate-cards``, which the
+        centre's own token reads; without, every centre's ``ratecard.publish`` entries from
+        the auditor API) or a JSON file (a policy file, or a list of rate card bodies
+        ``{centre, version, effective_from, prices}``)."""
         if spec == "builtin":
             from ledger.policy import Policy
 
@@ -110,6 +115,8 @@ class RateBook:
                 )
             return book
         if spec.startswith(("http://", "https://")):
+            if centre is not None:
+                return cls._centre_cards(spec.rstrip("/"), centre, timeout, token)
             return cls._from_http(spec.rstrip("/"), timeout, token)
         path = Path(spec)
         try:
@@ -125,6 +132,10 @@ class RateBook:
         for i, body in enumerate(bodies):
             book.add(_card(body, f"{path}[{i}]"))
         return book
+
+    @classmethod
+    def _centre_cards(cls, base: str, centre: str, timeout: float, token: str | None) -> RateBook:
+        return _centre_cards(base, centre, timeout, token)
 
     @classmethod
     def _from_http(cls, base: str, timeout: float, token: str | None) -> RateBook:
@@ -152,10 +163,47 @@ class RateBook:
         return book
 
 
+def _centre_cards(base: str, centre: str, timeout: float, token: str | None) -> RateBook:
+    """One centre's published cards, page by page, as its own token reads them."""
+    import httpx
+
+    book = RateBook(origin=f"{base}/v1/centres/{centre}/rate-cards")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    after = 0
+    try:
+        with httpx.Client(timeout=timeout, headers=headers) as http:
+            while True:
+                reply = http.get(
+                    f"{base}/v1/centres/{centre}/rate-cards", params={"after": after, "limit": 100}
+                )
+                if reply.status_code >= 400:
+                    raise AgentError(
+                        f"cannot read {centre}'s rate cards from {base}: HTTP"
+                        f" {reply.status_code}: {_problem(reply)}"
+                    )
+                page = reply.json()
+                for i, body in enumerate(page["rate_cards"]):
+                    book.add(_card(body, f"{book.origin}[{i}]"))
+                if page.get("next_after") is None:
+                    return book
+                after = int(page["next_after"])
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise AgentError(f"cannot read {centre}'s rate cards from {base}: {exc}") from exc
+
+
+def _problem(reply: Any) -> str:
+    try:
+        doc = reply.json()
+    except ValueError:
+        return str(reply.text)[:200]
+    return str(doc.get("detail") or doc.get("title") or doc)[:300]
+
+
 def _card(body: Any, where: str) -> Card:
     try:
         r = Reader(body, where).obj(
-            ["centre", "version", "effective_from", "prices"], ["development_default", "note"]
+            ["centre", "version", "effective_from", "prices"],
+            ["development_default", "note", "index"],
         )
         when = r.text("effective_from", max_len=64)
         effective = parse_local(when, end=False) if len(when) <= 16 else parse_time(when)

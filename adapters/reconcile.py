@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -174,6 +174,22 @@ class Statement:
     total_cost_fen: int
     lines: tuple[StatementLine, ...]
     log_index: int = 0  # the statement.open entry (its cut): claims before it should be on it
+    # With --prefix: the lines and totals above are the prefix's; these are the whole
+    # statement's (None when the statement is whole).
+    whole_lines: int | None = None
+    whole_subsidy_fen: int | None = None
+
+    def only(self, wanted: Callable[[str], bool]) -> Statement:
+        """The part of the statement whose lines ``wanted`` keeps, totals its own."""
+        lines = tuple(x for x in self.lines if wanted(x.record_id))
+        return dataclasses.replace(
+            self,
+            lines=lines,
+            total_subsidy_fen=sum(x.subsidy_fen for x in lines),
+            total_cost_fen=sum(x.cost_fen for x in lines),
+            whole_lines=len(self.lines),
+            whole_subsidy_fen=self.total_subsidy_fen,
+        )
 
     @classmethod
     def of(cls, message: Any) -> Statement:
@@ -281,9 +297,12 @@ class Report:
                     "period": s.period,
                     "lines": len(s.lines),
                     "total_subsidy_fen": s.total_subsidy_fen,
+                    "whole_lines": s.whole_lines,
+                    "whole_subsidy_fen": s.whole_subsidy_fen,
                 }
                 for s in self.statements
             ],
+            "by_kind": dict(sorted(self.counts().items())),
             "differences": [d.__dict__ for d in self.differences],
             "explained": [d.__dict__ for d in self.explained],
             "unsettled": self.unsettled,
@@ -350,12 +369,10 @@ def reconcile(
         r.record.record_id: r for r in centre_records if wanted(r.record.record_id)
     }
     theirs: dict[str, LedgerClaim] = {c.record_id: c for c in ledger_claims if wanted(c.record_id)}
-    if starts:
-        statements = [
-            dataclasses.replace(s, lines=tuple(x for x in s.lines if wanted(x.record_id)))
-            for s in statements
-        ]
     report = Report(centre, period, by)
+    _statement_totals(report, statements, period)  # each whole statement adds up
+    if starts:
+        statements = [s.only(wanted) for s in statements]
 
     def centre_in(rec: CentreRecord) -> bool:
         if by == "usage":
@@ -390,7 +407,7 @@ def reconcile(
                 report.explained if difference.kind == "refused-allowed" else report.differences
             )
             target.append(difference)
-    _statements(report, statements, theirs, scope_theirs, period, by, filtered=bool(starts))
+    _statements(report, statements, theirs, scope_theirs, period, by)
     return report
 
 
@@ -470,24 +487,13 @@ def _both(rid: str, mine: CentreRecord, theirs: LedgerClaim) -> list[Difference]
     return out
 
 
-def _statements(
-    report: Report,
-    statements: Sequence[Statement],
-    claims: Mapping[str, LedgerClaim],
-    in_scope: set[str],
-    period: Period,
-    by: str,
-    *,
-    filtered: bool = False,
-) -> None:
-    chosen = [s for s in statements if period.label in ("all", s.period)]
-    report.statements = chosen
-    if not chosen:
-        return
-    on_statement: set[str] = set()
-    for statement in chosen:
+def _statement_totals(report: Report, statements: Sequence[Statement], period: Period) -> None:
+    """A whole statement of the period whose lines do not add up to its total."""
+    for statement in statements:
+        if period.label not in ("all", statement.period):
+            continue
         lines_total = sum(line.subsidy_fen for line in statement.lines)
-        if lines_total != statement.total_subsidy_fen and not filtered:
+        if lines_total != statement.total_subsidy_fen:
             report.differences.append(
                 Difference(
                     "statement-total",
@@ -497,6 +503,22 @@ def _statements(
                     f" {format_fen(lines_total)}",
                 )
             )
+
+
+def _statements(
+    report: Report,
+    statements: Sequence[Statement],
+    claims: Mapping[str, LedgerClaim],
+    in_scope: set[str],
+    period: Period,
+    by: str,
+) -> None:
+    chosen = [s for s in statements if period.label in ("all", s.period)]
+    report.statements = chosen
+    if not chosen:
+        return
+    on_statement: set[str] = set()
+    for statement in chosen:
         for line in statement.lines:
             on_statement.add(line.record_id)
             claim = claims.get(line.record_id)

@@ -14,10 +14,15 @@ with any ``--delimiter`` (one or more characters), with or without a header line
       eligible,start,end,elapsed,exitcode,state,nnodes,ncpus,reqcpus,reqmem,reqtres,\\
       alloctres,timelimit,nodelist,jobname
 
-Columns used: JobID and/or JobIDRaw, Cluster, Account, Start, End, State, ElapsedRaw or
-Elapsed (if neither is there, End - Start), NCPUS (or AllocCPUS) and/or AllocTRES. A
-header that lacks any of them (Cluster included: it is part of the record id) is refused
-with InvalidInput. Blank lines are ignored; a header line repeated later (concatenated
+Columns used: JobID and/or JobIDRaw, Cluster, Start, End, State, ElapsedRaw or Elapsed
+(if neither is there, End - Start), NCPUS (or AllocCPUS) and/or AllocTRES; and, when
+present, Account, User, Partition, QOS and WCKey, which choose the job's voucher
+(``adapters.mapping``: by account, user, account+user, partition, QOS or wckey) and, for
+partition and QOS, its GPU model. A header that lacks a needed column is refused with
+InvalidInput naming it; an export without a Cluster column needs ``cluster`` (the
+``--cluster NAME`` option), since the cluster is part of every record id.
+
+Blank lines are ignored; a header line repeated later (concatenated
 exports) is not a row. If JobName is the last column, delimiters inside a job name are
 tolerated (the surplus fields are joined back into the name); any other line with the
 wrong number of fields is skipped with its line number.
@@ -60,7 +65,10 @@ Skipped, each with its line number, job id, reason and a stable ``code``:
   voucher mapping``);
 * ``no-resources``: neither CPUs nor GPUs allocated;
 * ``duplicate``: the same cluster/JobIDRaw already produced records earlier in the input;
-* ``invalid``: a malformed line or field (the reason says which and what was expected).
+* ``invalid``: a malformed line or field (the reason says which and what was expected),
+  or a value outside the ledger's bounds (``adapters.bounds``: times within
+  2000-01-01..2100-01-01, counts and quantities within safe integers). These are the *bad
+  rows* the agent quarantines; the other codes are rows with nothing to claim.
 
 ``CANCELLED by <uid>``, TIMEOUT, FAILED, OUT_OF_MEMORY, NODE_FAIL... jobs are claimed for the
 time they ran: the centre's machines were used whatever the exit.
@@ -76,8 +84,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from adapters.mapping import AccountMap
+from adapters.bounds import MAX_CARDS, MAX_CPUS, MAX_QUANTITY, check_count
+from adapters.mapping import AccountMap, JobKeys
 from ledger.errors import InvalidInput
+from ledger.timeutil import EARLIEST, LATEST
 from ledger.usage import RESOURCE_UNITS, UsageRecord, check_centre_id
 
 XDMOD_COLUMNS: tuple[str, ...] = (
@@ -105,8 +115,9 @@ _UNKNOWN_TIMES = frozenset({"", "Unknown", "None", "unknown", "none", "UNKNOWN",
 
 _SACCT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", re.ASCII)
 # [[DD-]HH:]MM:SS ; sacct writes days only together with hours.
-_ELAPSED = re.compile(r"(?:(?:(\d+)-)?(\d+):)?(\d+):(\d+)", re.ASCII)
+_ELAPSED = re.compile(r"(?:(?:(\d{1,6})-)?(\d{1,9}):)?(\d{1,2}):(\d{1,2})", re.ASCII)
 _SECOND = timedelta(seconds=1)
+_CLUSTER = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,16 @@ class ParseResult:
     records: list[UsageRecord] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     rows: int = 0  # data rows read (not counting header and blank lines)
+    keys: dict[str, JobKeys] = field(default_factory=dict)  # by record id (sacct only)
+
+    @property
+    def bad(self) -> list[Skipped]:
+        """The rows that are wrong (code ``invalid``), as opposed to rows with nothing to
+        claim: what the agent quarantines."""
+        return [s for s in self.skipped if s.code == "invalid"]
+
+    def keys_of(self, record: UsageRecord) -> JobKeys:
+        return self.keys.get(record.record_id) or JobKeys(account=record.account)
 
 
 SacctResult = ParseResult
@@ -199,10 +220,15 @@ def gpu_allocation(alloctres: str) -> tuple[str, int] | None:
     return resource, total
 
 
-def _count(value: str, what: str) -> int:
+def _count(value: str, what: str, maximum: int = MAX_CARDS) -> int:
     if not (value.isascii() and value.isdigit()):
-        raise InvalidInput(f"{what}={value!r} is not a whole number")
-    return int(value)
+        raise InvalidInput(f"{what}={value[:40]!r} is not a whole number")
+    if len(value) > 18:
+        raise InvalidInput(
+            f"{what}={value[:12]}... ({len(value)} digits) is out of range (0 to {maximum})",
+            reason="OUT_OF_RANGE",
+        )
+    return check_count(int(value), what, maximum)
 
 
 @dataclass(frozen=True)
@@ -212,8 +238,12 @@ class _Layout:
     width: int
     job: int | None
     raw: int | None
-    cluster: int
-    account: int
+    cluster: int | None
+    account: int | None
+    user: int | None
+    partition: int | None
+    qos: int | None
+    wckey: int | None
     start: int
     end: int
     state: int
@@ -224,7 +254,7 @@ class _Layout:
     jobname_last: bool
 
     @classmethod
-    def from_names(cls, names: list[str], line_no: int) -> _Layout:
+    def from_names(cls, names: list[str], line_no: int, cluster: str | None = None) -> _Layout:
         index: dict[str, int] = {}
         for i, name in enumerate(names):
             if not name:
@@ -232,7 +262,9 @@ class _Layout:
             index.setdefault(name, i)
         if "ncpus" not in index and "alloccpus" in index:
             index["ncpus"] = index["alloccpus"]
-        missing = [c for c in ("cluster", "account", "start", "end", "state") if c not in index]
+        missing = [c for c in ("start", "end", "state") if c not in index]
+        if "cluster" not in index and not cluster:
+            missing.append("cluster (or give --cluster NAME)")
         if "jobid" not in index and "jobidraw" not in index:
             missing.append("jobidraw (or jobid)")
         if "ncpus" not in index and "alloctres" not in index:
@@ -240,15 +272,19 @@ class _Layout:
         if missing:
             raise InvalidInput(
                 f"line {line_no}: the sacct header lacks {', '.join(missing)}"
-                " (add them to --format; cluster is part of every record id)",
+                " (add them to --format; the cluster is part of every record id)",
                 details={"missing": ", ".join(missing)},
             )
         return cls(
             width=len(names),
             job=index.get("jobid"),
             raw=index.get("jobidraw"),
-            cluster=index["cluster"],
-            account=index["account"],
+            cluster=index.get("cluster"),
+            account=index.get("account"),
+            user=index.get("user"),
+            partition=index.get("partition"),
+            qos=index.get("qos"),
+            wckey=index.get("wckey"),
             start=index["start"],
             end=index["end"],
             state=index["state"],
@@ -276,14 +312,24 @@ class _RowSkip(Exception):
 
 class _SacctParser:
     def __init__(
-        self, centre: str, delimiter: str, tz: tzinfo, accounts: AccountMap | None
+        self,
+        centre: str,
+        delimiter: str,
+        tz: tzinfo,
+        accounts: AccountMap | None,
+        *,
+        cluster: str | None = None,
+        skip_unmapped: bool = True,
     ) -> None:
         self.centre = centre
+        self.cluster = cluster
+        self.skip_unmapped = skip_unmapped
         self.delimiter = delimiter
         self.tz = tz
         self.utc = tz is UTC
         self.accounts = accounts
         self.seen: dict[tuple[str, str], int] = {}
+        self.keys: dict[str, JobKeys] = {}
 
     def time(self, text: str, column: str) -> datetime:
         if not _SACCT_TIME.fullmatch(text):
@@ -292,27 +338,43 @@ class _SacctParser:
             )
         try:
             moment = datetime.fromisoformat(text).replace(tzinfo=self.tz)
-        except ValueError as exc:
+            utc = moment if self.utc else moment.astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
             raise _RowSkip(f"{column} {text!r} is not a valid time: {exc}", "invalid") from exc
-        return moment if self.utc else moment.astimezone(UTC)
+        if not EARLIEST <= utc < LATEST:
+            raise _RowSkip(
+                f"{column} {text} is outside the years the ledger accepts (2000-01-01 up to"
+                " 2100-01-01)",
+                "invalid",
+            )
+        return utc
 
     def row(self, layout: _Layout, fields: list[str], line_no: int) -> list[UsageRecord]:
         """The records of one data line, or _RowSkip saying why there are none."""
         self.fit(layout, fields)
         raw = self.job_ids(layout, fields)
         start, end, elapsed = self.run_time(layout, fields)
-        cluster = fields[layout.cluster]
+        cluster = _field(layout.cluster, fields) or self.cluster
         if not cluster:
-            raise _RowSkip("no Cluster (it is part of the record id)", "invalid")
-        account = fields[layout.account]
-        if not account:
-            raise _RowSkip("no Account", "invalid")
-        if self.accounts is not None and self.accounts.voucher_for(account) is None:
-            raise _RowSkip(f"account {account} has no voucher mapping", "unmapped")
+            raise _RowSkip("no Cluster (it is part of the record id; see --cluster)", "invalid")
+        keys = JobKeys(
+            _field(layout.account, fields),
+            _field(layout.user, fields),
+            _field(layout.partition, fields),
+            _field(layout.qos, fields),
+            _field(layout.wckey, fields),
+        )
+        if not (keys.account or keys.user or keys.wckey):
+            raise _RowSkip("no Account, User or WCKey: no voucher can be chosen", "invalid")
+        mapped = self.accounts.voucher_of(keys) if self.accounts is not None else ""
+        if mapped is None and self.skip_unmapped:
+            raise _RowSkip(f"{keys.describe()} has no voucher mapping", "unmapped")
         try:
             cpus, gpu = self.allocation(layout, fields)
         except InvalidInput as exc:
             raise _RowSkip(exc.message, "invalid") from exc
+        if gpu is not None and gpu[0] == "gpu" and self.accounts is not None:
+            gpu = (self.accounts.gpu_resource(keys) or "gpu", gpu[1])
         if not cpus and gpu is None:
             raise _RowSkip("no CPUs or GPUs allocated", "no-resources")
 
@@ -328,18 +390,23 @@ class _SacctParser:
         try:
             if cpus:
                 records.append(
-                    UsageRecord(self.centre, record_id, account, "cpu", cpus * elapsed, start, end)
-                )
+                    UsageRecord(self.centre, record_id, keys.account, "cpu", cpus * elapsed,
+                                start, end)
+                )  # fmt: skip
             if gpu is not None:
                 resource, cards = gpu
                 gpu_id = f"{record_id}:gpu"
                 quantity = cards * elapsed
                 records.append(
-                    UsageRecord(self.centre, gpu_id, account, resource, quantity, start, end)
+                    UsageRecord(self.centre, gpu_id, keys.account, resource, quantity, start, end)
                 )
+            for record in records:  # the times were checked when read
+                check_count(record.quantity, "quantity", MAX_QUANTITY)
         except InvalidInput as exc:
             raise _RowSkip(exc.message, "invalid") from exc
         self.seen[key] = line_no
+        for record in records:
+            self.keys[record.record_id] = keys
         return records
 
     def fit(self, layout: _Layout, fields: list[str]) -> None:
@@ -392,8 +459,8 @@ class _SacctParser:
         elapsed = wall
         if layout.elapsed_raw is not None and fields[layout.elapsed_raw]:
             text = fields[layout.elapsed_raw]
-            if not (text.isascii() and text.isdigit()):
-                raise _RowSkip(f"ElapsedRaw {text!r} is not a whole number", "invalid")
+            if not (text.isascii() and text.isdigit()) or len(text) > 18:
+                raise _RowSkip(f"ElapsedRaw {text[:40]!r} is not a whole number", "invalid")
             elapsed = int(text)
         elif layout.elapsed is not None:
             try:
@@ -410,13 +477,17 @@ class _SacctParser:
     def allocation(layout: _Layout, fields: list[str]) -> tuple[int, tuple[str, int] | None]:
         cpus = 0
         if layout.ncpus is not None and fields[layout.ncpus]:
-            cpus = _count(fields[layout.ncpus], "NCPUS")
+            cpus = _count(fields[layout.ncpus], "NCPUS", MAX_CPUS)
         tres_text = fields[layout.alloctres] if layout.alloctres is not None else ""
         if not cpus and tres_text:
             cpu_value = parse_tres(tres_text).get("cpu")
             if cpu_value:
-                cpus = _count(cpu_value, "AllocTRES cpu")
+                cpus = _count(cpu_value, "AllocTRES cpu", MAX_CPUS)
         return cpus, gpu_allocation(tres_text)
+
+
+def _field(column: int | None, fields: list[str]) -> str:
+    return fields[column] if column is not None else ""
 
 
 def _row_id(layout: _Layout, fields: list[str]) -> str:
@@ -433,17 +504,26 @@ def parse_sacct(
     delimiter: str = "|",
     tz: tzinfo = UTC,
     accounts: AccountMap | None = None,
+    cluster: str | None = None,
+    skip_unmapped: bool = True,
 ) -> SacctResult:
     """Parse sacct ``--parsable``/``--parsable2`` output (see the module doc for the rules).
 
+    ``accounts``: the mapping (jobs it maps to no voucher are skipped as ``unmapped``
+    unless ``skip_unmapped`` is False; partitions and QOS it names give GPU models).
+    ``cluster``: the cluster of rows without one (an export without a Cluster column).
     Raises InvalidInput for a bad argument or a header that lacks a needed column; every
     other problem is a row in ``skipped``.
     """
     check_centre_id(centre)
     if not delimiter or "\n" in delimiter or "\r" in delimiter:
         raise InvalidInput(f"delimiter {delimiter!r} must be one or more non-newline characters")
-    parser = _SacctParser(centre, delimiter, tz, accounts)
-    result = ParseResult()
+    if cluster is not None and not _CLUSTER.fullmatch(cluster):
+        raise InvalidInput(f"cluster {cluster!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+    parser = _SacctParser(
+        centre, delimiter, tz, accounts, cluster=cluster, skip_unmapped=skip_unmapped
+    )
+    result = ParseResult(keys=parser.keys)
     layout: _Layout | None = None
     header: str | None = None
     for line_no, line in enumerate(lines, 1):
@@ -458,10 +538,10 @@ def parse_sacct(
                 names = [f.strip().lower() for f in fields]
                 if len(names) > 1 and names[-1] == "":
                     names.pop()  # --parsable
-                layout = _Layout.from_names(names, line_no)
+                layout = _Layout.from_names(names, line_no, cluster)
                 header = text
                 continue
-            layout = _Layout.from_names(list(XDMOD_COLUMNS), line_no)
+            layout = _Layout.from_names(list(XDMOD_COLUMNS), line_no, cluster)
         elif text == header:
             continue
         result.rows += 1
@@ -470,3 +550,31 @@ def parse_sacct(
         except _RowSkip as skip:
             result.skipped.append(Skipped(line_no, _row_id(layout, fields), skip.reason, skip.code))
     return result
+
+
+DELIMITER_CANDIDATES = ("|", ",", "\t", ";", " ")
+
+
+def guess_delimiter(lines: Iterable[str]) -> str | None:
+    """The delimiter a sample of sacct output seems to use: the candidate found the same
+    (non-zero) number of times on the most lines, more often than the others; None when
+    none is."""
+    sample = [line.rstrip("\r\n") for line in lines if line.strip()]
+    if not sample:
+        return None
+    best: tuple[int, int, str] | None = None
+    for candidate in DELIMITER_CANDIDATES:
+        counts = [line.count(candidate) for line in sample]
+        common = max(set(counts), key=counts.count)
+        if common == 0:
+            continue
+        score = (counts.count(common), common, candidate)
+        if best is None or score[:2] > best[:2]:
+            best = score
+    return None if best is None else best[2]
+
+
+def delimiter_name(delimiter: str) -> str:
+    return {"\t": "tab (--delimiter '\\t')", " ": "space (--delimiter ' ')"}.get(
+        delimiter, f"{delimiter!r} (--delimiter '{delimiter}')"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -41,9 +42,12 @@ class UsageSource:
     spec: str
     delimiter: str = "|"
     tz: tzinfo = UTC
+    cluster: str | None = None  # the cluster of sacct rows without one
 
     @classmethod
-    def parse(cls, text: str, *, delimiter: str = "|", tz: tzinfo = UTC) -> UsageSource:
+    def parse(
+        cls, text: str, *, delimiter: str = "|", tz: tzinfo = UTC, cluster: str | None = None
+    ) -> UsageSource:
         kind, sep, spec = text.partition(":")
         if not sep or kind not in SOURCE_KINDS or not spec:
             raise AgentError(
@@ -51,7 +55,7 @@ class UsageSource:
                 + ", ".join(f"{k}:..." for k in SOURCE_KINDS)
                 + " (e.g. sacct:jobs.log)"
             )
-        return cls(kind, spec, delimiter, tz)
+        return cls(kind, spec, delimiter, tz, cluster)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.spec}"
@@ -71,27 +75,52 @@ class UsageSource:
             raise AgentError(f"source {self}: {path} does not exist")
         return [path]
 
-    def parse_file(self, path: Path, centre: str, accounts: AccountMap) -> ParseResult:
-        from adapters.events import parse_events, parse_usage_csv
-
+    def parse_file(
+        self, path: Path, centre: str, accounts: AccountMap | None, *, skip_unmapped: bool = True
+    ) -> ParseResult:
         try:
-            if self.kind == "sacct":
-                with path.open(encoding="utf-8-sig", errors="replace") as lines:
-                    return parse_sacct(
-                        lines,
-                        centre=centre,
-                        delimiter=self.delimiter,
-                        tz=self.tz,
-                        accounts=accounts,
-                    )
-            if self.kind == "events":
-                with path.open(encoding="utf-8-sig") as lines:
-                    return parse_events(lines, centre=centre, accounts=accounts)
-            with path.open(encoding="utf-8-sig", newline="") as lines:
-                return parse_usage_csv(lines, centre=centre, accounts=accounts)
+            with path.open(encoding="utf-8-sig", errors=self.errors, newline=self.newline) as f:
+                return self.parse_lines(f, centre, accounts, skip_unmapped=skip_unmapped)
         except (OSError, UnicodeDecodeError, InvalidInput) as exc:
             message = exc.message if isinstance(exc, InvalidInput) else str(exc)
             raise AgentError(f"source {self.kind}:{path}: {message}") from exc
+
+    @property
+    def errors(self) -> str:
+        """sacct output is decoded with undecodable bytes replaced (a job name in GBK must
+        not sink an export); events and CSV must be UTF-8."""
+        return "replace" if self.kind in ("sacct", "sacct-cmd") else "strict"
+
+    @property
+    def newline(self) -> str | None:
+        return "" if self.kind == "csv" else None
+
+    def parse_lines(
+        self,
+        lines: Iterable[str],
+        centre: str,
+        accounts: AccountMap | None,
+        *,
+        skip_unmapped: bool = True,
+    ) -> ParseResult:
+        """Parse this source's text (InvalidInput when it cannot be read at all)."""
+        from adapters.events import parse_events, parse_usage_csv
+
+        if self.kind in ("sacct", "sacct-cmd"):
+            return parse_sacct(
+                lines,
+                centre=centre,
+                delimiter=self.delimiter,
+                tz=self.tz,
+                accounts=accounts,
+                cluster=self.cluster,
+                skip_unmapped=skip_unmapped,
+            )
+        mapped = accounts if skip_unmapped else None
+        if self.kind == "events":
+            types = accounts.instance_types if accounts is not None else None
+            return parse_events(lines, centre=centre, accounts=mapped, instance_types=types)
+        return parse_usage_csv(lines, centre=centre, accounts=mapped)
 
     def run_command(self, centre: str, accounts: AccountMap, timeout: float = 600.0) -> ParseResult:
         argv = shlex.split(self.spec)
@@ -108,12 +137,6 @@ class UsageSource:
             raise AgentError(f"sacct-cmd: {argv[0]} exited with {done.returncode}: {error}")
         text = done.stdout.decode("utf-8", "replace")
         try:
-            return parse_sacct(
-                text.splitlines(),
-                centre=centre,
-                delimiter=self.delimiter,
-                tz=self.tz,
-                accounts=accounts,
-            )
+            return self.parse_lines(text.splitlines(), centre, accounts)
         except InvalidInput as exc:
             raise AgentError(f"sacct-cmd: {exc.message}") from exc

@@ -310,7 +310,8 @@ def test_events_directory_and_unpriced_records(grpc_env: GrpcEnv, tmp_path: Path
 
 
 def test_rate_cards_from_the_ledger_over_http(grpc_env: GrpcEnv) -> None:
-    """The agent can price with the ledger's own ratecard.publish entries (auditor API)."""
+    """The agent can price with the ledger's own ratecard.publish entries: all of them from
+    the auditor API, or a centre's own with its own token (GET /v1/centres/{id}/rate-cards)."""
     import socket
     import threading
     import time
@@ -331,13 +332,35 @@ def test_rate_cards_from_the_ledger_over_http(grpc_env: GrpcEnv) -> None:
     try:
         while not server.started:
             time.sleep(0.02)
-        book = RateBook.load(f"http://127.0.0.1:{port}", token=token)
+        base = f"http://127.0.0.1:{port}"
+        book = RateBook.load(base, token=token)
         with pytest.raises(AgentError, match="401"):
-            RateBook.load(f"http://127.0.0.1:{port}", token="wrong")
+            RateBook.load(base, token="wrong")
+        # A centre's own token reads its own cards, and only its own.
+        own, _ = grpc_env.service.tokens.create("centre", label="agent", centre="nscc-cd")
+        mine = RateBook.load(base, token=own, centre="nscc-cd")
+        with pytest.raises(AgentError, match="403: a centre sees only its own records"):
+            RateBook.load(base, token=own, centre="cd-icc")
+        with pytest.raises(AgentError, match="403"):
+            RateBook.load(base, token=own)  # the auditor API: not for a centre token
+        runner_env = {"SUANLI_CENTRE_TOKEN": own}
+        source = write_sacct(Path(grpc_env.data_dir) / "jobs.log", 5, ["chem"], extras=False)
+        mapping = Path(grpc_env.data_dir) / "accounts.json"
+        mapping.write_text(json.dumps({"accounts": {"chem": grpc_env.voucher()}}))
+        result = runner.invoke(
+            app,
+            ["run", "--source", f"sacct:{source}", "--mapping", str(mapping), "--data-dir",
+             str(grpc_env.data_dir), "--target", grpc_env.target, "--rates", base, "--json",
+             "--quiet"],
+            env=runner_env,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["claimed"] == len(ledger_claims(grpc_env)) > 0
     finally:
         server.should_exit = True
         thread.join(10)
     assert book.fingerprint() == RateBook.load().fingerprint()
+    assert mine.cards == {"nscc-cd": RateBook.load().cards["nscc-cd"]}
 
 
 def test_classify_and_sources() -> None:
@@ -352,6 +375,11 @@ def test_classify_and_sources() -> None:
         (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", Transient),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", Transient),
         (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_CLAIMED", Refusal),
+        (grpc.StatusCode.INTERNAL, "INTERNAL", Transient),  # a bug: never final
+        (grpc.StatusCode.UNKNOWN, "UNKNOWN", Transient),
+        (grpc.StatusCode.NOT_FOUND, "UNKNOWN_VOUCHER", Refusal),  # final until requeue
+        (grpc.StatusCode.PERMISSION_DENIED, "CERTIFICATE_MISMATCH", Refusal),
+        (grpc.StatusCode.INVALID_ARGUMENT, "OUT_OF_RANGE", Refusal),
     ):
         error = RedemptionError(code, reason, "m", {})
         assert isinstance(classify(StreamResult(usage_item, None, error)), expected)
@@ -377,6 +405,15 @@ def test_outbox_survives_reopen(tmp_path: Path) -> None:
         box.answer([(record, Refusal("CAP_EXHAUSTED", "RESOURCE_EXHAUSTED", "m"))])
         again = box.get("nscc-cd", "c/1")
         assert again is not None and again.status == "claimed"
+    assert (tmp_path / "o.db").stat().st_mode & 0o777 == 0o600  # the owner's only
+    # An outbox made before the job-keys column gets it when opened, its rows intact.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        db.execute("ALTER TABLE records DROP COLUMN job_keys")
+    with Outbox(tmp_path / "o.db") as box:
+        old = box.get("nscc-cd", "c/1")
+        assert old is not None and old.status == "claimed" and old.record.keys == ""
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -432,7 +469,7 @@ def test_centre_run_gives_up_with_exit_3(grpc_env: GrpcEnv, tmp_path: Path) -> N
          str(grpc_env.data_dir), "--target", dead, "--give-up-after", "1", "--quiet"],
     )  # fmt: skip
     assert result.exit_code == 3, result.output
-    assert "still pending" in result.output
+    assert "connection refused" in result.output and "nothing was sent" in result.output
 
 
 def test_docs_centre_names_real_options() -> None:

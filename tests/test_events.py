@@ -360,3 +360,49 @@ def test_csv_unmapped_account() -> None:
 def test_csv_unreadable_header_is_refused(lines: list[str], fragment: str) -> None:
     with pytest.raises(InvalidInput, match=fragment):
         parse_usage_csv(lines, centre="cd-icc")
+
+
+@pytest.mark.parametrize(
+    ("changes", "data", "fragment"),
+    [
+        ({"time": "9999-12-31T23:59:59Z"}, {}, "outside the years the ledger accepts"),
+        ({"time": "1999-12-31T23:59:59Z"}, {}, "outside the years the ledger accepts"),
+        ({}, {"duration_seconds": 10**10}, "start 1706-"),  # 317 years before its end
+        ({}, {"duration_seconds": 10**15}, "reaches before year 1"),
+        ({}, {"cards": 10**15, "duration_seconds": 10**6}, "quantity"),
+    ],
+)
+def test_events_out_of_the_ledgers_bounds_are_bad_rows(
+    changes: dict[str, object], data: dict[str, object], fragment: str
+) -> None:
+    """An event the ledger could not take is a bad row (code invalid, with its reason);
+    the good events beside it are read."""
+    bad = gpu_event(id="bad", **changes)
+    bad["data"] = {**bad["data"], **data}  # type: ignore[dict-item]
+    result = parse_events(jsonl(gpu_event(id="a"), bad, gpu_event(id="b")), centre="cd-icc")
+    assert [r.record_id.rsplit("/", 1)[1] for r in result.records] == ["a", "b"]
+    [skipped] = result.bad
+    assert skipped.line_no == 2 and fragment in skipped.reason, skipped
+
+
+@pytest.mark.parametrize(
+    ("quantity", "end", "fragment"),
+    [
+        ("99999999999999999999", "2023-08-20T02:00:00Z", "20 digits) is out of range"),
+        ("9007199254740993", "2023-08-20T02:00:00Z", "quantity 9007199254740993 is out of range"),
+        ("3600", "2100-01-01T00:00:00Z", "outside the years"),
+    ],
+)
+def test_csv_rows_out_of_the_ledgers_bounds_are_bad_rows(
+    quantity: str, end: str, fragment: str
+) -> None:
+    lines = [
+        "record_id,account,resource,quantity,start,end",
+        "j1,acme,cpu,3600,2023-08-20T01:00:00Z,2023-08-20T02:00:00Z",
+        f"j2,acme,cpu,{quantity},2023-08-20T01:00:00Z,{end}",
+        "j3,acme,cpu,3600,2023-08-20T01:00:00Z,2023-08-20T02:00:00Z",
+    ]
+    result = parse_usage_csv(lines, centre="cd-icc")
+    assert [r.record_id for r in result.records] == ["j1", "j3"]
+    [skipped] = result.bad
+    assert (skipped.line_no, skipped.job_id) == (3, "j2") and fragment in skipped.reason, skipped

@@ -5,6 +5,7 @@ agent has done its work."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from adapters.reconcile import (
     reconcile,
 )
 from ledger.errors import InvalidInput
+from ledger.money import format_fen
 from ledger.timeutil import format_time
 
 runner = CliRunner()
@@ -259,7 +261,7 @@ def test_reconcile_after_a_backfill(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     mapping.write_text(json.dumps({"accounts": accounts}), encoding="utf-8")
 
     code, out = run_reconcile(grpc_env, outbox)
-    assert code == 1 and f"{refused} refused" in out  # refusals are differences by default
+    assert code == 1 and re.search(rf"\n  refused +{refused}\n", out), out  # by default
     code, out = run_reconcile(
         grpc_env, outbox, "--allow-refused", "CAP_EXHAUSTED", "--source", f"sacct:{source}",
         "--mapping", str(mapping),
@@ -303,3 +305,49 @@ def test_reconcile_usage_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = runner.invoke(app, ["reconcile", "--period", "2023-Q3", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "lacks client.pem" in result.output
+
+
+def test_reconcile_reads_at_80_columns_with_prefix_totals(
+    grpc_env: GrpcEnv, tmp_path: Path
+) -> None:
+    """Two clusters, one statement: with --prefix the statement row gives the prefix's
+    lines and amount out of the whole statement's; every line fits 80 columns and every
+    record id is printed whole; the differences are summed up by kind."""
+    from ledger.usecases.commands import settlement
+
+    voucher = grpc_env.voucher("industry")
+    tianhe = write_sacct(tmp_path / "tianhe.log", 20, ["chem"], gpu_share=0.5)
+    long_name = "sugon-cluster-with-a-long-name"
+    sugon = write_sacct(tmp_path / "sugon.log", 15, ["chem"], gpu_share=0.5,
+                        cluster=long_name, first_job=900_000_000)  # fmt: skip
+    agent = make_agent(grpc_env, tmp_path, {"chem": voucher}, [f"sacct:{tianhe}", f"sacct:{sugon}"])
+    agent.run()
+    outbox = agent.outbox.path
+    agent.close()
+    settlement.issue_statement(grpc_env.service.write, centre="nscc-cd", period="2023-Q3")
+    with sqlite3.connect(outbox) as db:  # the centre lost one record of each cluster
+        for cluster in ("tianhe/", "sugon-cluster-with-a-long-name/"):
+            db.execute(
+                "DELETE FROM records WHERE seq = (SELECT MIN(seq) FROM records"
+                " WHERE record_id LIKE ? || '%' AND record_id LIKE '%:gpu')",
+                [cluster],
+            )
+    [whole] = json.loads(run_reconcile(grpc_env, outbox, "--json")[1])["statements"]
+    paid = Statement.of(grpc_env.client().statement(whole["statement_id"])).lines
+    mine = [line.subsidy_fen for line in paid if line.record_id.startswith("tianhe/")]
+    assert 0 < len(mine) < whole["lines"] == len(paid)
+    code, out = run_reconcile(grpc_env, outbox, "--prefix", "tianhe/")
+    assert code == 1, out
+    assert (
+        f"{whole['statement_id']}: {len(mine)} of {len(paid)} lines, {format_fen(sum(mine))}"
+        f" of {format_fen(whole['total_subsidy_fen'])} (these prefixes' part)"
+    ) in " ".join(out.split()), out
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert "differences by kind" in out and re.search(r"\n  missing-at-centre +1\n", out)
+    code, everything = run_reconcile(grpc_env, outbox)
+    listed = everything.split("\ndifferences (", 1)[1].splitlines()[1:]
+    missing = [line.split()[1] for line in listed if line.startswith("  missing-at-centre ")]
+    assert len(missing) == 2, everything
+    assert any(m.startswith("sugon-cluster-with-a-long-name/9") for m in missing)
+    assert all(m.endswith(":gpu") for m in missing)  # whole ids, never cut
+    assert all(len(line) <= 80 for line in everything.splitlines()), everything

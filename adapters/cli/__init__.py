@@ -3,6 +3,8 @@
 * ``preview``: the usage records a metering export would claim, before claiming them;
 * ``run``: the centre agent (read, keep in the outbox, claim over gRPC, exactly once);
 * ``reconcile``: the centre's records against the ledger's claims and statements;
+* ``quarantine``: the bad rows of the exports, kept out of the outbox;
+* ``requeue``: records refused for a configuration reason, sent again once it is fixed;
 * ``check-log``: the ledger's log as the centre must see it (signed, witnessed, one
   history, holding every claim acknowledged to it).
 
@@ -16,6 +18,7 @@ import typer
 from adapters.cli.check_log import check_log
 from adapters.cli.preview import preview
 from adapters.cli.reconcile import reconcile
+from adapters.cli.records import quarantine, requeue
 from adapters.cli.run import run
 
 app = typer.Typer(
@@ -33,4 +36,6 @@ def centre() -> None:
 app.command()(preview)
 app.command()(run)
 app.command()(reconcile)
+app.command()(quarantine)
+app.command()(requeue)
 app.command("check-log")(check_log)

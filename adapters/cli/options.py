@@ -7,13 +7,16 @@ import re
 import sys
 from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
 from adapters.credentials import centre_dir as centre_dir_in
 from adapters.settings import CentreSettings
+
+if TYPE_CHECKING:
+    from adapters.sources import UsageSource
 
 DEFAULT_CENTRE = {"sacct": "nscc-cd", "events": "cd-icc"}
 _OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})", re.ASCII)
@@ -39,6 +42,16 @@ def parse_zone(name: str) -> tzinfo:
 
 
 EXIT_PENDING = 3
+EXIT_QUARANTINED = 1  # bad rows quarantined: a check of the input failed
+
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(help="the cluster of sacct rows without one (exports with no Cluster column)"),
+]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option("--skip-bad", help="exit 0 even when bad rows were quarantined"),
+]
 
 SourceOpt = Annotated[
     list[str],
@@ -123,3 +136,18 @@ def use_logging(quiet: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+
+
+def sources_of(named: list[str], delimiter: str, tz: str, cluster: str | None) -> list[UsageSource]:
+    """The ``--source`` options, read with the sacct options they share."""
+    from adapters.errors import AgentError
+    from adapters.sources import UsageSource
+
+    zone = parse_zone(tz)
+    try:
+        return [
+            UsageSource.parse(s, delimiter=delimiter_of(delimiter), tz=zone, cluster=cluster)
+            for s in named
+        ]
+    except AgentError as exc:
+        raise fail(str(exc)) from exc

@@ -1,13 +1,14 @@
 """``suanli centre preview``: what a centre's metering export would claim, before claiming it.
 
-One input, exactly one of::
+One source, named as ``run`` and ``reconcile`` name theirs::
 
-    suanli centre preview --sacct FILE [--delimiter '|'] [--tz UTC] [--centre nscc-cd]
-    suanli centre preview --events FILE [--centre cd-icc]
-    suanli centre preview --csv FILE --centre ID
+    suanli centre preview --source sacct:FILE [--delimiter '|'] [--tz UTC] [--cluster NAME]
+    suanli centre preview --source events:FILE [--centre cd-icc]
+    suanli centre preview --source csv:FILE --centre ID
 
-plus ``--mapping FILE`` (see ``adapters.mapping``) to show the voucher of each account.
-FILE may be ``-`` for standard input.
+plus ``--mapping FILE`` (see ``adapters.mapping``) to show the voucher of each job. FILE
+may be ``-`` for standard input. (``--sacct FILE``, ``--events FILE`` and ``--csv FILE``
+are still read, as hidden spellings of the same.)
 
 Standard output gets one JSON object per usage record, one per line::
 
@@ -15,15 +16,16 @@ Standard output gets one JSON object per usage record, one per line::
      "voucher": "V-1", "resource": "gpu", "quantity": 1824852, "unit": "card-second",
      "start": "2016-12-22T07:15:13.000000Z", "end": "2017-01-01T20:42:19.000000Z"}
 
-``voucher`` is present only with ``--mapping``; a record whose account the mapping does not
-know has ``"voucher": null, "unmapped": true`` (it is shown, but the agent would not claim
-it). Standard error gets a summary: rows read, records, skipped rows counted by reason code
-with an example reason and their first line numbers, and the unmapped accounts.
+``voucher`` is present only with ``--mapping``; a record the mapping does not map has
+``"voucher": null, "unmapped": true`` (it is shown, but the agent would not claim it).
+Standard error gets a summary: rows read, records, skipped rows counted by reason code
+with an example reason and their first line numbers, the bad rows (code ``invalid``) each
+with its line number and reason, and the unmapped accounts.
 
-Exit status: 0 whenever the input could be read, skipped rows or not; 1 when a file cannot
-be read or is not the format asked for (no header columns, JSON that does not parse); 2 for
-bad options. sacct output is decoded as UTF-8 with undecodable bytes replaced (a job name
-in GBK must not sink an export); events, CSV and mapping files must be UTF-8.
+Exit status: 0 when the input was read and no row is bad; 1 when some rows are bad (the
+agent would quarantine them; the summary lists them) unless ``--skip-bad``, or when no row
+of the input parses (the summary then says which delimiter the file seems to use), or the
+input cannot be read; 2 for bad options.
 """
 
 from __future__ import annotations
@@ -31,35 +33,52 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
 
-from adapters.cli.options import DEFAULT_CENTRE, DelimiterOpt, TzOpt, delimiter_of, parse_zone
-from adapters.events import parse_events, parse_usage_csv
+from adapters.cli import options as opt
+from adapters.errors import AgentError
 from adapters.mapping import AccountMap
-from adapters.slurm import ParseResult, parse_sacct
+from adapters.slurm import ParseResult, delimiter_name, guess_delimiter
+from adapters.sources import UsageSource
 from ledger.errors import InvalidInput
 from ledger.timeutil import format_time
 from ledger.usage import RESOURCE_UNITS
 
 FIRST_LINES = 5  # skipped line numbers shown per reason code
+BAD_SHOWN = 20  # bad rows shown one by one
 
 
 @contextmanager
-def _open(path: str, *, sacct: bool, newline: str | None = None) -> Iterator[TextIO]:
-    errors = "replace" if sacct else "strict"
-    if path == "-":
+def _open(source: UsageSource) -> Iterator[TextIO]:
+    if source.spec == "-":
         stream = sys.stdin
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors=errors)
+            stream.reconfigure(errors=source.errors)
         yield stream
         return
-    with Path(path).open(encoding="utf-8-sig", errors=errors, newline=newline) as file:
+    path = Path(source.spec)
+    with path.open(encoding="utf-8-sig", errors=source.errors, newline=source.newline) as file:
         yield file
+
+
+class _Sample:
+    """The first lines of an input, kept while it streams by (to guess its delimiter)."""
+
+    def __init__(self, lines: Iterable[str], keep: int = 20) -> None:
+        self.lines = lines
+        self.keep = keep
+        self.first: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.lines:
+            if len(self.first) < self.keep:
+                self.first.append(line)
+            yield line
 
 
 def _summary(kind: str, path: str, result: ParseResult, unmapped: Counter[str]) -> str:
@@ -80,6 +99,12 @@ def _summary(kind: str, path: str, result: ParseResult, unmapped: Counter[str]) 
     if skipped:
         firsts = ", ".join(str(s.line_no) for s in skipped[:FIRST_LINES])
         out.append(f"  first skipped lines: {firsts}")
+    bad = result.bad
+    for row in bad[:BAD_SHOWN]:
+        job = f" (job {row.job_id})" if row.job_id else ""
+        out.append(f"  bad line {row.line_no}{job}: {row.reason}")
+    if len(bad) > BAD_SHOWN:
+        out.append(f"  ... and {len(bad) - BAD_SHOWN} more bad lines")
     if unmapped:
         accounts = ", ".join(f"{a} ({n} records)" for a, n in sorted(unmapped.items()))
         out.append(f"  accounts with no voucher mapping (shown, flagged unmapped): {accounts}")
@@ -88,61 +113,69 @@ def _summary(kind: str, path: str, result: ParseResult, unmapped: Counter[str]) 
 
 def preview(
     *,
-    sacct: Annotated[
-        str | None, typer.Option(help="sacct --parsable/--parsable2 output ('-' for stdin)")
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="sacct:FILE | events:FILE | csv:FILE ('-' for standard input)"),
     ] = None,
-    events: Annotated[
-        str | None, typer.Option(help="CloudEvents usage events: JSON Lines, array or object")
-    ] = None,
-    csv: Annotated[
-        str | None,
-        typer.Option("--csv", help="usage CSV: record_id,account,resource,quantity,start,end"),
-    ] = None,
-    delimiter: DelimiterOpt = "|",
-    centre: Annotated[
-        str | None,
-        typer.Option(help="centre id (default nscc-cd for --sacct, cd-icc for --events)"),
-    ] = None,
-    tz: TzOpt = "UTC",
-    mapping: Annotated[
-        Path | None, typer.Option(help="account -> voucher mapping file (JSON or TOML)")
-    ] = None,
+    mapping: opt.MappingOpt = None,
+    centre: opt.CentreOpt = None,
+    delimiter: opt.DelimiterOpt = "|",
+    tz: opt.TzOpt = "UTC",
+    cluster: opt.ClusterOpt = None,
+    skip_bad: opt.SkipBadOpt = False,
+    sacct: Annotated[str | None, typer.Option(hidden=True)] = None,
+    events: Annotated[str | None, typer.Option(hidden=True)] = None,
+    csv: Annotated[str | None, typer.Option("--csv", hidden=True)] = None,
 ) -> None:
     """Print the usage records an export would claim (JSON lines) and a summary on stderr."""
-    given = [(kind, path) for kind, path in (("sacct", sacct), ("events", events), ("csv", csv))]
-    chosen = [(kind, path) for kind, path in given if path is not None]
-    if len(chosen) != 1:
-        raise typer.BadParameter("give exactly one of --sacct, --events, --csv")
-    kind, path = chosen[0]
-    assert path is not None  # for mypy: chosen only holds given paths
-    centre_id = centre or DEFAULT_CENTRE.get(kind)
-    if centre_id is None:
-        raise typer.BadParameter("--centre is required with --csv", param_hint="--centre")
-    zone = parse_zone(tz)
-    delimiter = delimiter_of(delimiter)
-
+    named = list(source or [])
+    named += [f"{kind}:{path}" for kind, path in (("sacct", sacct), ("events", events),
+                                                  ("csv", csv)) if path is not None]  # fmt: skip
+    if len(named) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --source sacct:FILE, events:FILE or csv:FILE",
+            param_hint="--source",
+        )
+    try:
+        chosen = UsageSource.parse(
+            named[0], delimiter=opt.delimiter_of(delimiter), tz=opt.parse_zone(tz), cluster=cluster
+        )
+    except AgentError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--source") from exc
+    if chosen.kind == "sacct-cmd":
+        raise typer.BadParameter(
+            "preview reads a file: run the command into one", param_hint="--source"
+        )
+    centre_id = opt.centre_for(centre, named)
     try:
         accounts = AccountMap.load(mapping) if mapping is not None else None
-        if kind == "sacct":
-            with _open(path, sacct=True) as lines:
-                result = parse_sacct(lines, centre=centre_id, delimiter=delimiter, tz=zone)
-        elif kind == "events":
-            with _open(path, sacct=False) as lines:
-                result = parse_events(
-                    lines,
-                    centre=centre_id,
-                    instance_types=accounts.instance_types if accounts else None,
-                )
-        else:
-            with _open(path, sacct=False, newline="") as lines:
-                result = parse_usage_csv(lines, centre=centre_id)
+        with _open(chosen) as lines:
+            sample = _Sample(lines)
+            result = chosen.parse_lines(sample, centre_id, accounts, skip_unmapped=False)
     except (OSError, UnicodeDecodeError, InvalidInput) as exc:
         message = exc.message if isinstance(exc, InvalidInput) else str(exc)
-        typer.echo(f"error: cannot read {path}: {message}", err=True)
-        raise typer.Exit(1) from exc
+        raise opt.fail(f"cannot read {chosen.spec}: {message}") from exc
 
     unmapped = _print_records(result, accounts)
-    typer.echo(_summary(kind, path, result, unmapped), err=True)
+    typer.echo(_summary(chosen.kind, chosen.spec, result, unmapped), err=True)
+    if result.rows and not result.records and len(result.bad) == result.rows:
+        raise opt.fail(_nothing_parsed(chosen, sample.first))
+    if result.bad and not skip_bad:
+        raise opt.fail(
+            f"{len(result.bad)} bad rows (listed above) would be quarantined;"
+            " fix the export, or give --skip-bad to accept that they are left out",
+            opt.EXIT_QUARANTINED,
+        )
+
+
+def _nothing_parsed(source: UsageSource, first: list[str]) -> str:
+    message = f"no row of {source.spec} parses as {source.kind}"
+    if source.kind != "sacct":
+        return message
+    guessed = guess_delimiter(first)
+    if guessed is not None and guessed != source.delimiter:
+        return f"{message}: the file seems to use {delimiter_name(guessed)}"
+    return f"{message} with the delimiter {source.delimiter!r} (is it sacct --parsable output?)"
 
 
 def _print_records(result: ParseResult, accounts: AccountMap | None) -> Counter[str]:
@@ -156,7 +189,7 @@ def _print_records(result: ParseResult, accounts: AccountMap | None) -> Counter[
             "account": record.account,
         }
         if accounts is not None:
-            voucher = accounts.voucher_for(record.account)
+            voucher = accounts.voucher_of(result.keys_of(record))
             line["voucher"] = voucher
             if voucher is None:
                 line["unmapped"] = True

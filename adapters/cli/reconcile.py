@@ -9,13 +9,17 @@ options or an unreachable ledger.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from adapters.cli import options as opt
 from adapters.settings import CentreSettings
+
+if TYPE_CHECKING:
+    from adapters.sources import UsageSource
 
 
 def reconcile(
@@ -43,6 +47,7 @@ def reconcile(
     ] = None,
     delimiter: opt.DelimiterOpt = "|",
     tz: opt.TzOpt = "UTC",
+    cluster: opt.ClusterOpt = None,
     server_name: opt.ServerNameOpt = None,
     limit: Annotated[int, typer.Option(help="differences shown (all with --json)")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
@@ -55,6 +60,7 @@ def reconcile(
     from ledger.errors import InvalidInput
 
     sources = source or []
+    parsed = opt.sources_of(sources, delimiter, tz, cluster)
     centre_id = opt.centre_for(centre, sources) if (centre or sources) else "nscc-cd"
     directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     try:
@@ -70,9 +76,7 @@ def reconcile(
     except (AgentError, InvalidInput) as exc:
         raise opt.fail(exc.message if isinstance(exc, InvalidInput) else str(exc), 2) from exc
     try:
-        records, now = _centre_side(
-            outbox_path, centre_id, sources, mapping, rates, opt.delimiter_of(delimiter), tz
-        )
+        records, now = _centre_side(outbox_path, centre_id, parsed, mapping, rates)
     except (AgentError, InvalidInput) as exc:
         raise opt.fail(exc.message if isinstance(exc, InvalidInput) else str(exc)) from exc
     claims, statements = _ledger_side(files, centre_id, opt.target_of(target), server_name)
@@ -98,11 +102,9 @@ def reconcile(
 def _centre_side(
     outbox_path: Path,
     centre: str,
-    sources: list[str],
+    sources: list[UsageSource],
     mapping: Path | None,
     rates: str,
-    delimiter: str,
-    tz: str,
 ) -> tuple[dict[str, Any], Any]:
     """The centre's records (outbox, then the export) and the service time last seen."""
     from datetime import UTC, datetime, timedelta
@@ -119,9 +121,7 @@ def _centre_side(
             offset = float(saved) if saved else 0.0
     if sources:
         assert mapping is not None
-        if delimiter == "\\t":
-            delimiter = "\t"
-        _add_source_records(records, sources, centre, mapping, rates, delimiter, tz)
+        _add_source_records(records, sources, centre, mapping, rates)
     return records, datetime.now(UTC) + timedelta(seconds=offset)
 
 
@@ -140,12 +140,10 @@ def _ledger_side(
 
 def _add_source_records(
     records: dict[str, Any],
-    sources: list[str],
+    sources: list[UsageSource],
     centre: str,
     mapping: Path,
     rates: str,
-    delimiter: str,
-    tz: str,
 ) -> None:
     import dataclasses
 
@@ -153,13 +151,10 @@ def _add_source_records(
     from adapters.outbox import OutboxRecord
     from adapters.rates import RateBook, Unpriced
     from adapters.reconcile import CentreRecord
-    from adapters.sources import UsageSource
 
     accounts = AccountMap.load(mapping)
-    book = RateBook.load(rates, token=CentreSettings().token)
-    zone = opt.parse_zone(tz)
-    for text in sources:
-        src = UsageSource.parse(text, delimiter=delimiter, tz=zone)
+    book = RateBook.load(rates, token=CentreSettings().token, centre=centre)
+    for src in sources:
         results = (
             [src.run_command(centre, accounts)]
             if src.kind == "sacct-cmd"
@@ -167,7 +162,7 @@ def _add_source_records(
         )
         for result in results:
             for usage in result.records:
-                voucher = accounts.voucher_for(usage.account)
+                voucher = accounts.voucher_of(result.keys_of(usage))
                 if voucher is None:
                     continue
                 try:
@@ -182,51 +177,73 @@ def _add_source_records(
                     records[usage.record_id] = dataclasses.replace(known, source_body=record.body())
 
 
-def _print_report(report: Any, limit: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
+WIDTH = 80  # the report reads at 80 columns: values wrap, record ids are never cut
+LABEL = 20
 
+
+def _print_report(report: Any, limit: int) -> None:
+    """The report as plain text: the head, the differences by kind, then each difference
+    (kind and record id on a line of their own, the detail wrapped below)."""
     from ledger.money import format_fen
 
-    console = Console()
-    head = Table(
-        title=f"reconciliation of {report.centre}, {report.period.label} (by {report.by})",
-        show_header=False,
-    )
-    head.add_column("what")
-    head.add_column("value")
-    head.add_row("centre records", str(report.centre_records))
-    head.add_row("ledger claims", str(report.ledger_claims))
-    head.add_row("matched", str(report.matched))
-    head.add_row(
-        "subsidy",
-        f"{format_fen(report.centre_subsidy_fen)} (centre) /"
-        f" {format_fen(report.ledger_subsidy_fen)} (ledger)",
-    )
-    statements = ", ".join(
-        f"{s.statement_id} ({len(s.lines)} lines, {format_fen(s.total_subsidy_fen)})"
-        for s in report.statements
-    )
-    head.add_row("statements", statements or "none for this period")
+    out = [f"reconciliation of {report.centre}, {report.period.label} (by {report.by})"]
+    row = _row_printer(out)
+    row("centre records", str(report.centre_records))
+    row("ledger claims", str(report.ledger_claims))
+    row("matched", str(report.matched))
+    row("subsidy", f"{format_fen(report.centre_subsidy_fen)} (centre) /"
+                   f" {format_fen(report.ledger_subsidy_fen)} (ledger)")  # fmt: skip
+    for i, statement in enumerate(report.statements or [None]):
+        row("" if i else "statements", _statement_text(statement))
     if report.unsettled:
-        head.add_row("not yet settled", f"{report.unsettled} claims after the latest statement")
+        row("not yet settled", f"{report.unsettled} claims after the latest statement")
     if report.explained:
-        reasons = ", ".join(
-            f"{n} {reason}" for reason, n in _reasons(report.explained).most_common()
+        reasons = _reasons(report.explained).most_common()
+        row("refusals explained", ", ".join(f"{n} {reason}" for reason, n in reasons))
+    counts = report.counts()
+    row("differences", f"{sum(counts.values())}" if counts else "none")
+    if counts:
+        out.append("differences by kind")
+        for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+            row(kind, str(n))
+        shown = report.differences[:limit]
+        out.append(f"differences ({len(shown)} of {len(report.differences)}; --json for all)")
+        for d in shown:
+            out.append(
+                f"  {d.kind}  {d.record_id or '-'}" + (f"  {d.voucher}" if d.voucher else "")
+            )
+            indent = " " * 6
+            out.extend(
+                textwrap.wrap(d.detail, WIDTH, initial_indent=indent, subsequent_indent=indent)
+            )
+    typer.echo("\n".join(out))
+
+
+def _row_printer(out: list[str]) -> Any:
+    def row(label: str, value: str) -> None:
+        lines = textwrap.wrap(value, WIDTH - LABEL - 2, break_on_hyphens=False) or [""]
+        out.append(f"  {label:<{LABEL}}{lines[0]}".rstrip())
+        out.extend(" " * (LABEL + 2) + line for line in lines[1:])
+
+    return row
+
+
+def _statement_text(statement: Any) -> str:
+    """A statement's lines and total; with --prefix, the prefix's part of the whole."""
+    from ledger.money import format_fen
+
+    if statement is None:
+        return "none for this period"
+    if statement.whole_lines is None:
+        return (
+            f"{statement.statement_id}: {len(statement.lines)} lines,"
+            f" {format_fen(statement.total_subsidy_fen)}"
         )
-        head.add_row("refusals explained", reasons)
-    counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().most_common())
-    head.add_row("differences", counts or "none")
-    console.print(head)
-    if report.differences:
-        table = Table(title="differences")
-        for column in ("kind", "record", "voucher", "detail"):
-            table.add_column(column)
-        for d in report.differences[:limit]:
-            table.add_row(d.kind, d.record_id, d.voucher, d.detail)
-        console.print(table)
-        if len(report.differences) > limit:
-            console.print(f"... and {len(report.differences) - limit} more (--limit, --json)")
+    return (
+        f"{statement.statement_id}: {len(statement.lines)} of {statement.whole_lines} lines,"
+        f" {format_fen(statement.total_subsidy_fen)} of"
+        f" {format_fen(statement.whole_subsidy_fen)} (these prefixes' part)"
+    )
 
 
 def _reasons(explained: list[Any]) -> Any:

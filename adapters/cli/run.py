@@ -8,9 +8,16 @@ Credentials come from the centre directory (``--centre-dir``, default
 ``<centre dir>/outbox.db`` unless ``--outbox`` says otherwise. docs/centre.md is the
 operator's guide.
 
-Exit status: 0 when every record has an answer (claimed or refused); 3 when records are
-still pending after ``--give-up-after`` seconds without an answer (run again: nothing is
-lost); 1 for a source, mapping, rate-card or credential problem; 2 for bad options.
+Before sending anything it runs the pre-flight checks (``adapters.preflight``): the
+certificate is this centre's, the CA verifies the ledger, every mapped voucher exists and
+accepts this centre. Each failure is printed with its cause.
+
+Exit status: 0 when every record has an answer (claimed or refused); 1 for a source,
+mapping, rate-card or credential problem, a failed pre-flight check, or bad rows in the
+quarantine (the good rows were claimed; ``suanli centre quarantine`` lists them) unless
+``--skip-bad``; 2 for bad options; 3 when records are still pending after
+``--give-up-after`` seconds without an answer, or the ledger is unreachable (run again:
+nothing is lost).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ def summary(outbox: Outbox, centre: str) -> dict[str, Any]:
         "pending": counts["pending"],
         "subsidy_fen": outbox.subsidy_total(centre),
         "refusals": outbox.refusals(centre),
+        "quarantined": outbox.quarantine_count(centre),
     }
 
 
@@ -79,6 +87,8 @@ def _print_summary(
     table.add_row("subsidy", format_fen(info["subsidy_fen"]))
     refusals = ", ".join(f"{n} {reason}" for reason, n in info["refusals"].items()) or "none"
     table.add_row("refusals", refusals)
+    if info["quarantined"]:
+        table.add_row("quarantined", f"{info['quarantined']} bad rows (suanli centre quarantine)")
     Console(stderr=not sys.stdout.isatty()).print(table)
 
 
@@ -97,6 +107,8 @@ def run(
     rates: opt.RatesOpt = "builtin",
     delimiter: opt.DelimiterOpt = "|",
     tz: opt.TzOpt = "UTC",
+    cluster: opt.ClusterOpt = None,
+    skip_bad: opt.SkipBadOpt = False,
     give_up_after: Annotated[
         float, typer.Option(min=1.0, help="stop after S seconds without an answer (exit 3)")
     ] = 300.0,
@@ -110,20 +122,16 @@ def run(
         bool | None, typer.Option("--progress/--no-progress", help="default: if a terminal")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings only")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="errors and warnings only, no summary")
+    ] = False,
 ) -> None:
     """Read usage, keep it in the outbox, claim it over gRPC; exactly once, retried."""
     from adapters.errors import AgentError
     from adapters.progress import Progress
-    from adapters.sources import UsageSource
 
     opt.use_logging(quiet)
-    zone = opt.parse_zone(tz)
-    delimiter = opt.delimiter_of(delimiter)
-    try:
-        sources = [UsageSource.parse(s, delimiter=delimiter, tz=zone) for s in source]
-    except AgentError as exc:
-        raise opt.fail(str(exc)) from exc
+    sources = opt.sources_of(source, delimiter, tz, cluster)
     centre_id = opt.centre_for(centre, source)
     directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     agent = _build_agent(
@@ -132,14 +140,15 @@ def run(
         server_name=server_name,
     )  # fmt: skip
     box = agent.outbox
+    _preflight(agent, quiet, give_up_after)
     _retry_refused(agent, retry_refused)
     _stop_on_signals(agent)
     last: dict[str, Any] = {}
 
     def cycle(ingest: IngestReport, submitted: SubmitReport) -> None:
         last["ingest"], last["submitted"] = ingest, submitted
-        if interval is not None and not as_json:
-            _print_summary(summary(box, centre_id), ingest, submitted)
+        if interval is not None and not (as_json or quiet):
+            _print_cycle(box, centre_id, ingest, submitted)
 
     try:
         submitted = agent.run(interval=interval, give_up_after=give_up_after, on_cycle=cycle)
@@ -151,15 +160,71 @@ def run(
     box.close()
     if as_json:
         typer.echo(json.dumps(info, ensure_ascii=False))
-    elif interval is None:
+    elif interval is None and not quiet:
         _print_summary(info, last.get("ingest"), last.get("submitted"))
     if not submitted.finished and not agent.stopping.is_set():
-        typer.echo(
+        raise opt.fail(
             f"{info['pending']} records still pending (no answer for {give_up_after:.0f} s);"
             " run again to continue: nothing is lost",
-            err=True,
+            opt.EXIT_PENDING,
         )
-        raise typer.Exit(opt.EXIT_PENDING)
+    _exit_if_quarantined(info, skip_bad)
+
+
+def _print_cycle(box: Outbox, centre: str, ingest: IngestReport, done: SubmitReport) -> None:
+    """After a cycle under --interval: the table when it did something, one line if idle."""
+    if ingest.rows or ingest.added or done.answered or done.transient:
+        _print_summary(summary(box, centre), ingest, done)
+        return
+    counts = box.counts(centre)
+    typer.echo(
+        f"{centre}: nothing new ({counts['claimed']} claimed, {counts['refused']} refused,"
+        f" {counts['pending']} pending)",
+        err=True,
+    )
+
+
+def _exit_if_quarantined(info: dict[str, Any], skip_bad: bool) -> None:
+    if info["quarantined"] and not skip_bad:
+        raise opt.fail(
+            f"{info['quarantined']} bad rows are quarantined (the good rows were claimed):"
+            f" suanli centre quarantine --centre {info['centre']} lists them; fix the export,"
+            " or give --skip-bad",
+            opt.EXIT_QUARANTINED,
+        )
+
+
+def _preflight(agent: Agent, quiet: bool, patience: float) -> None:
+    """The pre-flight checks; every failure printed with its cause, then a non-zero exit
+    (3 when the ledger stays unreachable for ``patience`` seconds, as for records left
+    pending; 1 otherwise)."""
+    from adapters.client import RedemptionClient
+    from adapters.preflight import run_preflight
+
+    def connect() -> RedemptionClient:
+        return RedemptionClient.from_files(
+            agent.target, agent.files, agent.centre, timeout=agent.timeout, retries=1,
+            server_name=agent.server_name,
+        )  # fmt: skip
+
+    vouchers = agent.mapping.vouchers().items()
+    checks = run_preflight(agent.files, agent.centre, vouchers, connect, patience)
+    failed = [c for c in checks if c.failed]
+    for check in checks:
+        if check.failed or check.level == "warning":
+            typer.echo(check.line(), err=True)
+    if failed:
+        agent.close()
+        agent.outbox.close()
+        unreachable = all(c.level == "unreachable" for c in failed)
+        raise opt.fail(
+            f"pre-flight: {len(failed)} check(s) failed; nothing was sent",
+            opt.EXIT_PENDING if unreachable else 1,
+        )
+    if not quiet:
+        logging.getLogger("suanli.agent").info(
+            "%s: pre-flight passed (%d checks)", agent.centre, len(checks)
+        )
 
 
 def _retry_refused(agent: Agent, retry_refused: str) -> None:
@@ -192,16 +257,17 @@ def _build_agent(
 
     try:
         accounts = AccountMap.load(mapping)
-        book = RateBook.load(rates, token=CentreSettings().token)
+        book = RateBook.load(rates, token=CentreSettings().token, centre=centre)
         files = CentreFiles(directory)
         files.check()
+        box = Outbox(outbox_path)
     except AgentError as exc:
         raise opt.fail(str(exc)) from exc
     except InvalidInput as exc:
         raise opt.fail(exc.message) from exc
     return Agent(
         centre=centre,
-        outbox=Outbox(outbox_path),
+        outbox=box,
         target=target,
         files=files,
         mapping=accounts,

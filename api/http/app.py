@@ -15,6 +15,7 @@ from api.http.routes import (
     apply,
     audit,
     bureau,
+    centres,
     disclosures,
     grantee,
     log,
@@ -79,6 +80,7 @@ def create_app(service: Service) -> FastAPI:
         grantee.router,
         bureau.router,
         statements.router,
+        centres.router,
     ):
         app.include_router(router)
     return app

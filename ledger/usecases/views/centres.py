@@ -131,3 +131,30 @@ def centre_statements(
 def released_on_capture(result: Mapping[str, Any]) -> int:
     """What a capture gave back of its hold: held minus the subsidy (never below 0)."""
     return max(0, int(result.get("held_fen", 0)) - int(result.get("subsidy_fen", 0)))
+
+
+def rate_cards(
+    state: LedgerState, centre: str, *, after_version: int = 0, limit: int = 100
+) -> dict[str, Any]:
+    """A page of the centre's rate cards as published (``ratecard.publish``), oldest first:
+    the prices the ledger checks its claims' ``cost_fen`` against. ``next_after`` is the
+    cursor of the next page (None on the last)."""
+    cards = [c for c in claims.centre_of(state, centre).rate_cards if c.version > after_version]
+    page = cards[:limit]
+    return {
+        "centre": centre,
+        "rate_cards": [
+            {
+                "centre": card.centre,
+                "version": card.version,
+                "effective_from": format_time(card.effective_from),
+                "prices": {
+                    resource: {"price_fen": price.price_fen, "per_units": price.per_units}
+                    for resource, price in sorted(card.prices.items())
+                },
+                "index": card.index,
+            }
+            for card in page
+        ],
+        "next_after": page[-1].version if len(cards) > limit else None,
+    }
