@@ -100,6 +100,8 @@ MISTAKES: dict[str, Mistake] = {
     "centre run": Mistake(("--source", "sacct:{tmp}/x"), EXIT_USAGE, "--mapping"),
     "centre reconcile": Mistake(("--no-such-option",), EXIT_USAGE, "No such option"),
     "centre check-log": Mistake(("--log-key", "x"), EXIT_USAGE, "Missing option '--ledger'"),
+    "centre quarantine": Mistake(("--outbox", "{missing}"), EXIT_UNAVAILABLE, "no outbox at"),
+    "centre requeue": Mistake(("--outbox", "{missing}"), EXIT_USAGE, "--mapping"),
     "witness serve": Mistake(("--data-dir", "{tmp}/witness"), EXIT_USAGE, "at least one log"),
     "witness key": Mistake(("--data-dir", "{tmp}/no-witness"), EXIT_USAGE, "no witness key"),
 }

@@ -126,7 +126,7 @@ def target_of(target: str | None) -> str:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"suanli: error: {message}", err=True)
     return typer.Exit(code)
 
 
