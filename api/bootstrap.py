@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from api import metrics
+from api.datadir import mode_of
 from api.errors import DeadlinePassed
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
@@ -147,7 +148,9 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     engine = make_engine(settings.database_url())
     migrate(engine)
     keys = load_service_keys(settings.data_dir, settings.origin)
-    centre_keys = load_centre_keys(settings.data_dir)
+    # A production data dir holds no centre's private key: centres bring their own.
+    production = mode_of(settings.data_dir) == "production"
+    centre_keys = {} if production else load_centre_keys(settings.data_dir)
     ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)
     ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))

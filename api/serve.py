@@ -55,12 +55,13 @@ class ProjectionWriter:
 
 
 def run(settings: Settings) -> None:
-    from api.devpki import ensure_dev_pki
+    from api.datadir import server_tls
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    tls, created = server_tls(settings)  # refuses before anything is opened
     service = open_service(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
@@ -74,10 +75,10 @@ def run(settings: Settings) -> None:
         ledger.state.size,
         ledger.keys.log.verifier.vkey,
     )
-    created = ensure_dev_pki(settings.data_dir).created
     if created:
         log.info("development TLS material created: %s", ", ".join(created))
-    grpc_server = GrpcServer(service, settings.grpc)
+    log.info("database %s; gRPC certificate %s", settings.database_shown(), tls.cert)
+    grpc_server = GrpcServer(service, settings.grpc, tls=tls)
     grpc_port = grpc_server.start()
     log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)

@@ -3,6 +3,7 @@
 * ``serve``, ``init``, ``rebuild`` (``api.cli.service``); ``demo`` (``api.cli.demo``);
 * ``keys`` (log key rotation), ``token`` (API tokens), ``audit`` (offline verification),
   ``policy`` (show and simulate a policy), ``voucher verify`` (a holder's offline check);
+* ``centres``: the bureau adds, rotates, retires and lists centres (``api.cli.centres``);
 * ``centre`` (alias ``center``): the compute centre's commands, from ``adapters.cli``;
 * ``witness``: run a C2SP witness that cosigns the log's checkpoints (``api.witness``).
 """
@@ -10,7 +11,7 @@
 from __future__ import annotations
 
 from adapters.cli import app as centre_app
-from api.cli import audit, keys, policy, service, tokens, voucher
+from api.cli import audit, centres, keys, policy, service, tokens, voucher
 from api.cli.demo.command import demo
 from api.cli.options import command_group
 from api.witness.cli import app as witness_app
@@ -28,6 +29,7 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(audit.app, name="audit")
 app.add_typer(policy.app, name="policy")
 app.add_typer(voucher.app, name="voucher")
+app.add_typer(centres.app, name="centres")  # the bureau's side of onboarding a centre
 app.add_typer(centre_app, name="centre")
 app.add_typer(centre_app, name="center", hidden=True)  # the American spelling, as an alias
 app.add_typer(witness_app, name="witness")

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from api.cli.options import DataDir, Db, settings_from
+from api.cli.options import (
+    ClientCa,
+    DataDir,
+    Db,
+    EnvFile,
+    TlsCert,
+    TlsKey,
+    settings_from,
+    tool_errors,
+)
 
 
 def serve(
@@ -19,26 +28,60 @@ def serve(
     grpc: Annotated[
         str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
     ] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    client_ca: ClientCa = None,
+    env_file: EnvFile = None,
 ) -> None:
-    """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres)."""
+    """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres, mutual TLS).
+
+    A production data dir (``suanli init``) needs the gRPC server's certificate and key and
+    the centres' client CA; a development one makes development certificates if missing."""
     from api.serve import run
 
-    run(settings_from(data_dir, db, http=http, grpc=grpc))
+    with tool_errors():
+        settings = settings_from(
+            data_dir, db, env_file=env_file, http=http, grpc=grpc,
+            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
+        )  # fmt: skip
+        run(settings)
 
 
-def init(data_dir: DataDir = None, db: Db = None) -> None:
-    """Create development keys and certificates and write the log's first entries."""
+def init(
+    data_dir: DataDir = None,
+    db: Db = None,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="a development data dir (centre keys, a dev PKI)")
+    ] = False,
+    env_file: EnvFile = None,
+) -> None:
+    """Make a data dir: the service's keys (0600) and the log's first entries.
+
+    Production (the default): no centre keys and no certificates; the centres are added
+    with ``suanli centres add`` and the server takes certificates from the bureau's CA.
+    ``--dev``: also development keys for the two centres and a development PKI."""
     from api.bootstrap import open_service
+    from api.datadir import mark
     from api.devpki import ensure_dev_pki
 
-    with open_service(settings_from(data_dir, db)) as service:
-        keys = service.ledger.keys
-        size = service.ledger.store.size()
-    pki = ensure_dev_pki(service.settings.data_dir)
-    typer.echo(f"data dir:   {service.settings.data_dir.resolve()}")
-    typer.echo(f"database:   {service.settings.database_url()}")
+    with tool_errors():
+        settings = settings_from(data_dir, db, env_file=env_file)
+        mark(settings.data_dir, "development" if dev else "production")
+        with open_service(settings) as service:
+            keys = service.ledger.keys
+            size = service.ledger.store.size()
+    typer.echo(
+        f"data dir:   {settings.data_dir.resolve()} ({'development' if dev else 'production'})"
+    )
+    typer.echo(f"database:   {settings.database_shown()}")
     typer.echo(f"log size:   {size}")
     typer.echo(f"log key:    {keys.log.verifier.vkey}")
+    typer.echo("            (publish it: auditors pin it to verify the log)")
+    if not dev:
+        typer.echo("next:       suanli centres add <id> --vkey <the centre's verifier key> ...")
+        typer.echo("            suanli serve --tls-cert FILE --tls-key FILE --client-ca FILE")
+        return
+    pki = ensure_dev_pki(settings.data_dir)
     typer.echo(f"gRPC TLS:   CA {pki.server.ca}, server {pki.server.cert}")
     for centre, files in pki.centres.items():
         typer.echo(f"centre:     {centre}: {files.cert.parent}/ (client.pem, client.key, ca.pem)")

@@ -1,0 +1,80 @@
+"""What kind of data dir the service runs on, and where its gRPC TLS material comes from.
+
+``suanli init`` marks a data dir ``production`` or ``development`` (the file ``MODE`` in it).
+A development data dir gets development keys for the two centres and a development PKI
+(``api.devpki``), made on demand. A production data dir gets neither: the centres bring
+their own keys (``suanli centres add``), and the server's certificate, key and the CA of
+the centres' client certificates come from files the bureau's own CA issued
+(``--tls-cert``, ``--tls-key``, ``--client-ca`` or ``SUANLI_TLS_*``); ``serve`` refuses to
+start without them. A data dir without a mark (one ``suanli serve`` or an earlier version
+made) is a development one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from api.devpki import TlsFiles, ensure_dev_pki, server_files
+from api.errors import ToolError
+from api.settings import Settings
+
+Mode = Literal["production", "development"]
+MODE_FILE = "MODE"
+MODES: tuple[Mode, ...] = ("production", "development")
+
+
+class DataDirError(ToolError):
+    """The data dir or the TLS settings do not allow what was asked."""
+
+
+def mode_of(data_dir: Path) -> Mode:
+    path = data_dir / MODE_FILE
+    if not path.exists():
+        return "development"
+    text = path.read_text(encoding="utf-8").strip()
+    for mode in MODES:
+        if text == mode:
+            return mode
+    raise DataDirError(f"{path} says {text!r}; it must say production or development")
+
+
+def mark(data_dir: Path, mode: Mode) -> None:
+    """Mark ``data_dir`` (made if missing, 0700); a production data dir stays production."""
+    path = data_dir / MODE_FILE
+    if path.exists() and mode_of(data_dir) != mode:
+        raise DataDirError(
+            f"{data_dir} is already a {mode_of(data_dir)} data dir; make a new one for {mode}"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(mode + "\n", encoding="utf-8")
+
+
+TLS_OPTIONS = {"tls_cert": "--tls-cert", "tls_key": "--tls-key", "client_ca": "--client-ca"}
+
+
+def server_tls(settings: Settings) -> tuple[TlsFiles, tuple[str, ...]]:
+    """The gRPC server's TLS files, and what development material was made for them.
+
+    All three of ``tls_cert``, ``tls_key`` and ``client_ca`` given: those files (each must
+    be readable). None given: in a development data dir, the development PKI (made if
+    missing); in a production data dir, a refusal. Some given: a refusal naming the rest.
+    """
+    given = {name: getattr(settings, name) for name in TLS_OPTIONS}
+    missing = [TLS_OPTIONS[name] for name, path in given.items() if path is None]
+    if not missing:
+        for name, path in given.items():
+            if not Path(path).is_file():
+                raise DataDirError(f"{TLS_OPTIONS[name]} {path}: no such file")
+        files = TlsFiles(ca=given["client_ca"], cert=given["tls_cert"], key=given["tls_key"])
+        return files, ()
+    if len(missing) < len(TLS_OPTIONS):
+        raise DataDirError(f"TLS needs all three files; missing {', '.join(missing)}")
+    if mode_of(settings.data_dir) == "production":
+        raise DataDirError(
+            f"{settings.data_dir} is a production data dir: give the gRPC server's certificate, "
+            "key and the centres' client CA (--tls-cert, --tls-key, --client-ca, or "
+            "SUANLI_TLS_CERT, SUANLI_TLS_KEY, SUANLI_CLIENT_CA)"
+        )
+    created = ensure_dev_pki(settings.data_dir).created
+    return server_files(settings.data_dir), created
