@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory  # noqa: F401
+from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory
 from typer.testing import CliRunner
 
 from adapters.client import RedemptionError
@@ -18,6 +18,8 @@ from api.cli.app import app
 from ledger.keys import Signer
 from ledger.policy import Policy
 from ledger.timeutil import format_time
+
+__all__ = ["grpc_env", "grpc_env_factory"]  # fixtures used here
 
 THIRD = "wh-icc"
 runner = CliRunner()

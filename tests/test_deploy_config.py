@@ -5,7 +5,6 @@ password comes from a file and is shown nowhere."""
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def test_serve_names_the_missing_tls_files(tmp_path: Path) -> None:
     assert code == 2 and "missing --tls-key, --client-ca" in out
     gone = tmp_path / "nothing.pem"
     settings = Settings(data_dir=tmp_path / "d", tls_cert=pki.cert, tls_key=gone, client_ca=pki.ca)
-    with pytest.raises(DataDirError, match="--tls-key .*nothing.pem: no such file"):
+    with pytest.raises(DataDirError, match=r"--tls-key .*nothing\.pem: no such file"):
         server_tls(settings)
 
 
@@ -105,7 +104,7 @@ def test_env_file_beneath_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
 def test_the_database_password_comes_from_a_file_and_is_shown_nowhere(tmp_path: Path) -> None:
     secret = tmp_path / "db-password"
     secret.write_text("s3cr3t-p@ss\n")
-    os.chmod(secret, 0o600)
+    secret.chmod(0o600)
     settings = Settings(db="postgresql+psycopg://suanli@db.example/suanli", db_password_file=secret)
     assert "s3cr3t-p%40ss@db.example" in settings.database_url()
     assert "s3cr3t" not in settings.database_shown()
