@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+from sqlalchemy import Engine
+
 from api import metrics
 from api.datadir import mode_of
-from api.errors import DeadlinePassed
+from api.errors import DeadlinePassed, ToolError
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
 from ledger.registry import KeyRegistry
-from ledger.store.db import make_engine, migrate
+from ledger.store.db import make_engine, migrate, schema_status
 from ledger.store.log import LogStore
 from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
@@ -146,7 +148,7 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     clock = clock or service_clock(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
-    migrate(engine)
+    prepare_schema(engine, upgrade=settings.migrate)
     keys = load_service_keys(settings.data_dir, settings.origin)
     # A production data dir holds no centre's private key: centres bring their own.
     production = mode_of(settings.data_dir) == "production"
@@ -159,6 +161,26 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
     return Service(settings, ledger, centre_keys, TokenStore(engine))
+
+
+class PendingMigrations(ToolError):
+    """The database's schema is older than this code's; ``suanli db upgrade`` brings it up."""
+
+
+def prepare_schema(engine: Engine, *, upgrade: bool) -> None:
+    """An empty database gets the whole schema; one at the newest revision is used as it
+    is; an older one is upgraded only when asked (``--migrate``, ``suanli db upgrade``):
+    an upgrade is an operator's decision, taken after a backup, never a side effect."""
+    status = schema_status(engine)
+    if status.empty or (status.pending and upgrade):
+        migrate(engine)
+    elif status.pending:
+        engine.dispose()
+        raise PendingMigrations(
+            f"the database is at schema {status.current}; this version needs "
+            f"{status.head} (pending: {', '.join(status.pending)}). Back it up "
+            "(suanli backup), then run suanli db upgrade, or start with --migrate"
+        )
 
 
 def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:

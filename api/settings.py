@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     """Snapshot the fold each time the log has grown by this many entries (and on a clean
     stop), so that a restart replays only the entries after the newest snapshot."""
 
+    migrate: bool = False
+    """Let ``serve`` (and every command) upgrade an older database schema on start."""
     db_password_file: Path | None = None
     """A file holding the database password (so that it is in no URL, command line or log)."""
     tls_cert: Path | None = None

@@ -1,6 +1,7 @@
 """The ``suanli`` command: every subcommand registered here, explicitly.
 
 * ``serve``, ``init``, ``rebuild`` (``api.cli.service``); ``demo`` (``api.cli.demo``);
+* ``backup``, ``restore``, ``db status|upgrade`` (``api.cli.ops``);
 * ``keys`` (log key rotation), ``token`` (API tokens), ``audit`` (offline verification),
   ``policy`` (show and simulate a policy), ``voucher verify`` (a holder's offline check);
 * ``centres``: the bureau adds, rotates, retires and lists centres (``api.cli.centres``);
@@ -11,7 +12,7 @@
 from __future__ import annotations
 
 from adapters.cli import app as centre_app
-from api.cli import audit, centres, keys, policy, service, tokens, voucher
+from api.cli import audit, centres, keys, ops, policy, service, tokens, voucher
 from api.cli.demo.command import demo
 from api.cli.options import command_group
 from api.witness.cli import app as witness_app
@@ -23,7 +24,10 @@ app = command_group(
 app.command()(service.serve)
 app.command()(service.init)
 app.command()(service.rebuild)
+app.command()(ops.backup)
+app.command()(ops.restore)
 app.command("demo")(demo)
+app.add_typer(ops.db_app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(tokens.app, name="token")
 app.add_typer(audit.app, name="audit")

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from api.cli.log_sources import DirSource, Source, SourceError, open_source, pee
 from api.cli.options import command_group
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
+
+if TYPE_CHECKING:
+    from ledger.audit import Evidence, Report
 
 app = command_group(
     "audit", "Verify the signed log offline (tiles, checkpoints, signatures, the fold)."
@@ -89,6 +92,39 @@ def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | N
     return stored if stored is not None and 0 < stored[0] <= size else None
 
 
+def audit_source(
+    src: Source,
+    note: str,
+    trusted: Verifier,
+    *,
+    origin: str | None = None,
+    pinned: str | None = None,
+    pinned_evidence: Evidence | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int], None] = lambda _done: None,
+    public: bool = False,
+) -> Report:
+    """The audit of ``src`` up to its checkpoint ``note``: what ``suanli audit verify`` runs,
+    and ``suanli backup``/``restore`` on the copy they made."""
+    from ledger.audit import verify_log
+
+    size = peek_checkpoint(note).size
+    return verify_log(
+        src.entries(size),
+        note,
+        trusted,
+        origin=origin,
+        pinned=pinned,
+        evidence=src.evidence(size),
+        pinned_evidence=pinned_evidence,
+        jobs=jobs,
+        progress=progress,
+        projection=None if public else _projection_within(src, size),
+        snapshots=[] if public else src.snapshots(),
+        disclosures=None if public else src.disclosures(),
+    )
+
+
 @app.command()
 def verify(
     source: Annotated[str, typer.Argument(help="http(s):// server URL, export dir or db URL")],
@@ -119,7 +155,7 @@ def verify(
     the audit is full: every entry is replayed through the fold and every opening checked
     against its digest. Without, it is public: what anyone can check, and it says what it
     could not."""
-    from ledger.audit import Evidence, verify_log
+    from ledger.audit import Evidence
 
     trusted = _verifier(key)
     pinned: str | None = None
@@ -149,20 +185,11 @@ def verify(
                 typer.echo(f"FAIL (checkpoint): {exc} (the latest, from {src.name})")
                 raise typer.Exit(EXIT_FAILED) from exc
             with _progress(progress, "verifying entries") as tick:
-                report = verify_log(
-                    src.entries(size),
-                    note,
-                    trusted,
-                    origin=origin,
-                    pinned=pinned,
-                    evidence=src.evidence(size),
-                    pinned_evidence=pinned_evidence,
-                    jobs=jobs,
-                    progress=lambda done: tick(done, size),
-                    projection=None if public else _projection_within(src, size),
-                    snapshots=[] if public else src.snapshots(),
-                    disclosures=None if public else src.disclosures(),
-                )
+                report = audit_source(
+                    src, note, trusted, origin=origin, pinned=pinned,
+                    pinned_evidence=pinned_evidence, jobs=jobs,
+                    progress=lambda done: tick(done, size), public=public,
+                )  # fmt: skip
         except SourceError as exc:
             raise _error(str(exc)) from exc
     for line in report.verdict():

@@ -31,6 +31,9 @@ def serve(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     client_ca: ClientCa = None,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="upgrade an older database schema first")
+    ] = False,
     env_file: EnvFile = None,
 ) -> None:
     """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres, mutual TLS).
@@ -43,6 +46,7 @@ def serve(
         settings = settings_from(
             data_dir, db, env_file=env_file, http=http, grpc=grpc,
             tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
+            migrate=migrate or None,
         )  # fmt: skip
         run(settings)
 
