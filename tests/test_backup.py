@@ -111,7 +111,7 @@ def test_a_tampered_copy_fails_its_audit(
     for name in triggers:
         copy.execute(f"DROP TRIGGER {name}")
     tamper = "CAST(replace(CAST(data AS TEXT), '120000', '120001') AS BLOB)"
-    copy.execute(f"UPDATE log_entries SET data = {tamper} WHERE idx > 8")  # noqa: S608
+    copy.execute(f"UPDATE log_entries SET data = {tamper} WHERE idx > 8")
     copy.commit()
     copy.close()
     target = tmp_path / "restored.db"
