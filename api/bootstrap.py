@@ -29,6 +29,7 @@ from api.datadir import mode_of
 from api.errors import DeadlinePassed, ToolError
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
+from ledger.errors import InvalidInput
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
 from ledger.registry import KeyRegistry
@@ -88,12 +89,36 @@ class Service:
     def keys(self) -> ServiceKeys:
         return self.ledger.keys
 
+    reader: FoldedLog | None = None
+    """The log on a streaming-replication standby (``--read-db``), for reads; or None."""
+
     @contextmanager
-    def reading(self) -> Iterator[Snapshot]:
+    def reading(self, min_size: int = 0) -> Iterator[Snapshot]:
         """The fold at the committed log, held still while a view is built from it, and the
-        time views are computed for. Every read of the state goes through here."""
-        with self.ledger.reading() as state:
-            yield Snapshot.at(state, self.ledger.clock())
+        time views are computed for. Every read of the state goes through here. With a
+        standby (``reader``) it reads there, unless the standby is behind ``min_size``."""
+        log = self.read_log(min_size)
+        with log.reading() as state:
+            yield Snapshot.at(state, log.clock())
+
+    def read_log(self, min_size: int = 0) -> FoldedLog:
+        """Where a read of at least ``min_size`` entries is answered from: the standby once
+        it has replayed that far (waiting up to ``READ_WAIT`` seconds), else the primary.
+        A size beyond the primary's log is a size nobody can have seen: refused."""
+        if min_size > 0 and self.ledger.snapshot().size < min_size:
+            raise InvalidInput(
+                f"Suanli-Min-Log-Size {min_size} is beyond the log (size {self.ledger.state.size})",
+                reason="LOG_SIZE_UNKNOWN",
+            )
+        if self.reader is None:
+            return self.ledger
+        deadline = time.monotonic() + READ_WAIT
+        while self.reader.snapshot().size < min_size:
+            if time.monotonic() >= deadline:
+                metrics.STANDBY_BEHIND.inc()
+                return self.ledger
+            time.sleep(READ_POLL)
+        return self.reader
 
     def latest_registry(self) -> KeyRegistry:
         """The key registry as the fold has it now, without waiting for the writer: for the
@@ -130,6 +155,12 @@ class Service:
             self._sequencer.close()
             self._sequencer = None
         self.ledger.close()
+        if self.reader is not None:
+            self.reader.close()
+
+
+READ_WAIT = 0.5  # seconds a read waits for the standby to reach the size asked for
+READ_POLL = 0.02
 
 
 def service_clock(settings: Settings) -> Clock:
@@ -160,7 +191,13 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     # touch the state, such as `suanli token create`, start at once on a long log.
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
-    return Service(settings, ledger, centre_keys, TokenStore(engine))
+    service = Service(settings, ledger, centre_keys, TokenStore(engine))
+    if settings.read_db:
+        # A hot standby is read-only: no migrations, no genesis; the same keys verify its
+        # fold snapshots. Its fold catches up with what it has replayed, on each read.
+        store = LogStore(make_engine(settings.read_db))
+        service.reader = FoldedLog(store, keys, settings.origin, clock)
+    return service
 
 
 class PendingMigrations(ToolError):

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """Snapshot the fold each time the log has grown by this many entries (and on a clean
     stop), so that a restart replays only the entries after the newest snapshot."""
 
+    read_db: str | None = None
+    """A streaming-replication standby's URL: reads are answered from it (each answer says
+    the log size it reflects; ``Suanli-Min-Log-Size`` falls back to the primary)."""
     migrate: bool = False
     """Let ``serve`` (and every command) upgrade an older database schema on start."""
     db_password_file: Path | None = None

@@ -1,7 +1,7 @@
 """The ``suanli`` command: every subcommand registered here, explicitly.
 
 * ``serve``, ``init``, ``rebuild`` (``api.cli.service``); ``demo`` (``api.cli.demo``);
-* ``backup``, ``restore``, ``db status|upgrade`` (``api.cli.ops``);
+* ``backup``, ``restore``, ``db status|upgrade``, ``tiles export`` (``api.cli.ops``);
 * ``keys`` (log key rotation), ``token`` (API tokens), ``audit`` (offline verification),
   ``policy`` (show and simulate a policy), ``voucher verify`` (a holder's offline check);
 * ``centres``: the bureau adds, rotates, retires and lists centres (``api.cli.centres``);
@@ -28,6 +28,7 @@ app.command()(ops.backup)
 app.command()(ops.restore)
 app.command("demo")(demo)
 app.add_typer(ops.db_app, name="db")
+app.add_typer(ops.tiles_app, name="tiles")
 app.add_typer(keys.app, name="keys")
 app.add_typer(tokens.app, name="token")
 app.add_typer(audit.app, name="audit")

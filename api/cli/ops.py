@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
+from api.backup import BackupError
 from api.cli.options import DataDir, Db, command_group, settings_from, tool_errors
 from ledger.keys import Verifier
 
 db_app = command_group("db", "The database's schema: status and upgrade.")
+tiles_app = command_group("tiles", "The log's tiles as static files.")
 
 PinnedKey = Annotated[
     str | None,
@@ -94,3 +96,26 @@ def upgrade(data_dir: DataDir = None, db: Db = None) -> None:
         engine.dispose()
     applied = ", ".join(before.pending) or "nothing (already current)"
     typer.echo(f"upgraded: {before.current or 'empty'} -> {after.current}; applied {applied}")
+
+
+@tiles_app.command("export")
+def tiles_export(
+    directory: Annotated[Path, typer.Argument(help="the directory a static web server serves")],
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Write the log's public tiles, entry bundles, checkpoints and key into DIRECTORY
+    (C2SP tlog-tiles paths; no disclosures), from the standby if one is set (--read-db),
+    keeping the full tiles already there: run it again (from cron or a timer) to publish
+    what is new. Any static web server or object store then serves the log to auditors."""
+    from api.cli.log_sources import DbSource, SourceError
+    from api.cli.log_sources import export as write_export
+
+    settings = settings_from(data_dir, db)
+    with tool_errors():
+        try:
+            with DbSource(settings.read_db or settings.database_url()) as source:
+                size = write_export(source, directory, disclosures=False, keep_full=True)
+        except SourceError as error:
+            raise BackupError(str(error)) from error
+    typer.echo(f"exported {size} entries to {directory}")
