@@ -93,11 +93,11 @@ class Service:
     """The log on a streaming-replication standby (``--read-db``), for reads; or None."""
 
     @contextmanager
-    def reading(self, min_size: int = 0) -> Iterator[Snapshot]:
+    def reading(self, min_size: int = 0, *, standby: bool = False) -> Iterator[Snapshot]:
         """The fold at the committed log, held still while a view is built from it, and the
-        time views are computed for. Every read of the state goes through here. With a
-        standby (``reader``) it reads there, unless the standby is behind ``min_size``."""
-        log = self.read_log(min_size)
+        time views are computed for. Every read of the state goes through here. ``standby``
+        (HTTP reads): from the standby if there is one and it has reached ``min_size``."""
+        log = self.read_log(min_size) if standby else self.ledger
         with log.reading() as state:
             yield Snapshot.at(state, log.clock())
 

@@ -59,7 +59,7 @@ def stamp(request: Request, size: int) -> None:
 def reading(request: Request) -> Iterator[Snapshot]:
     """The fold at the committed log, held still while a view is built from it; from the
     standby when there is one and it has caught up with what the caller has seen."""
-    with service_of(request).reading(min_log_size(request)) as snapshot:
+    with service_of(request).reading(min_log_size(request), standby=True) as snapshot:
         stamp(request, snapshot.state.size)
         yield snapshot
 
