@@ -41,7 +41,7 @@ def min_log_size(request: Request) -> int:
     raw = request.headers.get(MIN_LOG_SIZE_HEADER)
     if raw is None:
         return 0
-    if not raw.strip().isdigit() or len(raw.strip()) > 19:
+    if not (raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 18):
         raise InvalidInput(
             f"header {MIN_LOG_SIZE_HEADER} must be a log size (a non-negative integer), "
             f"not {raw[:40]!r}",
