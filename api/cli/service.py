@@ -31,6 +31,10 @@ def serve(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     client_ca: ClientCa = None,
+    read_db: Annotated[
+        str | None,
+        typer.Option("--read-db", help="a streaming-replication standby for HTTP reads"),
+    ] = None,
     migrate: Annotated[
         bool, typer.Option("--migrate", help="upgrade an older database schema first")
     ] = False,
@@ -46,7 +50,7 @@ def serve(
         settings = settings_from(
             data_dir, db, env_file=env_file, http=http, grpc=grpc,
             tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
-            migrate=migrate or None,
+            read_db=read_db, migrate=migrate or None,
         )  # fmt: skip
         run(settings)
 
