@@ -20,16 +20,17 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 
 from api import metrics
 from api.datadir import mode_of
-from api.errors import DeadlinePassed, ToolError
+from api.errors import ConfigurationError, DeadlinePassed
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
-from ledger.errors import InvalidInput
+from ledger.errors import InvalidInput, LedgerError
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
 from ledger.registry import KeyRegistry
@@ -39,6 +40,8 @@ from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
 from ledger.store.unit_of_work import Clock, FoldedLog, Transaction, system_clock
 from ledger.timeutil import parse_time
+from ledger.tlogpolicy import Policy as WitnessPolicy
+from ledger.tlogpolicy import parse_policy
 from ledger.usecases import Snapshot, UnitOfWork
 from ledger.usecases.commands.log import start_log
 
@@ -76,6 +79,10 @@ class Service:
     ledger: FoldedLog
     centre_keys: dict[str, Signer]
     tokens: TokenStore
+    witness_policy: WitnessPolicy | None = None
+    """The log's witnesses and the quorum ``/checkpoint`` waits for (``--witness-policy``)."""
+    reader: FoldedLog | None = None
+    """The log on a streaming-replication standby (``--read-db``), for reads; or None."""
     _sequencer: Sequencer | None = field(default=None, repr=False)
 
     @property
@@ -88,9 +95,6 @@ class Service:
     @property
     def keys(self) -> ServiceKeys:
         return self.ledger.keys
-
-    reader: FoldedLog | None = None
-    """The log on a streaming-replication standby (``--read-db``), for reads; or None."""
 
     @contextmanager
     def reading(self, min_size: int = 0, *, standby: bool = False) -> Iterator[Snapshot]:
@@ -191,7 +195,8 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     # touch the state, such as `suanli token create`, start at once on a long log.
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
-    service = Service(settings, ledger, centre_keys, TokenStore(engine))
+    witnesses = load_witness_policy(settings.witness_policy)
+    service = Service(settings, ledger, centre_keys, TokenStore(engine), witnesses)
     if settings.read_db:
         # A hot standby is read-only: no migrations, no genesis; the same keys verify its
         # fold snapshots. Its fold catches up with what it has replayed, on each read.
@@ -200,7 +205,7 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     return service
 
 
-class PendingMigrations(ToolError):
+class PendingMigrations(ConfigurationError):
     """The database's schema is older than this code's; ``suanli db upgrade`` brings it up."""
 
 
@@ -218,6 +223,19 @@ def prepare_schema(engine: Engine, *, upgrade: bool) -> None:
             f"{status.head} (pending: {', '.join(status.pending)}). Back it up "
             "(suanli backup), then run suanli db upgrade, or start with --migrate"
         )
+
+
+def load_witness_policy(path: Path | None) -> WitnessPolicy | None:
+    """The tlog-policy file naming the log's witnesses, parsed; ``ConfigurationError``
+    naming the file and the line when it cannot be read or parsed."""
+    if path is None:
+        return None
+    try:
+        return parse_policy(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"witness policy {path}: {exc.strerror or exc}") from exc
+    except LedgerError as exc:
+        raise ConfigurationError(f"witness policy {path}: {exc.message}") from exc
 
 
 def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:

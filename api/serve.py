@@ -57,6 +57,7 @@ class ProjectionWriter:
 def run(settings: Settings) -> None:
     from api.datadir import server_tls
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
+    from api.witness.gatherer import WitnessGatherer
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -78,6 +79,14 @@ def run(settings: Settings) -> None:
     if created:
         log.info("development TLS material created: %s", ", ".join(created))
     log.info("database %s; gRPC certificate %s", settings.database_shown(), tls.cert)
+    gatherer = None
+    if service.witness_policy is not None:
+        gatherer = WitnessGatherer(ledger.store, service.witness_policy).start()
+        log.info(
+            "witnesses: %s; /checkpoint waits for quorum %s",
+            ", ".join(f"{w.name} at {w.url}" for w in service.witness_policy.witnesses),
+            service.witness_policy.quorum,
+        )
     grpc_server = GrpcServer(service, settings.grpc, tls=tls)
     grpc_port = grpc_server.start()
     log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
@@ -90,6 +99,8 @@ def run(settings: Settings) -> None:
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
         grpc_server.stop(DEFAULT_GRACE)
+        if gatherer is not None:
+            gatherer.stop()
         projections.stop()
         keeper.stop()
         service.close()

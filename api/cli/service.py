@@ -3,6 +3,7 @@ rebuild its projection from the log alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,6 +29,12 @@ def serve(
     grpc: Annotated[
         str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
     ] = None,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="a c2sp.org/tlog-policy file: the witnesses (each with its URL) and quorum"
+        ),
+    ] = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     client_ca: ClientCa = None,
@@ -49,8 +56,8 @@ def serve(
     with tool_errors():
         settings = settings_from(
             data_dir, db, env_file=env_file, http=http, grpc=grpc,
-            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
-            read_db=read_db, migrate=migrate or None,
+            witness_policy=witness_policy, tls_cert=tls_cert, tls_key=tls_key,
+            client_ca=client_ca, read_db=read_db, migrate=migrate or None,
         )  # fmt: skip
         run(settings)
 
