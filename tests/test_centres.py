@@ -102,7 +102,7 @@ def test_a_third_centre_redeems_after_being_added_and_not_after_retiring(
     assert other.claim(grpc_env.usage(50_000, "nscc-1"), voucher, 50_000).subsidy_fen
 
 
-def test_refusals_write_nothing(grpc_env: GrpcEnv) -> None:
+def test_refusals_write_nothing(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     size = grpc_env.log_size()
     db = grpc_env.service.settings.database_url()
     common = ["--data-dir", str(grpc_env.data_dir), "--db", db]
@@ -112,6 +112,10 @@ def test_refusals_write_nothing(grpc_env: GrpcEnv) -> None:
     assert twice.exit_code == 2 and "already has an active key" in twice.output
     bad = runner.invoke(app, ["centres", "add", "nscc-cd", "--vkey", "nonsense", *common])
     assert bad.exit_code == 2 and "error:" in bad.output
+    # the policy version and the key are one commit: a key refused, no policy published
+    policy = str(third_centre_policy(tmp_path / "p.json"))
+    both = runner.invoke(app, ["centres", "add", "nscc-cd", "--policy", policy, *common])
+    assert both.exit_code == 2 and "already has an active key" in both.output
     assert grpc_env.log_size() == size
 
 

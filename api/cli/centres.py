@@ -124,22 +124,21 @@ def add(
     from ledger.errors import LedgerError
     from ledger.keys import Verifier
     from ledger.policy import Policy
-    from ledger.usecases.commands.centres import add_centre_key
-    from ledger.usecases.commands.round import publish_round
+    from ledger.usecases.commands.centres import add_centre
 
     with tool_errors():
         settings = settings_from(data_dir, db)
         dev = mode_of(settings.data_dir) == "development"
         key = _dev_signing_key(settings.data_dir, centre, vkey, rotate=False)
         try:
+            document = Policy.load(policy) if policy is not None else None
             with open_service(settings) as service:
-                if policy is not None:
-                    published = service.write(publish_round, Policy.load(policy))
-                    new = ", ".join(published.centres + published.rate_cards) or "nothing new"
-                    typer.echo(f"policy:        published at {published.entry.index} ({new})")
-                done = service.write(add_centre_key, centre=centre, vkey=key)
+                done = service.write(add_centre, centre=centre, vkey=key, policy=document)
         except LedgerError as error:
             raise _fail_ledger(error) from None
+        if done.round is not None:
+            new = ", ".join(done.round.centres + done.round.rate_cards) or "nothing new"
+            typer.echo(f"policy:        published at {done.round.entry.index} ({new})")
         assert done.registered is not None
         _install_dev_key(settings.data_dir, centre)
         files = None

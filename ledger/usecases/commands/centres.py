@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from ledger import claims
 from ledger.errors import Conflict, NotFound
 from ledger.keys import Verifier
+from ledger.policy import Policy
 from ledger.registry import RegisteredKey
 from ledger.state import LedgerState
 from ledger.usecases.commands.log import register_key, retire_key
+from ledger.usecases.commands.round import RoundPublished, publish_round
 from ledger.usecases.unit_of_work import Appended, UnitOfWork
 
 
@@ -21,6 +23,7 @@ from ledger.usecases.unit_of_work import Appended, UnitOfWork
 class KeysChanged:
     registered: Appended | None  # the key.register entry, if a key was added
     retired: list[Appended]  # the key.retire entries
+    round: RoundPublished | None = None  # the policy version published with it, if any
 
 
 def active_centre_keys(state: LedgerState, centre: str) -> list[RegisteredKey]:
@@ -54,6 +57,18 @@ def add_centre_key(uow: UnitOfWork, *, centre: str, vkey: str) -> KeysChanged:
             reason="CENTRE_HAS_KEY",
         )
     return KeysChanged(register_key(uow, vkey=vkey, roles=["centre"], centre=centre), [])
+
+
+def add_centre(
+    uow: UnitOfWork, *, centre: str, vkey: str, policy: Policy | None = None
+) -> KeysChanged:
+    """Onboard a centre in one commit: the policy version that names it (its rate card and
+    the programmes that accept it), if given, then its signing key. Either refused, nothing
+    is written."""
+    Verifier.parse(vkey)
+    published = publish_round(uow, policy) if policy is not None else None
+    added = add_centre_key(uow, centre=centre, vkey=vkey)
+    return KeysChanged(added.registered, [], published)
 
 
 def rotate_centre_key(uow: UnitOfWork, *, centre: str, vkey: str) -> KeysChanged:
