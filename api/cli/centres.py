@@ -202,7 +202,11 @@ def list_(
     from api.bootstrap import open_service
     from ledger.usecases.views.centres import centre_roster
 
-    with open_service(settings_from(data_dir, db)) as service, service.reading() as snapshot:
+    with (
+        tool_errors(),
+        open_service(settings_from(data_dir, db)) as service,
+        service.reading() as snapshot,
+    ):
         page = centre_roster(snapshot.state, after=after, limit=limit)
     if as_json:
         typer.echo(json.dumps(page, ensure_ascii=False, indent=2))
