@@ -134,3 +134,13 @@ def test_a_production_data_dir_takes_only_a_verifier_key(tmp_path: Path) -> None
     assert not (data / "centres").exists()  # no private key, no certificate made here
     again = runner.invoke(app, ["centres", "keygen", "nscc-cd", "--out", str(tmp_path / "k")])
     assert again.exit_code == 2 and "never overwritten" in again.output
+
+
+def test_the_list_pages(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "dev")]
+    assert runner.invoke(app, ["init", "--dev", *data]).exit_code == 0
+    first = runner.invoke(app, ["centres", "list", "--limit", "1", *data]).output
+    assert first.startswith("cd-icc") and "more: --after cd-icc" in first
+    second = runner.invoke(app, ["centres", "list", "--limit", "1", "--after", "cd-icc", *data])
+    assert second.output.startswith("nscc-cd") and "more:" not in second.output
+    assert "active key nscc-cd+" in second.output
