@@ -50,6 +50,26 @@ def mark(data_dir: Path, mode: Mode) -> None:
     path.write_text(mode + "\n", encoding="utf-8")
 
 
+def settle_mode(data_dir: Path) -> tuple[Mode, bool]:
+    """The data dir's mode, marking an unmarked one ``development`` (what it has always
+    been); and whether it was marked just now."""
+    if (data_dir / MODE_FILE).exists():
+        return mode_of(data_dir), False
+    mark(data_dir, "development")
+    return "development", True
+
+
+def check_can_become(data_dir: Path, mode: Mode) -> None:
+    """Refuse to make a production data dir of one that ``serve`` or an earlier version
+    already set up, unmarked, for development (it holds development centre keys)."""
+    unmarked = not (data_dir / MODE_FILE).exists()
+    if mode == "production" and unmarked and (data_dir / "keys" / "log.key").exists():
+        raise DataDirError(
+            f"{data_dir} already holds keys of a development data dir; "
+            "make a production one in a new directory"
+        )
+
+
 TLS_OPTIONS = {"tls_cert": "--tls-cert", "tls_key": "--tls-key", "client_ca": "--client-ca"}
 
 

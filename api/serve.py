@@ -55,13 +55,14 @@ class ProjectionWriter:
 
 
 def run(settings: Settings) -> None:
-    from api.datadir import server_tls
+    from api.datadir import server_tls, settle_mode
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
     from api.witness.gatherer import WitnessGatherer
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    mode, marked = settle_mode(settings.data_dir)
     tls, created = server_tls(settings)  # refuses before anything is opened
     service = open_service(settings)
     ledger = service.ledger
@@ -76,6 +77,12 @@ def run(settings: Settings) -> None:
         ledger.state.size,
         ledger.keys.log.verifier.vkey,
     )
+    if marked:
+        log.warning(
+            "%s had no mark: it is a %s data dir (suanli init makes a production one)",
+            settings.data_dir,
+            mode,
+        )
     if created:
         log.info("development TLS material created: %s", ", ".join(created))
     log.info("database %s; gRPC certificate %s", settings.database_shown(), tls.cert)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli.app import app
-from api.datadir import DataDirError, mode_of, server_tls
+from api.datadir import DataDirError, mode_of, server_tls, settle_mode
 from api.devpki import ensure_dev_pki
 from api.settings import Settings
 
@@ -109,3 +109,20 @@ def test_the_database_password_comes_from_a_file_and_is_shown_nowhere(tmp_path: 
     assert "s3cr3t-p%40ss@db.example" in settings.database_url()
     assert "s3cr3t" not in settings.database_shown()
     assert settings.database_shown() == "postgresql+psycopg://suanli:***@db.example/suanli"
+
+
+def test_an_unmarked_data_dir_is_a_development_one_and_stays_so(tmp_path: Path) -> None:
+    data = tmp_path / "old"
+    assert settle_mode(data) == ("development", True)  # what the first `serve` does
+    assert settle_mode(data) == ("development", False)
+    code, out = invoke("init", "--data-dir", str(data))
+    assert code == 2 and "already a development data dir" in out
+
+
+def test_production_init_refuses_an_unmarked_dir_with_development_keys(tmp_path: Path) -> None:
+    data = tmp_path / "legacy"
+    (data / "keys").mkdir(parents=True)
+    (data / "keys" / "log.key").write_text("made by an earlier version\n")
+    code, out = invoke("init", "--data-dir", str(data))
+    assert code == 2 and "new directory" in out
+    assert not (data / "MODE").exists()

@@ -76,12 +76,14 @@ def init(
     with ``suanli centres add`` and the server takes certificates from the bureau's CA.
     ``--dev``: also development keys for the two centres and a development PKI."""
     from api.bootstrap import open_service
-    from api.datadir import mark
+    from api.datadir import Mode, check_can_become, mark
     from api.devpki import ensure_dev_pki
 
     with tool_errors():
         settings = settings_from(data_dir, db, env_file=env_file)
-        mark(settings.data_dir, "development" if dev else "production")
+        mode: Mode = "development" if dev else "production"
+        check_can_become(settings.data_dir, mode)
+        mark(settings.data_dir, mode)
         with open_service(settings) as service:
             keys = service.ledger.keys
             size = service.ledger.store.size()
