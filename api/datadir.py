@@ -6,8 +6,8 @@ A development data dir gets development keys for the two centres and a developme
 their own keys (``suanli centres add``), and the server's certificate, key and the CA of
 the centres' client certificates come from files the bureau's own CA issued
 (``--tls-cert``, ``--tls-key``, ``--client-ca`` or ``SUANLI_TLS_*``); ``serve`` refuses to
-start without them. A data dir without a mark (one ``suanli serve`` or an earlier version
-made) is a development one.
+start without them. A data dir without a mark (a new one, or one an earlier version made)
+is a development one, and the first ``suanli serve`` marks it so.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from api.devpki import TlsFiles, ensure_dev_pki, server_files
-from api.errors import ToolError
+from api.errors import ConfigurationError
 from api.settings import Settings
 
 Mode = Literal["production", "development"]
@@ -24,7 +24,7 @@ MODE_FILE = "MODE"
 MODES: tuple[Mode, ...] = ("production", "development")
 
 
-class DataDirError(ToolError):
+class DataDirError(ConfigurationError):
     """The data dir or the TLS settings do not allow what was asked."""
 
 
