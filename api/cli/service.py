@@ -29,6 +29,10 @@ def serve(
     grpc: Annotated[
         str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="processes redeeming on the gRPC port (PostgreSQL)"),
+    ] = None,
     witness_policy: Annotated[
         Path | None,
         typer.Option(
@@ -55,7 +59,7 @@ def serve(
 
     with tool_errors():
         settings = settings_from(
-            data_dir, db, env_file=env_file, http=http, grpc=grpc,
+            data_dir, db, env_file=env_file, http=http, grpc=grpc, workers=workers,
             witness_policy=witness_policy, tls_cert=tls_cert, tls_key=tls_key,
             client_ca=client_ca, read_db=read_db, migrate=migrate or None,
         )  # fmt: skip
