@@ -4,7 +4,7 @@ claims::
 
     <centre dir>/client.pem, client.key, ca.pem, signing.key
 
-``suanli init`` makes development ones for each centre in ``<data dir>/centres/<id>/``
+``suanli init --dev`` makes development ones for each centre in ``<data dir>/centres/<id>/``
 (:func:`centre_dir`); a production centre keeps its own wherever it likes.
 """
 
@@ -54,5 +54,5 @@ class CentreFiles:
         if missing:
             raise AgentError(
                 f"centre directory {self.directory} lacks {', '.join(missing)}"
-                " (suanli init makes development ones in <data dir>/centres/<id>/)"
+                " (suanli init --dev makes development ones in <data dir>/centres/<id>/)"
             )

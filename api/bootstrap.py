@@ -23,15 +23,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+from sqlalchemy import Engine
+
 from api import metrics
+from api.datadir import mode_of
 from api.errors import ConfigurationError, DeadlinePassed
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
-from ledger.errors import LedgerError
+from ledger.errors import InvalidInput, LedgerError
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
 from ledger.registry import KeyRegistry
-from ledger.store.db import make_engine, migrate
+from ledger.store.db import make_engine, migrate, schema_status
 from ledger.store.log import LogStore
 from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
@@ -78,6 +81,8 @@ class Service:
     tokens: TokenStore
     witness_policy: WitnessPolicy | None = None
     """The log's witnesses and the quorum ``/checkpoint`` waits for (``--witness-policy``)."""
+    reader: FoldedLog | None = None
+    """The log on a streaming-replication standby (``--read-db``), for reads; or None."""
     _sequencer: Sequencer | None = field(default=None, repr=False)
 
     @property
@@ -92,11 +97,32 @@ class Service:
         return self.ledger.keys
 
     @contextmanager
-    def reading(self) -> Iterator[Snapshot]:
+    def reading(self, min_size: int = 0, *, standby: bool = False) -> Iterator[Snapshot]:
         """The fold at the committed log, held still while a view is built from it, and the
-        time views are computed for. Every read of the state goes through here."""
-        with self.ledger.reading() as state:
-            yield Snapshot.at(state, self.ledger.clock())
+        time views are computed for. Every read of the state goes through here. ``standby``
+        (HTTP reads): from the standby if there is one and it has reached ``min_size``."""
+        log = self.read_log(min_size) if standby else self.ledger
+        with log.reading() as state:
+            yield Snapshot.at(state, log.clock())
+
+    def read_log(self, min_size: int = 0) -> FoldedLog:
+        """Where a read of at least ``min_size`` entries is answered from: the standby once
+        it has replayed that far (waiting up to ``READ_WAIT`` seconds), else the primary.
+        A size beyond the primary's log is a size nobody can have seen: refused."""
+        if min_size > 0 and self.ledger.snapshot().size < min_size:
+            raise InvalidInput(
+                f"Suanli-Min-Log-Size {min_size} is beyond the log (size {self.ledger.state.size})",
+                reason="LOG_SIZE_UNKNOWN",
+            )
+        if self.reader is None:
+            return self.ledger
+        deadline = time.monotonic() + READ_WAIT
+        while self.reader.snapshot().size < min_size:
+            if time.monotonic() >= deadline:
+                metrics.STANDBY_BEHIND.inc()
+                return self.ledger
+            time.sleep(READ_POLL)
+        return self.reader
 
     def latest_registry(self) -> KeyRegistry:
         """The key registry as the fold has it now, without waiting for the writer: for the
@@ -133,6 +159,12 @@ class Service:
             self._sequencer.close()
             self._sequencer = None
         self.ledger.close()
+        if self.reader is not None:
+            self.reader.close()
+
+
+READ_WAIT = 0.5  # seconds a read waits for the standby to reach the size asked for
+READ_POLL = 0.02
 
 
 def service_clock(settings: Settings) -> Clock:
@@ -151,9 +183,11 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     clock = clock or service_clock(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
-    migrate(engine)
+    prepare_schema(engine, upgrade=settings.migrate)
     keys = load_service_keys(settings.data_dir, settings.origin)
-    centre_keys = load_centre_keys(settings.data_dir)
+    # A production data dir holds no centre's private key: centres bring their own.
+    production = mode_of(settings.data_dir) == "production"
+    centre_keys = {} if production else load_centre_keys(settings.data_dir)
     ledger = FoldedLog(LogStore(engine), keys, settings.origin, clock)
     ledger.key_loader = lambda: load_service_keys(settings.data_dir, settings.origin)
     ledger.on_commit.append(lambda batch: metrics.committed(len(batch.appended), ledger.state.size))
@@ -162,7 +196,33 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
     witnesses = load_witness_policy(settings.witness_policy)
-    return Service(settings, ledger, centre_keys, TokenStore(engine), witnesses)
+    service = Service(settings, ledger, centre_keys, TokenStore(engine), witnesses)
+    if settings.read_db:
+        # A hot standby is read-only: no migrations, no genesis; the same keys verify its
+        # fold snapshots. Its fold catches up with what it has replayed, on each read.
+        store = LogStore(make_engine(settings.read_db))
+        service.reader = FoldedLog(store, keys, settings.origin, clock)
+    return service
+
+
+class PendingMigrations(ConfigurationError):
+    """The database's schema is older than this code's; ``suanli db upgrade`` brings it up."""
+
+
+def prepare_schema(engine: Engine, *, upgrade: bool) -> None:
+    """An empty database gets the whole schema; one at the newest revision is used as it
+    is; an older one is upgraded only when asked (``--migrate``, ``suanli db upgrade``):
+    an upgrade is an operator's decision, taken after a backup, never a side effect."""
+    status = schema_status(engine)
+    if status.empty or (status.pending and upgrade):
+        migrate(engine)
+    elif status.pending:
+        engine.dispose()
+        raise PendingMigrations(
+            f"the database is at schema {status.current}; this version needs "
+            f"{status.head} (pending: {', '.join(status.pending)}). Back it up "
+            "(suanli backup), then run suanli db upgrade, or start with --migrate"
+        )
 
 
 def load_witness_policy(path: Path | None) -> WitnessPolicy | None:

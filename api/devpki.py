@@ -243,8 +243,16 @@ class DevPki:
     created: tuple[str, ...]  # what this call made (empty when everything already existed)
 
 
-def ensure_dev_pki(data_dir: Path, centres: Iterable[str] = CENTRES) -> DevPki:
-    """Create whatever is missing or stale of the development CA and certificates."""
+def ensure_dev_pki(
+    data_dir: Path, centres: Iterable[str] | None = None, *, extra: Iterable[str] = ()
+) -> DevPki:
+    """Create whatever is missing or stale of the development CA and certificates: for
+    ``centres`` (default: the two centres and every centre added since, whose directory
+    holds a client certificate) and ``extra``."""
+    if centres is None:
+        added = {p.parent.name for p in (data_dir / "centres").glob("*/client.pem")}
+        centres = {*CENTRES, *added}
+    centres = {*centres, *extra}
     ca_files = TlsFiles(
         tls_dir(data_dir) / "ca.pem", tls_dir(data_dir) / "ca.pem", tls_dir(data_dir) / "ca.key"
     )

@@ -90,6 +90,8 @@ class ToolError(Exception):
 class ConfigurationError(ToolError):
     """A setting the service cannot start with (a file it cannot read or parse)."""
 
+    exit_code = 3  # docs/cli.md: not set up
+
 
 class MessageTooLarge(LedgerError):
     """A request over the size the service accepts."""

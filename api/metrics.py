@@ -30,6 +30,11 @@ RPC_LATENCY = Histogram(
     registry=REGISTRY,
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+STANDBY_BEHIND = Counter(
+    "suanli_standby_behind",
+    "Reads answered from the primary because the standby had not reached the size asked for",
+    registry=REGISTRY,
+)
 LOG_SIZE = Gauge("suanli_log_size", "Entries in the log (latest checkpoint)", registry=REGISTRY)
 CHECKPOINT_AGE = Gauge(
     "suanli_checkpoint_age_seconds",

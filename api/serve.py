@@ -76,7 +76,7 @@ def freeze_collector(stop: threading.Event, every: float = FREEZE_EVERY) -> thre
 
 
 def run(settings: Settings) -> None:
-    from api.devpki import ensure_dev_pki
+    from api.datadir import server_tls, settle_mode
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
     from api.witness.gatherer import WitnessGatherer
     from api.workers import start_workers, stop_workers
@@ -84,6 +84,8 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    mode, marked = settle_mode(settings.data_dir)
+    tls, created = server_tls(settings)  # refuses before anything is opened
     service = open_service(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
@@ -99,9 +101,15 @@ def run(settings: Settings) -> None:
         ledger.state.size,
         ledger.keys.log.verifier.vkey,
     )
-    created = ensure_dev_pki(settings.data_dir).created
+    if marked:
+        log.warning(
+            "%s had no mark: it is a %s data dir (suanli init makes a production one)",
+            settings.data_dir,
+            mode,
+        )
     if created:
         log.info("development TLS material created: %s", ", ".join(created))
+    log.info("database %s; gRPC certificate %s", settings.database_shown(), tls.cert)
     gatherer = None
     if service.witness_policy is not None:
         gatherer = WitnessGatherer(ledger.store, service.witness_policy).start()
@@ -110,7 +118,7 @@ def run(settings: Settings) -> None:
             ", ".join(f"{w.name} at {w.url}" for w in service.witness_policy.witnesses),
             service.witness_policy.quorum,
         )
-    grpc_server = GrpcServer(service, settings.grpc, reuse_port=settings.workers > 1)
+    grpc_server = GrpcServer(service, settings.grpc, tls=tls, reuse_port=settings.workers > 1)
     grpc_port = grpc_server.start()
     log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
     workers = start_workers(settings, grpc_port, settings.workers - 1)

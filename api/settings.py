@@ -9,10 +9,16 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+ENV_FILES = ("/etc/suanli/suanli.env", "suanli.env")
+"""Env files read beneath the environment (later files win; the environment wins over all)."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SUANLI_")
+    model_config = SettingsConfigDict(
+        env_prefix="SUANLI_", env_file=ENV_FILES, env_file_encoding="utf-8", extra="ignore"
+    )
 
     data_dir: Path = Path("suanli-data")
     """Keys, development TLS certificates and the embedded SQLite database live here."""
@@ -40,8 +46,30 @@ class Settings(BaseSettings):
     """Snapshot the fold each time the log has grown by this many entries (and on a clean
     stop), so that a restart replays only the entries after the newest snapshot."""
 
+    read_db: str | None = None
+    """A streaming-replication standby's URL: reads are answered from it (each answer says
+    the log size it reflects; ``Suanli-Min-Log-Size`` falls back to the primary)."""
+    migrate: bool = False
+    """Let ``serve`` (and every command) upgrade an older database schema on start."""
+    db_password_file: Path | None = None
+    """A file holding the database password (so that it is in no URL, command line or log)."""
+    tls_cert: Path | None = None
+    """The gRPC server's certificate (PEM, with its chain); production data dirs need it."""
+    tls_key: Path | None = None
+    """The gRPC server's private key (PEM, readable by the service only)."""
+    client_ca: Path | None = None
+    """The CA (PEM) that issues the centres' client certificates."""
+
     def database_url(self) -> str:
-        return self.db or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+        url = self.db or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+        if self.db_password_file is None:
+            return url
+        password = self.db_password_file.read_text(encoding="utf-8").strip()
+        return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+    def database_shown(self) -> str:
+        """The database URL without its password, for output and logs."""
+        return make_url(self.database_url()).render_as_string(hide_password=True)
 
     def environment(self) -> dict[str, str]:
         """The environment variables that give another process these settings."""

@@ -73,6 +73,7 @@ def worker_main() -> None:
     """A worker process: the service, its fold caught up, gRPC on the shared port, until
     SIGTERM."""
     from api.bootstrap import open_service
+    from api.datadir import server_tls
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
     from api.serve import freeze_collector
 
@@ -88,7 +89,8 @@ def worker_main() -> None:
     service = open_service(settings)
     service.ledger.refresh()
     freeze_collector(stop)
-    server = GrpcServer(service, settings.grpc, reuse_port=True)
+    tls, _ = server_tls(settings)  # the files the main process checked (or made)
+    server = GrpcServer(service, settings.grpc, tls=tls, reuse_port=True)
     server.start()
     sys.stdout.write(READY + "\n")  # the main process waits for this line
     sys.stdout.flush()

@@ -1,8 +1,10 @@
 """The ``suanli`` command: every subcommand registered here, explicitly.
 
 * ``serve``, ``init``, ``rebuild`` (``api.cli.service``); ``demo`` (``api.cli.demo``);
+* ``backup``, ``restore``, ``db status|upgrade``, ``tiles export`` (``api.cli.ops``);
 * ``keys`` (log key rotation), ``token`` (API tokens), ``audit`` (offline verification),
   ``policy`` (show and simulate a policy), ``voucher verify`` (a holder's offline check);
+* ``centres``: the bureau adds, rotates, retires and lists centres (``api.cli.centres``);
 * ``centre`` (alias ``center``): the compute centre's commands, from ``adapters.cli``;
 * ``witness``: run a C2SP witness that cosigns the log's checkpoints (``api.witness``).
 """
@@ -16,7 +18,7 @@ from typing import Annotated
 import typer
 
 from adapters.cli import app as centre_app
-from api.cli import audit, keys, manners, policy, service, tokens, voucher
+from api.cli import audit, centres, keys, manners, ops, policy, service, tokens, voucher
 from api.cli.demo.command import demo
 from api.witness.cli import app as witness_app
 
@@ -63,12 +65,17 @@ def suanli(
 app.command()(service.serve)
 app.command()(service.init)
 app.command()(service.rebuild)
+app.command()(ops.backup)
+app.command()(ops.restore)
 app.command("demo")(demo)
+app.add_typer(ops.db_app, name="db")
+app.add_typer(ops.tiles_app, name="tiles")
 app.add_typer(keys.app, name="keys")
 app.add_typer(tokens.app, name="token")
 app.add_typer(audit.app, name="audit")
 app.add_typer(policy.app, name="policy")
 app.add_typer(voucher.app, name="voucher")
+app.add_typer(centres.app, name="centres")  # the bureau's side of onboarding a centre
 app.add_typer(centre_app, name="centre")
 app.add_typer(centre_app, name="center", hidden=True)  # the American spelling, as an alias
 app.add_typer(witness_app, name="witness")

@@ -264,8 +264,6 @@ def verify(
     the audit is full: every entry is replayed through the fold and every opening checked
     against its digest. Without, it is public: what anyone can check, and it says what it
     could not. The web page's JSONL download is checked against --checkpoint."""
-    from ledger.audit import verify_log
-
     spec = _one_source(source, source_arg)
     trusted_keys = _keys(key, key_file, needed=True)
     if len(trusted_keys) != 1:
@@ -286,20 +284,11 @@ def verify(
                 raise typer.Exit(EXIT_FAILED) from exc
             cosigned = _check_witnesses(latest, witnesses)
             with _progress(progress and not as_json, "verifying entries") as tick:
-                report = verify_log(
-                    src.entries(size),
-                    latest,
-                    trusted,
-                    origin=origin,
-                    pinned=pinned,
-                    evidence=src.evidence(size),
-                    pinned_evidence=pinned_evidence,
-                    jobs=jobs,
-                    progress=lambda done: tick(done, size),
-                    projection=None if public else _projection_within(src, size),
-                    snapshots=[] if public else src.snapshots(),
-                    disclosures=None if public else src.disclosures(),
-                )
+                report = audit_source(
+                    src, latest, trusted, origin=origin, pinned=pinned,
+                    pinned_evidence=pinned_evidence, jobs=jobs,
+                    progress=lambda done: tick(done, size), public=public,
+                )  # fmt: skip
             served = None if report.ok else _served_key(src)
         except SourceError as exc:
             raise _source_error(exc) from exc
@@ -321,6 +310,39 @@ def _read_checkpoint(checkpoint: Path | None) -> str | None:
         return checkpoint.read_text("utf-8")
     except OSError as exc:
         raise _error(f"--checkpoint {checkpoint}: {exc.strerror or exc}") from exc
+
+
+def audit_source(
+    src: Source,
+    note: str,
+    trusted: Verifier,
+    *,
+    origin: str | None = None,
+    pinned: str | None = None,
+    pinned_evidence: Evidence | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int], None] = lambda _done: None,
+    public: bool = False,
+) -> Report:
+    """The audit of ``src`` up to its checkpoint ``note``: what ``suanli audit verify`` runs,
+    and ``suanli backup``/``restore`` on the copy they made."""
+    from ledger.audit import verify_log
+
+    size = peek_checkpoint(note).size
+    return verify_log(
+        src.entries(size),
+        note,
+        trusted,
+        origin=origin,
+        pinned=pinned,
+        evidence=src.evidence(size),
+        pinned_evidence=pinned_evidence,
+        jobs=jobs,
+        progress=progress,
+        projection=None if public else _projection_within(src, size),
+        snapshots=[] if public else src.snapshots(),
+        disclosures=None if public else src.disclosures(),
+    )
 
 
 def _load_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:

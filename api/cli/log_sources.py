@@ -656,6 +656,7 @@ def export(
     progress: Callable[[int, int], None] | None = None,
     *,
     disclosures: bool = True,
+    keep_full: bool = False,
 ) -> int:
     """Mirror the log at its latest checkpoint into ``out``; return the size exported.
 
@@ -663,6 +664,8 @@ def export(
     path, ``checkpoints.jsonl`` (every stored checkpoint up to that size), ``key`` and, last,
     ``checkpoint``, so that a directory without a ``checkpoint`` file is an unfinished one.
     Raises ``SourceError`` if a tile or bundle the checkpoint implies is not served.
+    ``keep_full``: a full tile already in ``out`` is kept (full tiles never change), so
+    that exporting again into the same directory writes only what is new.
     """
     note = source.checkpoint()
     size = peek_checkpoint(note).size
@@ -671,6 +674,8 @@ def export(
     todo = [*refs, *bundles]
     out.mkdir(parents=True, exist_ok=True)
     for done, ref in enumerate(todo, 1):
+        if keep_full and ref.width == tiles.TILE_WIDTH and (out / ref.path).is_file():
+            continue
         data = source.get(ref.path)
         if data is None:
             raise SourceError(f"{source.name} does not serve {ref.path}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.bootstrap import Service
 from api.errors import PROBLEM_MEDIA_TYPE as PROBLEM
 from api.errors import problem
+from api.http.deps import LOG_SIZE_HEADER
 from api.http.routes import (
     admin,
     apply,
@@ -66,6 +69,19 @@ def create_app(service: Service) -> FastAPI:
         }
         headers = getattr(exc, "headers", None)  # e.g. Allow on 405
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
+
+    @app.middleware("http")
+    async def log_size_header(request: Request, call_next: Any) -> Any:
+        """Every answer says the log size it reflects: a read, the snapshot it was built
+        from; a write, the primary's log after it. A caller that sends the largest size it
+        has seen as ``Suanli-Min-Log-Size`` never sees a smaller one."""
+        response = await call_next(request)
+        size = getattr(request.state, "log_size", None)
+        if size is None and request.method not in {"GET", "HEAD"}:
+            size = service.ledger.state.size
+        if size is not None:
+            response.headers[LOG_SIZE_HEADER] = str(size)
+        return response
 
     for router in (
         log.router,

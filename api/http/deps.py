@@ -32,10 +32,35 @@ def service_of(request: Request) -> Service:
     return service
 
 
+LOG_SIZE_HEADER = "Suanli-Log-Size"
+MIN_LOG_SIZE_HEADER = "Suanli-Min-Log-Size"
+
+
+def min_log_size(request: Request) -> int:
+    """The size the caller has already seen (``Suanli-Min-Log-Size``; 0 if none)."""
+    raw = request.headers.get(MIN_LOG_SIZE_HEADER)
+    if raw is None:
+        return 0
+    if not (raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 18):
+        raise InvalidInput(
+            f"header {MIN_LOG_SIZE_HEADER} must be a log size (a non-negative integer), "
+            f"not {raw[:40]!r}",
+            reason="BAD_MIN_LOG_SIZE",
+        )
+    return int(raw)
+
+
+def stamp(request: Request, size: int) -> None:
+    """The log size this answer reflects (sent as ``Suanli-Log-Size``)."""
+    request.state.log_size = size
+
+
 @contextmanager
 def reading(request: Request) -> Iterator[Snapshot]:
-    """The fold at the committed log, held still while a view is built from it."""
-    with service_of(request).reading() as snapshot:
+    """The fold at the committed log, held still while a view is built from it; from the
+    standby when there is one and it has caught up with what the caller has seen."""
+    with service_of(request).reading(min_log_size(request), standby=True) as snapshot:
+        stamp(request, snapshot.state.size)
         yield snapshot
 
 

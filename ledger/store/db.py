@@ -8,11 +8,14 @@ transaction-scoped advisory lock, taken in ``LogStore.writer``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
@@ -47,10 +50,39 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, by default the newest (idempotent)."""
+    config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands: its revision (None: an empty database), the
+    newest this code knows, and the revisions between them, oldest first."""
+
+    current: str | None
+    head: str
+    pending: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return self.current is None
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    script = ScriptDirectory.from_config(_config())
+    head = script.get_current_head()
+    assert head is not None
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    pending = [r.revision for r in script.iterate_revisions(head, current)]
+    return SchemaStatus(current, head, tuple(reversed(pending)))

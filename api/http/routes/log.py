@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from api.errors import problem_responses
+from api.http.deps import min_log_size, service_of, stamp
 from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
 from ledger.store.log import load_projection
@@ -28,8 +29,8 @@ MAX_INDEX = 2**63 - 2
 
 
 def _ledger(request: Request) -> FoldedLog:
-    ledger: FoldedLog = request.app.state.ledger
-    return ledger
+    """The log to read: the standby's, unless it is behind what the caller has seen."""
+    return service_of(request).read_log(min_log_size(request))
 
 
 def b64(data: bytes) -> str:
@@ -60,6 +61,7 @@ def checkpoint(request: Request) -> Response:
     if served is None:
         raise NotFound("the log has no checkpoint yet")
     size, note = served
+    stamp(request, size)
     return Response(
         note,
         media_type="text/plain; charset=utf-8",

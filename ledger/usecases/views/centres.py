@@ -158,3 +158,34 @@ def rate_cards(
         ],
         "next_after": page[-1].version if len(cards) > limit else None,
     }
+
+
+def centre_roster(state: LedgerState, *, after: str = "", limit: int = 100) -> dict[str, Any]:
+    """The centres the log knows, in id order after ``after``, at most ``limit``, each with
+    its keys (active or retired): what ``suanli centres list`` shows. ``next`` is the
+    cursor of the next page ("" at the end)."""
+    book = claims.book(state)
+    ids = sorted(c for c in book.centres if c > after)
+    page, more = ids[:limit], len(ids) > limit
+    rows = []
+    for centre_id in page:
+        centre = book.centres[centre_id]
+        keys = [k for k in state.registry.keys.values() if k.centre == centre_id]
+        rows.append(
+            {
+                "centre": centre_id,
+                "name": centre.name,
+                "kind": centre.kind,
+                "rate_cards": len(centre.rate_cards),
+                "keys": [
+                    {
+                        "key_id": k.verifier.key_id,
+                        "from_index": k.from_index,
+                        "until_index": k.until_index,
+                        "active": k.until_index is None,
+                    }
+                    for k in sorted(keys, key=lambda k: k.from_index)
+                ],
+            }
+        )
+    return {"centres": rows, "next": page[-1] if more and page else ""}
