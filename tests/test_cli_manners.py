@@ -100,6 +100,22 @@ MISTAKES: dict[str, Mistake] = {
     "centre run": Mistake(("--source", "sacct:{tmp}/x"), EXIT_USAGE, "--mapping"),
     "centre reconcile": Mistake(("--no-such-option",), EXIT_USAGE, "No such option"),
     "centre check-log": Mistake(("--log-key", "x"), EXIT_USAGE, "Missing option '--ledger'"),
+    "centres add": Mistake(("nscc-cd", "--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir"),
+    "centres rotate-key": Mistake(
+        ("nscc-cd", "--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir at"
+    ),
+    "centres retire": Mistake(
+        ("nscc-cd", "--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir"
+    ),
+    "centres list": Mistake(("--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir at"),
+    "centres keygen": Mistake(("nscc-cd",), EXIT_USAGE, "Missing option '--out'"),
+    "backup": Mistake(("{tmp}/out", "--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir"),
+    "restore": Mistake(("{missing}",), EXIT_USAGE, "not a suanli backup"),
+    "db status": Mistake(("--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir at"),
+    "db upgrade": Mistake(("--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir at"),
+    "tiles export": Mistake(
+        ("{tmp}/t", "--data-dir", "{missing}"), EXIT_UNAVAILABLE, "no data dir"
+    ),
     "centre quarantine": Mistake(("--outbox", "{missing}"), EXIT_UNAVAILABLE, "no outbox at"),
     "centre requeue": Mistake(("--outbox", "{missing}"), EXIT_USAGE, "--mapping"),
     "witness serve": Mistake(("--data-dir", "{tmp}/witness"), EXIT_USAGE, "at least one log"),

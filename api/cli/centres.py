@@ -18,7 +18,15 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.options import DataDir, Db, command_group, settings_from, tool_errors
+from api.cli.options import (
+    DataDir,
+    Db,
+    command_group,
+    open_existing,
+    require_existing,
+    settings_from,
+    tool_errors,
+)
 from api.errors import ToolError
 
 app = command_group("centres", "The bureau's side: add, rotate, retire and list centres.")
@@ -131,7 +139,7 @@ def add(
     from ledger.usecases.commands.centres import add_centre
 
     with tool_errors():
-        settings = settings_from(data_dir, db)
+        settings = require_existing(settings_from(data_dir, db))
         dev = mode_of(settings.data_dir) == "development"
         key = _dev_signing_key(settings.data_dir, centre, vkey, rotate=False)
         try:
@@ -162,7 +170,7 @@ def rotate_key(centre: Centre, vkey: VKey = None, data_dir: DataDir = None, db: 
     from ledger.usecases.commands.centres import rotate_centre_key
 
     with tool_errors():
-        settings = settings_from(data_dir, db)
+        settings = require_existing(settings_from(data_dir, db))
         key = _dev_signing_key(settings.data_dir, centre, vkey, rotate=True)
         try:
             with open_service(settings) as service:
@@ -180,13 +188,12 @@ def rotate_key(centre: Centre, vkey: VKey = None, data_dir: DataDir = None, db: 
 def retire(centre: Centre, data_dir: DataDir = None, db: Db = None) -> None:
     """Retire every signing key of the centre: it can redeem nothing from then on (the
     centre and its history stay in the log)."""
-    from api.bootstrap import open_service
     from ledger.errors import LedgerError
     from ledger.usecases.commands.centres import retire_centre
 
     with tool_errors():
         try:
-            with open_service(settings_from(data_dir, db)) as service:
+            with open_existing(settings_from(data_dir, db)) as service:
                 done = service.write(retire_centre, centre=centre)
         except LedgerError as error:
             raise _fail_ledger(error) from None
@@ -203,12 +210,11 @@ def list_(
     db: Db = None,
 ) -> None:
     """The centres in the log with their keys, a page at a time (``--after`` the last id)."""
-    from api.bootstrap import open_service
     from ledger.usecases.views.centres import centre_roster
 
     with (
         tool_errors(),
-        open_service(settings_from(data_dir, db)) as service,
+        open_existing(settings_from(data_dir, db)) as service,
         service.reading() as snapshot,
     ):
         page = centre_roster(snapshot.state, after=after, limit=limit)

@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from api.backup import BackupError
-from api.cli.options import DataDir, Db, command_group, settings_from, tool_errors
+from api.cli.options import (
+    DataDir,
+    Db,
+    command_group,
+    require_existing,
+    settings_from,
+    tool_errors,
+)
 from ledger.keys import Verifier
 
 db_app = command_group("db", "The database's schema: status and upgrade.")
@@ -39,7 +46,7 @@ def backup(
     from api.backup import backup as make_backup
 
     with tool_errors():
-        settings = settings_from(data_dir, db)
+        settings = require_existing(settings_from(data_dir, db))
         done = make_backup(settings.database_url(), out, _key(key))
     typer.echo(f"backup:   {out} ({done.size} entries)")
     typer.echo(f"verified: {'; '.join(done.report.verdict())}")
@@ -68,7 +75,7 @@ def status(data_dir: DataDir = None, db: Db = None) -> None:
     status 1 if anything is)."""
     from ledger.store.db import make_engine, schema_status
 
-    settings = settings_from(data_dir, db)
+    settings = require_existing(settings_from(data_dir, db))
     engine = make_engine(settings.database_url())
     try:
         found = schema_status(engine)
@@ -86,7 +93,7 @@ def upgrade(data_dir: DataDir = None, db: Db = None) -> None:
     """Apply the pending migrations (take a backup first: suanli backup)."""
     from ledger.store.db import make_engine, migrate, schema_status
 
-    settings = settings_from(data_dir, db)
+    settings = require_existing(settings_from(data_dir, db))
     engine = make_engine(settings.database_url())
     try:
         before = schema_status(engine)
@@ -111,8 +118,8 @@ def tiles_export(
     from api.cli.log_sources import DbSource, SourceError
     from api.cli.log_sources import export as write_export
 
-    settings = settings_from(data_dir, db)
     with tool_errors():
+        settings = require_existing(settings_from(data_dir, db))
         try:
             with DbSource(settings.read_db or settings.database_url()) as source:
                 size = write_export(source, directory, disclosures=False, keep_full=True)

@@ -85,11 +85,18 @@ def announce(settings: Settings) -> None:
     )
 
 
-def open_existing(settings: Settings) -> Service:
-    """The service on an existing data dir (never creating one), announced on stderr."""
-    from api.bootstrap import open_service
+def require_existing(settings: Settings) -> Settings:
+    """``settings`` once its data dir is known to exist (only ``serve`` and ``init`` make
+    one), announced on stderr."""
     from api.datadir import require_data_dir
 
     require_data_dir(settings)
     announce(settings)
-    return open_service(settings)
+    return settings
+
+
+def open_existing(settings: Settings) -> Service:
+    """The service on an existing data dir (never creating one), announced on stderr."""
+    from api.bootstrap import open_service
+
+    return open_service(require_existing(settings))
