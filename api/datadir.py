@@ -108,7 +108,8 @@ def require_development(settings: Settings) -> None:
     require_data_dir(settings)
     if not is_development(settings.data_dir):
         raise DataDirError(
-            f"{settings.data_dir.resolve()} is a {mode_of(settings.data_dir)} data dir",
+            f"{settings.data_dir.resolve()} is not a development data dir "
+            f"(it is a {mode_of(settings.data_dir)} one)",
             hint="the demo publishes a moved round into the log; run it on a dir made by "
             "'suanli init --dev' or by 'make run'",
         )

@@ -132,7 +132,7 @@ def test_pending_migrations_refuse_until_upgraded(
     with pytest.raises(PendingMigrations, match="pending: 0005_disclosures"):
         open_service(db_url, data)
     code, out = suanli("serve", "--db", db_url, "--data-dir", str(data))
-    assert code == 2 and "suanli db upgrade" in out
+    assert code == 3 and "suanli db upgrade" in out
     code, out = suanli("db", "status", "--db", db_url, "--data-dir", str(data))
     assert code == 1 and "pending:  0005_disclosures" in out
     code, out = suanli("db", "upgrade", "--db", db_url, "--data-dir", str(data))

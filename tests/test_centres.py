@@ -30,7 +30,7 @@ def cli(env: GrpcEnv, *args: str) -> str:
     clock = {"SUANLI_CLOCK": format_time(env.clock())}  # the round's time, as the service's
     result = runner.invoke(app, [*args, "--data-dir", str(env.data_dir), "--db", db], env=clock)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout  # stderr names the data dir and database
 
 
 def third_centre_policy(path: Path) -> Path:
@@ -139,8 +139,8 @@ def test_a_production_data_dir_takes_only_a_verifier_key(tmp_path: Path) -> None
 def test_the_list_pages(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "dev")]
     assert runner.invoke(app, ["init", "--dev", *data]).exit_code == 0
-    first = runner.invoke(app, ["centres", "list", "--limit", "1", *data]).output
+    first = runner.invoke(app, ["centres", "list", "--limit", "1", *data]).stdout
     assert first.startswith("cd-icc") and "more: --after cd-icc" in first
     second = runner.invoke(app, ["centres", "list", "--limit", "1", "--after", "cd-icc", *data])
-    assert second.output.startswith("nscc-cd") and "more:" not in second.output
+    assert second.stdout.startswith("nscc-cd") and "more:" not in second.stdout
     assert "active key nscc-cd+" in second.output

@@ -113,7 +113,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert not data_dir.exists()
     production = tmp_path / "production"
     made = _suanli("init", "--data-dir", str(production))
-    assert made.returncode == 0 and "kind:       production" in made.stdout, made.stderr
+    assert made.returncode == 0 and "(production)" in made.stdout, made.stderr
     refused = _demo(production, http, grpc)
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "is not a development data dir" in refused.stderr

@@ -53,22 +53,23 @@ def test_a_production_data_dir_stays_production(tmp_path: Path) -> None:
     data = tmp_path / "prod"
     assert invoke("init", "--data-dir", str(data))[0] == 0
     code, out = invoke("init", "--dev", "--data-dir", str(data))
-    assert code == 2 and "already a production data dir" in out
+    assert code == 3 and "already a production data dir" in out
 
 
 def test_serve_refuses_a_production_data_dir_without_tls(tmp_path: Path) -> None:
     data = tmp_path / "prod"
     assert invoke("init", "--data-dir", str(data))[0] == 0
     code, out = invoke("serve", "--data-dir", str(data))
-    assert code == 2
+    assert code == 3
     assert "production data dir" in out and "--tls-cert" in out
     assert not (data / "tls").exists()  # nothing made
 
 
 def test_serve_names_the_missing_tls_files(tmp_path: Path) -> None:
     pki = ensure_dev_pki(tmp_path / "ca").server
+    (tmp_path / "d").mkdir()  # serve makes no data dir that was named: suanli init does
     code, out = invoke("serve", "--data-dir", str(tmp_path / "d"), "--tls-cert", str(pki.cert))
-    assert code == 2 and "missing --tls-key, --client-ca" in out
+    assert code == 3 and "missing --tls-key, --client-ca" in out
     gone = tmp_path / "nothing.pem"
     settings = Settings(data_dir=tmp_path / "d", tls_cert=pki.cert, tls_key=gone, client_ca=pki.ca)
     with pytest.raises(DataDirError, match=r"--tls-key .*nothing\.pem: no such file"):
@@ -116,7 +117,7 @@ def test_an_unmarked_data_dir_is_a_development_one_and_stays_so(tmp_path: Path) 
     assert settle_mode(data) == ("development", True)  # what the first `serve` does
     assert settle_mode(data) == ("development", False)
     code, out = invoke("init", "--data-dir", str(data))
-    assert code == 2 and "already a development data dir" in out
+    assert code == 3 and "already a development data dir" in out
 
 
 def test_production_init_refuses_an_unmarked_dir_with_development_keys(tmp_path: Path) -> None:
@@ -124,5 +125,5 @@ def test_production_init_refuses_an_unmarked_dir_with_development_keys(tmp_path:
     (data / "keys").mkdir(parents=True)
     (data / "keys" / "log.key").write_text("made by an earlier version\n")
     code, out = invoke("init", "--data-dir", str(data))
-    assert code == 2 and "new directory" in out
+    assert code == 3 and "new directory" in out
     assert not (data / "MODE").exists()
