@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,7 +26,11 @@ from api.http.routes import (
     statements,
     web,
 )
-from ledger.errors import InvalidInput, LedgerError
+from ledger.errors import InternalError, InvalidInput, LedgerError
+
+logger = logging.getLogger("suanli.http")
+# pydantic's error types for a number outside its bounds
+_BOUND_ERRORS = frozenset({"less_than", "less_than_equal", "greater_than", "greater_than_equal"})
 
 
 def create_app(service: Service) -> FastAPI:
@@ -46,7 +53,11 @@ def create_app(service: Service) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        error = InvalidInput(f"{where}: {first.get('msg', 'invalid request')}")
+        error = InvalidInput(
+            f"{where}: {first.get('msg', 'invalid request')}",
+            reason="OUT_OF_RANGE" if first.get("type") in _BOUND_ERRORS else None,
+            details={"field": where} if where else None,
+        )
         body = problem(error, str(request.url.path))
         body["errors"] = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))}
@@ -65,6 +76,16 @@ def create_app(service: Service) -> FastAPI:
         }
         headers = getattr(exc, "headers", None)  # e.g. Allow on 405
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # the id goes to the caller and, with the traceback, to the log; the text never
+        # leaves the server
+        error_id = uuid.uuid4().hex[:16]
+        logger.error("HTTP %s %s failed by a bug; error id %s", request.method,
+                  request.url.path, error_id, exc_info=exc)  # fmt: skip
+        body = problem(InternalError(error_id), str(request.url.path))
+        return JSONResponse(body, status_code=500, media_type=PROBLEM)
 
     for router in (
         log.router,
