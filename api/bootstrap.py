@@ -155,7 +155,8 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     # touch the state, such as `suanli token create`, start at once on a long log.
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
-    return Service(settings, ledger, centre_keys, TokenStore(engine))
+    tokens = TokenStore(engine, default_days=settings.token_days, max_days=settings.token_max_days)
+    return Service(settings, ledger, centre_keys, tokens)
 
 
 def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:

@@ -18,6 +18,10 @@ def token_create(
     entity: Annotated[str | None, typer.Option(help="grantee: its 统一社会信用代码")] = None,
     centre: Annotated[str | None, typer.Option(help="centre: its id")] = None,
     label: Annotated[str, typer.Option(help="who holds it")] = "",
+    days: Annotated[
+        int | None,
+        typer.Option(help="valid for this many days (default SUANLI_TOKEN_DAYS, 90)"),
+    ] = None,
     data_dir: DataDir = None,
     db: Db = None,
 ) -> None:
@@ -26,22 +30,31 @@ def token_create(
 
     with open_service(settings_from(data_dir, db)) as service:
         token, principal = service.tokens.create(
-            role, district=district, entity=entity, centre=centre, label=label
+            role, district=district, entity=entity, centre=centre, label=label, days=days
         )
+        info = next(i for i in service.tokens.infos() if i.principal == principal)
     typer.echo(token)
-    typer.echo(f"id {principal.token_id}, role {role}", err=True)
+    typer.echo(f"id {principal.token_id}, role {role}, expires {info.expires_at}", err=True)
 
 
 @app.command("list")
 def token_list(data_dir: DataDir = None, db: Db = None) -> None:
-    """List active tokens (ids and scopes, never the tokens)."""
+    """List tokens not revoked: id, role, scope, created, expires, last used, label (never
+    the tokens themselves). Expired ones are marked."""
     from api.bootstrap import open_service
 
     with open_service(settings_from(data_dir, db)) as service:
-        principals = service.tokens.list()
-    for p in principals:
+        infos = service.tokens.infos()
+        now = service.tokens.now()
+    typer.echo("id                role      scope  created  expires  last_used  label")
+    for info in infos:
+        p = info.principal
         scope = p.district or p.entity or p.centre or "-"
-        typer.echo(f"{p.token_id}  {p.role:9} {scope}  {p.label}")
+        expires = f"{info.expires_at or 'never'}{' (expired)' if info.expired(now) else ''}"
+        typer.echo(
+            f"{p.token_id}  {p.role:9} {scope}  {info.created_at}  {expires}  "
+            f"{info.last_used_at or 'never'}  {p.label}"
+        )
 
 
 @app.command("revoke")

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.bootstrap import Service
 from api.errors import PROBLEM_MEDIA_TYPE as PROBLEM
 from api.errors import problem
+from api.http.limits import BodyLimit, ClientLimit
 from api.http.routes import (
     admin,
     apply,
@@ -86,6 +87,10 @@ def create_app(service: Service) -> FastAPI:
                   request.url.path, error_id, exc_info=exc)  # fmt: skip
         body = problem(InternalError(error_id), str(request.url.path))
         return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+    settings = service.settings
+    app.add_middleware(ClientLimit, max_in_flight=settings.max_requests_per_client)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)  # the outermost
 
     for router in (
         log.router,
