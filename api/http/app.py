@@ -90,7 +90,11 @@ def create_app(service: Service) -> FastAPI:
 
     settings = service.settings
     app.add_middleware(ClientLimit, max_in_flight=settings.max_requests_per_client)
-    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)  # the outermost
+    app.add_middleware(  # the outermost
+        BodyLimit,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
 
     for router in (
         log.router,

@@ -7,6 +7,8 @@ authentication and body parsing:
   (``BODY_TOO_LARGE``) — at once when its ``Content-Length`` says so, and otherwise as
   soon as the bytes read pass the limit (a chunked upload), so the service never holds
   more than the limit of one body in memory, authenticated or not.
+  A request head (path and headers) over ``max_header_bytes`` is refused 431
+  (``HEADERS_TOO_LARGE``); uvicorn's own head limit applies first where its parser has one.
 * ``ClientLimit``: at most ``max_requests_per_client`` requests of one client at a time —
   a client is its bearer token (hashed), or its address when it sends none — the next is
   refused with 429 problem+json (``TOO_MANY_REQUESTS``) and ``Retry-After``. The table
@@ -35,6 +37,10 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class BodyTooLarge(MessageTooLarge):
     reason = "BODY_TOO_LARGE"
+
+
+class HeadTooLarge(MessageTooLarge):
+    reason = "HEADERS_TOO_LARGE"
 
 
 class TooManyRequests(LedgerError):
@@ -66,9 +72,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class BodyLimit:
-    def __init__(self, app: App, max_body_bytes: int) -> None:
+    """The body limit, and the head limit for HTTP parsers that do not enforce one."""
+
+    def __init__(self, app: App, max_body_bytes: int, max_header_bytes: int) -> None:
         self.app = app
         self.limit = max_body_bytes
+        self.head_limit = max_header_bytes
 
     def _too_large(self, size: int | None) -> BodyTooLarge:
         said = "more than" if size is None else f"{size} bytes,"
@@ -80,6 +89,17 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        head = len(scope.get("raw_path") or b"") + sum(
+            len(k) + len(v) + 4 for k, v in scope.get("headers", ())
+        )
+        if head > self.head_limit:
+            error = HeadTooLarge(
+                f"the request's headers are {head} bytes, over the limit of "
+                f"{self.head_limit} bytes",
+                details={"size": head, "limit": self.head_limit},
+            )
+            await send_problem(send, scope, error, 431)
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:

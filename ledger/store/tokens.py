@@ -8,6 +8,7 @@ used is written at most once a minute, so that reads do not become writes.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class TokenStore:
         if role in needs and not needs[role][1]:
             raise InvalidInput(f"a {role} token needs --{needs[role][0]}")
         token = PREFIX + secrets.token_urlsafe(32)
+        now = self.now()
         principal = Principal(secrets.token_hex(8), role, district, entity, centre, label)
         with self.engine.begin() as conn:
             conn.execute(
@@ -115,8 +117,8 @@ class TokenStore:
                     entity=entity,
                     centre=centre,
                     label=label,
-                    created_at=format_time(self.now()),
-                    expires_at=format_time(self.now() + timedelta(days=days)),
+                    created_at=format_time(now),
+                    expires_at=format_time(now + timedelta(days=days)),
                 )
             )
         return token, principal
@@ -157,7 +159,7 @@ class TokenStore:
     def list(self) -> list[Principal]:
         return [info.principal for info in self.infos()]
 
-    def infos(self) -> list[TokenInfo]:
+    def infos(self) -> builtins.list[TokenInfo]:
         """Every token not revoked (expired ones too), oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
