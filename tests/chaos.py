@@ -707,14 +707,16 @@ def run_chaos(
         workers += [threading.Thread(target=run.hostile, args=(n,)) for n in range(hostiles)]
         for worker in workers:
             worker.start()
-        time.sleep(quiet_s)
-        run.phase = "chaos"
-        time.sleep(chaos_s / 3)
-        servers.kill_and_restart(servers.all[-1])
-        time.sleep(chaos_s * 2 / 3)
-        run.stop.set()
-        for worker in workers:
-            worker.join(60)
+        try:
+            time.sleep(quiet_s)
+            run.phase = "chaos"
+            time.sleep(chaos_s / 3)
+            servers.kill_and_restart(servers.all[-1])
+            time.sleep(chaos_s * 2 / 3)
+        finally:
+            run.stop.set()
+            for worker in workers:
+                worker.join(60)
         report = Report(backend, run.outcomes, servers.all, [])
         in_flight = [o for o in run.outcomes if o.who in HONEST and o.answer == "transport"
                      and report.in_kill_window(o)]  # fmt: skip

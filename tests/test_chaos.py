@@ -25,9 +25,9 @@ def _judge(report) -> None:  # type: ignore[no-untyped-def]
 
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
-    _judge(run_chaos("SQLite", db, tmp_path, processes=1, quiet_s=8, chaos_s=20))
+    _judge(run_chaos("SQLite", db, tmp_path, processes=1, quiet_s=6, chaos_s=15))
 
 
 @pytest.mark.postgres
 def test_chaos_on_two_processes_over_postgresql(pg_url: str, tmp_path: Path) -> None:
-    _judge(run_chaos("PostgreSQL", pg_url, tmp_path, processes=2, quiet_s=8, chaos_s=20))
+    _judge(run_chaos("PostgreSQL", pg_url, tmp_path, processes=2, quiet_s=6, chaos_s=15))
