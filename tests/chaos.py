@@ -571,7 +571,7 @@ def check(report: Report, seeded: Seed, db: str, tmp: Path, data_dir: Path) -> N
                  "one killed -9 and restarted mid-run")  # fmt: skip
     lines.append("")
     lines.append("| honest traffic | sent | succeeded | refused as expected "
-                 "| in flight at the kill (sent again: answered as expected) | failed |")  # fmt: skip
+                 "| in flight at the kill (sent again: as expected) | failed |")  # fmt: skip
     lines.append("|---|---|---|---|---|---|")
     retried = {id(o) for o in report.retried}
     for who in HONEST:
@@ -592,7 +592,7 @@ def check(report: Report, seeded: Seed, db: str, tmp: Path, data_dir: Path) -> N
                 f"honest {who} failed: {o.answer} ({o.phase}, server {o.server}): {o.detail}"
             )
     lines.append("")
-    lines.append("| hostile input | sent | answered | held |")
+    lines.append("| hostile input | sent | answered (outside the kill window) | held |")
     lines.append("|---|---|---|---|")
     for name, want, _ in HOSTILE:
         mine = [o for o in hostile if o.who == name]
