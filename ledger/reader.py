@@ -19,7 +19,7 @@ from ledger.entry import Entry
 from ledger.errors import InvalidInput
 from ledger.limits import MAX_FEN
 from ledger.money import BP_PER_UNIT, is_int
-from ledger.timeutil import day_in_range, parse_ledger_time, parse_time
+from ledger.timeutil import day_in_range, parse_ledger_time, parse_local, parse_time
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
@@ -189,6 +189,15 @@ class Reader:
             return parse_time(value)
         except InvalidInput as exc:
             raise self.fail(exc.message, name=name, reason=exc.reason) from None
+
+    def local(self, name: str, text: str, *, end: bool) -> datetime:
+        """``text`` of member ``name``, an Asia/Shanghai date or date and time
+        (``parse_local``); refused naming the field, OUT_OF_RANGE kept as such."""
+        try:
+            return parse_local(text, end=end)
+        except InvalidInput as exc:
+            kept = exc.reason if exc.reason == "OUT_OF_RANGE" else None
+            raise self.fail(exc.message, name=name, reason=kept) from None
 
     def day(self, name: str) -> date:
         """A calendar date ``YYYY-MM-DD``."""

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -354,3 +355,64 @@ def test_the_access_log_keeps_no_query_strings(served: Served) -> None:
     assert "GET /healthz?" in text, text[-2000:]
     assert secret not in text
     json.dumps(text)  # the log is text
+
+
+# --- policy files and simulate lines -------------------------------------------------------
+
+
+FAR, EARLY = "9999-12-31T23:59:59+08:00", "0001-01-01T00:00:00Z"
+
+
+def test_simulate_lines_out_of_range_fail_alone() -> None:
+    from ledger.simulate import simulate
+
+    voucher = {"type": "voucher", "id": "N1", "programme": "industry", "holder": "alpha",
+               "inputs": {"level": "national", "project_type": "bottleneck",
+                          "compute_cost_fen": 12_000_000_00}}  # fmt: skip
+    lines = [
+        json.dumps(voucher),
+        json.dumps({"type": "claim", "voucher": "N1", "cost_fen": 10**30}),
+        json.dumps(
+            {
+                "type": "claim",
+                "voucher": "N1",
+                "cost_fen": 100,
+                "usage_start": "9999-12-31T23:59:59+08:00",
+            }
+        ),
+        json.dumps(
+            {"type": "claim", "voucher": "N1", "cost_fen": 100, "at": "0001-01-01T00:00:00Z"}
+        ),
+        json.dumps({"type": "claim", "voucher": "N1", "cost_fen": 100}),
+    ]
+    outcomes, _ = simulate(lines)
+    assert [o.reason for o in outcomes] == [None, "OUT_OF_RANGE", "OUT_OF_RANGE",
+                                            "OUT_OF_RANGE", None]  # fmt: skip
+    assert "cost_fen" in outcomes[1].message and "usage_start" in outcomes[2].message
+    assert outcomes[4].ok and outcomes[4].subsidy_fen == 30  # the next line is unaffected
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("voucher_pools", 0, "amount_fen"), 10**30, "amount_fen"),
+        (("entity_yearly_cap_fen",), 10**13, "entity_yearly_cap_fen"),
+        (("windows", "applications", "from"), "0001-01-01", "from"),
+        (("windows", "online_submission", "to"), "9999-12-31T24:00", "to"),
+    ],
+)
+def test_a_policy_file_out_of_range_is_refused_naming_the_field(
+    path: tuple[Any, ...], value: Any, field: str
+) -> None:
+    from ledger.policy import Policy
+
+    document = json.loads((ROOT / "ledger" / "policies" / "chengdu-2023-31.json").read_text())
+    place = document
+    for step in path[:-1]:
+        place = place[step]
+    assert path[-1] in place
+    place[path[-1]] = value
+    with pytest.raises(InvalidInput) as caught:
+        Policy.from_json(document)
+    assert caught.value.reason == "OUT_OF_RANGE", caught.value
+    assert field in caught.value.message
