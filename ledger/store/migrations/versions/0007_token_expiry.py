@@ -2,8 +2,8 @@
 
 Tokens made before this revision are given the default validity (90 days) from now.
 
-Revision ID: 0006_token_expiry
-Revises: 0005_disclosures
+Revision ID: 0007_token_expiry
+Revises: 0006_cosignatures
 """
 
 from datetime import UTC, datetime, timedelta
@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_token_expiry"
-down_revision = "0005_disclosures"
+revision = "0007_token_expiry"
+down_revision = "0006_cosignatures"
 branch_labels = None
 depends_on = None
 
