@@ -60,6 +60,7 @@ CENTRES = ("nscc-cd", "cd-icc")
 COST_FEN = 10_000  # 100 元 of compute per honest claim
 SMALL_FACE_FEN = 200_000  # one honest voucher runs out during the run: CAP_EXHAUSTED
 CLOCK_START = START + timedelta(minutes=5)
+RECONNECT_S = 1.0
 BROKEN = ("INTERNAL", "UNKNOWN", "5xx")  # never an answer to anyone
 GRANTEE_PATH, BUREAU_PATH = "/v1/me/vouchers", "/v1/bureau/budget"
 # a request sent again: recorded now, or recorded before (or the cap ran out meanwhile)
@@ -235,10 +236,12 @@ class Report:
     failures: list[str] = field(default_factory=list)
 
     def in_kill_window(self, o: Outcome) -> bool:
+        """Sent to the killed process while it was going down, down, or just back: its
+        clients' connections are re-made within RECONNECT_S of its restart."""
         killed = self.servers[o.server]
         if not killed.killed_at:
             return False
-        return o.started <= killed.back_at and o.ended >= killed.killed_at
+        return o.started <= killed.back_at + RECONNECT_S and o.ended >= killed.killed_at
 
     def table(self) -> str:
         return "\n".join(self.lines)
@@ -330,12 +333,12 @@ class Run:
         port = self.servers.all[server].grpc_port
         return RedemptionClient.from_data_dir(
             f"localhost:{port}", self.servers.data_dir, centre, clock=self.clock, timeout=10,
-            retries=0,
+            retries=3, max_backoff=1.0,
         )  # fmt: skip
 
     def http(self, server: int) -> httpx.Client:
         return httpx.Client(base_url=f"http://127.0.0.1:{self.servers.all[server].http_port}",
-                            timeout=10)  # fmt: skip
+                            timeout=10, transport=httpx.HTTPTransport(retries=2))  # fmt: skip
 
     # -- honest ----------------------------------------------------------------------------
 
