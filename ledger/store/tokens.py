@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from ledger import uscc
+from ledger.entities import DISTRICTS
 from ledger.errors import InvalidInput, NotFound, Unauthenticated
 from ledger.store.schema import api_tokens
 from ledger.timeutil import format_time
@@ -49,6 +51,29 @@ class TokenInfo:
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= format_time(now)
+
+
+def check_scope(role: str, *, district: str | None, entity: str | None, centre: str | None) -> None:
+    """Refuse a token that could never work: an unknown role, a missing scope, a
+    统一社会信用代码 that fails its check character, a district that is not Chengdu's."""
+    if role not in ROLES:
+        raise InvalidInput(
+            f"role must be one of {', '.join(ROLES)}, got {role!r}", reason="UNKNOWN_ROLE"
+        )
+    needs = {
+        "reviewer": ("district", district),
+        "grantee": ("entity", entity),
+        "centre": ("centre", centre),
+    }
+    if role in needs and not needs[role][1]:
+        raise InvalidInput(f"a {role} token needs --{needs[role][0]}", reason="SCOPE_MISSING")
+    if entity is not None:
+        uscc.validate(entity)
+    if district is not None and district not in DISTRICTS:
+        raise InvalidInput(
+            f"district {district!r} is not one of Chengdu's: {', '.join(DISTRICTS)}",
+            reason="UNKNOWN_DISTRICT",
+        )
 
 
 def _hash(token: str) -> str:
@@ -95,15 +120,7 @@ class TokenStore:
                 reason="OUT_OF_RANGE",
                 details={"field": "days"},
             )
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        needs = {
-            "reviewer": ("district", district),
-            "grantee": ("entity", entity),
-            "centre": ("centre", centre),
-        }
-        if role in needs and not needs[role][1]:
-            raise InvalidInput(f"a {role} token needs --{needs[role][0]}")
+        check_scope(role, district=district, entity=entity, centre=centre)
         token = PREFIX + secrets.token_urlsafe(32)
         now = self.now()
         principal = Principal(secrets.token_hex(8), role, district, entity, centre, label)
