@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint bench protos lock
+.PHONY: run test lint bench protos lock chaos
 
 $(BIN)/suanli: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(BIN)/suanli
 
 test: lint
 	$(BIN)/pytest
+
+chaos: $(BIN)/suanli
+	$(BIN)/pytest -m chaos
 
 bench: $(BIN)/suanli
 	$(BIN)/python -m benchmarks

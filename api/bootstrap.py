@@ -195,8 +195,9 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     # touch the state, such as `suanli token create`, start at once on a long log.
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
+    tokens = TokenStore(engine, default_days=settings.token_days, max_days=settings.token_max_days)
     witnesses = load_witness_policy(settings.witness_policy)
-    service = Service(settings, ledger, centre_keys, TokenStore(engine), witnesses)
+    service = Service(settings, ledger, centre_keys, tokens, witnesses)
     if settings.read_db:
         # A hot standby is read-only: no migrations, no genesis; the same keys verify its
         # fold snapshots. Its fold catches up with what it has replayed, on each read.

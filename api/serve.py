@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import threading
+from typing import Any
 
 import uvicorn
 
@@ -53,6 +54,22 @@ class ProjectionWriter:
         self._stop.set()
         self._thread.join()
         self._save()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for these settings: the address, the head-size and keep-alive
+    limits, and an access log without query strings."""
+    from api.http.limits import quiet_query_strings
+
+    quiet_query_strings()
+    host, port = split_address(settings.http)
+    return {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+    }
 
 
 FREEZE_EVERY = 5.0
@@ -127,7 +144,7 @@ def run(settings: Settings) -> None:
     # once it has returned: note SIGTERM instead of dying, so that gRPC drains too.
     previous = signal.signal(signal.SIGTERM, lambda *_: log.info("SIGTERM: shutting down"))
     try:
-        uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())
+        uvicorn.run(create_app(service), **uvicorn_options(settings))
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
         stop_workers(workers)

@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     """The gRPC server's private key (PEM, readable by the service only)."""
     client_ca: Path | None = None
     """The CA (PEM) that issues the centres' client certificates."""
+    token_days: int = 90
+    """How long a new API token is valid, in days, unless ``token create --days`` says."""
+    token_max_days: int = 366
+    """The longest validity ``token create --days`` may give."""
+    max_body_bytes: int = 1 << 20
+    """The largest HTTP request body; a larger one is refused 413 before it is read."""
+    max_header_bytes: int = 16 << 10
+    """The largest HTTP request head (request line and headers)."""
+    keep_alive_seconds: int = 5
+    """How long an idle HTTP keep-alive connection stays open."""
+    max_requests_per_client: int = 32
+    """HTTP requests one client (a bearer token; else an address) may have in progress at
+    once; the next is refused 429."""
 
     def database_url(self) -> str:
         url = self.db or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"

@@ -39,7 +39,6 @@ from ledger.errors import Conflict, InvalidInput, NotFound, Refused
 from ledger.money import BP_PER_UNIT, apply_rate, is_int
 from ledger.reader import Reader, body_reader, kind_of, sha256_hex
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import parse_local
 from ledger.usage import RESOURCE_UNITS
 
 DEFAULT_POLICY = "chengdu-2023-31"
@@ -76,11 +75,8 @@ class Window:
         r.obj(["to"] + (["from"] if need_start else []), ["cite", "from", "note"])
         lo = r.opt_text("from", max_len=16)
         hi = r.text("to", max_len=16)
-        try:
-            start = parse_local(lo, end=False) if lo else None
-            end = parse_local(hi, end=True)
-        except InvalidInput as exc:
-            raise r.fail(exc.message) from None
+        start = r.local("from", lo, end=False) if lo else None
+        end = r.local("to", hi, end=True)
         if start is not None and start >= end:
             raise r.fail(f"starts at {lo} but ends at {hi}")
         return cls(start, end, lo, hi, r.opt_text("cite"))
@@ -635,11 +631,8 @@ def _read_period_cap(pc: Reader | None, kind: str) -> PeriodCap | None:
 def _read_usage_window(ur: Reader) -> UsageWindowRule:
     ur.obj(["from"], ["to", "max_years", "note"])
     lo, hi = ur.text("from", max_len=16), ur.opt_text("to", max_len=16)
-    try:
-        earliest = parse_local(lo, end=False)
-        latest = parse_local(hi, end=True) if hi else None
-    except InvalidInput as exc:
-        raise ur.fail(exc.message) from None
+    earliest = ur.local("from", lo, end=False)
+    latest = ur.local("to", hi, end=True) if hi else None
     max_years = ur.opt_integer("max_years", minimum=1, maximum=50)
     if latest is None and max_years is None:
         raise ur.fail("needs a 'to' date or max_years")
@@ -745,10 +738,7 @@ def _read_calculator(cr: Reader, inputs: Mapping[str, InputSpec]) -> Calculator:
 def _read_rate_card(cr: Reader) -> RateCardSpec:
     cr.obj(["centre", "version", "effective_from", "prices"], ["development_default", "note"])
     when = cr.text("effective_from", max_len=16)
-    try:
-        effective = parse_local(when, end=False)
-    except InvalidInput as exc:
-        raise cr.fail(exc.message, name="effective_from") from None
+    effective = cr.local("effective_from", when, end=False)
     return RateCardSpec(
         centre=cr.ident("centre"),
         version=cr.integer("version", minimum=1),

@@ -17,8 +17,9 @@ from ledger import uscc as uscc_mod
 from ledger.canonical import MAX_SAFE_INT
 from ledger.entry import Entry
 from ledger.errors import InvalidInput
+from ledger.limits import MAX_FEN
 from ledger.money import BP_PER_UNIT, is_int
-from ledger.timeutil import day_in_range, parse_ledger_time, parse_time
+from ledger.timeutil import day_in_range, parse_ledger_time, parse_local, parse_time
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
@@ -131,15 +132,19 @@ class Reader:
         if minimum is not None and value < minimum:
             raise self.fail(f"must be at least {minimum}, got {value}", name=name, reason=reason)
         if maximum is not None and value > maximum:
-            raise self.fail(f"must be at most {maximum}, got {value}", name=name, reason=reason)
+            raise self.fail(
+                f"must be at most {maximum}, got {value}",
+                name=name,
+                reason=reason or "OUT_OF_RANGE",
+            )
         return int(value)
 
     def opt_integer(self, name: str, **kw: Any) -> int | None:
         return self.integer(name, **kw) if self.has(name) else None
 
     def fen(self, name: str, *, reason: str | None = None) -> int:
-        """A money amount: integer fen, 0..2^53-1."""
-        return self.integer(name, minimum=0, reason=reason)
+        """A money amount: integer fen, 0..10^12 (``ledger.limits.MAX_FEN``)."""
+        return self.integer(name, minimum=0, maximum=MAX_FEN, reason=reason)
 
     def opt_fen(self, name: str) -> int | None:
         return self.fen(name) if self.has(name) else None
@@ -184,6 +189,15 @@ class Reader:
             return parse_time(value)
         except InvalidInput as exc:
             raise self.fail(exc.message, name=name, reason=exc.reason) from None
+
+    def local(self, name: str, text: str, *, end: bool) -> datetime:
+        """``text`` of member ``name``, an Asia/Shanghai date or date and time
+        (``parse_local``); refused naming the field, OUT_OF_RANGE kept as such."""
+        try:
+            return parse_local(text, end=end)
+        except InvalidInput as exc:
+            kept = exc.reason if exc.reason == "OUT_OF_RANGE" else None
+            raise self.fail(exc.message, name=name, reason=kept) from None
 
     def day(self, name: str) -> date:
         """A calendar date ``YYYY-MM-DD``."""

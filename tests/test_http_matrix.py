@@ -133,7 +133,7 @@ def app_routes(app: FastAPI) -> list[RouteInfo]:
     return found
 
 
-ROUTES = app_routes(create_app(SimpleNamespace(ledger=None, tokens=None)))  # type: ignore[arg-type]
+ROUTES = app_routes(create_app(SimpleNamespace(ledger=None, tokens=None, settings=Settings())))  # type: ignore[arg-type]
 GUARDED = [r for r in ROUTES if r.label not in PUBLIC]
 
 

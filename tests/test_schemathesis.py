@@ -95,7 +95,7 @@ def app(service: Service, request: pytest.FixtureRequest) -> Any:
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document, built without a database (it depends on the routes only)."""
-    unopened = SimpleNamespace(ledger=None, tokens=None)
+    unopened = SimpleNamespace(ledger=None, tokens=None, settings=Settings())
     document: dict[str, Any] = create_app(unopened).openapi()  # type: ignore[arg-type]
     return document
 

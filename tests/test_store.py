@@ -219,3 +219,43 @@ def test_a_missing_row_stops_the_replay(fresh, tmp_path: Path, db_url: str) -> N
         conn.exec_driver_sql("DELETE FROM log_entries WHERE idx = 3")
     with pytest.raises(LogCorrupt, match="entry 3 is missing"):
         fresh(tmp_path, db_url).refresh()
+
+
+@pytest.mark.postgres
+def test_a_read_beside_a_commit_gets_each_entry_with_its_disclosures(
+    open_service, pg_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL each statement sees the commits made before it: a writer committing
+    between the reader's two statements (entries, disclosures) must not leave an entry
+    read without its disclosures (a restarting server then refused its own log)."""
+    from grpc_fixtures import START, ManualClock, centre_write, claim_body, issue_voucher, usage_for
+
+    from ledger.store.db import make_engine
+    from ledger.store.log import LogStore
+
+    writer = open_service(pg_url, tmp_path / "writer", clock=ManualClock(START))
+    voucher = issue_voucher(writer, "industry")
+    reader = LogStore(make_engine(pg_url))
+    start = reader.size()
+    sneaked: list[int] = []
+
+    def commit_in_between(*_: object) -> None:
+        if not sneaked:  # once, right after the reader's first statement
+            sneaked.append(1)
+            usage = usage_for(writer.ledger, "nscc-cd", 10_000, "between")
+            centre_write(writer, "claim", claim_body(usage, voucher, 10_000))
+
+    sa.event.listen(reader.engine, "after_cursor_execute", commit_in_between)
+    try:
+        read = reader.read(start, start + 10)
+    finally:
+        sa.event.remove(reader.engine, "after_cursor_execute", commit_in_between)
+        reader.engine.dispose()
+    assert sneaked
+    assert all(entry.disclosures for entry in read if entry.kind == "claim")
+    engine = make_engine(pg_url)
+    try:
+        again = LogStore(engine).read(start, start + 10)
+    finally:
+        engine.dispose()
+    assert [e.kind for e in again] == ["claim"] and again[0].disclosures

@@ -21,6 +21,10 @@ def token_create(
     entity: Annotated[str | None, typer.Option(help="grantee: its 统一社会信用代码")] = None,
     centre: Annotated[str | None, typer.Option(help="centre: its id")] = None,
     label: Annotated[str, typer.Option(help="who holds it")] = "",
+    days: Annotated[
+        int | None,
+        typer.Option(help="valid for this many days (default SUANLI_TOKEN_DAYS, 90)"),
+    ] = None,
     data_dir: DataDir = None,
     db: Db = None,
 ) -> None:
@@ -31,11 +35,12 @@ def token_create(
     check_scope(role, district=district, entity=entity, centre=centre)
     with open_existing(settings_from(data_dir, db)) as service:
         token, principal = service.tokens.create(
-            role, district=district, entity=entity, centre=centre, label=label
+            role, district=district, entity=entity, centre=centre, label=label, days=days
         )
+        info = next(i for i in service.tokens.infos() if i.principal == principal)
         known = entity is None or _registered(service, entity)
     typer.echo(token)
-    typer.echo(f"id {principal.token_id}, role {role}", err=True)
+    typer.echo(f"id {principal.token_id}, role {role}, expires {info.expires_at}", err=True)
     if not known:
         typer.echo(
             f"note: no entity with 统一社会信用代码 {entity} is registered in the log yet "
@@ -53,12 +58,20 @@ def _registered(service: Service, uscc: str) -> bool:
 
 @app.command("list")
 def token_list(data_dir: DataDir = None, db: Db = None) -> None:
-    """List active tokens (ids and scopes, never the tokens)."""
+    """List tokens not revoked: id, role, scope, created, expires, last used, label (never
+    the tokens themselves). Expired ones are marked."""
     with open_existing(settings_from(data_dir, db)) as service:
-        principals = service.tokens.list()
-    for p in principals:
+        infos = service.tokens.infos()
+        now = service.tokens.now()
+    typer.echo("id                role      scope  created  expires  last_used  label")
+    for info in infos:
+        p = info.principal
         scope = p.district or p.entity or p.centre or "-"
-        typer.echo(f"{p.token_id}  {p.role:9} {scope}  {p.label}")
+        expires = f"{info.expires_at or 'never'}{' (expired)' if info.expired(now) else ''}"
+        typer.echo(
+            f"{p.token_id}  {p.role:9} {scope}  {info.created_at}  {expires}  "
+            f"{info.last_used_at or 'never'}  {p.label}"
+        )
 
 
 @app.command("revoke")

@@ -8,6 +8,8 @@ UNAUTHENTICATED ``NO_CENTRE_CERTIFICATE``. Standard services (health, reflection
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -17,7 +19,9 @@ import grpc
 from api import metrics
 from api.devpki import CENTRE_URI_PREFIX
 from api.grpc.messages import SERVICE_NAME, refusal_status
-from ledger.errors import LedgerError, Unauthenticated
+from ledger.errors import InternalError, LedgerError, Unauthenticated
+
+log = logging.getLogger("suanli.grpc")
 
 current_centre: ContextVar[str] = ContextVar("suanli_centre")
 
@@ -37,6 +41,19 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: LedgerError)
     metrics.REFUSALS.labels(error.reason).inc()
     status = refusal_status(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+async def _abort_failure(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    """End a call whose handler raised: a refusal with its own status; a bug with INTERNAL
+    and an error id that the server log has beside the traceback, never the exception's
+    text (which would tell a client about the server's insides)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc  # the handler has already ended the call with its status
+    if isinstance(exc, LedgerError):
+        await abort(context, exc)
+    error_id = uuid.uuid4().hex[:16]
+    log.error("gRPC call failed by a bug; error id %s", error_id, exc_info=exc)
+    await abort(context, InternalError(error_id))
 
 
 class CentreAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -89,12 +106,18 @@ def _wrap_handler(
 
     async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
         await before(context)
-        async for response in inner(request, context):
-            yield response
+        try:
+            async for response in inner(request, context):
+                yield response
+        except Exception as exc:
+            await _abort_failure(context, exc)
 
     async def single(request: Any, context: Any) -> Any:
         await before(context)
-        return await inner(request, context)
+        try:
+            return await inner(request, context)
+        except Exception as exc:
+            await _abort_failure(context, exc)
 
     return make(
         streaming if handler.response_streaming else single,

@@ -23,8 +23,7 @@ from grpc_status import rpc_status
 from suanli.v1 import redemption_pb2 as pb
 
 from api.errors import ERROR_DOMAIN, MessageTooLarge, grpc_code
-from ledger import settlement
-from ledger.canonical import MAX_SAFE_INT
+from ledger import limits, settlement
 from ledger.entry import Entry, Signature
 from ledger.errors import Denied, InvalidInput, LedgerError
 from ledger.publication import conceal_as_signed
@@ -60,13 +59,30 @@ def reader(cls: type[Message], limit: int = MAX_RECEIVE) -> Callable[[bytes], An
                 )
             )
         try:
-            return cls.FromString(data)
+            message = cls.FromString(data)
         except DecodeError as exc:
             return Unreadable(
                 InvalidInput(f"not a valid {name} message: {exc}", reason="MALFORMED_MESSAGE")
             )
+        try:
+            check_scalars(message)
+        except InvalidInput as refusal:
+            return Unreadable(refusal)
+        return message
 
     return read
+
+
+def check_scalars(message: Message) -> None:
+    """Refuse a request whose own integer fields (pages, indices, sequence numbers) lie
+    outside their bounds (``ledger.limits``); a signed body's are checked per write, by
+    ``body_json``, so that one bad claim in a stream is refused alone."""
+    for field in message.DESCRIPTOR.fields:
+        if field.is_repeated or field.type in (field.TYPE_MESSAGE, field.TYPE_BYTES):
+            continue
+        value = getattr(message, field.name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            limits.check_int(field.name, value)
 
 
 _BODY_FIELDS: dict[str, tuple[str, ...]] = {
@@ -78,20 +94,20 @@ _BODY_FIELDS: dict[str, tuple[str, ...]] = {
         ("void", pb.VoidBody),
     )
 }
-_INT_REASON = {"quantity": "MALFORMED_QUANTITY"}
+_TIME_FIELDS = frozenset({"start", "end", "expires_at"})
 
 
 def body_json(kind: str, body: Message) -> dict[str, Any]:
-    """The JSON body of a ``kind`` entry from its protobuf message: every field, as named."""
+    """The JSON body of a ``kind`` entry from its protobuf message: every field, as named,
+    each integer within its bound and each time in the ledger's form and years
+    (``ledger.limits``; OUT_OF_RANGE or MALFORMED_TIME naming ``body.<field>``)."""
     out: dict[str, Any] = {}
     for name in _BODY_FIELDS[kind]:
         value = getattr(body, name)
-        if isinstance(value, int) and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            raise InvalidInput(
-                f"body.{name} = {value} is outside the JSON-safe integer range ±(2^53-1)",
-                reason=_INT_REASON.get(name, "MALFORMED_AMOUNT"),
-                details={"field": name},
-            )
+        if isinstance(value, int):
+            limits.check_int(f"body.{name}", value)
+        elif name in _TIME_FIELDS:
+            limits.check_time(f"body.{name}", value)
         out[name] = value
     return out
 
@@ -99,6 +115,7 @@ def body_json(kind: str, body: Message) -> dict[str, Any]:
 def signed_entry(kind: str, request: Any, centre: str) -> Entry:
     """The entry a centre signed, from a ClaimRequest, AuthorizeRequest, CaptureRequest or
     VoidRequest that came over the certificate of ``centre``."""
+    limits.check_time("at", request.at)
     body = body_json(kind, request.body)
     if not body["centre"]:
         raise InvalidInput(f"{kind}: body.centre is required", reason="MISSING_FIELD")

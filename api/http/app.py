@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +15,7 @@ from api.bootstrap import Service
 from api.errors import PROBLEM_MEDIA_TYPE as PROBLEM
 from api.errors import problem
 from api.http.deps import LOG_SIZE_HEADER
+from api.http.limits import BodyLimit, ClientLimit
 from api.http.routes import (
     admin,
     apply,
@@ -27,7 +30,11 @@ from api.http.routes import (
     statements,
     web,
 )
-from ledger.errors import InvalidInput, LedgerError
+from ledger.errors import InternalError, InvalidInput, LedgerError
+
+logger = logging.getLogger("suanli.http")
+# pydantic's error types for a number outside its bounds
+_BOUND_ERRORS = frozenset({"less_than", "less_than_equal", "greater_than", "greater_than_equal"})
 
 
 def create_app(service: Service) -> FastAPI:
@@ -50,7 +57,11 @@ def create_app(service: Service) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        error = InvalidInput(f"{where}: {first.get('msg', 'invalid request')}")
+        error = InvalidInput(
+            f"{where}: {first.get('msg', 'invalid request')}",
+            reason="OUT_OF_RANGE" if first.get("type") in _BOUND_ERRORS else None,
+            details={"field": where} if where else None,
+        )
         body = problem(error, str(request.url.path))
         body["errors"] = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))}
@@ -82,6 +93,24 @@ def create_app(service: Service) -> FastAPI:
         if size is not None:
             response.headers[LOG_SIZE_HEADER] = str(size)
         return response
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # the id goes to the caller and, with the traceback, to the log; the text never
+        # leaves the server
+        error_id = uuid.uuid4().hex[:16]
+        logger.error("HTTP %s %s failed by a bug; error id %s", request.method,
+                  request.url.path, error_id, exc_info=exc)  # fmt: skip
+        body = problem(InternalError(error_id), str(request.url.path))
+        return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+    settings = service.settings
+    app.add_middleware(ClientLimit, max_in_flight=settings.max_requests_per_client)
+    app.add_middleware(  # the outermost
+        BodyLimit,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
 
     for router in (
         log.router,

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from api.http.deps import yuan
 from ledger.entities import DISTRICTS, RECORD_KINDS, BadRecord
 from ledger.errors import InvalidInput
+from ledger.limits import MAX_FEN
 from ledger.policy import ENTITY_TYPES, Programme
 from ledger.timeutil import parse_time
 from ledger.usecases import Appended
@@ -52,7 +53,7 @@ Sha256 = Annotated[
     StrictStr, Field(pattern=SHA256_PATTERN, description="SHA-256, 64 lower-case hex digits")
 ]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=1000)]
-Fen = Annotated[StrictInt, Field(ge=0, le=2**53 - 1, description="integer fen (分)")]
+Fen = Annotated[StrictInt, Field(ge=0, le=MAX_FEN, description="integer fen (分), at most 10^12")]
 Time = Annotated[
     StrictStr,
     Field(

@@ -8,6 +8,7 @@ transaction-scoped advisory lock, taken in ``LogStore.writer``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,33 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        create_private(url)
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _configure_sqlite(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def create_private(url: str) -> None:
+    """Create an SQLite database file readable by its owner only (like the keys), before
+    SQLite would create it 0644; SQLite gives its -wal and -shm files the database file's
+    permissions. An existing file keeps its mode."""
+    parsed = make_url(url)
+    if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -433,11 +433,17 @@ def erasures_before(conn: Connection, size: int) -> dict[int, int]:
 
 
 def _replay(conn: Connection, start: int, end: int) -> list[Entry]:
-    """Entries [start, end) as the fold takes them: parsed, with their disclosures."""
-    opened = _disclosures(conn, start, end)
+    """Entries [start, end) as the fold takes them: parsed, with their disclosures.
+
+    The entries are read first and their disclosures second: on PostgreSQL (READ COMMITTED)
+    each statement sees the commits made before it, so a writer committing between the two
+    could otherwise add entries whose disclosures the first statement did not see. An
+    entry and its disclosures commit together, so the second statement sees them all."""
+    rows = _entries(conn, start, end)
+    opened = _disclosures(conn, start, start + len(rows))
     return [
         Entry.from_bytes(data).disclosed(opened.get(index, ()))
-        for index, data in enumerate(_entries(conn, start, end), start)
+        for index, data in enumerate(rows, start)
     ]
 
 

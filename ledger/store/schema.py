@@ -61,6 +61,8 @@ api_tokens = Table(
     Column("label", Text, nullable=False, server_default=""),
     Column("created_at", Text, nullable=False),
     Column("revoked_at", Text, nullable=True),
+    Column("expires_at", Text, nullable=True),
+    Column("last_used_at", Text, nullable=True),
 )
 
 # The live fold's summary (ledger.projection) at one log size; the row named "@size" holds

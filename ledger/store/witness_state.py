@@ -18,13 +18,10 @@ decimal text because a checkpoint size is a uint64 and SQL ``BIGINT`` is signed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Column, LargeBinary, MetaData, Table, Text, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 
 from ledger.store.db import make_engine
 from ledger.witness import WitnessState
@@ -54,25 +51,12 @@ class Recorded:
     note: str
 
 
-def _create_private(url: str) -> None:
-    """Create an SQLite file readable by its owner only, before SQLite creates it 0644.
-    SQLite gives its -wal and -shm files the database file's permissions."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return
-    path = Path(parsed.database)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-
-
 class WitnessStateStore:
     """One witness's records on SQLite or PostgreSQL, ``witness`` naming it (its cosigner
     key ID); safe to share between threads and between processes on one database."""
 
     def __init__(self, url: str, witness: str) -> None:
         self.witness = witness
-        _create_private(url)
         self.engine = make_engine(url)
         metadata.create_all(self.engine, checkfirst=True)
 
