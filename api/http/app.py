@@ -47,6 +47,31 @@ def create_app(service: Service) -> FastAPI:
     app.state.ledger = service.ledger
     app.state.tokens = service.tokens
 
+    add_problem_handlers(app)
+    add_middleware(app, service)
+    for router in (
+        log.router,
+        disclosures.router,
+        ops.router,
+        audit.router,
+        web.router,
+        admin.router,
+        admin.issuer_router,
+        review.router,
+        apply.router,
+        grantee.router,
+        bureau.router,
+        statements.router,
+        centres.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def add_problem_handlers(app: FastAPI) -> None:
+    """Every error as RFC 9457 problem+json: the ledger's refusals, malformed requests,
+    HTTP errors, and bugs (an error id only; the text stays in the log)."""
+
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
         body = problem(exc, str(request.url.path))
@@ -81,6 +106,21 @@ def create_app(service: Service) -> FastAPI:
         headers = getattr(exc, "headers", None)  # e.g. Allow on 405
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
 
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # the id goes to the caller and, with the traceback, to the log; the text never
+        # leaves the server
+        error_id = uuid.uuid4().hex[:16]
+        logger.error("HTTP %s %s failed by a bug; error id %s", request.method,
+                  request.url.path, error_id, exc_info=exc)  # fmt: skip
+        body = problem(InternalError(error_id), str(request.url.path))
+        return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+
+def add_middleware(app: FastAPI, service: Service) -> None:
+    """The log size on every answer, and the limits (body and head size, requests in
+    flight per client); the body limit is the outermost, before anything reads."""
+
     @app.middleware("http")
     async def log_size_header(request: Request, call_next: Any) -> Any:
         """Every answer says the log size it reflects: a read, the snapshot it was built
@@ -94,16 +134,6 @@ def create_app(service: Service) -> FastAPI:
             response.headers[LOG_SIZE_HEADER] = str(size)
         return response
 
-    @app.exception_handler(Exception)
-    async def bug(request: Request, exc: Exception) -> JSONResponse:
-        # the id goes to the caller and, with the traceback, to the log; the text never
-        # leaves the server
-        error_id = uuid.uuid4().hex[:16]
-        logger.error("HTTP %s %s failed by a bug; error id %s", request.method,
-                  request.url.path, error_id, exc_info=exc)  # fmt: skip
-        body = problem(InternalError(error_id), str(request.url.path))
-        return JSONResponse(body, status_code=500, media_type=PROBLEM)
-
     settings = service.settings
     app.add_middleware(ClientLimit, max_in_flight=settings.max_requests_per_client)
     app.add_middleware(  # the outermost
@@ -111,21 +141,3 @@ def create_app(service: Service) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
     )
-
-    for router in (
-        log.router,
-        disclosures.router,
-        ops.router,
-        audit.router,
-        web.router,
-        admin.router,
-        admin.issuer_router,
-        review.router,
-        apply.router,
-        grantee.router,
-        bureau.router,
-        statements.router,
-        centres.router,
-    ):
-        app.include_router(router)
-    return app
