@@ -37,7 +37,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("SUANLI_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SUANLI_CHROMEDRIVER", "/usr/bin/chromedriver")
-SHOTS = Path(os.environ.get("SUANLI_SCREENSHOTS", tempfile.gettempdir()))
+SHOTS = Path(os.environ.get("SUANLI_SCREENSHOTS", Path(__file__).parent / "artifacts"))
 WAIT = 20.0
 
 

@@ -1,0 +1,332 @@
+"""Each role's main task on the web page, end to end in a real headless Chromium, with data.
+
+One service (SQLite, a manual clock in the 2023 round) holds a grantee with more than 1,000
+history items spread over six usage months, an application reviewed by its 区县 and
+awaiting the bureau's decision, and a settled Q3 statement. The browser runs with every
+host name other than 127.0.0.1 unresolvable, so anything the pages tried to load from
+elsewhere would fail (and ``/docs`` is checked to load nothing from elsewhere).
+
+* the grantee pages through the whole history; the chart (by usage month, from the ledger's
+  totals) adds up to the cards' used amount; an invalid token and an unknown entity each
+  get their own state;
+* the bureau picks the year, decides the application in the page and opens the statement;
+* the auditor pins a verifier key, checks a proof, and is warned loudly when the served key
+  differs from the pinned one;
+* ``/docs`` (Swagger UI) and ``/redoc`` render offline.
+
+Screenshots go to ``tests/artifacts/`` (git-ignored; ``$SUANLI_SCREENSHOTS`` overrides).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
+from grpc_fixtures import START, ManualClock, issue_voucher
+from test_http_grantee import claim, holder_of
+from test_web_browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    WAIT,
+    _need_chromium,
+    page_errors,
+    screenshot,
+    text_of,
+    verify,
+    wait_for,
+)
+
+from api import bootstrap
+from api.bootstrap import Service
+from api.http.app import create_app
+from api.settings import Settings
+from ledger import vouchers
+from ledger.keys import Signer
+from ledger.policy import current_policy
+from ledger.usecases.commands import applications
+from ledger.usecases.commands.entities import register_entity
+from ledger.usecases.commands.settlement import issue_statement
+
+pytestmark = pytest.mark.browser
+
+CLAIMS = 1_050  # more than 1,000 history items
+MONTHS = ("2023-02", "2023-03", "2023-04", "2023-05", "2023-06", "2023-07")
+
+
+# --- the data --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data = tmp_path_factory.mktemp("web-roles")
+    clock = ManualClock(START)
+    settings = Settings(data_dir=data / "data", db=f"sqlite:///{data / 'ledger.db'}")
+    service = bootstrap.open_service(settings, clock=clock)
+    # an application, reviewed by its 区县, that the bureau decides in the page
+    applicant = make_uscc(9001)
+    service.write(register_entity, uscc=applicant, name="成都网页测试科技有限公司",
+                  type="enterprise", district="成都高新区", by_issuer=True)  # fmt: skip
+    policy = current_policy(service.ledger.snapshot())
+    service.write(applications.submit_application, application="A-web-1", programme="industry",
+                  applicant=applicant, inputs=DEFAULT_INPUTS["industry"],
+                  materials=materials_for(policy, "industry"),
+                  attestations=attest_all(policy, "industry"))  # fmt: skip
+    service.write(applications.review_application, application="A-web-1",
+                  district="成都高新区", reviewer="r-1", opinion="approve", note="材料齐全")  # fmt: skip
+    # a grantee with 1,050 claims over six usage months, recorded on one day
+    voucher = issue_voucher(service, "ai-model")
+    grantee = holder_of(service, voucher)
+    for n in range(CLAIMS):
+        month = MONTHS[n % len(MONTHS)]
+        claim(service, voucher, 1_000 + n, f"job-{n:05d}", start=local(f"{month}-10 09:00"))
+    clock.set(local("2023-10-10 10:00"))
+    service.write(issue_statement, centre="nscc-cd", period="2023-Q3")
+    tokens = {role: service.tokens.create(role)[0] for role in ("admin", "auditor")}
+    tokens["grantee"] = service.tokens.create("grantee", entity=grantee)[0]
+    tokens["nobody"] = service.tokens.create("grantee", entity=make_uscc(9999))[0]
+    yield {"service": service, "voucher": voucher, "grantee": grantee, "tokens": tokens}
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(world: dict[str, Any]) -> Iterator[str]:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(world["service"]), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Chromium that cannot resolve any host but 127.0.0.1: the network is off for it."""
+    _need_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-offline')}",
+        "--window-size=1280,1700",
+        "--lang=zh-CN",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=DriverService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def sign_in(driver: Any, base_url: str, view: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/#{view}")
+    driver.execute_script("sessionStorage.clear(); localStorage.clear()")
+    driver.refresh()
+    box = wait_for(driver, lambda d: d.find_element(By.ID, "token"), "the sign-in box")
+    box.send_keys(token)
+    driver.find_element(By.ID, "signin-button").click()
+
+
+def attr(driver: Any, css: str, name: str) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].get_attribute(name) if found else None
+
+
+def click(driver: Any, css: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, css).click()
+
+
+# --- the grantee -----------------------------------------------------------------------------
+
+
+def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
+    offline: Any, base_url: str, world: dict[str, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, service = offline, world["service"]
+    sign_in(driver, base_url, "grantee", world["tokens"]["grantee"])
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#grantee-history tbody tr[data-index]"), "history rows")
+    used = vouchers.voucher_view(service.ledger.refresh(), world["voucher"], service.ledger.clock())["used_fen"]
+    # the cards' used amount, the chart's total and the sum of its month bars all agree
+    assert attr(driver, "#grantee-used-total", "data-fen") == str(used)
+    assert attr(driver, "#grantee-chart-total", "data-fen") == str(used)
+    bars = driver.find_elements(By.CSS_SELECTOR, "#grantee-chart rect.subsidy")
+    assert [b.get_attribute("data-month") for b in bars] == list(MONTHS)  # by usage month
+    assert sum(int(b.get_attribute("data-fen")) for b in bars) == used
+    # the card shows the usage window (ended 2023-07-31), the validity as what it is
+    card = text_of(driver, "#grantee-vouchers .card")
+    assert "使用期 Usage window" in card and "2023-07-31" in card
+    assert "已结束" in card and "有效 active" in card
+    # rows: job id, usage dates, kinds in Chinese with English beside them
+    first = text_of(driver, "#grantee-history tbody tr")
+    assert "job-00000" in first and "2023-02-10" in first and "补贴 claim" in first
+    screenshot(driver, "grantee")
+    seen: list[str] = []
+    pages = 0
+    while True:
+        rows = driver.find_elements(By.CSS_SELECTOR, "#grantee-history tbody tr[data-index]")
+        seen += [r.get_attribute("data-index") for r in rows]
+        pages += 1
+        button = driver.find_element(By.ID, "grantee-next")
+        if not button.is_enabled():
+            break
+        button.click()
+        wait_for(driver, lambda d, p=pages: attr(d, "#grantee-page", "data-page") == str(p + 1), f"page {pages + 1}")
+    assert len(seen) == len(set(seen)) == CLAIMS
+    assert pages == (CLAIMS + 99) // 100
+    # CSV and XLSX: the buttons fetch the files with the token
+    for fmt in ("csv", "xlsx"):
+        click(driver, f"#grantee-exports button[data-href='/v1/me/history.{fmt}']")
+        wait_for(driver, lambda d, f=fmt: (attr(d, f"#grantee-exports button[data-href='/v1/me/history.{f}']", "data-saved") or "").endswith(f), f"the {fmt} download")
+    assert page_errors(driver) == []
+
+
+def test_grantee_states_for_a_refused_token_and_an_unknown_entity(
+    offline: Any, base_url: str, world: dict[str, Any]
+) -> None:
+    driver = offline
+    sign_in(driver, base_url, "grantee", "sl_not-a-token")
+    wait_for(driver, lambda d: attr(d, "#grantee-status", "data-state") == "token-refused", "the refused state")
+    assert "令牌无效或已撤销" in text_of(driver, "#grantee-status")
+    assert not driver.execute_script("return sessionStorage.getItem('suanli.token')")
+    assert not driver.find_element("id", "signed-in").is_displayed()  # never "signed in"
+    sign_in(driver, base_url, "grantee", world["tokens"]["nobody"])
+    wait_for(driver, lambda d: attr(d, "#grantee-status", "data-state") == "unknown-entity", "the unknown entity")
+    assert make_uscc(9999) in text_of(driver, "#grantee-status")
+    assert not driver.find_element("id", "grantee-body").is_displayed()
+    screenshot(driver, "grantee-unknown-entity")
+
+
+# --- the bureau ------------------------------------------------------------------------------
+
+
+def test_bureau_decides_an_application_and_opens_a_statement(
+    offline: Any, base_url: str, world: dict[str, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, service = offline, world["service"]
+    sign_in(driver, base_url, "bureau", world["tokens"]["admin"])
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#bureau-queue td[data-application='A-web-1']"), "the queue")
+    assert "2023" in [o.text for o in driver.find_elements(By.CSS_SELECTOR, "#bureau-year option")]
+    pools = text_of(driver, "#bureau-pools")
+    assert "使用资金池 draws on" in pools  # each programme says which pool it draws on
+    entities = text_of(driver, "#bureau-entities")
+    assert world["grantee"] in entities
+    click(driver, "#bureau-queue td[data-application='A-web-1'] button.approve")
+    wait_for(driver, lambda d: "A-web-1" in text_of(d, "#bureau-decided") and "✔" in text_of(d, "#bureau-decided"), "the decision")
+    from ledger import applications as applications_domain
+
+    decided = applications_domain.application_of(service.ledger.refresh(), "A-web-1")
+    assert decided.status == "approved"
+    statement = driver.find_element(By.CSS_SELECTOR, "#bureau-statements button.open-statement")
+    name = statement.get_attribute("data-statement")
+    statement.click()
+    wait_for(driver, lambda d: attr(d, "#bureau-statement", "data-statement") == name, "the statement")
+    shown = int(attr(driver, "#bureau-statement .statement-amount", "data-fen") or -1)
+    from ledger.usecases.views import statements
+
+    assert shown == statements.statement(service.ledger.refresh(), name)["totals"]["amount_fen"]
+    assert driver.find_elements(By.CSS_SELECTOR, f"#bureau-statements button[data-href='/v1/statements/{name}.xlsx']")
+    screenshot(driver, "bureau")
+    assert page_errors(driver) == []
+
+
+# --- the auditor -----------------------------------------------------------------------------
+
+
+def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
+    offline: Any, base_url: str, world: dict[str, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, service = offline, world["service"]
+    sign_in(driver, base_url, "auditor", world["tokens"]["auditor"])
+    served = service.ledger.keys.log.verifier.vkey
+    wait_for(driver, lambda d: text_of(d, "#cp-key") == served, "the served key")
+    click(driver, "#pin-served")
+    wait_for(driver, lambda d: attr(d, "#pin-state", "data-pinned") == "yes", "the pin")
+    assert driver.execute_script("return localStorage.getItem('suanli.pinnedLogKey')") == served
+    assert not driver.find_element(By.ID, "key-alarm").is_displayed()
+    verdict, shown = verify(driver, 5)
+    assert verdict == "ok", shown
+    # entries page by kind
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-kind option[value='claim']"), "the kinds")
+    driver.find_element(By.CSS_SELECTOR, "#audit-kind option[value='claim']").click()
+    wait_for(driver, lambda d: {r.text.split()[1] for r in d.find_elements(By.CSS_SELECTOR, "#audit-entries tbody tr")} == {"claim"}, "claims only")
+    click(driver, "#audit-next")
+    wait_for(driver, lambda d: attr(d, "#audit-page", "data-page") == "2", "page 2 of claims")
+    screenshot(driver, "auditor-pinned")
+    # another key pinned (as if the server had swapped its key): loud warning, ✘ signatures
+    other = Signer.generate(service.ledger.origin).verifier.vkey
+    driver.find_element(By.ID, "pin-input").send_keys(other)
+    click(driver, "#pin-button")
+    wait_for(driver, lambda d: attr(d, "#key-alarm", "data-state") == "mismatch", "the alarm")
+    assert driver.find_element(By.ID, "key-alarm").is_displayed()
+    assert "✘" in text_of(driver, "#cp-sig")
+    verdict, _ = verify(driver, 5)
+    assert verdict == "fail"
+    screenshot(driver, "auditor-key-mismatch")
+    click(driver, "#unpin")
+    wait_for(driver, lambda d: attr(d, "#pin-state", "data-pinned") == "no", "unpinned")
+
+
+# --- offline API docs ------------------------------------------------------------------------
+
+
+def test_api_docs_render_offline(offline: Any, base_url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = offline
+    for path, ready, shot in (
+        ("/docs", ".swagger-ui .opblock", "docs-swagger"),
+        ("/redoc", "[role=menuitem], .menu-content li", "docs-redoc"),
+    ):
+        driver.get(base_url + path)
+        wait_for(driver, lambda d, r=ready: len(d.find_elements(By.CSS_SELECTOR, r)) > 10, f"{path} rendered")
+        loaded = driver.execute_script(
+            "return performance.getEntriesByType('resource').map((e) => e.name)"
+        )
+        assert loaded and all(u.startswith(base_url) for u in loaded), loaded
+        screenshot(driver, shot)
+
