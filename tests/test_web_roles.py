@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -48,6 +49,7 @@ from api.settings import Settings
 from ledger import vouchers
 from ledger.keys import Signer
 from ledger.policy import current_policy
+from ledger.timeutil import shanghai_date
 from ledger.usecases.commands import applications
 from ledger.usecases.commands.entities import register_entity
 from ledger.usecases.commands.settlement import issue_statement
@@ -85,7 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         month = MONTHS[n % len(MONTHS)]
         claim(service, voucher, 1_000 + n, f"job-{n:05d}", start=local(f"{month}-10 09:00"))
     clock.set(local("2023-10-10 10:00"))
-    service.write(issue_statement, centre="nscc-cd", period="2023-Q3")
+    issue_statement(service.write, centre="nscc-cd", period="2023-Q3")
     tokens = {role: service.tokens.create(role)[0] for role in ("admin", "auditor")}
     tokens["grantee"] = service.tokens.create("grantee", entity=grantee)[0]
     tokens["nobody"] = service.tokens.create("grantee", entity=make_uscc(9999))[0]
@@ -151,6 +153,11 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
+def day(moment: datetime) -> str:
+    """A time as its Asia/Shanghai date, as the page shows it."""
+    return shanghai_date(moment).isoformat()
+
+
 def sign_in(driver: Any, base_url: str, view: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -167,6 +174,16 @@ def attr(driver: Any, css: str, name: str) -> str | None:
 
     found = driver.find_elements(By.CSS_SELECTOR, css)
     return found[0].get_attribute(name) if found else None
+
+
+def row_kinds(driver: Any) -> set[str]:
+    """The kinds of the auditor's listed entries (read in one script: rows are redrawn)."""
+    return set(
+        driver.execute_script(
+            "return [...document.querySelectorAll('#audit-entries tbody tr')]"
+            ".map((r) => r.cells[1].textContent)"
+        )
+    )
 
 
 def click(driver: Any, css: str) -> None:
@@ -193,10 +210,12 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
     bars = driver.find_elements(By.CSS_SELECTOR, "#grantee-chart rect.subsidy")
     assert [b.get_attribute("data-month") for b in bars] == list(MONTHS)  # by usage month
     assert sum(int(b.get_attribute("data-fen")) for b in bars) == used
-    # the card shows the usage window (ended 2023-07-31), the validity as what it is
+    # the card shows the usage window first, the credential's validity as what it is
+    held = vouchers.voucher_of(service.ledger.refresh(), world["voucher"])
     card = text_of(driver, "#grantee-vouchers .card")
-    assert "使用期 Usage window" in card and "2023-07-31" in card
-    assert "已结束" in card and "有效 active" in card
+    assert f"使用期 Usage window {day(held.usage_start)} – {day(held.usage_end)}" in card, card
+    assert f"Credential validity {day(held.valid_from)} – {day(held.valid_until)}" in card
+    assert "有效 active" in card
     # rows: job id, usage dates, kinds in Chinese with English beside them
     first = text_of(driver, "#grantee-history tbody tr")
     assert "job-00000" in first and "2023-02-10" in first and "补贴 claim" in first
@@ -293,7 +312,7 @@ def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
     # entries page by kind
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-kind option[value='claim']"), "the kinds")
     driver.find_element(By.CSS_SELECTOR, "#audit-kind option[value='claim']").click()
-    wait_for(driver, lambda d: {r.text.split()[1] for r in d.find_elements(By.CSS_SELECTOR, "#audit-entries tbody tr")} == {"claim"}, "claims only")
+    wait_for(driver, lambda d: row_kinds(d) == {"claim"}, "claims only")
     click(driver, "#audit-next")
     wait_for(driver, lambda d: attr(d, "#audit-page", "data-page") == "2", "page 2 of claims")
     screenshot(driver, "auditor-pinned")

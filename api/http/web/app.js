@@ -236,7 +236,7 @@ function bars(container, rows, emptyText) {
       : open ? null : limit - used - held;
     container.append(el("div", { class: "bar-row" + (r.highlight ? " binding" : "") },
       el("div", { class: "bar-label" },
-        el("strong", { text: r.label }), r.sub ? el("span", { class: "muted", text: " " + r.sub }) : null,
+        el("strong", { text: r.label }), r.sub ? el("span", { class: "muted" }, " ", r.sub) : null,
         r.highlight ? el("span", { class: "tag" }, bi("约束上次补贴", "bound the last claim")) : null),
       graphic,
       el("div", { class: "bar-figures" },
