@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -390,7 +390,9 @@ def test_history_exports_have_chinese_headings_and_two_decimal_yuan(
     assert answer.headers["content-type"].startswith("text/csv")
     assert answer.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["日志索引", "时间", "类型"]
+    assert rows[0][:3] == ["日志索引", "记账时间(北京时间)", "类型"]
+    assert rows[1][rows[0].index("包含证明")].startswith("http://testserver/v1/log/proof/")
+    assert rows[1][rows[0].index("项目")].startswith("(")  # the notice's label, not an id
     assert "补贴金额(元)" in rows[0] and "算力费用(元)" in rows[0]
     col = rows[0].index("补贴金额(元)")
     assert len(rows) == len(items) + 2  # headings, items, 合计
@@ -408,8 +410,12 @@ def test_history_exports_have_chinese_headings_and_two_decimal_yuan(
     sheet = book.worksheets[0]
     head = [c.value for c in sheet[1]]
     assert head[0] == "日志索引"
-    last = [c.value for c in sheet[sheet.max_row]]
-    assert last[0] == "合计"
+    from test_http_bureau import sheet_rows
+
+    rows_xlsx = sheet_rows(sheet)  # every sheet says when it was generated
+    assert rows_xlsx[-1][0] == "合计"
+    recorded = rows_xlsx[1][head.index("记账时间(北京时间)")]
+    assert isinstance(recorded, datetime)  # a real date cell, Beijing wall-clock time
 
 
 # --- docs/api-grantee.md stays true ----------------------------------------------------------
@@ -435,10 +441,11 @@ def _keys(value: Any, path: str = "$") -> set[str]:
 def test_the_documented_shapes_are_the_served_ones(world: dict[str, Any]) -> None:
     client, tokens = world["client"], world["tokens"]
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC.read_text(), re.S)]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     served = [
         client.get("/v1/me/vouchers", headers=tokens["a"]).json(),
         client.get("/v1/me/history", headers=tokens["a"]).json(),
+        client.get("/v1/me/history/summary", headers=tokens["a"]).json(),
         client.get("/v1/bureau/budget", headers=tokens["auditor"]).json(),
     ]
     for documented, answer in zip(blocks, served, strict=True):

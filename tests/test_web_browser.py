@@ -18,7 +18,6 @@ import base64
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator

@@ -43,7 +43,6 @@ from test_web_browser import (
 )
 
 from api import bootstrap
-from api.bootstrap import Service
 from api.http.app import create_app
 from api.settings import Settings
 from ledger import vouchers
@@ -79,7 +78,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                   materials=materials_for(policy, "industry"),
                   attestations=attest_all(policy, "industry"))  # fmt: skip
     service.write(applications.review_application, application="A-web-1",
-                  district="成都高新区", reviewer="r-1", opinion="approve", note="材料齐全")  # fmt: skip
+                  district="成都高新区", reviewer="r-1", opinion="approve",
+                  note="材料齐全")  # fmt: skip
     # a grantee with 1,050 claims over six usage months, recorded on one day
     voucher = issue_voucher(service, "ai-model")
     grantee = holder_of(service, voucher)
@@ -202,8 +202,14 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
 
     driver, service = offline, world["service"]
     sign_in(driver, base_url, "grantee", world["tokens"]["grantee"])
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#grantee-history tbody tr[data-index]"), "history rows")
-    used = vouchers.voucher_view(service.ledger.refresh(), world["voucher"], service.ledger.clock())["used_fen"]
+    wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#grantee-history tbody tr[data-index]"),
+        "history rows",
+    )
+    used = vouchers.voucher_view(
+        service.ledger.refresh(), world["voucher"], service.ledger.clock()
+    )["used_fen"]
     # the cards' used amount, the chart's total and the sum of its month bars all agree
     assert attr(driver, "#grantee-used-total", "data-fen") == str(used)
     assert attr(driver, "#grantee-chart-total", "data-fen") == str(used)
@@ -230,13 +236,24 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
         if not button.is_enabled():
             break
         button.click()
-        wait_for(driver, lambda d, p=pages: attr(d, "#grantee-page", "data-page") == str(p + 1), f"page {pages + 1}")
+        wait_for(
+            driver,
+            lambda d, p=pages: attr(d, "#grantee-page", "data-page") == str(p + 1),
+            f"page {pages + 1}",
+        )
     assert len(seen) == len(set(seen)) == CLAIMS
     assert pages == (CLAIMS + 99) // 100
     # CSV and XLSX: the buttons fetch the files with the token
     for fmt in ("csv", "xlsx"):
         click(driver, f"#grantee-exports button[data-href='/v1/me/history.{fmt}']")
-        wait_for(driver, lambda d, f=fmt: (attr(d, f"#grantee-exports button[data-href='/v1/me/history.{f}']", "data-saved") or "").endswith(f), f"the {fmt} download")
+        wait_for(
+            driver,
+            lambda d, f=fmt: (
+                attr(d, f"#grantee-exports button[data-href='/v1/me/history.{f}']", "data-saved")
+                or ""
+            ).endswith(f),
+            f"the {fmt} download",
+        )
     assert page_errors(driver) == []
 
 
@@ -245,12 +262,20 @@ def test_grantee_states_for_a_refused_token_and_an_unknown_entity(
 ) -> None:
     driver = offline
     sign_in(driver, base_url, "grantee", "sl_not-a-token")
-    wait_for(driver, lambda d: attr(d, "#grantee-status", "data-state") == "token-refused", "the refused state")
+    wait_for(
+        driver,
+        lambda d: attr(d, "#grantee-status", "data-state") == "token-refused",
+        "the refused state",
+    )
     assert "令牌无效或已撤销" in text_of(driver, "#grantee-status")
     assert not driver.execute_script("return sessionStorage.getItem('suanli.token')")
     assert not driver.find_element("id", "signed-in").is_displayed()  # never "signed in"
     sign_in(driver, base_url, "grantee", world["tokens"]["nobody"])
-    wait_for(driver, lambda d: attr(d, "#grantee-status", "data-state") == "unknown-entity", "the unknown entity")
+    wait_for(
+        driver,
+        lambda d: attr(d, "#grantee-status", "data-state") == "unknown-entity",
+        "the unknown entity",
+    )
     assert make_uscc(9999) in text_of(driver, "#grantee-status")
     assert not driver.find_element("id", "grantee-body").is_displayed()
     screenshot(driver, "grantee-unknown-entity")
@@ -266,14 +291,24 @@ def test_bureau_decides_an_application_and_opens_a_statement(
 
     driver, service = offline, world["service"]
     sign_in(driver, base_url, "bureau", world["tokens"]["admin"])
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#bureau-queue td[data-application='A-web-1']"), "the queue")
+    wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#bureau-queue td[data-application='A-web-1']"),
+        "the queue",
+    )
     assert "2023" in [o.text for o in driver.find_elements(By.CSS_SELECTOR, "#bureau-year option")]
     pools = text_of(driver, "#bureau-pools")
     assert "使用资金池 draws on" in pools  # each programme says which pool it draws on
     entities = text_of(driver, "#bureau-entities")
     assert world["grantee"] in entities
     click(driver, "#bureau-queue td[data-application='A-web-1'] button.approve")
-    wait_for(driver, lambda d: "A-web-1" in text_of(d, "#bureau-decided") and "✔" in text_of(d, "#bureau-decided"), "the decision")
+    wait_for(
+        driver,
+        lambda d: (
+            "A-web-1" in text_of(d, "#bureau-decided") and "✔" in text_of(d, "#bureau-decided")
+        ),
+        "the decision",
+    )
     from ledger import applications as applications_domain
 
     decided = applications_domain.application_of(service.ledger.refresh(), "A-web-1")
@@ -281,12 +316,16 @@ def test_bureau_decides_an_application_and_opens_a_statement(
     statement = driver.find_element(By.CSS_SELECTOR, "#bureau-statements button.open-statement")
     name = statement.get_attribute("data-statement")
     statement.click()
-    wait_for(driver, lambda d: attr(d, "#bureau-statement", "data-statement") == name, "the statement")
+    wait_for(
+        driver, lambda d: attr(d, "#bureau-statement", "data-statement") == name, "the statement"
+    )
     shown = int(attr(driver, "#bureau-statement .statement-amount", "data-fen") or -1)
     from ledger.usecases.views import statements
 
     assert shown == statements.statement(service.ledger.refresh(), name)["totals"]["amount_fen"]
-    assert driver.find_elements(By.CSS_SELECTOR, f"#bureau-statements button[data-href='/v1/statements/{name}.xlsx']")
+    assert driver.find_elements(
+        By.CSS_SELECTOR, f"#bureau-statements button[data-href='/v1/statements/{name}.xlsx']"
+    )
     screenshot(driver, "bureau")
     assert page_errors(driver) == []
 
@@ -310,7 +349,11 @@ def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
     verdict, shown = verify(driver, 5)
     assert verdict == "ok", shown
     # entries page by kind
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-kind option[value='claim']"), "the kinds")
+    wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-kind option[value='claim']"),
+        "the kinds",
+    )
     driver.find_element(By.CSS_SELECTOR, "#audit-kind option[value='claim']").click()
     wait_for(driver, lambda d: row_kinds(d) == {"claim"}, "claims only")
     click(driver, "#audit-next")
@@ -342,7 +385,11 @@ def test_api_docs_render_offline(offline: Any, base_url: str) -> None:
         ("/redoc", "[role=menuitem], .menu-content li", "docs-redoc"),
     ):
         driver.get(base_url + path)
-        wait_for(driver, lambda d, r=ready: len(d.find_elements(By.CSS_SELECTOR, r)) > 10, f"{path} rendered")
+        wait_for(
+            driver,
+            lambda d, r=ready: len(d.find_elements(By.CSS_SELECTOR, r)) > 10,
+            f"{path} rendered",
+        )
         loaded = driver.execute_script(
             "return performance.getEntriesByType('resource').map((e) => e.name)"
         )
@@ -355,4 +402,3 @@ def test_api_docs_render_offline(offline: Any, base_url: str) -> None:
             refused,
         )
         screenshot(driver, shot)
-

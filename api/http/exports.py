@@ -28,6 +28,7 @@ import itertools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,9 +39,13 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from ledger.timeutil import SHANGHAI, parse_time
+
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 YUAN_FORMAT = "#,##0.00"
+TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+GENERATED = "生成时间(北京时间 Asia/Shanghai)"
 FEN_PER_YUAN = 100
 TOTAL = "__total__"  # marks the 合计 row: computed (callable) columns are left blank in it
 
@@ -63,8 +68,9 @@ def yuan_decimal(amount_fen: int) -> Decimal:
 class Column:
     """One column: its heading, how to get the value from a row, and its kind.
 
-    ``kind``: ``text``, ``int``, ``yuan`` (the value is integer fen) or ``auto`` (an int
-    is a number, a Decimal a 元 amount, anything else text).
+    ``kind``: ``text``, ``int``, ``yuan`` (the value is integer fen), ``time`` (an RFC 3339
+    time, written as Asia/Shanghai wall-clock time: a real date cell in XLSX; say so in the
+    heading) or ``auto`` (an int is a number, a Decimal a 元 amount, anything else text).
     """
 
     heading: str
@@ -87,11 +93,18 @@ class Table:
     notes: Sequence[tuple[str, Any]] = field(default_factory=tuple)  # key/value lines above
 
 
+def shanghai_wall(text: str) -> datetime:
+    """An RFC 3339 time as Asia/Shanghai wall-clock time (naive: spreadsheets have no zones)."""
+    return parse_time(text).astimezone(SHANGHAI).replace(tzinfo=None)
+
+
 def _cell_text(column: Column, value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return ""
     if column.kind == "yuan":
         return yuan_text(value)
+    if column.kind == "time":
+        return shanghai_wall(value).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
 
@@ -148,6 +161,9 @@ def _cell(sheet: Any, column: Column, value: Any, is_total: bool, first: bool) -
         amount = value if isinstance(value, Decimal) else yuan_decimal(value)
         cell = WriteOnlyCell(sheet, value=amount)
         cell.number_format = YUAN_FORMAT
+    elif column.kind == "time" and value != "":
+        cell = WriteOnlyCell(sheet, value=shanghai_wall(value))
+        cell.number_format = TIME_FORMAT
     elif column.kind == "int" or (
         column.kind == "auto" and isinstance(value, int) and not isinstance(value, bool)
     ):
@@ -159,8 +175,9 @@ def _cell(sheet: Any, column: Column, value: Any, is_total: bool, first: bool) -
     return cell
 
 
-def _write_sheet(sheet: Any, table: Table) -> None:
-    """Rows are appended as they come (openpyxl's write-only mode keeps none in memory)."""
+def _write_sheet(sheet: Any, table: Table, generated: str) -> None:
+    """Rows are appended as they come (openpyxl's write-only mode keeps none in memory);
+    under them, when the sheet was generated."""
     for col, column in enumerate(table.columns, start=1):
         sheet.column_dimensions[get_column_letter(col)].width = column.width
     for label, value in table.notes:
@@ -190,14 +207,17 @@ def _write_sheet(sheet: Any, table: Table) -> None:
                 )
             ]
         )
+    sheet.append([])
+    sheet.append([GENERATED, generated])
 
 
 def xlsx_file(tables: Sequence[Table]) -> Any:
     """The tables as one workbook, one sheet each, in order, written to a temporary file
     (positioned at its start) in bounded memory."""
     workbook = Workbook(write_only=True)
+    generated = datetime.now(UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     for table in tables:
-        _write_sheet(workbook.create_sheet(table.title[:31]), table)
+        _write_sheet(workbook.create_sheet(table.title[:31]), table, generated)
     out = tempfile.TemporaryFile()  # noqa: SIM115  (handed to the caller, who closes it)
     workbook.save(out)
     out.seek(0)

@@ -56,21 +56,33 @@ KIND_TEXT = {
     "grant.pay": "一次性奖补",
 }
 
+CAP_TEXT = {
+    "voucher": "券面额",
+    "period": "期间上限",
+    "entity_programme": "单位项目上限",
+    "entity_round": "单位年度上限",
+    "programme_pool": "项目资金池",
+    "voucher_pool": "算力券资金池",
+    "rate": "补贴比例(未触及上限)",
+}
+
 HISTORY = Sheet(
     "使用与补贴记录",
     (
         Column("日志索引", "index", "int", 10),
-        Column("时间", lambda r: beijing(r["at"]), width=20),
-        Column("类型", lambda r: KIND_TEXT.get(r["kind"], r["kind"]), width=10),
+        Column("记账时间(北京时间)", "at", "time", 20),
+        Column("类型", lambda r: KIND_TEXT.get(r["kind"], r["kind"]), width=12),
         Column("计算中心", "centre", width=10),
-        Column("凭证编号", "voucher", width=16),
-        Column("项目", "programme", width=16),
-        Column("作业编号", lambda r: r["record_id"] or r["grant"], width=18),
-        Column("算力费用(元)", "cost_fen", "yuan"),
-        Column("补贴金额(元)", "subsidy_fen", "yuan"),
-        Column("约束上限", "binding_cap", width=14),
-        Column("结算单", "statement", width=20),
-        Column("包含证明", "proof", width=36),
+        Column("凭证编号", "voucher", width=18),
+        Column("项目", lambda r: r.get("programme_label") or r["programme"], width=30),
+        Column("作业编号", lambda r: r["record_id"] or r["grant"], width=28),
+        Column("使用开始(北京时间)", lambda r: r["usage_start"] or "", "time", 20),
+        Column("使用结束(北京时间)", lambda r: r["usage_end"] or "", "time", 20),
+        Column("算力费用(元)", "cost_fen", "yuan", 16),
+        Column("补贴金额(元)", "subsidy_fen", "yuan", 16),
+        Column("约束上限", lambda r: CAP_TEXT.get(r["binding_cap"], r["binding_cap"]), width=18),
+        Column("结算单", "statement", width=24),
+        Column("包含证明", "proof", width=64),
     ),
     rows="items",
     total="totals",

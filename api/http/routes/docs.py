@@ -41,6 +41,8 @@ def _offline(page: HTMLResponse) -> HTMLResponse:
     page.headers["Content-Security-Policy"] = CSP
     page.headers["X-Content-Type-Options"] = "nosniff"
     return page
+
+
 TITLE = "suanli API"
 
 
@@ -52,26 +54,30 @@ def asset_bytes(name: str) -> bytes:
 @router.get("/docs")
 def swagger_ui() -> HTMLResponse:
     """Swagger UI over ``/openapi.json``, its assets from this app."""
-    return _offline(get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title=f"{TITLE} · Swagger UI",
-        swagger_js_url=f"{ASSET_PATH}/swagger-ui-bundle.js",
-        swagger_css_url=f"{ASSET_PATH}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSET_PATH}/favicon.png",
-        swagger_ui_parameters={"validatorUrl": None},  # the badge would call out to a validator
-    ))
+    return _offline(
+        get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{TITLE} · Swagger UI",
+            swagger_js_url=f"{ASSET_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSET_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSET_PATH}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # the badge would call out to a validator
+        )
+    )
 
 
 @router.get("/redoc")
 def redoc() -> HTMLResponse:
     """ReDoc over ``/openapi.json``, its script from this app, without web fonts."""
-    return _offline(get_redoc_html(
-        openapi_url="/openapi.json",
-        title=f"{TITLE} · ReDoc",
-        redoc_js_url=f"{ASSET_PATH}/redoc.standalone.js",
-        redoc_favicon_url=f"{ASSET_PATH}/favicon.png",
-        with_google_fonts=False,
-    ))
+    return _offline(
+        get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{TITLE} · ReDoc",
+            redoc_js_url=f"{ASSET_PATH}/redoc.standalone.js",
+            redoc_favicon_url=f"{ASSET_PATH}/favicon.png",
+            with_google_fonts=False,
+        )
+    )
 
 
 @router.get(ASSET_PATH + "/{name}")
@@ -80,7 +86,11 @@ def asset(name: str, request: Request) -> Response:
         raise NotFound(f"no such file: {ASSET_PATH}/{name}")
     body = asset_bytes(name)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=86400",
+        "X-Content-Type-Options": "nosniff",
+    }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=ASSETS[name], headers=headers)

@@ -298,7 +298,25 @@ def _summary(request: Request, uscc: str, chosen: HistoryFilter) -> dict[str, An
 
 
 def _history_file(request: Request, uscc: str, chosen: HistoryFilter) -> Response:
-    table = HISTORY.table(_history(request, uscc, chosen))
+    """The history for people: the notice's programme labels and absolute proof links."""
+    with reading(request) as snapshot:
+        answer = history_page(snapshot.state, uscc, entry_reader(request), chosen)
+        labels = {
+            (i["round"], i["programme"]): entity_views.programme_label(
+                snapshot.state, i["round"], i["programme"]
+            )
+            for i in answer["items"]
+        }
+    origin = str(request.base_url).rstrip("/")
+    answer["items"] = [
+        {
+            **i,
+            "programme_label": labels[(i["round"], i["programme"])],
+            "proof": origin + i["proof"],
+        }
+        for i in answer["items"]
+    ]
+    table = HISTORY.table(answer)
     return exports.download([table], exports.format_of(request), f"history-{uscc}")
 
 
@@ -324,9 +342,7 @@ def my_history(request: Request, principal: Grantee, chosen: Filter, page: Page)
     return _history(request, own_entity(principal), chosen, *page)
 
 
-@router.get(
-    "/v1/me/history/summary", response_model=HistorySummary, responses=HISTORY_ERRORS
-)
+@router.get("/v1/me/history/summary", response_model=HistorySummary, responses=HISTORY_ERRORS)
 def my_history_summary(request: Request, principal: Grantee, chosen: Filter) -> dict[str, Any]:
     """Overall totals of my history and the same by usage month (not a page: all of it)."""
     return _summary(request, own_entity(principal), chosen)

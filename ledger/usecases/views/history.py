@@ -18,9 +18,9 @@ from typing import Any
 from ledger import caps as caps_mod
 from ledger import claims, grants, settlement, vouchers
 from ledger.errors import InvalidInput
+from ledger.money import apply_rate
 from ledger.settlement import FIRST_YEAR, LAST_YEAR, parse_period
 from ledger.state import LedgerState
-from ledger.money import apply_rate
 from ledger.timeutil import format_time, parse_time, shanghai_date, shanghai_end, shanghai_start
 from ledger.usecases.views import EntryReader, proof_link
 
