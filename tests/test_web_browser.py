@@ -295,11 +295,25 @@ def test_auditor_signs_in_and_checks_listed_entries(
     keys = driver.find_elements(By.CSS_SELECTOR, "#audit-keys tbody tr")
     assert len(keys) == len(service.ledger.refresh().registry.keys)
     rows = driver.find_elements(By.CSS_SELECTOR, "#audit-entries tbody tr")
-    assert len(rows) == 20
+    assert len(rows) == 20  # a page of entries, oldest first
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [str(i) for i in range(20)]
+    # only the log.note entries: the last one is the newest entry of the log
+    driver.find_element(By.CSS_SELECTOR, "#audit-kind option[value='log.note']").click()
     size = service.ledger.store.size()
-    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == str(size - 1)
-    assert "log.note" in rows[0].text
-    rows[0].find_element(By.TAG_NAME, "button").click()
+    wait_for(
+        driver,
+        lambda d: (
+            d.execute_script(
+                "return [...document.querySelectorAll('#audit-entries tbody tr')]"
+                ".map((r) => r.cells[1].textContent)"
+            )
+            == ["log.note"] * 5
+        ),
+        "the log.note entries",
+    )
+    last = driver.find_elements(By.CSS_SELECTOR, "#audit-entries tbody tr")[-1]
+    assert last.find_elements(By.TAG_NAME, "td")[0].text == str(size - 1)
+    last.find_element(By.TAG_NAME, "button").click()
     wait_for(
         driver,
         lambda d: (

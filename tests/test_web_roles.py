@@ -19,11 +19,15 @@ Screenshots go to ``tests/artifacts/`` (git-ignored; ``$SUANLI_SCREENSHOTS`` ove
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,7 +47,9 @@ from test_web_browser import (
 )
 
 from api import bootstrap
+from api.bootstrap import Service
 from api.http.app import create_app
+from api.http.exports import yuan_text
 from api.settings import Settings
 from ledger import vouchers
 from ledger.keys import Signer
@@ -95,17 +101,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     service.close()
 
 
-@pytest.fixture(scope="module")
-def base_url(world: dict[str, Any]) -> Iterator[str]:
+@contextmanager
+def serving(service: Service) -> Iterator[str]:
+    """The real app on a free loopback port, in a thread; its base URL."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(world["service"]), log_level="warning", lifespan="on")
-    )
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + WAIT
@@ -113,10 +118,35 @@ def base_url(world: dict[str, Any]) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(world: dict[str, Any]) -> Iterator[str]:
+    with serving(world["service"]) as url:
+        yield url
+
+
+@pytest.fixture
+def in_window(tmp_path: Path) -> Iterator[tuple[Service, str]]:
+    """A service inside the online submission window, with one registered entity (no
+    claims): for applying and reviewing."""
+    service = bootstrap.open_service(
+        Settings(data_dir=tmp_path / "data", db=f"sqlite:///{tmp_path / 'ledger.db'}"),
+        clock=ManualClock(START),
+    )
+    service.write(register_entity, uscc=make_uscc(9101), name="成都申报测试有限公司",
+                  type="enterprise", district="成都高新区", by_issuer=True)  # fmt: skip
+    try:
+        with serving(service) as url:
+            yield service, url
+    finally:
+        service.close()
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +309,75 @@ def test_grantee_states_for_a_refused_token_and_an_unknown_entity(
     assert make_uscc(9999) in text_of(driver, "#grantee-status")
     assert not driver.find_element("id", "grantee-body").is_displayed()
     screenshot(driver, "grantee-unknown-entity")
+
+
+# --- applying and reviewing ----------------------------------------------------------------
+
+
+def test_grantee_applies_with_materials_hashed_in_the_browser_and_the_district_reviews(
+    offline: Any, in_window: tuple[Service, str], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from ledger import applications as applications_domain
+
+    driver, (service, base) = offline, in_window
+    uscc = make_uscc(9101)
+    grantee = service.tokens.create("grantee", entity=uscc)[0]
+    sign_in(driver, base, "apply", grantee)
+    wait_for(driver, lambda d: d.find_element(By.ID, "apply-form").is_displayed(), "the form")
+    Select(driver.find_element(By.ID, "apply-programme")).select_by_value("industry")
+    wanted = DEFAULT_INPUTS["industry"]
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-input]"), "the inputs")
+    for name, value in wanted.items():
+        box = driver.find_element(By.CSS_SELECTOR, f"[data-input='{name}']")
+        typed = yuan_text(value) if box.get_attribute("data-type") == "fen" else str(value)
+        driver.execute_script("arguments[0].value = arguments[1]", box, typed)
+    policy = current_policy(service.ledger.snapshot())
+    hashes = {}
+    for material in policy.programme("industry").materials:
+        document = tmp_path / f"{material.id}.pdf"
+        document.write_bytes(f"申报材料 {material.id}".encode())
+        hashes[material.id] = hashlib.sha256(document.read_bytes()).hexdigest()
+        driver.find_element(By.CSS_SELECTOR, f"[data-material='{material.id}']").send_keys(
+            str(document)
+        )
+    for material, digest in hashes.items():
+        wait_for(
+            driver,
+            lambda d, m=material, h=digest: text_of(d, f"[data-material-hash='{m}']") == h,
+            f"the SHA-256 of {material}, computed in the browser",
+        )
+    for box in driver.find_elements(By.CSS_SELECTOR, "[data-attest]"):
+        box.click()
+    click(driver, "#apply-preview-button")
+    shown = json.loads(text_of(driver, "#apply-json"))
+    assert shown == {
+        "programme": "industry",
+        "inputs": wanted,
+        "materials": hashes,
+        "attestations": attest_all(policy, "industry"),
+    }
+    screenshot(driver, "apply-preview")
+    click(driver, "#apply-submit")
+    wait_for(driver, lambda d: attr(d, "#apply-result", "data-state") == "submitted", "submitted")
+    app_id = text_of(driver, "#apply-result b")
+    recorded = applications_domain.application_of(service.ledger.refresh(), app_id)
+    assert recorded.applicant == uscc and dict(recorded.materials) == hashes
+    wait_for(driver, lambda d: app_id in text_of(d, "#apply-mine"), "my applications")
+
+    reviewer = service.tokens.create("reviewer", district="成都高新区")[0]
+    sign_in(driver, base, "apply", reviewer)
+    cell = f"#review-queue td[data-application='{app_id}']"
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, cell), "the review queue")
+    assert not driver.find_element(By.ID, "apply-form").is_displayed()  # reviewers do not apply
+    click(driver, cell + " button.approve")
+    wait_for(driver, lambda d: "✔" in text_of(d, "#review-done"), "the opinion")
+    reviewed = applications_domain.application_of(service.ledger.refresh(), app_id)
+    assert reviewed.status == "reviewed"
+    screenshot(driver, "review")
+    assert page_errors(driver) == []
 
 
 # --- the bureau ------------------------------------------------------------------------------

@@ -205,7 +205,7 @@ async function loadProgrammeNames() {
   if (programmeNames.size) return;
   try {
     const found = await api("/v1/apply/programmes");
-    for (const p of found.programmes) programmeNames.set(p.id, `${p.number} ${p.title}`);
+    for (const p of found.programmes) programmeNames.set(p.id, `(${p.number}) ${p.title}`);
   } catch (e) { /* the ids are shown instead */ }
 }
 
@@ -640,12 +640,13 @@ function showProgrammeForm() {
   clear($("#apply-preview"));
   $("#apply-result").hidden = true;
   if (!chosen) return;
-  form.append(el("h3", {}, bi("填报内容", "Inputs")), chosen.inputs.map(inputField),
+  form.append(...[el("h3", {}, bi("填报内容", "Inputs")), chosen.inputs.map(inputField),
     el("h3", {}, bi("申报材料（仅提交 SHA-256，文件不离开本机）", "Materials (only their SHA-256 is sent; files stay on this computer)")),
     chosen.materials.map(materialField),
     chosen.conditions.some((c) => c.attested) ? el("h3", {}, bi("承诺事项", "Attestations")) : null,
     chosen.conditions.filter((c) => c.attested).map((c) => el("label", { class: "field check" },
-      el("input", { type: "checkbox", "data-attest": c.id }), " ", c.text, el("span", { class: "muted small", text: ` ${c.cite}` }))));
+      el("input", { type: "checkbox", "data-attest": c.id }), " ", c.text, el("span", { class: "muted small", text: ` ${c.cite}` })))]
+    .flat(Infinity).filter(Boolean));
 }
 
 // The JSON the form would submit; throws naming the field that is wrong.
@@ -756,7 +757,7 @@ async function showApply() {
   const select = $("#apply-programme");
   if (select.options.length <= 1) {
     select.append(...programmes.programmes.filter((p) => p.rate_bp !== null || p.kind === "grant")
-      .map((p) => el("option", { value: p.id, text: `${p.number} ${p.title} · ${p.id}` })));
+      .map((p) => el("option", { value: p.id, text: `(${p.number}) ${p.title} · ${p.id}` })));
   }
   const applicant = await loadMyApplications();
   $("#apply-form").hidden = !applicant;
