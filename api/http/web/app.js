@@ -42,6 +42,12 @@ function bi(zh, en) { return [zh + " ", el("span", { class: "en", text: en })]; 
 
 function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
 
+// Replace a node's content with parts (nested arrays of nodes and text; null/false skipped).
+function fill(node, ...parts) {
+  clear(node).append(...parts.flat(Infinity).filter((p) => p !== null && p !== undefined && p !== false));
+  return node;
+}
+
 // --- money and time ---------------------------------------------------------------------
 
 // Amounts are integer fen (分); show 元 with two decimals, without going through floats.
@@ -140,7 +146,7 @@ function downloadButton(path, label, name) {
 
 function showNotice(node, kind, parts) {
   node.className = "notice " + kind;
-  clear(node).append(...parts.flat(Infinity));
+  fill(node, ...parts.flat(Infinity));
   node.hidden = false;
 }
 
@@ -336,12 +342,12 @@ async function showGrantee() {
   const chartTotal = $("#grantee-chart-total");
   usageChart($("#grantee-chart"), summary.months.map((m) => ({ month: m.month, subsidy: m.subsidy_fen, cost: m.cost_fen })));
   chartTotal.dataset.fen = String(summary.totals.subsidy_fen);
-  clear(chartTotal).append(bi("合计（全部记录，按使用月份）", "Total (all history, by usage month)"), " ",
+  fill(chartTotal, bi("合计（全部记录，按使用月份）", "Total (all history, by usage month)"), " ",
     bi("补贴", "subsidy"), " ", el("b", { text: yuan(summary.totals.subsidy_fen) }), " · ",
     bi("费用", "cost"), " ", yuan(summary.totals.cost_fen), " · ", `${summary.totals.items} `, bi("条", "items"),
     summary.totals.uncovered_fen ? [" · ", bi("因额度未补贴", "not subsidised because a cap bound"), " ",
       el("b", { class: "bad", text: yuan(summary.totals.uncovered_fen) })] : null);
-  clear($("#grantee-exports")).append(
+  fill($("#grantee-exports"),
     downloadButton("/v1/me/history.csv", bi("导出 CSV", "Export CSV"), "history.csv"), " ",
     downloadButton("/v1/me/history.xlsx", bi("导出 Excel", "Export XLSX"), "history.xlsx"));
   historyPages.afters = [-1];
@@ -355,11 +361,11 @@ function voucherCards(answer) {
   const totals = answer.totals || {};
   const used = $("#grantee-used-total");
   used.dataset.fen = String(totals.used_fen || 0);
-  clear(used).append(bi("全部算力券", "All vouchers"), ": ", bi("面值", "face value"), " ", yuan(totals.face_value_fen),
+  fill(used, bi("全部算力券", "All vouchers"), ": ", bi("面值", "face value"), " ", yuan(totals.face_value_fen),
     " · ", bi("已用", "used"), " ", el("b", { text: yuan(totals.used_fen) }), " · ",
     bi("余额", "balance"), " ", yuan(totals.balance_fen));
   if (!answer.vouchers.length) cards.append(el("p", { class: "muted" }, bi("暂无算力券。", "No vouchers yet.")));
-  const now = Date.now();
+  const now = Date.parse(answer.as_of); // the ledger's time, not this computer's
   for (const v of answer.vouchers) {
     const ended = Date.parse(v.usage_end) < now;
     cards.append(el("div", { class: "card", "data-voucher": v.id },
@@ -401,7 +407,7 @@ async function historyPage(n) {
   const first = n * HISTORY_PAGE + 1;
   const info = $("#grantee-page");
   info.dataset.page = String(n + 1);
-  clear(info).append(bi(`第 ${n + 1} 页`, `page ${n + 1}`), ` · ${page.items.length ? first : 0}–${first + page.items.length - 1} / ${historyPages.total} · `,
+  fill(info, bi(`第 ${n + 1} 页`, `page ${n + 1}`), ` · ${page.items.length ? first : 0}–${first + page.items.length - 1} / ${historyPages.total} · `,
     bi("本页补贴", "subsidy on this page"), " ", yuan(page.totals.subsidy_fen));
   $("#grantee-prev").disabled = n === 0;
   $("#grantee-next").disabled = page.next_after === null || page.next_after === undefined;
@@ -504,7 +510,7 @@ async function showBureau() {
     { text: bi("合计", "Total"), num: true }],
   months.months.map((m) => [m.month, el("td", { class: "num", text: m.claims }), numCell(m.cost_fen), numCell(m.subsidy_fen),
     numCell(m.grants_fen), numCell(m.total_fen)]), bi("本年度暂无。", "Nothing this year."));
-  clear($("#bureau-exports")).append(
+  fill($("#bureau-exports"),
     downloadButton(`/v1/bureau/report.xlsx${q}`, bi("全部报表 Excel", "All reports XLSX"), "bureau-report.xlsx"), " ",
     ...["entities", "centres", "months"].map((name) => downloadButton(`/v1/bureau/${name}.csv${q}`, `${name}.csv`, `${name}.csv`)));
   await Promise.all([loadStatements(), loadQueue()]);
@@ -514,7 +520,7 @@ function yearChoices(budget) {
   const select = $("#bureau-year");
   const years = [...new Set([...(budget.years || []), budget.year])].sort();
   const had = select.value;
-  clear(select).append(...years.map((y) => el("option", { value: y, text: String(y) })));
+  fill(select, ...years.map((y) => el("option", { value: y, text: String(y) })));
   select.value = had && years.includes(Number(had)) ? had : String(budget.year);
 }
 
@@ -538,14 +544,14 @@ async function openStatement(id) {
   const panel = $("#bureau-statement");
   panel.hidden = false;
   panel.dataset.statement = "";
-  clear(panel).append(el("p", { class: "muted" }, bi("加载中…", "Loading…")));
+  fill(panel, el("p", { class: "muted" }, bi("加载中…", "Loading…")));
   const name = encodeURIComponent(id);
   let view, lines;
   try {
     [view, lines] = await Promise.all([api(`/v1/statements/${name}`), api(`/v1/statements/${name}/lines?limit=${TABLE_PAGE}`)]);
   } catch (error) { explain(panel, error, `/v1/statements/${id}`); return; }
   const t = view.totals;
-  clear(panel).append(
+  fill(panel,
     el("h3", {}, bi("结算单", "Statement"), " ", el("span", { class: "mono", text: view.statement })),
     el("dl", { class: "kv" },
       el("dt", {}, bi("中心", "Centre")), el("dd", {}, label("centre", view.centre)),
@@ -693,7 +699,7 @@ async function submitApplication() {
     const done = await api("/v1/apply/applications", { body });
     result.className = "notice ok";
     result.dataset.state = "submitted";
-    clear(result).append(bi("已提交", "Submitted"), " ", el("b", { class: "mono", text: done.application || "" }),
+    fill(result, bi("已提交", "Submitted"), " ", el("b", { class: "mono", text: done.application || "" }),
       " · ", bi("日志", "log"), ` #${done.entry.index}`);
     loadMyApplications();
   } catch (error) {
@@ -942,7 +948,7 @@ async function verifyInclusion(index, sizeText) {
     result.className = "result " + (ok ? "ok" : "fail");
     mark.textContent = ok ? "✔" : "✘";
     mark.dataset.verdict = ok ? "ok" : "fail";
-    clear(verdict).append(...why.flat(Infinity));
+    fill(verdict, ...why.flat(Infinity));
     result.dataset.index = String(index);
     result.dataset.verdict = ok ? "ok" : "fail";
   };
@@ -1002,15 +1008,15 @@ function showPin(served) {
   const pinned = pinnedKey(), box = $("#pin-state"), alarm = $("#key-alarm");
   box.dataset.pinned = pinned ? "yes" : "no";
   if (!pinned) {
-    clear(box).append(bi("未固定密钥：签名按服务器提供的密钥检查。", "No key pinned: signatures are checked against the key the server serves."));
+    fill(box, bi("未固定密钥：签名按服务器提供的密钥检查。", "No key pinned: signatures are checked against the key the server serves."));
   } else {
-    clear(box).append(bi("已固定密钥", "Pinned key"), " ", el("code", { text: pinned }));
+    fill(box, bi("已固定密钥", "Pinned key"), " ", el("code", { text: pinned }));
   }
   const differs = Boolean(pinned && served && pinned !== served);
   alarm.hidden = !differs;
   alarm.dataset.state = differs ? "mismatch" : "ok";
   if (differs) {
-    clear(alarm).append(el("strong", {}, bi("⚠ 警告：服务器提供的日志密钥与您固定的密钥不同！",
+    fill(alarm, el("strong", {}, bi("⚠ 警告：服务器提供的日志密钥与您固定的密钥不同！",
       "⚠ WARNING: the log key this server serves differs from the key you pinned!")), el("br"),
     bi("服务器提供", "Served"), " ", el("code", { text: served }), el("br"),
     bi("已固定", "Pinned"), " ", el("code", { text: pinned }), el("br"),
