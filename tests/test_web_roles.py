@@ -19,6 +19,7 @@ Screenshots go to ``tests/artifacts/`` (git-ignored; ``$SUANLI_SCREENSHOTS`` ove
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -51,7 +52,8 @@ from api.bootstrap import Service
 from api.http.app import create_app
 from api.http.exports import yuan_text
 from api.settings import Settings
-from ledger import vouchers
+from ledger import merkle, vouchers
+from ledger.checkpoint import open_checkpoint
 from ledger.keys import Signer
 from ledger.policy import current_policy
 from ledger.timeutil import shanghai_date
@@ -458,6 +460,16 @@ def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
     click(driver, "#audit-next")
     wait_for(driver, lambda d: attr(d, "#audit-page", "data-page") == "2", "page 2 of claims")
     screenshot(driver, "auditor-pinned")
+    # the whole-log download: its signed checkpoint first, then every entry of that tree
+    text = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "window.suanli.logFileText().then(done, (e) => done('error: ' + e));"
+    )
+    lines = [json.loads(line) for line in text.splitlines()]
+    signed = open_checkpoint(lines[0]["checkpoint"], service.ledger.keys.log.verifier)
+    entries = [base64.b64decode(line["data"]) for line in lines[1:]]
+    assert [line["index"] for line in lines[1:]] == list(range(signed.size))
+    assert merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in entries]) == signed.root
     # another key pinned (as if the server had swapped its key): loud warning, ✘ signatures
     other = Signer.generate(service.ledger.origin).verifier.vkey
     driver.find_element(By.ID, "pin-input").send_keys(other)

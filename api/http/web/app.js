@@ -893,6 +893,7 @@ async function logKeyFor(size) {
 // The signature is checked against the pinned key when there is one, else the served key.
 async function checkedCheckpoint(note) {
   const cp = parseCheckpoint(note);
+  cp.note = note;
   cp.servedKey = await logKeyFor(cp.size);
   cp.vkey = pinnedKey() || cp.servedKey;
   cp.signature = await verifyNote(cp, cp.vkey);
@@ -1088,6 +1089,25 @@ async function loadAuditLists() {
   }
 }
 
+// The whole log as `suanli audit verify --source FILE` reads it: a {"checkpoint": note} line
+// (the signed checkpoint of the latest size), then one {"index", "data"} line per entry up to
+// that size. Composed as a Blob, so the log is never held as a string here.
+async function logFile() {
+  if (!latest) await loadCheckpoint();
+  const response = await fetch(`/v1/audit/log.jsonl?size=${latest.sizeText}`, { headers: { Authorization: "Bearer " + token() } });
+  if (!response.ok) throw new ApiError(response.status, null);
+  const head = JSON.stringify({ checkpoint: latest.note }) + "\n";
+  return { blob: new Blob([head, await response.blob()], { type: "application/jsonl" }), size: latest.sizeText };
+}
+
+async function downloadLog() {
+  const { blob, size } = await logFile();
+  const a = el("a", { href: URL.createObjectURL(blob), download: `suanli-log-${size}.jsonl` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
 async function showAuditor(params) {
   await loadCheckpoint();
   loadAuditLists();
@@ -1152,7 +1172,7 @@ function start() {
   on("#audit-prev", "click", () => entriesPage(entryPages.at - 1));
   on("#audit-next", "click", () => entriesPage(entryPages.at + 1));
   on("#audit-kind", "change", () => { entryPages.kind = $("#audit-kind").value; entryPages.afters = [-1]; entriesPage(0); });
-  on("#audit-download", "click", () => download("/v1/audit/log.jsonl", "log.jsonl"));
+  on("#audit-download", "click", () => downloadLog().catch((error) => alert("下载失败 download failed: " + error.message)));
   on("#grantee-prev", "click", () => historyPage(historyPages.at - 1));
   on("#grantee-next", "click", () => historyPage(historyPages.at + 1));
   on("#bureau-year", "change", () => showBureau());
@@ -1165,6 +1185,7 @@ function start() {
 }
 
 // Exposed for tests and for the curious (the console): the pure verification functions.
-window.suanli = { rootFromInclusionProof, leafHash, nodeHash, parseCheckpoint, parseVkey, verifyNote, yuan, fenOf };
+window.suanli = { rootFromInclusionProof, leafHash, nodeHash, parseCheckpoint, parseVkey, verifyNote, yuan, fenOf,
+  logFileText: async () => (await logFile()).blob.text() };
 
 document.addEventListener("DOMContentLoaded", start);
