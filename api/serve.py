@@ -57,6 +57,7 @@ class ProjectionWriter:
 def run(settings: Settings) -> None:
     from api.devpki import ensure_dev_pki
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
+    from api.witness.gatherer import WitnessGatherer
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -77,6 +78,14 @@ def run(settings: Settings) -> None:
     created = ensure_dev_pki(settings.data_dir).created
     if created:
         log.info("development TLS material created: %s", ", ".join(created))
+    gatherer = None
+    if service.witness_policy is not None:
+        gatherer = WitnessGatherer(ledger.store, service.witness_policy).start()
+        log.info(
+            "witnesses: %s; /checkpoint waits for quorum %s",
+            ", ".join(f"{w.name} at {w.url}" for w in service.witness_policy.witnesses),
+            service.witness_policy.quorum,
+        )
     grpc_server = GrpcServer(service, settings.grpc)
     grpc_port = grpc_server.start()
     log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
@@ -89,6 +98,8 @@ def run(settings: Settings) -> None:
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
         grpc_server.stop(DEFAULT_GRACE)
+        if gatherer is not None:
+            gatherer.stop()
         projections.stop()
         keeper.stop()
         service.close()
