@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +36,7 @@ LINE_HEADINGS = [
     "统一社会信用代码",
     "项目",
     "作业编号",
-    "记账时间",
+    "记账时间(北京时间)",
     "算力费用(元)",
     "补贴金额(元)",
     "日志索引",
@@ -334,6 +335,7 @@ def test_statement_exports_match_the_fold_to_the_fen(world: dict[str, Any]) -> N
     assert book.sheetnames == ["结算明细", "按项目汇总", "按凭证汇总", "结算单信息"]
     sheet = sheet_rows(book["结算明细"])
     assert sheet[0] == LINE_HEADINGS
+    assert isinstance(sheet[1][LINE_HEADINGS.index("记账时间(北京时间)")], datetime)  # a date cell
     assert sheet[-1][0] == "合计"
     assert fen_of(sheet[-1][9]) == recorded["totals"]["amount_fen"]
     assert sum(fen_of(row[9]) for row in sheet[1:-1]) == recorded["totals"]["amount_fen"]

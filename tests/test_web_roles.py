@@ -34,6 +34,8 @@ from typing import Any
 import pytest
 from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
 from grpc_fixtures import START, ManualClock, issue_voucher
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_http_grantee import claim, holder_of
 from test_web_browser import (
     CHROMEDRIVER,
@@ -380,6 +382,25 @@ def test_grantee_applies_with_materials_hashed_in_the_browser_and_the_district_r
     assert reviewed.status == "reviewed"
     screenshot(driver, "review")
     assert page_errors(driver) == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**53 - 1), min_size=1, max_size=40))
+def test_the_form_reads_yuan_as_exact_fen(offline: Any, base_url: str, amounts: list[int]) -> None:
+    """The apply form's 元 -> fen conversion (string arithmetic) is exact for every amount
+    the exports write, and refuses what is not an amount."""
+    driver = offline
+    if not driver.current_url.startswith(base_url):
+        driver.get(base_url + "/#auditor")
+    wait_for(driver, lambda d: d.execute_script("return !!window.suanli"), "the page's script")
+    texts = [yuan_text(a) for a in amounts] + [str(a // 100) for a in amounts]
+    read = driver.execute_script("return arguments[0].map((t) => window.suanli.fenOf(t))", texts)
+    assert read == amounts + [a // 100 * 100 for a in amounts]
+    for bad in ("1.234", "-1.00", "1,000.00", "", "1e5"):
+        assert driver.execute_script(
+            "try { window.suanli.fenOf(arguments[0]); return false } catch (e) { return true }",
+            bad,
+        ), bad
 
 
 # --- the bureau ------------------------------------------------------------------------------

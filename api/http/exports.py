@@ -26,6 +26,7 @@ import csv
 import io
 import itertools
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,11 +176,22 @@ def _cell(sheet: Any, column: Column, value: Any, is_total: bool, first: bool) -
     return cell
 
 
+def display_width(text: str) -> int:
+    """Columns a text takes in a spreadsheet: two for a CJK (wide) character, one otherwise."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def fitting_width(column: Column) -> int:
+    """The column's width, at least its heading's (rows stream, so they cannot be measured;
+    each column's width is set for the longest value it is made for)."""
+    return max(column.width, display_width(column.heading) + 2)
+
+
 def _write_sheet(sheet: Any, table: Table, generated: str) -> None:
     """Rows are appended as they come (openpyxl's write-only mode keeps none in memory);
     under them, when the sheet was generated."""
     for col, column in enumerate(table.columns, start=1):
-        sheet.column_dimensions[get_column_letter(col)].width = column.width
+        sheet.column_dimensions[get_column_letter(col)].width = fitting_width(column)
     for label, value in table.notes:
         head = WriteOnlyCell(sheet, value=label)
         head.font = _HEAD_FONT
