@@ -500,6 +500,7 @@ def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
     assert "✘" in text_of(driver, "#cp-sig")
     verdict, _ = verify(driver, 5)
     assert verdict == "fail"
+    driver.execute_script("document.getElementById('key-alarm').scrollIntoView()")
     screenshot(driver, "auditor-key-mismatch")
     click(driver, "#unpin")
     wait_for(driver, lambda d: attr(d, "#pin-state", "data-pinned") == "no", "unpinned")

@@ -400,7 +400,8 @@ async function historyPage(n) {
   const after = historyPages.afters[n];
   const page = await api(`/v1/me/history?after=${after}&limit=${HISTORY_PAGE}`);
   historyPages.at = n;
-  if (page.next_after !== null && page.next_after !== undefined) historyPages.afters[n + 1] = page.next_after;
+  const following = nextOf(page);
+  if (following !== null) historyPages.afters[n + 1] = following;
   const tbody = clear($("#grantee-history tbody"));
   for (const it of page.items) tbody.append(historyRow(it));
   if (!page.items.length) tbody.append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, bi("暂无记录。", "Nothing yet."))));
@@ -410,7 +411,7 @@ async function historyPage(n) {
   fill(info, bi(`第 ${n + 1} 页`, `page ${n + 1}`), ` · ${page.items.length ? first : 0}–${first + page.items.length - 1} / ${historyPages.total} · `,
     bi("本页补贴", "subsidy on this page"), " ", yuan(page.totals.subsidy_fen));
   $("#grantee-prev").disabled = n === 0;
-  $("#grantee-next").disabled = page.next_after === null || page.next_after === undefined;
+  $("#grantee-next").disabled = following === null;
 }
 
 function historyRow(it) {
@@ -461,6 +462,45 @@ function pagedTable(container, headings, rows, emptyText) {
   show();
 }
 
+// A table paged by the API: load(cursor) -> {rows, next}; the cursors of pages already seen
+// are kept so that 上一页 goes back. A server that answers everything at once is one page.
+async function cursorTable(container, headings, load, emptyText) {
+  clear(container);
+  const table = el("table", {}, el("thead", {}, el("tr", {}, headings.map((h) => el("th", { class: h.num ? "num" : "" }, h.text)))));
+  const tbody = el("tbody");
+  table.append(tbody);
+  const info = el("span", { class: "muted small page-info" });
+  const prev = el("button", { type: "button", class: "secondary small prev" }, bi("上一页", "Previous"));
+  const next = el("button", { type: "button", class: "secondary small next" }, bi("下一页", "Next"));
+  const cursors = [null];
+  let at = 0;
+  const show = async (n) => {
+    const page = await load(cursors[n]);
+    at = n;
+    if (page.next !== null && page.next !== undefined) cursors[n + 1] = page.next;
+    clear(tbody);
+    for (const cells of page.rows) tbody.append(el("tr", {}, cells.map((c) => (c instanceof Node && c.tagName === "TD") ? c : el("td", {}, c))));
+    if (!page.rows.length) tbody.append(el("tr", {}, el("td", { colspan: headings.length, class: "muted" }, emptyText)));
+    info.textContent = `第 ${n + 1} 页 page ${n + 1}` + (page.count !== undefined ? ` · ${page.count} 行 rows` : "");
+    container.dataset.page = String(n + 1);
+    prev.disabled = n === 0;
+    next.disabled = page.next === null || page.next === undefined;
+  };
+  prev.addEventListener("click", () => show(at - 1));
+  next.addEventListener("click", () => show(at + 1));
+  container.append(el("div", { class: "table-wrap" }, table), el("div", { class: "pager" }, prev, " ", info, " ", next));
+  await show(0);
+}
+
+// The next page's cursor, whichever spelling the API answers.
+const nextOf = (answer) => answer.next_cursor ?? answer.next_after ?? answer.next ?? null;
+
+// GET path (with `?…` already, or not) one page after `cursor`.
+function pagePath(path, cursor, limit) {
+  const sep = path.includes("?") ? "&" : "?";
+  return `${path}${sep}limit=${limit}` + (cursor === null || cursor === undefined ? "" : `&cursor=${encodeURIComponent(cursor)}`);
+}
+
 const numCell = (fen) => el("td", { class: "num", text: yuan(fen) });
 
 async function showBureau() {
@@ -476,8 +516,9 @@ async function showBureau() {
   let budget, entities, centres, months;
   try {
     await loadProgrammeNames();
-    [budget, entities, centres, months] = await Promise.all(["budget", "entities", "centres", "months"]
-      .map((name) => api(`/v1/bureau/${name}${year}`)));
+    [budget, entities, centres, months] = await Promise.all([
+      api(`/v1/bureau/budget${year}`), api(pagePath(`/v1/bureau/entities${year}`, null, TABLE_PAGE)),
+      api(pagePath(`/v1/bureau/centres${year}`, null, TABLE_PAGE)), api(`/v1/bureau/months${year}`)]);
   } catch (error) {
     explain(status, error, "/v1/bureau/…");
     return;
@@ -495,16 +536,24 @@ async function showBureau() {
       : p.pool ? ["（", bi("使用资金池", "draws on"), ` ${poolLabel.get(p.pool) || p.pool}）`] : ["（", bi("无资金池", "no pool"), "）"],
     limit: p.limit_fen, used: p.used_fen, held: p.held_fen, remaining: p.remaining_fen,
   })), bi("暂无资金池。", "No pools to show."));
-  pagedTable($("#bureau-entities"), [{ text: bi("单位", "Entity") }, { text: bi("区县", "District") },
+  const entityRow = (e) => [[e.name, el("div", { class: "mono small muted", text: e.uscc })], e.district,
+    el("td", { class: "num", text: e.claims }), numCell(e.subsidy_fen), numCell(e.grants_fen), numCell(e.total_fen), numCell(e.balance_fen)];
+  const firstEntities = entities;
+  await cursorTable($("#bureau-entities"), [{ text: bi("单位", "Entity") }, { text: bi("区县", "District") },
     { text: bi("补贴笔数", "Claims"), num: true }, { text: bi("补贴", "Subsidy"), num: true },
     { text: bi("奖补", "Grants"), num: true }, { text: bi("合计", "Total"), num: true }, { text: bi("余额", "Balance"), num: true }],
-  entities.entities.map((e) => [[e.name, el("div", { class: "mono small muted", text: e.uscc })], e.district,
-    el("td", { class: "num", text: e.claims }), numCell(e.subsidy_fen), numCell(e.grants_fen), numCell(e.total_fen), numCell(e.balance_fen)]),
-  bi("本年度暂无。", "Nothing this year."));
-  pagedTable($("#bureau-centres"), [{ text: bi("计算中心", "Centre") }, { text: bi("补贴笔数", "Claims"), num: true },
+  async (cursor) => {
+    const found = cursor === null ? firstEntities : await api(pagePath(`/v1/bureau/entities${q}`, cursor, TABLE_PAGE));
+    return { rows: found.entities.map(entityRow), next: nextOf(found), count: found.count };
+  }, bi("本年度暂无。", "Nothing this year."));
+  const firstCentres = centres;
+  await cursorTable($("#bureau-centres"), [{ text: bi("计算中心", "Centre") }, { text: bi("补贴笔数", "Claims"), num: true },
     { text: bi("补贴", "Subsidy"), num: true }, { text: bi("已结算", "Settled"), num: true }, { text: bi("待结算", "Due"), num: true }],
-  centres.centres.map((c) => [label("centre", c.centre), el("td", { class: "num", text: c.claims }), numCell(c.subsidy_fen),
-    numCell(c.settled_fen), numCell(c.due_fen)]), bi("本年度暂无。", "Nothing this year."));
+  async (cursor) => {
+    const found = cursor === null ? firstCentres : await api(pagePath(`/v1/bureau/centres${q}`, cursor, TABLE_PAGE));
+    return { rows: found.centres.map((c) => [label("centre", c.centre), el("td", { class: "num", text: c.claims }), numCell(c.subsidy_fen),
+      numCell(c.settled_fen), numCell(c.due_fen)]), next: nextOf(found), count: found.count };
+  }, bi("本年度暂无。", "Nothing this year."));
   pagedTable($("#bureau-months"), [{ text: bi("月份", "Month") }, { text: bi("补贴笔数", "Claims"), num: true },
     { text: bi("费用", "Cost"), num: true }, { text: bi("补贴", "Subsidy"), num: true }, { text: bi("奖补", "Grants"), num: true },
     { text: bi("合计", "Total"), num: true }],
@@ -526,18 +575,21 @@ function yearChoices(budget) {
 
 async function loadStatements() {
   const box = $("#bureau-statements");
-  let found;
-  try { found = await api("/v1/statements"); } catch (error) { explain(box, error, "/v1/statements"); return; }
-  const rows = [...found.statements].reverse().map((s) => [
+  const row = (s) => [
     el("td", { class: "mono small", text: s.statement }), label("centre", s.centre), s.period, label("status", s.status),
     el("td", { class: "num", text: s.lines }), numCell(s.amount_fen),
     el("td", {}, el("button", { type: "button", class: "small open-statement", "data-statement": s.statement,
       onclick: () => openStatement(s.statement) }, bi("打开", "Open")), " ",
     downloadButton(`/v1/statements/${encodeURIComponent(s.statement)}.csv`, "CSV", `${s.statement}.csv`), " ",
-    downloadButton(`/v1/statements/${encodeURIComponent(s.statement)}.xlsx`, "XLSX", `${s.statement}.xlsx`))]);
-  pagedTable(box, [{ text: bi("结算单", "Statement") }, { text: bi("中心", "Centre") }, { text: bi("期间", "Period") },
-    { text: bi("状态", "Status") }, { text: bi("行数", "Lines"), num: true }, { text: bi("金额", "Amount"), num: true }, { text: "" }],
-  rows, bi("暂无结算单。", "No statements yet."));
+    downloadButton(`/v1/statements/${encodeURIComponent(s.statement)}.xlsx`, "XLSX", `${s.statement}.xlsx`))];
+  try {
+    await cursorTable(box, [{ text: bi("结算单", "Statement") }, { text: bi("中心", "Centre") }, { text: bi("期间", "Period") },
+      { text: bi("状态", "Status") }, { text: bi("行数", "Lines"), num: true }, { text: bi("金额", "Amount"), num: true }, { text: "" }],
+    async (cursor) => {
+      const found = await api(pagePath("/v1/statements", cursor, TABLE_PAGE));
+      return { rows: found.statements.map(row), next: nextOf(found) };
+    }, bi("暂无结算单。", "No statements yet."));
+  } catch (error) { explain(box, error, "/v1/statements"); }
 }
 
 async function openStatement(id) {
@@ -573,9 +625,7 @@ async function openStatement(id) {
 // Applications the city decides: reviewed by the district, not yet decided.
 async function loadQueue() {
   const box = $("#bureau-queue");
-  let found;
-  try { found = await api("/v1/admin/applications?status=reviewed"); } catch (error) { explain(box, error, "/v1/admin/applications"); return; }
-  const rows = found.applications.map((a) => {
+  const row = (a) => {
     const note = el("input", { type: "text", class: "note", placeholder: "意见 note" });
     const act = (decision) => async () => {
       try {
@@ -589,9 +639,14 @@ async function loadQueue() {
       el("td", { "data-application": a.application }, note, " ",
         el("button", { type: "button", class: "small approve", onclick: act("approve") }, bi("批准", "Approve")), " ",
         el("button", { type: "button", class: "small secondary reject", onclick: act("reject") }, bi("不批准", "Reject")))];
-  });
-  pagedTable(box, [{ text: bi("申报", "Application") }, { text: bi("单位", "Applicant") }, { text: bi("项目", "Programme") },
-    { text: bi("区县意见", "District") }, { text: bi("决定", "Decision") }], rows, bi("暂无待决定的申报。", "Nothing awaits a decision."));
+  };
+  try {
+    await cursorTable(box, [{ text: bi("申报", "Application") }, { text: bi("单位", "Applicant") }, { text: bi("项目", "Programme") },
+      { text: bi("区县意见", "District") }, { text: bi("决定", "Decision") }], async (cursor) => {
+      const found = await api(pagePath("/v1/admin/applications?status=reviewed", cursor, TABLE_PAGE));
+      return { rows: found.applications.map(row), next: nextOf(found), count: found.count };
+    }, bi("暂无待决定的申报。", "Nothing awaits a decision."));
+  } catch (error) { explain(box, error, "/v1/admin/applications"); }
 }
 
 // --- apply view: the programme's inputs, materials hashed in the browser, review queue -----
@@ -718,19 +773,18 @@ const APP_HEADINGS = [{ text: bi("申报", "Application") }, { text: bi("项目"
 
 async function loadMyApplications() {
   try {
-    const mine = await api("/v1/apply/applications");
+    await cursorTable($("#apply-mine"), APP_HEADINGS, async (cursor) => {
+      const mine = await api(pagePath("/v1/apply/applications", cursor, TABLE_PAGE));
+      return { rows: applicationRows(mine.applications), next: nextOf(mine), count: mine.count };
+    }, bi("暂无申报。", "No applications yet."));
     $("#apply-mine-box").hidden = false;
-    pagedTable($("#apply-mine"), APP_HEADINGS, applicationRows(mine.applications), bi("暂无申报。", "No applications yet."));
     return true;
   } catch (error) { $("#apply-mine-box").hidden = true; return false; }
 }
 
 // A district reviewer's queue: its 区县's applications still to review.
 async function loadReviewQueue() {
-  let found;
-  try { found = await api("/v1/review/applications?status=submitted"); } catch (error) { $("#review-box").hidden = true; return; }
-  $("#review-box").hidden = false;
-  pagedTable($("#review-queue"), APP_HEADINGS, applicationRows(found.applications, (a) => {
+  const row = (a) => {
     const note = el("input", { type: "text", class: "note", placeholder: "审核意见 note" });
     const act = (opinion) => async () => {
       try {
@@ -742,7 +796,14 @@ async function loadReviewQueue() {
     return el("td", { "data-application": a.application }, note, " ",
       el("button", { type: "button", class: "small approve", onclick: act("approve") }, bi("同意", "Approve")), " ",
       el("button", { type: "button", class: "small secondary reject", onclick: act("reject") }, bi("不同意", "Reject")));
-  }), bi("暂无待审核的申报。", "Nothing to review."));
+  };
+  try {
+    await cursorTable($("#review-queue"), APP_HEADINGS, async (cursor) => {
+      const found = await api(pagePath("/v1/review/applications?status=submitted", cursor, TABLE_PAGE));
+      return { rows: applicationRows(found.applications, row), next: nextOf(found), count: found.count };
+    }, bi("暂无待审核的申报。", "Nothing to review."));
+    $("#review-box").hidden = false;
+  } catch (error) { $("#review-box").hidden = true; }
 }
 
 async function showApply() {
@@ -1036,7 +1097,8 @@ async function entriesPage(n) {
   const after = entryPages.afters[n];
   const page = await api(`/v1/audit/entries?after=${after}&limit=${ENTRY_PAGE}` + (kind ? `&kind=${encodeURIComponent(kind)}` : ""));
   entryPages.at = n;
-  if (page.next_after !== null) entryPages.afters[n + 1] = page.next_after;
+  const following = nextOf(page);
+  if (following !== null) entryPages.afters[n + 1] = following;
   const select = $("#audit-kind");
   if (select.options.length <= 1) {
     for (const [k, count] of Object.entries(page.kinds).sort()) select.append(el("option", { value: k, text: `${k} (${count})` }));
@@ -1056,7 +1118,7 @@ async function entriesPage(n) {
   info.dataset.page = String(n + 1);
   info.textContent = `${n + 1} / ${Math.max(1, Math.ceil(total / ENTRY_PAGE))} · ${total} 条 entries`;
   $("#audit-prev").disabled = n === 0;
-  $("#audit-next").disabled = page.next_after === null;
+  $("#audit-next").disabled = following === null;
 }
 
 async function loadAuditLists() {
