@@ -294,16 +294,19 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
 def test_grantee_states_for_a_refused_token_and_an_unknown_entity(
     offline: Any, base_url: str, world: dict[str, Any]
 ) -> None:
-    driver = offline
-    sign_in(driver, base_url, "grantee", "sl_not-a-token")
-    wait_for(
-        driver,
-        lambda d: attr(d, "#grantee-status", "data-state") == "token-refused",
-        "the refused state",
-    )
-    assert "令牌无效或已撤销" in text_of(driver, "#grantee-status")
-    assert not driver.execute_script("return sessionStorage.getItem('suanli.token')")
-    assert not driver.find_element("id", "signed-in").is_displayed()  # never "signed in"
+    driver, tokens = offline, world["service"].tokens
+    revoked, principal = tokens.create("grantee", entity=world["grantee"])
+    tokens.revoke(principal.token_id)
+    for refused in ("sl_not-a-token", revoked):
+        sign_in(driver, base_url, "grantee", refused)
+        wait_for(
+            driver,
+            lambda d: attr(d, "#grantee-status", "data-state") == "token-refused",
+            "the refused state",
+        )
+        assert "令牌无效或已撤销" in text_of(driver, "#grantee-status")
+        assert not driver.execute_script("return sessionStorage.getItem('suanli.token')")
+        assert not driver.find_element("id", "signed-in").is_displayed()  # never "signed in"
     sign_in(driver, base_url, "grantee", world["tokens"]["nobody"])
     wait_for(
         driver,

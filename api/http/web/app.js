@@ -190,6 +190,8 @@ const LABELS = {
   centre: { "nscc-cd": ["国家超算成都中心", "nscc-cd"], "cd-icc": ["成都智算中心", "cd-icc"] },
   opinion: { approve: ["同意", "approve"], reject: ["不同意", "reject"] },
   budget: { programme: ["项目", "programme"], pool: ["资金池", "pool"] },
+  role: { log: ["日志签名", "log"], registry: ["密钥登记", "registry"], issuer: ["发券", "issuer"],
+    service: ["服务", "service"], centre: ["计算中心", "centre"] },
 };
 
 // "中文 English" for an enum value; an unknown value is shown as it is.
@@ -1134,7 +1136,7 @@ async function loadAuditLists() {
     for (const k of keys.keys) {
       kb.append(el("tr", { class: k.active ? "" : "muted" },
         el("td", { class: "mono small", text: k.key_id, title: k.vkey }),
-        el("td", { text: k.roles.join(", ") }), el("td", {}, label("centre", k.centre)),
+        el("td", {}, k.roles.map((r, i) => [i ? "、" : "", label("role", r)])), el("td", {}, label("centre", k.centre)),
         el("td", { class: "num", text: k.valid_from_index }),
         el("td", { class: "num", text: k.valid_until_index === null ? "—" : k.valid_until_index })));
     }
