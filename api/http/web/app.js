@@ -679,8 +679,9 @@ function inputField(spec) {
       placeholder: spec.type === "fen" ? "元 yuan, e.g. 1200.50" : spec.type === "bp" ? "万分比 basis points" : "整数 integer" });
   }
   field.dataset.type = spec.type;
+  const unit = spec.type === "fen" ? el("span", { class: "tag" }, bi("请按元填写，如 1200.50", "enter in 元, e.g. 1200.50; sent as fen")) : null;
   return el("label", { class: "field" }, el("span", {}, spec.text, spec.required ? " *" : "",
-    el("span", { class: "en", text: ` ${spec.name} (${spec.type})` })), field);
+    el("span", { class: "en", text: ` ${spec.name} (${spec.type})` }), " ", unit), field);
 }
 
 function materialField(m) {
