@@ -85,12 +85,17 @@ class Staged:
 class LogWriter:
     """One write transaction holding the append lock."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, edge: merkle.CompactRange | None = None) -> None:
+        """``edge``: the right edge this process committed last; used when the log has not
+        grown since (the log only grows, so one size is one tree), else read from storage."""
         self.conn = conn
         size = _size(conn)
-        ids = merkle.CompactRange.node_ids(size)
-        nodes = _read_nodes(conn, ids) if ids else {}
-        self.range = merkle.CompactRange(size, [nodes[i] for i in ids])
+        if edge is not None and edge.size == size:
+            self.range = merkle.CompactRange(size, edge.hashes())
+        else:
+            ids = merkle.CompactRange.node_ids(size)
+            nodes = _read_nodes(conn, ids) if ids else {}
+            self.range = merkle.CompactRange(size, [nodes[i] for i in ids])
         self.start_size = size
         self._entries: list[dict[str, object]] = []
         self._nodes: list[dict[str, object]] = []
@@ -167,6 +172,7 @@ class LogStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._edge: merkle.CompactRange | None = None  # after this process's last commit
 
     @contextmanager
     def writer(self) -> Iterator[LogWriter]:
@@ -178,9 +184,10 @@ class LogStore:
             with conn.begin():
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})")
-                writer = LogWriter(conn)
+                writer = LogWriter(conn, self._edge)
                 yield writer
                 writer.flush()
+            self._edge = merkle.CompactRange(writer.range.size, writer.range.hashes())
         finally:
             conn.close()
 
