@@ -34,6 +34,7 @@ from api.bootstrap import Service
 from api.http.app import create_app
 from ledger import caps, claims, vouchers
 from ledger.entry import Entry
+from ledger.timeutil import SHANGHAI
 from ledger.usecases.commands import corrections
 
 PROBLEM = "application/problem+json"
@@ -416,6 +417,39 @@ def test_history_exports_have_chinese_headings_and_two_decimal_yuan(
     assert rows_xlsx[-1][0] == "合计"
     recorded = rows_xlsx[1][head.index("记账时间(北京时间)")]
     assert isinstance(recorded, datetime)  # a real date cell, Beijing wall-clock time
+
+
+def test_the_summary_is_every_page_by_usage_month(world: dict[str, Any]) -> None:
+    """The summary sums the whole history (not a page) by the month each claim's usage
+    started (its corrections with it; grants by payment), Asia/Shanghai."""
+    client, headers = world["client"], world["tokens"]["a"]
+    items: list[dict[str, Any]] = []
+    after = -1
+    while after is not None:
+        page = client.get("/v1/me/history", params={"after": after, "limit": 2}, headers=headers)
+        items += page.json()["items"]
+        after = page.json()["next_after"]
+    summary = client.get("/v1/me/history/summary", headers=headers).json()
+    expected: dict[str, dict[str, int]] = {}
+    for item in items:
+        when = datetime.fromisoformat(item["usage_start"] or item["at"])
+        month = when.astimezone(SHANGHAI).strftime("%Y-%m")
+        row = expected.setdefault(month, {"items": 0, "cost_fen": 0, "subsidy_fen": 0})
+        row["items"] += 1
+        row["cost_fen"] += item["cost_fen"]
+        row["subsidy_fen"] += item["subsidy_fen"]
+    assert {m.pop("month"): m for m in summary["months"]} == expected
+    assert "2023-05" in expected  # job-4's usage month, though it was recorded in August
+    assert summary["totals"]["items"] == len(items)
+    assert summary["totals"]["subsidy_fen"] == sum(i["subsidy_fen"] for i in items)
+    uncovered = sum(
+        i["wanted_fen"] - i["subsidy_fen"] for i in items if i["wanted_fen"] is not None
+    )
+    assert summary["totals"]["uncovered_fen"] == uncovered > 0  # job-3 hit its voucher's cap
+    only = client.get("/v1/me/history/summary", params={"centre": "cd-icc"}, headers=headers)
+    assert only.json()["totals"]["items"] == sum(1 for i in items if i["centre"] == "cd-icc")
+    other = client.get(f"/v1/entities/{world['a']}/history/summary", headers=world["tokens"]["b"])
+    assert other.status_code == 403
 
 
 # --- docs/api-grantee.md stays true ----------------------------------------------------------
