@@ -135,6 +135,10 @@ def test_entities_centres_and_months_agree_to_the_fen(world: dict[str, Any]) -> 
 def test_report_exports(world: dict[str, Any]) -> None:
     client = world["client"]
     headers = world["tokens"]["auditor"]
+    budget = client.get("/v1/bureau/budget", headers=headers).json()
+    rows = list(csv.reader(io.StringIO(client.get("/v1/bureau/budget.csv", headers=headers).text)))
+    used = rows[0].index("已使用(元)")
+    assert rows[-1][0] == "合计" and fen_of(rows[-1][used]) == budget["totals"]["used_fen"]
     months = client.get("/v1/bureau/months", headers=headers).json()
     answer = client.get("/v1/bureau/months.csv", headers=headers)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")

@@ -117,6 +117,7 @@ REPORTS: dict[str, Sheet] = {
             Column("剩余(元)", "remaining_fen", "yuan", 18),
         ),
         rows=lambda report: [*report["pools"], *report["programmes"]],
+        total="totals",  # used and held over the programmes (pools count them again)
         notes=_REPORT_NOTES,
     ),
     "entities": Sheet(
