@@ -452,6 +452,13 @@ def test_bureau_decides_an_application_and_opens_a_statement(
         By.CSS_SELECTOR, f"#bureau-statements button[data-href='/v1/statements/{name}.xlsx']"
     )
     screenshot(driver, "bureau")
+    # an entity of the table opens as its grantee would see it
+    click(driver, f"#bureau-entities a[href='#grantee?uscc={world['grantee']}']")
+    wait_for(driver, lambda d: attr(d, "#grantee-chart-total", "data-fen"), "the entity's view")
+    assert world["grantee"] in text_of(driver, "#grantee-entity")
+    assert attr(driver, "#grantee-chart-total", "data-fen") == attr(
+        driver, "#grantee-used-total", "data-fen"
+    )
     assert page_errors(driver) == []
 
 

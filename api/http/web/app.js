@@ -307,9 +307,14 @@ function usageChart(container, months) {
 // --- grantee view -------------------------------------------------------------------------
 
 const HISTORY_PAGE = 100;
-const historyPages = { afters: [-1], at: 0 }; // where each page starts; the one shown
+const historyPages = { afters: [-1], at: 0, base: "/v1/me" }; // where each page starts; the one shown
 
-async function showGrantee() {
+// The grantee's own entity (/v1/me), or, for the bureau and auditors, any entity by its
+// 统一社会信用代码 (#grantee?uscc=…, /v1/entities/{uscc}).
+async function showGrantee(params) {
+  const uscc = params && params.get("uscc");
+  const base = uscc ? `/v1/entities/${encodeURIComponent(uscc)}` : "/v1/me";
+  historyPages.base = base;
   const status = $("#grantee-status"), body = $("#grantee-body");
   body.hidden = true;
   delete status.dataset.state;
@@ -322,9 +327,9 @@ async function showGrantee() {
   let vouchers, summary;
   try {
     await loadProgrammeNames();
-    [vouchers, summary] = await Promise.all([api("/v1/me/vouchers"), api("/v1/me/history/summary")]);
+    [vouchers, summary] = await Promise.all([api(`${base}/vouchers`), api(`${base}/history/summary`)]);
   } catch (error) {
-    explain(status, error, "/v1/me/vouchers, /v1/me/history/summary");
+    explain(status, error, `${base}/vouchers, ${base}/history/summary`);
     return;
   }
   const entity = vouchers.entity || {};
@@ -350,8 +355,8 @@ async function showGrantee() {
     summary.totals.uncovered_fen ? [" · ", bi("因额度未补贴", "not subsidised because a cap bound"), " ",
       el("b", { class: "bad", text: yuan(summary.totals.uncovered_fen) })] : null);
   fill($("#grantee-exports"),
-    downloadButton("/v1/me/history.csv", bi("导出 CSV", "Export CSV"), "history.csv"), " ",
-    downloadButton("/v1/me/history.xlsx", bi("导出 Excel", "Export XLSX"), "history.xlsx"));
+    downloadButton(`${base}/history.csv`, bi("导出 CSV", "Export CSV"), "history.csv"), " ",
+    downloadButton(`${base}/history.xlsx`, bi("导出 Excel", "Export XLSX"), "history.xlsx"));
   historyPages.afters = [-1];
   historyPages.at = 0;
   historyPages.total = summary.totals.items;
@@ -400,7 +405,7 @@ function capBars(answer) {
 
 async function historyPage(n) {
   const after = historyPages.afters[n];
-  const page = await api(`/v1/me/history?after=${after}&limit=${HISTORY_PAGE}`);
+  const page = await api(`${historyPages.base}/history?after=${after}&limit=${HISTORY_PAGE}`);
   historyPages.at = n;
   const following = nextOf(page);
   if (following !== null) historyPages.afters[n + 1] = following;
@@ -538,7 +543,8 @@ async function showBureau() {
       : p.pool ? ["（", bi("使用资金池", "draws on"), ` ${poolLabel.get(p.pool) || p.pool}）`] : ["（", bi("无资金池", "no pool"), "）"],
     limit: p.limit_fen, used: p.used_fen, held: p.held_fen, remaining: p.remaining_fen,
   })), bi("暂无资金池。", "No pools to show."));
-  const entityRow = (e) => [[e.name, el("div", { class: "mono small muted", text: e.uscc })], e.district,
+  const entityRow = (e) => [[el("a", { href: `#grantee?uscc=${e.uscc}`, title: "查看该单位 open this entity", text: e.name }),
+    el("div", { class: "mono small muted", text: e.uscc })], e.district,
     el("td", { class: "num", text: e.claims }), numCell(e.subsidy_fen), numCell(e.grants_fen), numCell(e.total_fen), numCell(e.balance_fen)];
   const firstEntities = entities;
   await cursorTable($("#bureau-entities"), [{ text: bi("单位", "Entity") }, { text: bi("区县", "District") },
@@ -1202,7 +1208,7 @@ function route() {
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + view;
   for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("active", a.dataset.view === view);
   const params = new URLSearchParams(query || "");
-  const shown = { grantee: showGrantee, apply: showApply, auditor: () => showAuditor(params), bureau: showBureau }[view]();
+  const shown = { grantee: () => showGrantee(params), apply: showApply, auditor: () => showAuditor(params), bureau: showBureau }[view]();
   return shown.catch((error) => console.error(error));
 }
 
