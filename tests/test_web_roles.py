@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for
+from domain_helpers import DEFAULT_INPUTS, attest_all, local, make_uscc, materials_for, wan
 from grpc_fixtures import START, ManualClock, issue_voucher
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,12 +96,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for n in range(CLAIMS):
         month = MONTHS[n % len(MONTHS)]
         claim(service, voucher, 1_000 + n, f"job-{n:05d}", start=local(f"{month}-10 09:00"))
+    # a small voucher whose face value one job exhausts: the cap cuts it, and says so
+    small = issue_voucher(service, "national-strategy", amount_fen=wan(1), uscc=grantee)
+    claim(service, small, wan(5), "job-capped")
     clock.set(local("2023-10-10 10:00"))
     issue_statement(service.write, centre="nscc-cd", period="2023-Q3")
     tokens = {role: service.tokens.create(role)[0] for role in ("admin", "auditor")}
     tokens["grantee"] = service.tokens.create("grantee", entity=grantee)[0]
     tokens["nobody"] = service.tokens.create("grantee", entity=make_uscc(9999))[0]
-    yield {"service": service, "voucher": voucher, "grantee": grantee, "tokens": tokens}
+    yield {
+        "service": service,
+        "voucher": voucher,
+        "small": small,
+        "grantee": grantee,
+        "tokens": tokens,
+    }
     service.close()
 
 
@@ -241,9 +250,10 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#grantee-history tbody tr[data-index]"),
         "history rows",
     )
-    used = vouchers.voucher_view(
-        service.ledger.refresh(), world["voucher"], service.ledger.clock()
-    )["used_fen"]
+    state, now = service.ledger.refresh(), service.ledger.clock()
+    used = sum(
+        vouchers.voucher_view(state, v, now)["used_fen"] for v in (world["voucher"], world["small"])
+    )
     # the cards' used amount, the chart's total and the sum of its month bars all agree
     assert attr(driver, "#grantee-used-total", "data-fen") == str(used)
     assert attr(driver, "#grantee-chart-total", "data-fen") == str(used)
@@ -252,10 +262,12 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
     assert sum(int(b.get_attribute("data-fen")) for b in bars) == used
     # the card shows the usage window first, the credential's validity as what it is
     held = vouchers.voucher_of(service.ledger.refresh(), world["voucher"])
-    card = text_of(driver, "#grantee-vouchers .card")
+    card = text_of(driver, f"#grantee-vouchers .card[data-voucher='{world['voucher']}']")
     assert f"使用期 Usage window {day(held.usage_start)} – {day(held.usage_end)}" in card, card
     assert f"Credential validity {day(held.valid_from)} – {day(held.valid_until)}" in card
-    assert "有效 active" in card
+    assert "有效 active" in card and "额度已用尽" not in card
+    small = text_of(driver, f"#grantee-vouchers .card[data-voucher='{world['small']}']")
+    assert "额度已用尽" in small and "券面额 voucher" in small  # why further usage is refused
     # rows: job id, usage dates, kinds in Chinese with English beside them
     first = text_of(driver, "#grantee-history tbody tr")
     assert "job-00000" in first and "2023-02-10" in first and "补贴 claim" in first
@@ -275,8 +287,10 @@ def test_grantee_pages_through_all_history_and_the_chart_matches_the_cards(
             lambda d, p=pages: attr(d, "#grantee-page", "data-page") == str(p + 1),
             f"page {pages + 1}",
         )
-    assert len(seen) == len(set(seen)) == CLAIMS
-    assert pages == (CLAIMS + 99) // 100
+    assert len(seen) == len(set(seen)) == CLAIMS + 1
+    assert pages == (CLAIMS + 1 + 99) // 100
+    capped = text_of(driver, "#grantee-history tbody tr:last-child")  # the newest, on the last page
+    assert "job-capped" in capped and "未补贴" in capped and "券面额 voucher" in capped
     # CSV and XLSX: the buttons fetch the files with the token
     for fmt in ("csv", "xlsx"):
         click(driver, f"#grantee-exports button[data-href='/v1/me/history.{fmt}']")

@@ -389,7 +389,9 @@ function voucherCards(answer) {
       el("div", { class: "muted small" }, bi("补贴比例", "Rate"), ` ${v.rate_bp / 100}% · `, bi("中心", "Centres"), " ",
         v.centres.map((c) => labelText("centre", c)).join("、")),
       el("div", { class: "small mono", text: v.id }),
-      el("span", { class: "tag status-" + v.status }, label("status", v.status))));
+      el("span", { class: "tag status-" + v.status }, label("status", v.status)),
+      v.status === "active" && v.available_fen === 0 ? el("span", { class: "tag warn exhausted" },
+        bi("额度已用尽，后续使用不予补贴：", "a cap is exhausted, further usage is refused: "), label("cap", v.last_bound_by)) : null));
   }
 }
 
