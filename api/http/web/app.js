@@ -644,7 +644,10 @@ async function loadQueue() {
         $("#bureau-decided").textContent = `${a.application}: ${labelText("opinion", decision)} ✔`;
       } catch (error) { $("#bureau-decided").textContent = `${a.application}: ✘ ${error.message}`; }
     };
-    return [el("td", { class: "mono small", text: a.application }), [a.applicant, el("div", { class: "muted small", text: a.district })],
+    const details = el("details", {}, el("summary", {}, bi("申报内容", "what was submitted")),
+      el("pre", { class: "small", text: JSON.stringify({ inputs: a.inputs, materials: a.materials, attestations: a.attestations,
+        review: a.review }, null, 2) }));
+    return [[el("div", { class: "mono small", text: a.application }), details], [a.applicant, el("div", { class: "muted small", text: a.district })],
       programmeLabel(a.programme), a.review ? label("opinion", a.review.opinion) : "",
       el("td", { "data-application": a.application }, note, " ",
         el("button", { type: "button", class: "small approve", onclick: act("approve") }, bi("批准", "Approve")), " ",
