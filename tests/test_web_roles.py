@@ -51,6 +51,8 @@ from test_web_browser import (
 
 from api import bootstrap
 from api.bootstrap import Service
+from api.cli import app as cli_app
+from api.cli.manners import EXIT_OK, run
 from api.http.app import create_app
 from api.http.exports import yuan_text
 from api.settings import Settings
@@ -480,7 +482,11 @@ def test_bureau_decides_an_application_and_opens_a_statement(
 
 
 def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
-    offline: Any, base_url: str, world: dict[str, Any]
+    offline: Any,
+    base_url: str,
+    world: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -515,6 +521,15 @@ def test_auditor_pins_a_key_checks_a_proof_and_is_warned_of_another_key(
     entries = [base64.b64decode(line["data"]) for line in lines[1:]]
     assert [line["index"] for line in lines[1:]] == list(range(signed.size))
     assert merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in entries]) == signed.root
+    # ... and suanli audit verify accepts the file as the page saves it, with the pinned key
+    saved = tmp_path / f"suanli-log-{signed.size}.jsonl"
+    saved.write_text(text, encoding="utf-8")
+    (tmp_path / "key").write_text(served + "\n")
+    code = run(cli_app, ["audit", "verify", "--source", str(saved), "--no-progress",
+                         "--key-file", str(tmp_path / "key"), "--json"])  # fmt: skip
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK, verdict
+    assert verdict["ok"] is True and verdict["entries"] == signed.size, verdict
     # another key pinned (as if the server had swapped its key): loud warning, ✘ signatures
     other = Signer.generate(service.ledger.origin).verifier.vkey
     driver.find_element(By.ID, "pin-input").send_keys(other)
