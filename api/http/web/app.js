@@ -843,6 +843,10 @@ async function showApply() {
   const applicant = await loadMyApplications();
   $("#apply-form").hidden = !applicant;
   await loadReviewQueue();
+  if (!applicant && $("#review-box").hidden) {
+    showNotice(status, "info", bi("申报用受资助方令牌，审核用区县审核令牌；主管部门请在“主管部门”页决定。",
+      "Apply with a grantee token, review with a district reviewer's; the bureau decides on the Bureau tab."));
+  }
 }
 
 // --- auditor view: checkpoints, signed notes, RFC 9162 inclusion proofs --------------------
