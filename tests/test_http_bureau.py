@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ from grpc_fixtures import START, ManualClock
 from test_http_grantee import claim, clawback, populate, reverse, world
 
 from api.bootstrap import Service
+from api.http import exports
 from api.http.app import create_app
 from ledger import claims, grants, settlement
 from ledger.caps import programme_budget
@@ -34,11 +36,19 @@ LINE_HEADINGS = [
     "统一社会信用代码",
     "项目",
     "作业编号",
-    "记账时间",
+    "记账时间(北京时间)",
     "算力费用(元)",
     "补贴金额(元)",
     "日志索引",
 ]
+
+
+def sheet_rows(sheet: Any) -> list[list[Any]]:
+    """A sheet's rows without the line under them that says when it was generated."""
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert values[-1][0] == exports.GENERATED and values[-1][1]
+    assert all(v is None for v in values[-2])
+    return values[:-2]
 
 
 def yuan(fen: int) -> str:
@@ -125,6 +135,10 @@ def test_entities_centres_and_months_agree_to_the_fen(world: dict[str, Any]) -> 
 def test_report_exports(world: dict[str, Any]) -> None:
     client = world["client"]
     headers = world["tokens"]["auditor"]
+    budget = client.get("/v1/bureau/budget", headers=headers).json()
+    rows = list(csv.reader(io.StringIO(client.get("/v1/bureau/budget.csv", headers=headers).text)))
+    used = rows[0].index("已使用(元)")
+    assert rows[-1][0] == "合计" and fen_of(rows[-1][used]) == budget["totals"]["used_fen"]
     months = client.get("/v1/bureau/months", headers=headers).json()
     answer = client.get("/v1/bureau/months.csv", headers=headers)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
@@ -146,7 +160,7 @@ def test_report_exports(world: dict[str, Any]) -> None:
     )
     assert book.sheetnames == ["预算执行", "按单位", "按计算中心", "按月"]
     sheet = book["按月"]
-    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    values = sheet_rows(sheet)
     head = values.index(
         ["月份", "补贴笔数", "算力费用(元)", "补贴金额(元)", "一次性奖补(元)", "合计(元)"]
     )
@@ -323,18 +337,19 @@ def test_statement_exports_match_the_fold_to_the_fen(world: dict[str, Any]) -> N
     answer = client.get(f"/v1/statements/{sid}.xlsx", headers=tokens["auditor"])
     book = openpyxl.load_workbook(io.BytesIO(answer.content))
     assert book.sheetnames == ["结算明细", "按项目汇总", "按凭证汇总", "结算单信息"]
-    sheet = [[c.value for c in row] for row in book["结算明细"].iter_rows()]
+    sheet = sheet_rows(book["结算明细"])
     assert sheet[0] == LINE_HEADINGS
+    assert isinstance(sheet[1][LINE_HEADINGS.index("记账时间(北京时间)")], datetime)  # a date cell
     assert sheet[-1][0] == "合计"
     assert fen_of(sheet[-1][9]) == recorded["totals"]["amount_fen"]
     assert sum(fen_of(row[9]) for row in sheet[1:-1]) == recorded["totals"]["amount_fen"]
     assert sum(fen_of(row[8]) for row in sheet[1:-1]) == recorded["totals"]["cost_fen"]
-    by_voucher = [[c.value for c in row] for row in book["按凭证汇总"].iter_rows()]
+    by_voucher = sheet_rows(book["按凭证汇总"])
     per_voucher: dict[str, int] = {}
     for line in recorded["lines"]:
         per_voucher[line["voucher"]] = per_voucher.get(line["voucher"], 0) + line["amount_fen"]
     assert [(row[0], fen_of(row[6])) for row in by_voucher[1:-1]] == sorted(per_voucher.items())
-    by_programme = [[c.value for c in row] for row in book["按项目汇总"].iter_rows()]
+    by_programme = sheet_rows(book["按项目汇总"])
     assert sum(fen_of(r[4]) for r in by_programme[1:-1]) == recorded["totals"]["amount_fen"]
     facts = {row[0].value: row[1].value for row in book["结算单信息"].iter_rows(min_row=2)}
     assert facts["结算单编号"] == sid

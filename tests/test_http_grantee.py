@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from api.bootstrap import Service
 from api.http.app import create_app
 from ledger import caps, claims, vouchers
 from ledger.entry import Entry
+from ledger.timeutil import SHANGHAI
 from ledger.usecases.commands import corrections
 
 PROBLEM = "application/problem+json"
@@ -390,7 +391,9 @@ def test_history_exports_have_chinese_headings_and_two_decimal_yuan(
     assert answer.headers["content-type"].startswith("text/csv")
     assert answer.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["日志索引", "时间", "类型"]
+    assert rows[0][:3] == ["日志索引", "记账时间(北京时间)", "类型"]
+    assert rows[1][rows[0].index("包含证明")].startswith("http://testserver/v1/log/proof/")
+    assert rows[1][rows[0].index("项目")].startswith("(")  # the notice's label, not an id
     assert "补贴金额(元)" in rows[0] and "算力费用(元)" in rows[0]
     col = rows[0].index("补贴金额(元)")
     assert len(rows) == len(items) + 2  # headings, items, 合计
@@ -408,8 +411,45 @@ def test_history_exports_have_chinese_headings_and_two_decimal_yuan(
     sheet = book.worksheets[0]
     head = [c.value for c in sheet[1]]
     assert head[0] == "日志索引"
-    last = [c.value for c in sheet[sheet.max_row]]
-    assert last[0] == "合计"
+    from test_http_bureau import sheet_rows
+
+    rows_xlsx = sheet_rows(sheet)  # every sheet says when it was generated
+    assert rows_xlsx[-1][0] == "合计"
+    recorded = rows_xlsx[1][head.index("记账时间(北京时间)")]
+    assert isinstance(recorded, datetime)  # a real date cell, Beijing wall-clock time
+
+
+def test_the_summary_is_every_page_by_usage_month(world: dict[str, Any]) -> None:
+    """The summary sums the whole history (not a page) by the month each claim's usage
+    started (its corrections with it; grants by payment), Asia/Shanghai."""
+    client, headers = world["client"], world["tokens"]["a"]
+    items: list[dict[str, Any]] = []
+    after = -1
+    while after is not None:
+        page = client.get("/v1/me/history", params={"after": after, "limit": 2}, headers=headers)
+        items += page.json()["items"]
+        after = page.json()["next_after"]
+    summary = client.get("/v1/me/history/summary", headers=headers).json()
+    expected: dict[str, dict[str, int]] = {}
+    for item in items:
+        when = datetime.fromisoformat(item["usage_start"] or item["at"])
+        month = when.astimezone(SHANGHAI).strftime("%Y-%m")
+        row = expected.setdefault(month, {"items": 0, "cost_fen": 0, "subsidy_fen": 0})
+        row["items"] += 1
+        row["cost_fen"] += item["cost_fen"]
+        row["subsidy_fen"] += item["subsidy_fen"]
+    assert {m.pop("month"): m for m in summary["months"]} == expected
+    assert "2023-05" in expected  # job-4's usage month, though it was recorded in August
+    assert summary["totals"]["items"] == len(items)
+    assert summary["totals"]["subsidy_fen"] == sum(i["subsidy_fen"] for i in items)
+    uncovered = sum(
+        i["wanted_fen"] - i["subsidy_fen"] for i in items if i["wanted_fen"] is not None
+    )
+    assert summary["totals"]["uncovered_fen"] == uncovered > 0  # job-3 hit its voucher's cap
+    only = client.get("/v1/me/history/summary", params={"centre": "cd-icc"}, headers=headers)
+    assert only.json()["totals"]["items"] == sum(1 for i in items if i["centre"] == "cd-icc")
+    other = client.get(f"/v1/entities/{world['a']}/history/summary", headers=world["tokens"]["b"])
+    assert other.status_code == 403
 
 
 # --- docs/api-grantee.md stays true ----------------------------------------------------------
@@ -435,10 +475,11 @@ def _keys(value: Any, path: str = "$") -> set[str]:
 def test_the_documented_shapes_are_the_served_ones(world: dict[str, Any]) -> None:
     client, tokens = world["client"], world["tokens"]
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC.read_text(), re.S)]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     served = [
         client.get("/v1/me/vouchers", headers=tokens["a"]).json(),
         client.get("/v1/me/history", headers=tokens["a"]).json(),
+        client.get("/v1/me/history/summary", headers=tokens["a"]).json(),
         client.get("/v1/bureau/budget", headers=tokens["auditor"]).json(),
     ]
     for documented, answer in zip(blocks, served, strict=True):

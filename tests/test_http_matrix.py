@@ -71,7 +71,7 @@ PUBLIC = {
     "GET /v1/log/projection",
     "GET /openapi.json",
     "GET /docs",
-    "GET /docs/oauth2-redirect",
+    "GET /docs/assets/{name}",
     "GET /redoc",
     "GET /",
     "GET /web/{name:path}",

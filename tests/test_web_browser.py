@@ -18,7 +18,6 @@ import base64
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("SUANLI_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SUANLI_CHROMEDRIVER", "/usr/bin/chromedriver")
-SHOTS = Path(os.environ.get("SUANLI_SCREENSHOTS", tempfile.gettempdir()))
+SHOTS = Path(os.environ.get("SUANLI_SCREENSHOTS", Path(__file__).parent / "artifacts"))
 WAIT = 20.0
 
 
@@ -296,11 +295,25 @@ def test_auditor_signs_in_and_checks_listed_entries(
     keys = driver.find_elements(By.CSS_SELECTOR, "#audit-keys tbody tr")
     assert len(keys) == len(service.ledger.refresh().registry.keys)
     rows = driver.find_elements(By.CSS_SELECTOR, "#audit-entries tbody tr")
-    assert len(rows) == 20
+    assert len(rows) == 20  # a page of entries, oldest first
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [str(i) for i in range(20)]
+    # only the log.note entries: the last one is the newest entry of the log
+    driver.find_element(By.CSS_SELECTOR, "#audit-kind option[value='log.note']").click()
     size = service.ledger.store.size()
-    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == str(size - 1)
-    assert "log.note" in rows[0].text
-    rows[0].find_element(By.TAG_NAME, "button").click()
+    wait_for(
+        driver,
+        lambda d: (
+            d.execute_script(
+                "return [...document.querySelectorAll('#audit-entries tbody tr')]"
+                ".map((r) => r.cells[1].textContent)"
+            )
+            == ["log.note"] * 5
+        ),
+        "the log.note entries",
+    )
+    last = driver.find_elements(By.CSS_SELECTOR, "#audit-entries tbody tr")[-1]
+    assert last.find_elements(By.TAG_NAME, "td")[0].text == str(size - 1)
+    last.find_element(By.TAG_NAME, "button").click()
     wait_for(
         driver,
         lambda d: (

@@ -23,6 +23,7 @@ from api.http.routes import (
     bureau,
     centres,
     disclosures,
+    docs,
     grantee,
     log,
     ops,
@@ -42,6 +43,8 @@ def create_app(service: Service) -> FastAPI:
         title="suanli",
         summary="Compute-voucher (算力券) ledger for 成经信财〔2023〕31号",
         version="0.1.0",
+        docs_url=None,  # /docs and /redoc are served offline by api.http.routes.docs
+        redoc_url=None,
     )
     app.state.service = service
     app.state.ledger = service.ledger
@@ -55,6 +58,7 @@ def create_app(service: Service) -> FastAPI:
         ops.router,
         audit.router,
         web.router,
+        docs.router,
         admin.router,
         admin.issuer_router,
         review.router,

@@ -26,8 +26,10 @@ import csv
 import io
 import itertools
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,9 +40,13 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from ledger.timeutil import SHANGHAI, parse_time
+
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 YUAN_FORMAT = "#,##0.00"
+TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+GENERATED = "生成时间(北京时间 Asia/Shanghai)"
 FEN_PER_YUAN = 100
 TOTAL = "__total__"  # marks the 合计 row: computed (callable) columns are left blank in it
 
@@ -63,8 +69,9 @@ def yuan_decimal(amount_fen: int) -> Decimal:
 class Column:
     """One column: its heading, how to get the value from a row, and its kind.
 
-    ``kind``: ``text``, ``int``, ``yuan`` (the value is integer fen) or ``auto`` (an int
-    is a number, a Decimal a 元 amount, anything else text).
+    ``kind``: ``text``, ``int``, ``yuan`` (the value is integer fen), ``time`` (an RFC 3339
+    time, written as Asia/Shanghai wall-clock time: a real date cell in XLSX; say so in the
+    heading) or ``auto`` (an int is a number, a Decimal a 元 amount, anything else text).
     """
 
     heading: str
@@ -87,11 +94,18 @@ class Table:
     notes: Sequence[tuple[str, Any]] = field(default_factory=tuple)  # key/value lines above
 
 
+def shanghai_wall(text: str) -> datetime:
+    """An RFC 3339 time as Asia/Shanghai wall-clock time (naive: spreadsheets have no zones)."""
+    return parse_time(text).astimezone(SHANGHAI).replace(tzinfo=None)
+
+
 def _cell_text(column: Column, value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return ""
     if column.kind == "yuan":
         return yuan_text(value)
+    if column.kind == "time":
+        return shanghai_wall(value).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
 
@@ -148,6 +162,9 @@ def _cell(sheet: Any, column: Column, value: Any, is_total: bool, first: bool) -
         amount = value if isinstance(value, Decimal) else yuan_decimal(value)
         cell = WriteOnlyCell(sheet, value=amount)
         cell.number_format = YUAN_FORMAT
+    elif column.kind == "time" and value != "":
+        cell = WriteOnlyCell(sheet, value=shanghai_wall(value))
+        cell.number_format = TIME_FORMAT
     elif column.kind == "int" or (
         column.kind == "auto" and isinstance(value, int) and not isinstance(value, bool)
     ):
@@ -159,10 +176,22 @@ def _cell(sheet: Any, column: Column, value: Any, is_total: bool, first: bool) -
     return cell
 
 
-def _write_sheet(sheet: Any, table: Table) -> None:
-    """Rows are appended as they come (openpyxl's write-only mode keeps none in memory)."""
+def display_width(text: str) -> int:
+    """Columns a text takes in a spreadsheet: two for a CJK (wide) character, one otherwise."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def fitting_width(column: Column) -> int:
+    """The column's width, at least its heading's (rows stream, so they cannot be measured;
+    each column's width is set for the longest value it is made for)."""
+    return max(column.width, display_width(column.heading) + 2)
+
+
+def _write_sheet(sheet: Any, table: Table, generated: str) -> None:
+    """Rows are appended as they come (openpyxl's write-only mode keeps none in memory);
+    under them, when the sheet was generated."""
     for col, column in enumerate(table.columns, start=1):
-        sheet.column_dimensions[get_column_letter(col)].width = column.width
+        sheet.column_dimensions[get_column_letter(col)].width = fitting_width(column)
     for label, value in table.notes:
         head = WriteOnlyCell(sheet, value=label)
         head.font = _HEAD_FONT
@@ -190,14 +219,17 @@ def _write_sheet(sheet: Any, table: Table) -> None:
                 )
             ]
         )
+    sheet.append([])
+    sheet.append([GENERATED, generated])
 
 
 def xlsx_file(tables: Sequence[Table]) -> Any:
     """The tables as one workbook, one sheet each, in order, written to a temporary file
     (positioned at its start) in bounded memory."""
     workbook = Workbook(write_only=True)
+    generated = datetime.now(UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     for table in tables:
-        _write_sheet(workbook.create_sheet(table.title[:31]), table)
+        _write_sheet(workbook.create_sheet(table.title[:31]), table, generated)
     out = tempfile.TemporaryFile()  # noqa: SIM115  (handed to the caller, who closes it)
     workbook.save(out)
     out.seek(0)

@@ -10,6 +10,8 @@ Everything is read from the fold of the committed log and changes nothing; the v
 * ``GET …/vouchers``: each voucher with its balance and what remains under each of its
   caps; every cap that applies to the entity by name; and which cap bound its last claim.
 * ``GET …/vouchers/{voucher}``: one voucher, its caps and its claims.
+* ``GET …/history/summary``: overall totals of the (filtered) history and the same by
+  usage month (a claim counts in the month its usage started), for charts.
 * ``GET …/history`` (and ``.csv`` / ``.xlsx``): claims and captures, reversals,
   clawbacks and grants, each with its log index and a link to its inclusion proof,
   filtered by centre, voucher, period (month ``2023-09``, quarter ``2023-Q3``, year
@@ -33,7 +35,7 @@ from api.http.tables import HISTORY
 from ledger.store.tokens import Principal
 from ledger.uscc import validate as validate_uscc
 from ledger.usecases.views import entities as entity_views
-from ledger.usecases.views.history import HistoryFilter, history_page
+from ledger.usecases.views.history import HistoryFilter, history_page, history_summary
 
 READ_ROLES = ("grantee", "auditor", "admin")
 USCC_PATTERN = r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"
@@ -168,6 +170,10 @@ class HistoryItem(BaseModel):
     binding_cap: str | None = Field(description="claims and grants: the cap that bound it")
     statement: str | None = Field(description="claims: the statement that settled it")
     corrects: int | None = Field(description="corrections: the log index of the claim/grant")
+    wanted_fen: int | None = Field(
+        description="claims: cost x rate, what the rate alone would pay; more than "
+        "subsidy_fen when binding_cap cut it"
+    )
     proof: str = Field(description="its inclusion proof: /v1/log/proof/inclusion?index=N")
 
 
@@ -183,6 +189,26 @@ class History(BaseModel):
     items: list[HistoryItem]
     totals: HistoryTotals = Field(description="over the items returned")
     next_after: int | None = Field(description="pass as after= for the next page; null: none")
+
+
+class SummaryTotals(HistoryTotals):
+    uncovered_fen: int = Field(
+        description="over the claims: cost x rate not paid because a cap bound the claim"
+    )
+
+
+class SummaryMonth(HistoryTotals):
+    month: str = Field(
+        description="YYYY-MM (Asia/Shanghai) of the usage start (claims and their "
+        "corrections) or of the payment (grants)"
+    )
+
+
+class HistorySummary(BaseModel):
+    size: int
+    uscc: str
+    totals: SummaryTotals = Field(description="overall: every item of the filtered history")
+    months: list[SummaryMonth] = Field(description="the same by usage month, oldest first")
 
 
 class VoucherDetail(VoucherOut):
@@ -266,8 +292,31 @@ def _history(
         )
 
 
+def _summary(request: Request, uscc: str, chosen: HistoryFilter) -> dict[str, Any]:
+    with reading(request) as snapshot:
+        return history_summary(snapshot.state, uscc, entry_reader(request), chosen)
+
+
 def _history_file(request: Request, uscc: str, chosen: HistoryFilter) -> Response:
-    table = HISTORY.table(_history(request, uscc, chosen))
+    """The history for people: the notice's programme labels and absolute proof links."""
+    with reading(request) as snapshot:
+        answer = history_page(snapshot.state, uscc, entry_reader(request), chosen)
+        labels = {
+            (i["round"], i["programme"]): entity_views.programme_label(
+                snapshot.state, i["round"], i["programme"]
+            )
+            for i in answer["items"]
+        }
+    origin = str(request.base_url).rstrip("/")
+    answer["items"] = [
+        {
+            **i,
+            "programme_label": labels[(i["round"], i["programme"])],
+            "proof": origin + i["proof"],
+        }
+        for i in answer["items"]
+    ]
+    table = HISTORY.table(answer)
     return exports.download([table], exports.format_of(request), f"history-{uscc}")
 
 
@@ -291,6 +340,12 @@ def my_voucher(request: Request, principal: Grantee, voucher: VoucherPath) -> di
 def my_history(request: Request, principal: Grantee, chosen: Filter, page: Page) -> dict[str, Any]:
     """My usage and subsidy history, each item with its log index and inclusion proof."""
     return _history(request, own_entity(principal), chosen, *page)
+
+
+@router.get("/v1/me/history/summary", response_model=HistorySummary, responses=HISTORY_ERRORS)
+def my_history_summary(request: Request, principal: Grantee, chosen: Filter) -> dict[str, Any]:
+    """Overall totals of my history and the same by usage month (not a page: all of it)."""
+    return _summary(request, own_entity(principal), chosen)
 
 
 @exports.file_routes(router, "/v1/me/history")
@@ -322,6 +377,16 @@ def entity_history(
 ) -> dict[str, Any]:
     """An entity's usage and subsidy history."""
     return _history(request, _entity_of(principal, uscc), chosen, *page)
+
+
+@router.get(
+    "/v1/entities/{uscc}/history/summary", response_model=HistorySummary, responses=HISTORY_ERRORS
+)
+def entity_history_summary(
+    request: Request, principal: Reader, uscc: UsccPath, chosen: Filter
+) -> dict[str, Any]:
+    """An entity's overall history totals, and by usage month."""
+    return _summary(request, _entity_of(principal, uscc), chosen)
 
 
 @exports.file_routes(router, "/v1/entities/{uscc}/history")

@@ -42,6 +42,12 @@ function bi(zh, en) { return [zh + " ", el("span", { class: "en", text: en })]; 
 
 function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
 
+// Replace a node's content with parts (nested arrays of nodes and text; null/false skipped).
+function fill(node, ...parts) {
+  clear(node).append(...parts.flat(Infinity).filter((p) => p !== null && p !== undefined && p !== false));
+  return node;
+}
+
 // --- money and time ---------------------------------------------------------------------
 
 // Amounts are integer fen (分); show 元 with two decimals, without going through floats.
@@ -94,39 +100,126 @@ class ApiError extends Error {
   }
 }
 
+// GET (or POST with options.body as JSON) on the same origin, with the bearer token.
 async function api(path, options) {
+  const opts = options || {};
   const headers = { Accept: "application/json" };
   const t = token();
-  if (t && !(options && options.anonymous)) headers.Authorization = "Bearer " + t;
-  const response = await fetch(path, { headers, cache: "no-store" });
+  if (t && !opts.anonymous) headers.Authorization = "Bearer " + t;
+  const init = { headers, cache: "no-store" };
+  if (opts.body !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(opts.body);
+  }
+  const response = await fetch(path, init);
   const type = response.headers.get("content-type") || "";
   if (!response.ok) {
     let problem = null;
     if (type.includes("json")) { try { problem = await response.json(); } catch (e) { problem = null; } }
     throw new ApiError(response.status, problem);
   }
-  if (options && options.text) return response.text();
+  if (opts.text) return response.text();
   return response.json();
+}
+
+// A file the API serves to a bearer token only: fetched, then handed over as a blob.
+async function download(path, fallbackName) {
+  const response = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+  if (!response.ok) throw new ApiError(response.status, null);
+  const named = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "");
+  const a = el("a", { href: URL.createObjectURL(await response.blob()), download: named ? named[1] : fallbackName });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  return a.download;
+}
+
+function downloadButton(path, label, name) {
+  const button = el("button", { type: "button", class: "secondary small", "data-href": path }, label);
+  button.addEventListener("click", () => {
+    download(path, name).then((saved) => { button.dataset.saved = saved; },
+      (error) => { button.dataset.saved = ""; alert("下载失败 download failed: " + error.message); });
+  });
+  return button;
 }
 
 function showNotice(node, kind, parts) {
   node.className = "notice " + kind;
-  clear(node).append(...parts.flat(Infinity));
+  fill(node, ...parts.flat(Infinity));
   node.hidden = false;
 }
 
+// A token the server does not know (mistyped, revoked, expired): forget it, say so.
+function tokenRefused(node) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  updateSignin();
+  showNotice(node, "error", [el("strong", {}, bi("令牌无效或已撤销。", "This token is invalid or has been revoked.")), el("br"),
+    bi("请向主管部门索取新令牌后重新登录。", "Ask the bureau for a new token and sign in again.")]);
+  node.dataset.state = "token-refused";
+}
+
 function explain(node, error, what) {
+  node.dataset.state = "error";
   if (error instanceof ApiError && error.unavailable) {
     showNotice(node, "info", [el("strong", {}, bi("尚未开放", "Not available yet")), el("br"),
       what + " — ", bi("此服务器还没有提供该接口。", "this server does not offer this endpoint yet.")]);
   } else if (error instanceof ApiError && error.status === 401) {
-    showNotice(node, "warn", bi("请先用令牌登录。", "Please sign in with a token."));
+    if (token()) tokenRefused(node);
+    else showNotice(node, "warn", bi("请先用令牌登录。", "Please sign in with a token."));
   } else if (error instanceof ApiError && error.status === 403) {
     showNotice(node, "warn", [bi("此令牌无权查看：", "This token may not see this: "), error.message]);
   } else {
     showNotice(node, "error", [bi("出错了：", "Something went wrong: "), error.message]);
   }
 }
+
+// --- enums: Chinese first, English beside it ------------------------------------------------
+
+const LABELS = {
+  kind: { claim: ["补贴", "claim"], capture: ["补贴(预授权)", "capture"], "claim.reverse": ["冲正", "reversal"],
+    clawback: ["追回", "clawback"], "grant.pay": ["一次性奖补", "grant"] },
+  status: { active: ["有效", "active"], suspended: ["暂停", "suspended"], revoked: ["已撤销", "revoked"],
+    expired: ["已过期", "expired"], submitted: ["待初审", "submitted"], reviewed: ["已初审", "reviewed"],
+    approved: ["已批准", "approved"], rejected: ["未通过", "rejected"], closed: ["已出具", "closed"], open: ["未完成", "open"] },
+  cap: { voucher: ["券面额", "voucher"], period: ["期间上限", "period"], entity_programme: ["单位项目上限", "entity × programme"],
+    entity_round: ["单位年度上限", "entity × round"], programme_pool: ["项目资金池", "programme pool"],
+    voucher_pool: ["算力券资金池", "voucher pool"], rate: ["补贴比例", "rate"] },
+  scope: { voucher: ["券", "voucher"], period: ["期间", "period"], programme: ["项目", "programme"],
+    entity: ["单位", "entity"], pool: ["资金池", "pool"] },
+  centre: { "nscc-cd": ["国家超算成都中心", "nscc-cd"], "cd-icc": ["成都智算中心", "cd-icc"] },
+  opinion: { approve: ["同意", "approve"], reject: ["不同意", "reject"] },
+  budget: { programme: ["项目", "programme"], pool: ["资金池", "pool"] },
+  role: { log: ["日志签名", "log"], registry: ["密钥登记", "registry"], issuer: ["发券", "issuer"],
+    service: ["服务", "service"], centre: ["计算中心", "centre"] },
+};
+
+// "中文 English" for an enum value; an unknown value is shown as it is.
+function label(group, value) {
+  if (value === null || value === undefined || value === "") return "";
+  const found = (LABELS[group] || {})[value];
+  return found ? bi(found[0], found[1]) : [String(value)];
+}
+
+function labelText(group, value) {
+  const found = (LABELS[group] || {})[value];
+  return found ? `${found[0]} ${found[1]}` : String(value || "");
+}
+
+// Programme labels as the notice numbers them, from /v1/apply/programmes.
+const programmeNames = new Map();
+
+async function loadProgrammeNames() {
+  if (programmeNames.size) return;
+  try {
+    const found = await api("/v1/apply/programmes");
+    for (const p of found.programmes) programmeNames.set(p.id, `(${p.number}) ${p.title}`);
+  } catch (e) { /* the ids are shown instead */ }
+}
+
+function programmeLabel(id) { return id ? [programmeNames.get(id) || "", " ", el("span", { class: "en", text: id })] : ""; }
+
+function localDate(at) { return at ? beijing(at).slice(0, 10) : "—"; }
 
 // --- charts (SVG) ---------------------------------------------------------------------------
 
@@ -151,7 +244,7 @@ function bars(container, rows, emptyText) {
       : open ? null : limit - used - held;
     container.append(el("div", { class: "bar-row" + (r.highlight ? " binding" : "") },
       el("div", { class: "bar-label" },
-        el("strong", { text: r.label }), r.sub ? el("span", { class: "muted", text: " " + r.sub }) : null,
+        el("strong", { text: r.label }), r.sub ? el("span", { class: "muted" }, " ", r.sub) : null,
         r.highlight ? el("span", { class: "tag" }, bi("约束上次补贴", "bound the last claim")) : null),
       graphic,
       el("div", { class: "bar-figures" },
@@ -197,7 +290,8 @@ function usageChart(container, months) {
     chart.append(
       svg("rect", { x: x(i) - bw - 1, y: y(m.cost), width: bw, height: Math.max(0, y(0) - y(m.cost)), class: "cost" },
         svg("title", { text: `${m.month} 费用 cost ${yuan(m.cost)}` })),
-      svg("rect", { x: x(i) + 1, y: y(m.subsidy), width: bw, height: Math.max(0, y(0) - y(m.subsidy)), class: "subsidy" },
+      svg("rect", { x: x(i) + 1, y: y(Math.max(0, m.subsidy)), width: bw, height: Math.abs(y(0) - y(m.subsidy)), class: "subsidy",
+        "data-month": m.month, "data-fen": m.subsidy },
         svg("title", { text: `${m.month} 补贴 subsidy ${yuan(m.subsidy)}` })),
       svg("text", { x: x(i), y: H - B + 16, class: "axis", "text-anchor": "middle", text: m.month }));
   });
@@ -212,88 +306,211 @@ function usageChart(container, months) {
 
 // --- grantee view -------------------------------------------------------------------------
 
-async function showGrantee() {
+const HISTORY_PAGE = 100;
+const historyPages = { afters: [-1], at: 0, base: "/v1/me" }; // where each page starts; the one shown
+
+// The grantee's own entity (/v1/me), or, for the bureau and auditors, any entity by its
+// 统一社会信用代码 (#grantee?uscc=…, /v1/entities/{uscc}).
+async function showGrantee(params) {
+  const uscc = params && params.get("uscc");
+  const base = uscc ? `/v1/entities/${encodeURIComponent(uscc)}` : "/v1/me";
+  historyPages.base = base;
   const status = $("#grantee-status"), body = $("#grantee-body");
   body.hidden = true;
+  delete status.dataset.state;
   if (!token()) {
     showNotice(status, "info", bi("请用受资助方令牌登录以查看余额、额度与历史。",
       "Sign in with your grantee token to see balances, caps and history."));
     return;
   }
   showNotice(status, "info", bi("加载中…", "Loading…"));
-  let vouchers, history;
+  let vouchers, summary;
   try {
-    [vouchers, history] = await Promise.all([api("/v1/me/vouchers"), api("/v1/me/history")]);
+    await loadProgrammeNames();
+    [vouchers, summary] = await Promise.all([api(`${base}/vouchers`), api(`${base}/history/summary`)]);
   } catch (error) {
-    explain(status, error, "/v1/me/vouchers, /v1/me/history");
+    explain(status, error, `${base}/vouchers, ${base}/history/summary`);
+    return;
+  }
+  const entity = vouchers.entity || {};
+  if (!entity.name) {
+    // A token made for a 统一社会信用代码 nobody registered (often a typo): say so, show nothing.
+    showNotice(status, "warn", [el("strong", {}, bi("未登记的单位", "Unknown entity")), el("br"),
+      bi(`统一社会信用代码 ${entity.uscc} 未在账本中登记，请核对令牌所对应的代码。`,
+        `No entity with 统一社会信用代码 ${entity.uscc} is registered; check the code this token was made for.`)]);
+    status.dataset.state = "unknown-entity";
     return;
   }
   status.hidden = true;
   body.hidden = false;
-  const entity = pick(vouchers, "entity") || {};
-  $("#grantee-entity").textContent = [pick(entity, "name"), pick(entity, "uscc")].filter(Boolean).join(" · ");
+  $("#grantee-entity").textContent = `${entity.name} · ${entity.uscc}`;
+  voucherCards(vouchers);
+  capBars(vouchers);
+  const chartTotal = $("#grantee-chart-total");
+  usageChart($("#grantee-chart"), summary.months.map((m) => ({ month: m.month, subsidy: m.subsidy_fen, cost: m.cost_fen })));
+  chartTotal.dataset.fen = String(summary.totals.subsidy_fen);
+  fill(chartTotal, bi("合计（全部记录，按使用月份）", "Total (all history, by usage month)"), " ",
+    bi("补贴", "subsidy"), " ", el("b", { text: yuan(summary.totals.subsidy_fen) }), " · ",
+    bi("费用", "cost"), " ", yuan(summary.totals.cost_fen), " · ", `${summary.totals.items} `, bi("条", "items"),
+    summary.totals.uncovered_fen ? [" · ", bi("因额度未补贴", "not subsidised because a cap bound"), " ",
+      el("b", { class: "bad", text: yuan(summary.totals.uncovered_fen) })] : null);
+  fill($("#grantee-exports"),
+    downloadButton(`${base}/history.csv`, bi("导出 CSV", "Export CSV"), "history.csv"), " ",
+    downloadButton(`${base}/history.xlsx`, bi("导出 Excel", "Export XLSX"), "history.xlsx"));
+  historyPages.afters = [-1];
+  historyPages.at = 0;
+  historyPages.total = summary.totals.items;
+  await historyPage(0);
+}
 
-  const list = Array.isArray(vouchers) ? vouchers : pick(vouchers, "vouchers") || [];
+function voucherCards(answer) {
   const cards = clear($("#grantee-vouchers"));
-  if (!list.length) cards.append(el("p", { class: "muted" }, bi("暂无算力券。", "No vouchers yet.")));
-  for (const v of list) {
-    const face = pick(v, "face_fen", "face_value_fen", "amount_fen");
-    const remaining = pick(v, "remaining_fen", "balance_fen");
-    const centres = pick(v, "centres") || [];
-    cards.append(el("div", { class: "card" },
-      el("div", { class: "card-title", text: pick(v, "programme_label", "programme_name", "programme") || "" }),
-      el("div", { class: "big" }, el("small", {}, bi("余额", "Balance")), " ", yuan(remaining)),
-      el("div", { class: "muted" }, bi("面值", "Face value"), " ", yuan(face),
-        " · ", bi("已用", "Used"), " ", yuan(pick(v, "used_fen", "redeemed_fen"))),
-      el("div", { class: "muted small" }, bi("有效期", "Valid"), " ",
-        beijing(pick(v, "valid_from", "usage_from")), " – ", beijing(pick(v, "valid_until", "usage_until"))),
-      centres.length ? el("div", { class: "muted small" }, bi("中心", "Centres"), " ", centres.join(", ")) : null,
-      el("div", { class: "small mono", text: pick(v, "id", "voucher_id") || "" }),
-      pick(v, "status") ? el("span", { class: "tag", text: pick(v, "status") }) : null));
+  const totals = answer.totals || {};
+  const used = $("#grantee-used-total");
+  used.dataset.fen = String(totals.used_fen || 0);
+  fill(used, bi("全部算力券", "All vouchers"), ": ", bi("面值", "face value"), " ", yuan(totals.face_value_fen),
+    " · ", bi("已用", "used"), " ", el("b", { text: yuan(totals.used_fen) }), " · ",
+    bi("余额", "balance"), " ", yuan(totals.balance_fen));
+  if (!answer.vouchers.length) cards.append(el("p", { class: "muted" }, bi("暂无算力券。", "No vouchers yet.")));
+  const now = Date.parse(answer.as_of); // the ledger's time, not this computer's
+  for (const v of answer.vouchers) {
+    const ended = Date.parse(v.usage_end) < now;
+    cards.append(el("div", { class: "card", "data-voucher": v.id },
+      el("div", { class: "card-title", text: v.programme_label || v.programme }),
+      el("div", { class: "big" }, el("small", {}, bi("余额", "Balance")), " ", yuan(v.balance_fen)),
+      el("div", { class: "muted" }, bi("面值", "Face value"), " ", yuan(v.face_value_fen),
+        " · ", bi("已用", "Used"), " ", el("span", { class: "used", text: yuan(v.used_fen) }),
+        v.held_fen ? [" · ", bi("冻结", "Held"), " ", yuan(v.held_fen)] : null),
+      el("div", { class: "usage-window" + (ended ? " ended" : "") }, bi("使用期", "Usage window"), " ",
+        el("b", { text: `${localDate(v.usage_start)} – ${localDate(v.usage_end)}` }),
+        ended ? el("span", { class: "tag warn" }, bi("已结束，新作业不再补贴", "ended: new jobs are not subsidised")) : null),
+      el("div", { class: "muted small" }, bi("券的有效期（凭证签名有效期）", "Credential validity"), " ",
+        `${localDate(v.valid_from)} – ${localDate(v.valid_until)}`),
+      el("div", { class: "muted small" }, bi("补贴比例", "Rate"), ` ${v.rate_bp / 100}% · `, bi("中心", "Centres"), " ",
+        v.centres.map((c) => labelText("centre", c)).join("、")),
+      el("div", { class: "small mono", text: v.id }),
+      el("span", { class: "tag status-" + v.status }, label("status", v.status)),
+      v.status === "active" && v.available_fen === 0 ? el("span", { class: "tag warn exhausted" },
+        bi("额度已用尽，后续使用不予补贴：", "a cap is exhausted, further usage is refused: "), label("cap", v.last_bound_by)) : null));
   }
+}
 
-  const binding = pick(vouchers, "last_binding_cap", "binding_cap");
-  const caps = (pick(vouchers, "caps") || []).map((c) => ({
-    label: pick(c, "label", "name", "id") || "",
-    sub: pick(c, "scope", "kind") ? `(${pick(c, "scope", "kind")})` : "",
-    limit: pick(c, "limit_fen", "cap_fen", "amount_fen"),
-    used: pick(c, "used_fen") || 0,
-    held: pick(c, "held_fen") || 0,
-    remaining: pick(c, "remaining_fen"),
-    highlight: Boolean(pick(c, "binding")) || (binding && binding === pick(c, "name", "id")),
-  }));
-  bars($("#grantee-caps"), caps, bi("暂无额度信息。", "No caps to show."));
+function capBars(answer) {
+  const binding = answer.last_binding_cap;
+  bars($("#grantee-caps"), (answer.caps || []).map((c) => ({
+    label: c.label,
+    sub: ["（", label("scope", c.scope), "）"],
+    limit: c.limit_fen, used: c.used_fen, held: c.held_fen, remaining: c.remaining_fen,
+    highlight: c.binding || binding === c.name,
+  })), bi("暂无额度信息。", "No caps to show."));
+}
 
-  const items = Array.isArray(history) ? history : pick(history, "items", "history") || [];
-  const byMonth = new Map();
-  for (const it of items) {
-    const m = monthOf(pick(it, "at", "time"));
-    if (!m) continue;
-    const row = byMonth.get(m) || { month: m, subsidy: 0, cost: 0 };
-    row.subsidy += num(pick(it, "subsidy_fen"));
-    row.cost += num(pick(it, "cost_fen"));
-    byMonth.set(m, row);
-  }
-  usageChart($("#grantee-chart"), [...byMonth.values()].sort((a, b) => a.month.localeCompare(b.month)));
-
+async function historyPage(n) {
+  const after = historyPages.afters[n];
+  const page = await api(`${historyPages.base}/history?after=${after}&limit=${HISTORY_PAGE}`);
+  historyPages.at = n;
+  const following = nextOf(page);
+  if (following !== null) historyPages.afters[n + 1] = following;
   const tbody = clear($("#grantee-history tbody"));
-  for (const it of items) {
-    const index = pick(it, "index", "log_index");
-    tbody.append(el("tr", {},
-      el("td", { text: beijing(pick(it, "at", "time")) }),
-      el("td", { text: pick(it, "kind") || "" }),
-      el("td", { text: pick(it, "centre", "center") || "" }),
-      el("td", { class: "mono small", text: pick(it, "voucher", "voucher_id") || "" }),
-      el("td", { class: "num", text: yuan(pick(it, "cost_fen")) }),
-      el("td", { class: "num", text: yuan(pick(it, "subsidy_fen")) }),
-      el("td", { text: pick(it, "binding_cap") || "" }),
-      el("td", {}, index === undefined ? "" :
-        el("a", { href: `#auditor?index=${index}`, title: "验证包含证明 check its inclusion proof", text: `#${index} 验证 verify` }))));
-  }
-  if (!items.length) tbody.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, bi("暂无记录。", "Nothing yet."))));
+  for (const it of page.items) tbody.append(historyRow(it));
+  if (!page.items.length) tbody.append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, bi("暂无记录。", "Nothing yet."))));
+  const first = n * HISTORY_PAGE + 1;
+  const info = $("#grantee-page");
+  info.dataset.page = String(n + 1);
+  fill(info, bi(`第 ${n + 1} 页`, `page ${n + 1}`), ` · ${page.items.length ? first : 0}–${first + page.items.length - 1} / ${historyPages.total} · `,
+    bi("本页补贴", "subsidy on this page"), " ", yuan(page.totals.subsidy_fen));
+  $("#grantee-prev").disabled = n === 0;
+  $("#grantee-next").disabled = following === null;
+}
+
+function historyRow(it) {
+  const uncovered = it.wanted_fen !== null && it.wanted_fen !== undefined ? it.wanted_fen - it.subsidy_fen : 0;
+  const usage = it.usage_start ? `${beijing(it.usage_start)} – ${beijing(it.usage_end)}` : "—";
+  return el("tr", { "data-index": it.index },
+    el("td", { class: "small" }, localDate(it.usage_start || it.at)),
+    el("td", { class: "small", text: usage }),
+    el("td", {}, label("kind", it.kind)),
+    el("td", { class: "mono small", text: it.record_id || it.grant || "" }),
+    el("td", { class: "small" }, label("centre", it.centre)),
+    el("td", { class: "small" }, programmeLabel(it.programme), el("div", { class: "mono small muted", text: it.voucher || "" })),
+    el("td", { class: "num", text: yuan(it.cost_fen) }),
+    el("td", { class: "num", text: yuan(it.subsidy_fen) }),
+    el("td", { class: "small" }, uncovered > 0 ? [el("span", { class: "bad", text: yuan(uncovered) }), " ",
+      bi("未补贴：", "not paid: "), label("cap", it.binding_cap), bi("已用尽", " exhausted")] : label("cap", it.binding_cap)),
+    el("td", { class: "small muted" }, beijing(it.at)),
+    el("td", {}, el("a", { href: `#auditor?index=${it.index}`, title: "验证包含证明 check its inclusion proof", text: `#${it.index} 验证 verify` })));
 }
 
 // --- bureau view --------------------------------------------------------------------------
+
+const TABLE_PAGE = 50;
+
+// A table shown a page at a time: rows [[cells...]], with 上一页/下一页 under it.
+function pagedTable(container, headings, rows, emptyText) {
+  clear(container);
+  const table = el("table", {}, el("thead", {}, el("tr", {}, headings.map((h) => el("th", { class: h.num ? "num" : "" }, h.text)))));
+  const tbody = el("tbody");
+  table.append(tbody);
+  const info = el("span", { class: "muted small page-info" });
+  const prev = el("button", { type: "button", class: "secondary small prev" }, bi("上一页", "Previous"));
+  const next = el("button", { type: "button", class: "secondary small next" }, bi("下一页", "Next"));
+  let at = 0;
+  const show = () => {
+    clear(tbody);
+    const page = rows.slice(at * TABLE_PAGE, (at + 1) * TABLE_PAGE);
+    for (const cells of page) tbody.append(el("tr", {}, cells.map((c) => (c instanceof Node && c.tagName === "TD") ? c : el("td", {}, c))));
+    if (!rows.length) tbody.append(el("tr", {}, el("td", { colspan: headings.length, class: "muted" }, emptyText)));
+    const pages = Math.max(1, Math.ceil(rows.length / TABLE_PAGE));
+    info.textContent = `${at + 1} / ${pages} · ${rows.length} 行 rows`;
+    prev.disabled = at === 0;
+    next.disabled = at + 1 >= pages;
+  };
+  prev.addEventListener("click", () => { at -= 1; show(); });
+  next.addEventListener("click", () => { at += 1; show(); });
+  container.append(el("div", { class: "table-wrap" }, table), el("div", { class: "pager" }, prev, " ", info, " ", next));
+  show();
+}
+
+// A table paged by the API: load(cursor) -> {rows, next}; the cursors of pages already seen
+// are kept so that 上一页 goes back. A server that answers everything at once is one page.
+async function cursorTable(container, headings, load, emptyText) {
+  clear(container);
+  const table = el("table", {}, el("thead", {}, el("tr", {}, headings.map((h) => el("th", { class: h.num ? "num" : "" }, h.text)))));
+  const tbody = el("tbody");
+  table.append(tbody);
+  const info = el("span", { class: "muted small page-info" });
+  const prev = el("button", { type: "button", class: "secondary small prev" }, bi("上一页", "Previous"));
+  const next = el("button", { type: "button", class: "secondary small next" }, bi("下一页", "Next"));
+  const cursors = [null];
+  let at = 0;
+  const show = async (n) => {
+    const page = await load(cursors[n]);
+    at = n;
+    if (page.next !== null && page.next !== undefined) cursors[n + 1] = page.next;
+    clear(tbody);
+    for (const cells of page.rows) tbody.append(el("tr", {}, cells.map((c) => (c instanceof Node && c.tagName === "TD") ? c : el("td", {}, c))));
+    if (!page.rows.length) tbody.append(el("tr", {}, el("td", { colspan: headings.length, class: "muted" }, emptyText)));
+    info.textContent = `第 ${n + 1} 页 page ${n + 1}` + (page.count !== undefined ? ` · ${page.count} 行 rows` : "");
+    container.dataset.page = String(n + 1);
+    prev.disabled = n === 0;
+    next.disabled = page.next === null || page.next === undefined;
+  };
+  prev.addEventListener("click", () => show(at - 1));
+  next.addEventListener("click", () => show(at + 1));
+  container.append(el("div", { class: "table-wrap" }, table), el("div", { class: "pager" }, prev, " ", info, " ", next));
+  await show(0);
+}
+
+// The next page's cursor, whichever spelling the API answers.
+const nextOf = (answer) => answer.next_cursor ?? answer.next_after ?? answer.next ?? null;
+
+// GET path (with `?…` already, or not) one page after `cursor`.
+function pagePath(path, cursor, limit) {
+  const sep = path.includes("?") ? "&" : "?";
+  return `${path}${sep}limit=${limit}` + (cursor === null || cursor === undefined ? "" : `&cursor=${encodeURIComponent(cursor)}`);
+}
+
+const numCell = (fen) => el("td", { class: "num", text: yuan(fen) });
 
 async function showBureau() {
   const status = $("#bureau-status"), body = $("#bureau-body");
@@ -303,25 +520,333 @@ async function showBureau() {
     return;
   }
   showNotice(status, "info", bi("加载中…", "Loading…"));
-  let budget;
+  const chosen = $("#bureau-year").value;
+  const year = chosen ? `?year=${chosen}` : "";
+  let budget, entities, centres, months;
   try {
-    budget = await api("/v1/bureau/budget");
+    await loadProgrammeNames();
+    [budget, entities, centres, months] = await Promise.all([
+      api(`/v1/bureau/budget${year}`), api(pagePath(`/v1/bureau/entities${year}`, null, TABLE_PAGE)),
+      api(pagePath(`/v1/bureau/centres${year}`, null, TABLE_PAGE)), api(`/v1/bureau/months${year}`)]);
   } catch (error) {
-    explain(status, error, "/v1/bureau/budget");
+    explain(status, error, "/v1/bureau/…");
     return;
   }
   status.hidden = true;
   body.hidden = false;
-  $("#bureau-period").textContent = pick(budget, "period", "year") ? `· ${pick(budget, "period", "year")}` : "";
-  const rows = [...(pick(budget, "pools") || []), ...(pick(budget, "programmes") || [])];
+  yearChoices(budget);
+  const q = `?year=${budget.year}`;
+  const poolLabel = new Map(budget.pools.map((p) => [p.id, p.label]));
+  const rows = [...budget.pools, ...budget.programmes];
   bars($("#bureau-pools"), rows.map((p) => ({
-    label: pick(p, "label", "name", "id") || "",
-    sub: pick(p, "period") ? `(${pick(p, "period")})` : "",
-    limit: pick(p, "limit_fen", "pool_fen", "amount_fen", "cap_fen"),
-    used: pick(p, "used_fen", "granted_fen") || 0,
-    held: pick(p, "held_fen") || 0,
-    remaining: pick(p, "remaining_fen"),
+    label: p.label,
+    sub: p.kind === "pool"
+      ? ["（", bi("资金池", "pool"), `：${p.programmes.map((id) => programmeNames.get(id) || id).join("、")}）`]
+      : p.pool ? ["（", bi("使用资金池", "draws on"), ` ${poolLabel.get(p.pool) || p.pool}）`] : ["（", bi("无资金池", "no pool"), "）"],
+    limit: p.limit_fen, used: p.used_fen, held: p.held_fen, remaining: p.remaining_fen,
   })), bi("暂无资金池。", "No pools to show."));
+  const entityRow = (e) => [[el("a", { href: `#grantee?uscc=${e.uscc}`, title: "查看该单位 open this entity", text: e.name }),
+    el("div", { class: "mono small muted", text: e.uscc })], e.district,
+    el("td", { class: "num", text: e.claims }), numCell(e.subsidy_fen), numCell(e.grants_fen), numCell(e.total_fen), numCell(e.balance_fen)];
+  const firstEntities = entities;
+  await cursorTable($("#bureau-entities"), [{ text: bi("单位", "Entity") }, { text: bi("区县", "District") },
+    { text: bi("补贴笔数", "Claims"), num: true }, { text: bi("补贴", "Subsidy"), num: true },
+    { text: bi("奖补", "Grants"), num: true }, { text: bi("合计", "Total"), num: true }, { text: bi("余额", "Balance"), num: true }],
+  async (cursor) => {
+    const found = cursor === null ? firstEntities : await api(pagePath(`/v1/bureau/entities${q}`, cursor, TABLE_PAGE));
+    return { rows: found.entities.map(entityRow), next: nextOf(found), count: found.count };
+  }, bi("本年度暂无。", "Nothing this year."));
+  const firstCentres = centres;
+  await cursorTable($("#bureau-centres"), [{ text: bi("计算中心", "Centre") }, { text: bi("补贴笔数", "Claims"), num: true },
+    { text: bi("补贴", "Subsidy"), num: true }, { text: bi("已结算", "Settled"), num: true }, { text: bi("待结算", "Due"), num: true }],
+  async (cursor) => {
+    const found = cursor === null ? firstCentres : await api(pagePath(`/v1/bureau/centres${q}`, cursor, TABLE_PAGE));
+    return { rows: found.centres.map((c) => [label("centre", c.centre), el("td", { class: "num", text: c.claims }), numCell(c.subsidy_fen),
+      numCell(c.settled_fen), numCell(c.due_fen)]), next: nextOf(found), count: found.count };
+  }, bi("本年度暂无。", "Nothing this year."));
+  pagedTable($("#bureau-months"), [{ text: bi("月份", "Month") }, { text: bi("补贴笔数", "Claims"), num: true },
+    { text: bi("费用", "Cost"), num: true }, { text: bi("补贴", "Subsidy"), num: true }, { text: bi("奖补", "Grants"), num: true },
+    { text: bi("合计", "Total"), num: true }],
+  months.months.map((m) => [m.month, el("td", { class: "num", text: m.claims }), numCell(m.cost_fen), numCell(m.subsidy_fen),
+    numCell(m.grants_fen), numCell(m.total_fen)]), bi("本年度暂无。", "Nothing this year."));
+  fill($("#bureau-exports"),
+    downloadButton(`/v1/bureau/report.xlsx${q}`, bi("全部报表 Excel", "All reports XLSX"), "bureau-report.xlsx"), " ",
+    ...["entities", "centres", "months"].map((name) => downloadButton(`/v1/bureau/${name}.csv${q}`, `${name}.csv`, `${name}.csv`)));
+  await Promise.all([loadStatements(), loadQueue()]);
+}
+
+function yearChoices(budget) {
+  const select = $("#bureau-year");
+  const years = [...new Set([...(budget.years || []), budget.year])].sort();
+  const had = select.value;
+  fill(select, ...years.map((y) => el("option", { value: y, text: String(y) })));
+  select.value = had && years.includes(Number(had)) ? had : String(budget.year);
+}
+
+async function loadStatements() {
+  const box = $("#bureau-statements");
+  const row = (s) => [
+    el("td", { class: "mono small", text: s.statement }), label("centre", s.centre), s.period, label("status", s.status),
+    el("td", { class: "num", text: s.lines }), numCell(s.amount_fen),
+    el("td", {}, el("button", { type: "button", class: "small open-statement", "data-statement": s.statement,
+      onclick: () => openStatement(s.statement) }, bi("打开", "Open")), " ",
+    downloadButton(`/v1/statements/${encodeURIComponent(s.statement)}.csv`, "CSV", `${s.statement}.csv`), " ",
+    downloadButton(`/v1/statements/${encodeURIComponent(s.statement)}.xlsx`, "XLSX", `${s.statement}.xlsx`))];
+  try {
+    await cursorTable(box, [{ text: bi("结算单", "Statement") }, { text: bi("中心", "Centre") }, { text: bi("期间", "Period") },
+      { text: bi("状态", "Status") }, { text: bi("行数", "Lines"), num: true }, { text: bi("金额", "Amount"), num: true }, { text: "" }],
+    async (cursor) => {
+      const found = await api(pagePath("/v1/statements", cursor, TABLE_PAGE));
+      return { rows: found.statements.map(row), next: nextOf(found) };
+    }, bi("暂无结算单。", "No statements yet."));
+  } catch (error) { explain(box, error, "/v1/statements"); }
+}
+
+async function openStatement(id) {
+  const panel = $("#bureau-statement");
+  panel.hidden = false;
+  panel.dataset.statement = "";
+  fill(panel, el("p", { class: "muted" }, bi("加载中…", "Loading…")));
+  const name = encodeURIComponent(id);
+  let view, lines;
+  try {
+    [view, lines] = await Promise.all([api(`/v1/statements/${name}`), api(`/v1/statements/${name}/lines?limit=${TABLE_PAGE}`)]);
+  } catch (error) { explain(panel, error, `/v1/statements/${id}`); return; }
+  const t = view.totals;
+  fill(panel,
+    el("h3", {}, bi("结算单", "Statement"), " ", el("span", { class: "mono", text: view.statement })),
+    el("dl", { class: "kv" },
+      el("dt", {}, bi("中心", "Centre")), el("dd", {}, label("centre", view.centre)),
+      el("dt", {}, bi("期间", "Period")), el("dd", { text: `${view.period} (${localDate(view.period_start)} – ${localDate(view.period_end)}，不含 exclusive)` }),
+      el("dt", {}, bi("状态", "Status")), el("dd", {}, label("status", view.status)),
+      el("dt", {}, bi("行数", "Lines")), el("dd", { text: `${t.lines}（${t.adjustments} 调整 adjustments）` }),
+      el("dt", {}, bi("金额", "Amount")), el("dd", { class: "statement-amount", "data-fen": t.amount_fen, text: yuan(t.amount_fen) }),
+      el("dt", {}, bi("日志", "Log")), el("dd", {}, el("a", { href: `#auditor?index=${view.closed_index ?? view.index}`, text: `#${view.closed_index ?? view.index} 验证 verify` }))),
+    el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, el("th", { class: "num", text: "#" }), el("th", {}, bi("作业编号", "Job id")),
+        el("th", {}, bi("持券单位", "Holder")), el("th", {}, bi("项目", "Programme")), el("th", { class: "num" }, bi("金额", "Amount")))),
+      el("tbody", {}, lines.lines.map((l) => el("tr", {}, el("td", { class: "num", text: l.line }),
+        el("td", { class: "mono small", text: l.record_id }), el("td", { class: "mono small", text: l.holder }),
+        el("td", { class: "small" }, programmeLabel(l.programme)), numCell(l.amount_fen)))))),
+    lines.next !== null ? el("p", { class: "muted small" }, bi(`仅显示前 ${TABLE_PAGE} 行，完整明细请导出。`, `First ${TABLE_PAGE} lines shown; export for all of them.`)) : null);
+  panel.dataset.statement = view.statement;
+}
+
+// Applications the city decides: reviewed by the district, not yet decided.
+async function loadQueue() {
+  const box = $("#bureau-queue");
+  const row = (a) => {
+    const note = el("input", { type: "text", class: "note", placeholder: "意见 note" });
+    const act = (decision) => async () => {
+      try {
+        await api(`/v1/admin/applications/${encodeURIComponent(a.application)}/decision`, { body: { decision, note: note.value } });
+        await loadQueue();
+        $("#bureau-decided").textContent = `${a.application}: ${labelText("opinion", decision)} ✔`;
+      } catch (error) { $("#bureau-decided").textContent = `${a.application}: ✘ ${error.message}`; }
+    };
+    const details = el("details", {}, el("summary", {}, bi("申报内容", "what was submitted")),
+      el("pre", { class: "small", text: JSON.stringify({ inputs: a.inputs, materials: a.materials, attestations: a.attestations,
+        review: a.review }, null, 2) }));
+    return [[el("div", { class: "mono small", text: a.application }), details], [a.applicant, el("div", { class: "muted small", text: a.district })],
+      programmeLabel(a.programme), a.review ? label("opinion", a.review.opinion) : "",
+      el("td", { "data-application": a.application }, note, " ",
+        el("button", { type: "button", class: "small approve", onclick: act("approve") }, bi("批准", "Approve")), " ",
+        el("button", { type: "button", class: "small secondary reject", onclick: act("reject") }, bi("不批准", "Reject")))];
+  };
+  try {
+    await cursorTable(box, [{ text: bi("申报", "Application") }, { text: bi("单位", "Applicant") }, { text: bi("项目", "Programme") },
+      { text: bi("区县意见", "District") }, { text: bi("决定", "Decision") }], async (cursor) => {
+      const found = await api(pagePath("/v1/admin/applications?status=reviewed", cursor, TABLE_PAGE));
+      return { rows: found.applications.map(row), next: nextOf(found), count: found.count };
+    }, bi("暂无待决定的申报。", "Nothing awaits a decision."));
+  } catch (error) { explain(box, error, "/v1/admin/applications"); }
+}
+
+// --- apply view: the programme's inputs, materials hashed in the browser, review queue -----
+
+let programmes = null; // /v1/apply/programmes
+
+// 元 text "12.5" -> fen 1250, by string arithmetic (no float).
+function fenOf(text) {
+  const m = /^\s*(\d+)(?:\.(\d{1,2}))?\s*$/.exec(text);
+  if (!m) throw new Error(`"${text}" 不是金额 is not an amount in 元 (e.g. 1200.50)`);
+  return Number(BigInt(m[1]) * 100n + BigInt((m[2] || "").padEnd(2, "0")));
+}
+
+function inputField(spec) {
+  const id = "in-" + spec.name;
+  let field;
+  if (spec.type === "enum") {
+    field = el("select", { id, "data-input": spec.name }, el("option", { value: "", text: "—" }),
+      spec.values.map((v) => el("option", { value: v, text: v })));
+  } else if (spec.type === "bool") {
+    field = el("input", { id, type: "checkbox", "data-input": spec.name });
+  } else if (spec.type === "date") {
+    field = el("input", { id, type: "date", "data-input": spec.name });
+  } else if (spec.type === "text") {
+    field = el("input", { id, type: "text", "data-input": spec.name });
+  } else {
+    field = el("input", { id, type: "text", inputmode: "decimal", "data-input": spec.name,
+      placeholder: spec.type === "fen" ? "元 yuan, e.g. 1200.50" : spec.type === "bp" ? "万分比 basis points" : "整数 integer" });
+  }
+  field.dataset.type = spec.type;
+  const unit = spec.type === "fen" ? el("span", { class: "tag" }, bi("请按元填写，如 1200.50", "enter in 元, e.g. 1200.50; sent as fen")) : null;
+  return el("label", { class: "field" }, el("span", {}, spec.text, spec.required ? " *" : "",
+    el("span", { class: "en", text: ` ${spec.name} (${spec.type})` }), " ", unit), field);
+}
+
+function materialField(m) {
+  const hash = el("code", { class: "hash small", "data-material-hash": m.id, text: "—" });
+  const file = el("input", { type: "file", "data-material": m.id });
+  file.addEventListener("change", async () => {
+    hash.textContent = "…";
+    if (!file.files.length) { hash.textContent = "—"; delete file.dataset.sha256; return; }
+    const digest = hex(await sha256(new Uint8Array(await file.files[0].arrayBuffer()))); // SubtleCrypto, in this browser
+    file.dataset.sha256 = digest;
+    hash.textContent = digest;
+  });
+  return el("div", { class: "field" }, el("span", {}, m.text, m.required ? " *" : "", el("span", { class: "en", text: ` ${m.id}` })),
+    file, el("div", {}, "SHA-256 ", hash));
+}
+
+function showProgrammeForm() {
+  const chosen = programmes.programmes.find((p) => p.id === $("#apply-programme").value);
+  const form = clear($("#apply-fields"));
+  clear($("#apply-preview"));
+  $("#apply-result").hidden = true;
+  if (!chosen) return;
+  form.append(...[el("h3", {}, bi("填报内容", "Inputs")), chosen.inputs.map(inputField),
+    el("h3", {}, bi("申报材料（仅提交 SHA-256，文件不离开本机）", "Materials (only their SHA-256 is sent; files stay on this computer)")),
+    chosen.materials.map(materialField),
+    chosen.conditions.some((c) => c.attested) ? el("h3", {}, bi("承诺事项", "Attestations")) : null,
+    chosen.conditions.filter((c) => c.attested).map((c) => el("label", { class: "field check" },
+      el("input", { type: "checkbox", "data-attest": c.id }), " ", c.text, el("span", { class: "muted small", text: ` ${c.cite}` })))]
+    .flat(Infinity).filter(Boolean));
+}
+
+// The JSON the form would submit; throws naming the field that is wrong.
+function applicationBody() {
+  const body = { programme: $("#apply-programme").value, inputs: {}, materials: {}, attestations: {} };
+  for (const f of document.querySelectorAll("#apply-fields [data-input]")) {
+    const name = f.dataset.input, type = f.dataset.type;
+    if (type === "bool") { body.inputs[name] = f.checked; continue; }
+    const value = f.value.trim();
+    if (value === "") continue;
+    if (type === "fen") body.inputs[name] = fenOf(value);
+    else if (type === "int" || type === "bp") {
+      if (!/^\d+$/.test(value)) throw new Error(`${name}: "${value}" 不是整数 is not an integer`);
+      body.inputs[name] = Number(value);
+    } else body.inputs[name] = value;
+  }
+  for (const f of document.querySelectorAll("#apply-fields [data-material]")) {
+    if (f.dataset.sha256) body.materials[f.dataset.material] = f.dataset.sha256;
+  }
+  for (const f of document.querySelectorAll("#apply-fields [data-attest]")) if (f.checked) body.attestations[f.dataset.attest] = true;
+  return body;
+}
+
+function previewApplication() {
+  const out = clear($("#apply-preview"));
+  try {
+    const body = applicationBody();
+    out.append(el("p", {}, bi("将提交以下内容：", "This is what will be submitted:")), el("pre", { id: "apply-json", text: JSON.stringify(body, null, 2) }));
+    $("#apply-submit").disabled = false;
+    return body;
+  } catch (error) {
+    out.append(el("p", { class: "bad", text: error.message }));
+    $("#apply-submit").disabled = true;
+    return null;
+  }
+}
+
+async function submitApplication() {
+  const body = previewApplication();
+  if (!body) return;
+  const result = $("#apply-result");
+  result.hidden = false;
+  try {
+    const done = await api("/v1/apply/applications", { body });
+    result.className = "notice ok";
+    result.dataset.state = "submitted";
+    fill(result, bi("已提交", "Submitted"), " ", el("b", { class: "mono", text: done.application || "" }),
+      " · ", bi("日志", "log"), ` #${done.entry.index}`);
+    loadMyApplications();
+  } catch (error) {
+    result.dataset.state = "refused";
+    showNotice(result, "error", [bi("未提交：", "Not submitted: "), error.message]);
+  }
+}
+
+function applicationRows(list, actions) {
+  return list.map((a) => [el("td", { class: "mono small", text: a.application }), programmeLabel(a.programme),
+    label("status", a.status), localDate(a.submitted_at), actions ? actions(a) : ""]);
+}
+
+const APP_HEADINGS = [{ text: bi("申报", "Application") }, { text: bi("项目", "Programme") }, { text: bi("状态", "Status") },
+  { text: bi("提交", "Submitted") }, { text: "" }];
+
+async function loadMyApplications() {
+  try {
+    await cursorTable($("#apply-mine"), APP_HEADINGS, async (cursor) => {
+      const mine = await api(pagePath("/v1/apply/applications", cursor, TABLE_PAGE));
+      return { rows: applicationRows(mine.applications), next: nextOf(mine), count: mine.count };
+    }, bi("暂无申报。", "No applications yet."));
+    $("#apply-mine-box").hidden = false;
+    return true;
+  } catch (error) { $("#apply-mine-box").hidden = true; return false; }
+}
+
+// A district reviewer's queue: its 区县's applications still to review.
+async function loadReviewQueue() {
+  const row = (a) => {
+    const note = el("input", { type: "text", class: "note", placeholder: "审核意见 note" });
+    const act = (opinion) => async () => {
+      try {
+        await api(`/v1/review/applications/${encodeURIComponent(a.application)}/opinion`, { body: { opinion, note: note.value } });
+        $("#review-done").textContent = `${a.application}: ${labelText("opinion", opinion)} ✔`;
+        loadReviewQueue();
+      } catch (error) { $("#review-done").textContent = `${a.application}: ✘ ${error.message}`; }
+    };
+    return el("td", { "data-application": a.application }, note, " ",
+      el("button", { type: "button", class: "small approve", onclick: act("approve") }, bi("同意", "Approve")), " ",
+      el("button", { type: "button", class: "small secondary reject", onclick: act("reject") }, bi("不同意", "Reject")));
+  };
+  try {
+    await cursorTable($("#review-queue"), APP_HEADINGS, async (cursor) => {
+      const found = await api(pagePath("/v1/review/applications?status=submitted", cursor, TABLE_PAGE));
+      return { rows: applicationRows(found.applications, row), next: nextOf(found), count: found.count };
+    }, bi("暂无待审核的申报。", "Nothing to review."));
+    $("#review-box").hidden = false;
+  } catch (error) { $("#review-box").hidden = true; }
+}
+
+async function showApply() {
+  const status = $("#apply-status"), body = $("#apply-body");
+  body.hidden = true;
+  if (!token()) {
+    showNotice(status, "info", bi("请用受资助方令牌登录以申报，或用区县审核令牌登录以审核。", "Sign in with a grantee token to apply, or a district reviewer's token to review."));
+    return;
+  }
+  try {
+    programmes = await api("/v1/apply/programmes");
+    await loadProgrammeNames();
+  } catch (error) { explain(status, error, "/v1/apply/programmes"); return; }
+  status.hidden = true;
+  body.hidden = false;
+  const w = programmes.online_submission;
+  $("#apply-window").textContent = `${w.from} – ${w.to} (Asia/Shanghai)`;
+  const select = $("#apply-programme");
+  if (select.options.length <= 1) {
+    select.append(...programmes.programmes.filter((p) => p.rate_bp !== null || p.kind === "grant")
+      .map((p) => el("option", { value: p.id, text: `(${p.number}) ${p.title} · ${p.id}` })));
+  }
+  const applicant = await loadMyApplications();
+  $("#apply-form").hidden = !applicant;
+  await loadReviewQueue();
+  if (!applicant && $("#review-box").hidden) {
+    showNotice(status, "info", bi("申报用受资助方令牌，审核用区县审核令牌；主管部门请在“主管部门”页决定。",
+      "Apply with a grantee token, review with a district reviewer's; the bureau decides on the Bureau tab."));
+  }
 }
 
 // --- auditor view: checkpoints, signed notes, RFC 9162 inclusion proofs --------------------
@@ -444,9 +969,12 @@ async function logKeyFor(size) {
   return chosen;
 }
 
+// The signature is checked against the pinned key when there is one, else the served key.
 async function checkedCheckpoint(note) {
   const cp = parseCheckpoint(note);
-  cp.vkey = await logKeyFor(cp.size);
+  cp.note = note;
+  cp.servedKey = await logKeyFor(cp.size);
+  cp.vkey = pinnedKey() || cp.servedKey;
   cp.signature = await verifyNote(cp, cp.vkey);
   return cp;
 }
@@ -471,7 +999,8 @@ async function loadCheckpoint() {
   $("#cp-size").textContent = latest.sizeText;
   $("#cp-root").textContent = b64encode(latest.root);
   $("#cp-root").title = "hex " + hex(latest.root);
-  $("#cp-key").textContent = latest.vkey;
+  $("#cp-key").textContent = latest.servedKey;
+  showPin(latest.servedKey);
   const sig = $("#cp-sig");
   sig.textContent = signatureText(latest.signature);
   sig.className = latest.signature === "ok" ? "good" : latest.signature === "bad" ? "bad" : "muted";
@@ -499,7 +1028,7 @@ async function verifyInclusion(index, sizeText) {
     result.className = "result " + (ok ? "ok" : "fail");
     mark.textContent = ok ? "✔" : "✘";
     mark.dataset.verdict = ok ? "ok" : "fail";
-    clear(verdict).append(...why.flat(Infinity));
+    fill(verdict, ...why.flat(Infinity));
     result.dataset.index = String(index);
     result.dataset.verdict = ok ? "ok" : "fail";
   };
@@ -540,38 +1069,93 @@ async function verifyInclusion(index, sizeText) {
   }
 }
 
+// --- the pinned log key: kept in localStorage, compared with what the server serves -------
+
+const PIN_KEY = "suanli.pinnedLogKey";
+
+function pinnedKey() { return localStorage.getItem(PIN_KEY); }
+
+function pinKey(vkey) {
+  parseVkey(vkey); // refuses a malformed key before it is kept
+  localStorage.setItem(PIN_KEY, vkey);
+  logKeys = null;
+  latest = null;
+}
+
+function unpinKey() { localStorage.removeItem(PIN_KEY); logKeys = null; latest = null; }
+
+function showPin(served) {
+  const pinned = pinnedKey(), box = $("#pin-state"), alarm = $("#key-alarm");
+  box.dataset.pinned = pinned ? "yes" : "no";
+  if (!pinned) {
+    fill(box, bi("未固定密钥：签名按服务器提供的密钥检查。", "No key pinned: signatures are checked against the key the server serves."));
+  } else {
+    fill(box, bi("已固定密钥", "Pinned key"), " ", el("code", { text: pinned }));
+  }
+  const differs = Boolean(pinned && served && pinned !== served);
+  alarm.hidden = !differs;
+  alarm.dataset.state = differs ? "mismatch" : "ok";
+  if (differs) {
+    fill(alarm, el("strong", {}, bi("⚠ 警告：服务器提供的日志密钥与您固定的密钥不同！",
+      "⚠ WARNING: the log key this server serves differs from the key you pinned!")), el("br"),
+    bi("服务器提供", "Served"), " ", el("code", { text: served }), el("br"),
+    bi("已固定", "Pinned"), " ", el("code", { text: pinned }), el("br"),
+    bi("检查点按固定的密钥核验；除非您确认密钥已正式轮换，否则请勿信任此日志。",
+      "Checkpoints are checked against the pinned key; do not trust this log unless you know the key was rotated."));
+  }
+}
+
+// --- auditor lists: entries a page at a time, filtered by kind; the key registry -----------
+
+const ENTRY_PAGE = 20;
+const entryPages = { afters: [-1], at: 0, kind: "" };
+
+async function entriesPage(n) {
+  const kind = entryPages.kind;
+  const after = entryPages.afters[n];
+  const page = await api(`/v1/audit/entries?after=${after}&limit=${ENTRY_PAGE}` + (kind ? `&kind=${encodeURIComponent(kind)}` : ""));
+  entryPages.at = n;
+  const following = nextOf(page);
+  if (following !== null) entryPages.afters[n + 1] = following;
+  const select = $("#audit-kind");
+  if (select.options.length <= 1) {
+    for (const [k, count] of Object.entries(page.kinds).sort()) select.append(el("option", { value: k, text: `${k} (${count})` }));
+    select.value = kind;
+  }
+  const eb = clear($("#audit-entries tbody"));
+  for (const e of page.entries) {
+    eb.append(el("tr", { "data-index": e.index },
+      el("td", { class: "num", text: e.index }), el("td", { class: "mono small", text: e.kind }), el("td", { text: beijing(e.at) }),
+      el("td", { class: "mono small", text: e.leaf_hash }),
+      el("td", {}, el("button", { type: "button", class: "secondary small", "data-index": e.index,
+        onclick: () => { $("#verify-index").value = e.index; verifyInclusion(e.index, $("#verify-size").value); } },
+      bi("验证", "Verify")))));
+  }
+  const total = kind ? page.kinds[kind] || 0 : page.size;
+  const info = $("#audit-page");
+  info.dataset.page = String(n + 1);
+  info.textContent = `${n + 1} / ${Math.max(1, Math.ceil(total / ENTRY_PAGE))} · ${total} 条 entries`;
+  $("#audit-prev").disabled = n === 0;
+  $("#audit-next").disabled = following === null;
+}
+
 async function loadAuditLists() {
   const signed = $("#audit-signed"), hint = $("#audit-hint");
   if (!token()) { signed.hidden = true; hint.hidden = false; return; }
   try {
-    const [keys, page] = await Promise.all([
-      api("/v1/audit/keys"),
-      (async () => {
-        const size = latest ? Number(latest.size) : 0;
-        return api(`/v1/audit/entries?after=${Math.max(-1, size - 21)}&limit=20`);
-      })(),
-    ]);
+    const keys = await api("/v1/audit/keys");
+    entryPages.afters = [-1];
+    await entriesPage(0);
     const active = keys.keys.filter((k) => k.active).length;
     $("#audit-key-count").textContent = `· ${keys.keys.length} (${active} 有效 active)`;
     const kb = clear($("#audit-keys tbody"));
     for (const k of keys.keys) {
       kb.append(el("tr", { class: k.active ? "" : "muted" },
         el("td", { class: "mono small", text: k.key_id, title: k.vkey }),
-        el("td", { text: k.roles.join(", ") }), el("td", { text: k.centre || "" }),
+        el("td", {}, k.roles.map((r, i) => [i ? "、" : "", label("role", r)])), el("td", {}, label("centre", k.centre)),
         el("td", { class: "num", text: k.valid_from_index }),
         el("td", { class: "num", text: k.valid_until_index === null ? "—" : k.valid_until_index })));
     }
-    const eb = clear($("#audit-entries tbody"));
-    for (const e of [...page.entries].reverse()) {
-      eb.append(el("tr", {},
-        el("td", { class: "num", text: e.index }), el("td", { text: e.kind }), el("td", { text: beijing(e.at) }),
-        el("td", { class: "mono small", text: e.leaf_hash }),
-        el("td", {}, el("button", { type: "button", class: "secondary small", "data-index": e.index,
-          onclick: () => { $("#verify-index").value = e.index; verifyInclusion(e.index, $("#verify-size").value); } },
-        bi("验证", "Verify")))));
-    }
-    $("#audit-download").href = "#auditor";
-    $("#audit-download").onclick = (ev) => { ev.preventDefault(); downloadLog(); };
     signed.hidden = false;
     hint.hidden = true;
   } catch (error) {
@@ -579,16 +1163,26 @@ async function loadAuditLists() {
     hint.hidden = false;
     if (error instanceof ApiError && error.status === 403) {
       hint.textContent = "此令牌不是审计员或主管部门令牌 — this token is not an auditor's or the bureau's.";
+    } else if (error instanceof ApiError && error.status === 401) {
+      tokenRefused($("#audit-hint"));
     }
   }
 }
 
-// The JSONL download needs the bearer token, so it is fetched and handed over as a blob.
+// The whole log as `suanli audit verify --source FILE` reads it: a {"checkpoint": note} line
+// (the signed checkpoint of the latest size), then one {"index", "data"} line per entry up to
+// that size. Composed as a Blob, so the log is never held as a string here.
+async function logFile() {
+  if (!latest) await loadCheckpoint();
+  const response = await fetch(`/v1/audit/log.jsonl?size=${latest.sizeText}`, { headers: { Authorization: "Bearer " + token() } });
+  if (!response.ok) throw new ApiError(response.status, null);
+  const head = JSON.stringify({ checkpoint: latest.note }) + "\n";
+  return { blob: new Blob([head, await response.blob()], { type: "application/jsonl" }), size: latest.sizeText };
+}
+
 async function downloadLog() {
-  const response = await fetch("/v1/audit/log.jsonl", { headers: { Authorization: "Bearer " + token() } });
-  if (!response.ok) { alert("下载失败 download failed: HTTP " + response.status); return; }
-  const blob = await response.blob();
-  const a = el("a", { href: URL.createObjectURL(blob), download: `suanli-log-${response.headers.get("x-log-size") || ""}.jsonl` });
+  const { blob, size } = await logFile();
+  const a = el("a", { href: URL.createObjectURL(blob), download: `suanli-log-${size}.jsonl` });
   document.body.append(a);
   a.click();
   a.remove();
@@ -615,18 +1209,22 @@ function updateSignin() {
   $("#signout").hidden = !signed;
 }
 
+const VIEWS = ["grantee", "apply", "auditor", "bureau"];
+
 function route() {
   const [name, query] = (location.hash.slice(1) || "grantee").split("?");
-  const view = ["grantee", "auditor", "bureau"].includes(name) ? name : "grantee";
+  const view = VIEWS.includes(name) ? name : "grantee";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + view;
   for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("active", a.dataset.view === view);
   const params = new URLSearchParams(query || "");
-  const shown = view === "grantee" ? showGrantee() : view === "auditor" ? showAuditor(params) : showBureau();
+  const shown = { grantee: () => showGrantee(params), apply: showApply, auditor: () => showAuditor(params), bureau: showBureau }[view]();
   return shown.catch((error) => console.error(error));
 }
 
+const on = (sel, ev, fn) => $(sel).addEventListener(ev, fn);
+
 function start() {
-  $("#signin").addEventListener("submit", (ev) => {
+  on("#signin", "submit", (ev) => {
     ev.preventDefault();
     const t = $("#token").value.trim();
     if (!t) return;
@@ -635,22 +1233,39 @@ function start() {
     updateSignin();
     route();
   });
-  $("#signout").addEventListener("click", () => {
+  on("#signout", "click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     updateSignin();
     route();
   });
-  $("#verify").addEventListener("submit", (ev) => {
+  on("#verify", "submit", (ev) => {
     ev.preventDefault();
     verifyInclusion(Number($("#verify-index").value), $("#verify-size").value.trim());
   });
-  $("#cp-refresh").addEventListener("click", () => { loadCheckpoint().then(loadAuditLists); });
+  on("#cp-refresh", "click", () => { loadCheckpoint().then(loadAuditLists); });
+  on("#pin-served", "click", () => { if (latest) { pinKey(latest.servedKey); loadCheckpoint(); } });
+  on("#pin-form", "submit", (ev) => {
+    ev.preventDefault();
+    try { pinKey($("#pin-input").value.trim()); $("#pin-input").value = ""; loadCheckpoint(); } catch (error) { alert(error.message); }
+  });
+  on("#unpin", "click", () => { unpinKey(); loadCheckpoint(); });
+  on("#audit-prev", "click", () => entriesPage(entryPages.at - 1));
+  on("#audit-next", "click", () => entriesPage(entryPages.at + 1));
+  on("#audit-kind", "change", () => { entryPages.kind = $("#audit-kind").value; entryPages.afters = [-1]; entriesPage(0); });
+  on("#audit-download", "click", () => downloadLog().catch((error) => alert("下载失败 download failed: " + error.message)));
+  on("#grantee-prev", "click", () => historyPage(historyPages.at - 1));
+  on("#grantee-next", "click", () => historyPage(historyPages.at + 1));
+  on("#bureau-year", "change", () => showBureau());
+  on("#apply-programme", "change", showProgrammeForm);
+  on("#apply-preview-button", "click", previewApplication);
+  on("#apply-submit", "click", submitApplication);
   window.addEventListener("hashchange", route);
   updateSignin();
   route();
 }
 
 // Exposed for tests and for the curious (the console): the pure verification functions.
-window.suanli = { rootFromInclusionProof, leafHash, nodeHash, parseCheckpoint, parseVkey, verifyNote, yuan };
+window.suanli = { rootFromInclusionProof, leafHash, nodeHash, parseCheckpoint, parseVkey, verifyNote, yuan, fenOf,
+  logFileText: async () => (await logFile()).blob.text() };
 
 document.addEventListener("DOMContentLoaded", start);

@@ -18,9 +18,10 @@ from typing import Any
 from ledger import caps as caps_mod
 from ledger import claims, grants, settlement, vouchers
 from ledger.errors import InvalidInput
+from ledger.money import apply_rate
 from ledger.settlement import FIRST_YEAR, LAST_YEAR, parse_period
 from ledger.state import LedgerState
-from ledger.timeutil import format_time, parse_time, shanghai_end, shanghai_start
+from ledger.timeutil import format_time, parse_time, shanghai_date, shanghai_end, shanghai_start
 from ledger.usecases.views import EntryReader, proof_link
 
 Item = dict[str, Any]
@@ -50,6 +51,7 @@ def _claim_item(record: claims.ClaimRecord, voucher: vouchers.Voucher, state: Le
         "binding_cap": record.result.get("bound_by"),
         "statement": settled["statement"] if settled else None,
         "corrects": None,
+        "wanted_fen": apply_rate(record.cost_fen, record.rate_bp),
     }
 
 
@@ -65,6 +67,7 @@ def _correction(base: Item, index: int, kind: str, corrects: int, subsidy_fen: i
         "net_fen": None,
         "binding_cap": None,
         "statement": None,
+        "wanted_fen": None,
     }
 
 
@@ -86,6 +89,7 @@ def _grant_item(grant: grants.Grant) -> Item:
         "binding_cap": grant.bound_by,
         "statement": None,
         "corrects": None,
+        "wanted_fen": None,
     }
 
 
@@ -261,4 +265,39 @@ def history_page(
             "subsidy_fen": sum(i["subsidy_fen"] for i in page),
         },
         "next_after": page[-1]["index"] if more and page else None,
+    }
+
+
+def usage_month(item: Item) -> str:
+    """The month (Asia/Shanghai, ``YYYY-MM``) an item counts in: a claim's usage start (its
+    corrections count with it), a grant's payment time."""
+    when = item["usage_start"] or item["at"]
+    return shanghai_date(parse_time(when)).strftime("%Y-%m")
+
+
+def history_summary(
+    state: LedgerState, uscc: str, entries: EntryReader, chosen: HistoryFilter
+) -> dict[str, Any]:
+    """Overall totals of the entity's filtered history and the same by usage month: the
+    whole history, not a page, so a chart of it matches the balances."""
+    months: dict[str, dict[str, Any]] = {}
+    totals = {"items": 0, "cost_fen": 0, "subsidy_fen": 0, "uncovered_fen": 0}
+    for item in chosen.apply(entity_history(state, uscc, entries)):
+        month = months.setdefault(
+            usage_month(item),
+            {"month": usage_month(item), "items": 0, "cost_fen": 0, "subsidy_fen": 0},
+        )
+        month["items"] += 1
+        month["cost_fen"] += item["cost_fen"]
+        month["subsidy_fen"] += item["subsidy_fen"]
+        totals["items"] += 1
+        totals["cost_fen"] += item["cost_fen"]
+        totals["subsidy_fen"] += item["subsidy_fen"]
+        if item["wanted_fen"] is not None:
+            totals["uncovered_fen"] += item["wanted_fen"] - item["subsidy_fen"]
+    return {
+        "size": state.size,
+        "uscc": uscc,
+        "totals": totals,
+        "months": [months[m] for m in sorted(months)],
     }
