@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -10,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.bootstrap import Service
 from api.errors import PROBLEM_MEDIA_TYPE as PROBLEM
 from api.errors import problem
+from api.http.paging import add_size_header
 from api.http.routes import (
     admin,
     apply,
@@ -25,6 +28,8 @@ from api.http.routes import (
 )
 from ledger.errors import InvalidInput, LedgerError
 
+NextCall = Callable[[Request], Awaitable[Response]]
+
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(
@@ -35,6 +40,12 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     app.state.ledger = service.ledger
     app.state.tokens = service.tokens
+
+    @app.middleware("http")
+    async def log_size_header(request: Request, call_next: NextCall) -> Response:
+        response = await call_next(request)
+        add_size_header(request, response)
+        return response
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, exc: LedgerError) -> JSONResponse:

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Request
 
 from api.bootstrap import Service
+from api.http.paging import mark_size
 from ledger.entities import DISTRICTS
 from ledger.erasure import ERASABLE_KINDS
 from ledger.errors import Denied, InvalidInput
@@ -36,6 +37,7 @@ def service_of(request: Request) -> Service:
 def reading(request: Request) -> Iterator[Snapshot]:
     """The fold at the committed log, held still while a view is built from it."""
     with service_of(request).reading() as snapshot:
+        mark_size(request, snapshot.state.size)
         yield snapshot
 
 

@@ -247,18 +247,25 @@ def history_page(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """One page of the entity's filtered history (items after ``after``, at most ``limit``),
-    with the totals of the page and where the next page starts."""
-    items = [i for i in chosen.apply(entity_history(state, uscc, entries)) if i["index"] > after]
+    with the totals of the page, the totals of every item the filter keeps (all pages), and
+    where the next page starts."""
+    every = chosen.apply(entity_history(state, uscc, entries))
+    items = [i for i in every if i["index"] > after]
     page = items if limit is None else items[:limit]
     more = limit is not None and len(items) > limit
     return {
         "size": state.size,
         "uscc": uscc,
         "items": page,
-        "totals": {
-            "items": len(page),
-            "cost_fen": sum(i["cost_fen"] for i in page),
-            "subsidy_fen": sum(i["subsidy_fen"] for i in page),
-        },
+        "totals": _totals(page),
+        "overall_totals": _totals(every),
         "next_after": page[-1]["index"] if more and page else None,
+    }
+
+
+def _totals(items: Sequence[Item]) -> dict[str, int]:
+    return {
+        "items": len(items),
+        "cost_fen": sum(i["cost_fen"] for i in items),
+        "subsidy_fen": sum(i["subsidy_fen"] for i in items),
     }
