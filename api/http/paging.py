@@ -12,8 +12,6 @@ Every read answer carries ``Suanli-Log-Size``: the log size of the state it was 
 (``mark_size``; ``deps.reading`` marks every snapshot read).
 """
 
-from __future__ import annotations
-
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
