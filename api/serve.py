@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 
 import uvicorn
@@ -61,6 +62,10 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # Hand the interpreter between threads every 1 ms instead of 5: a claim crosses the
+    # gRPC event loop and the sequencer thread several times, and each crossing may wait
+    # for a thread building a heavy read view to be switched out (benchmarks/reads.py).
+    sys.setswitchinterval(0.001)
     service = open_service(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic

@@ -33,10 +33,32 @@ def service_of(request: Request) -> Service:
     return service
 
 
+READ_CONCURRENCY = 2  # views built at once per app; the others wait, off the GIL
+
+
+def _read_gate(request: Request) -> threading.BoundedSemaphore:
+    gate: threading.BoundedSemaphore | None = getattr(request.app.state, "read_gate", None)
+    if gate is None:
+        with _gate_lock:
+            gate = getattr(request.app.state, "read_gate", None)
+            if gate is None:
+                gate = threading.BoundedSemaphore(READ_CONCURRENCY)
+                request.app.state.read_gate = gate
+    return gate
+
+
+_gate_lock = threading.Lock()
+
+
 @contextmanager
 def reading(request: Request) -> Iterator[Snapshot]:
-    """The fold at the committed log, held still while a view is built from it."""
-    with service_of(request).reading() as snapshot:
+    """The fold at the committed log, held still while a view is built from it.
+
+    Reads never take the writer's lock, but they share the process (and its GIL) with the
+    gRPC edge and the sequencer: at most ``READ_CONCURRENCY`` views are built at once, so
+    that 32 clients reading heavy views leave the claim path its share of the interpreter
+    (benchmarks/reads.py); the others wait on a semaphore, which holds no GIL."""
+    with _read_gate(request), service_of(request).reading() as snapshot:
         mark_size(request, snapshot.state.size)
         yield snapshot
 

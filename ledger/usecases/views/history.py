@@ -20,7 +20,7 @@ from ledger import claims, grants, settlement, vouchers
 from ledger.errors import InvalidInput
 from ledger.settlement import FIRST_YEAR, LAST_YEAR, parse_period
 from ledger.state import LedgerState
-from ledger.timeutil import format_time, parse_time, shanghai_end, shanghai_start
+from ledger.timeutil import format_micros, format_time, parse_time, shanghai_end, shanghai_start
 from ledger.usecases.views import EntryReader, proof_link
 
 Item = dict[str, Any]
@@ -28,11 +28,12 @@ _NO_USAGE = {"resource": None, "quantity": None, "usage_start": None, "usage_end
 
 
 def _claim_item(record: claims.ClaimRecord, voucher: vouchers.Voucher, state: LedgerState) -> Item:
-    body = record.body
+    # straight from the record's fields (not its rebuilt body): an entity may have
+    # thousands of claims, and every history page lists them all before paging
     settled = settlement.settlement_of_claim(state, record.centre, record.record_id)
     return {
         "index": record.index,
-        "at": format_time(record.at),
+        "at": format_micros(record.at_us),
         "kind": record.kind,
         "centre": record.centre,
         "voucher": voucher.id,
@@ -40,14 +41,14 @@ def _claim_item(record: claims.ClaimRecord, voucher: vouchers.Voucher, state: Le
         "programme": voucher.programme,
         "record_id": record.record_id,
         "grant": None,
-        "resource": body.get("resource"),
-        "quantity": body.get("quantity"),
-        "usage_start": body.get("start"),
-        "usage_end": body.get("end"),
-        "cost_fen": int(record.result.get("cost_fen", 0)),
+        "resource": record.resource,
+        "quantity": record.quantity,
+        "usage_start": format_micros(record.start_us),
+        "usage_end": format_micros(record.end_us),
+        "cost_fen": record.cost_fen,
         "subsidy_fen": record.subsidy_fen,
         "net_fen": record.net_fen,
-        "binding_cap": record.result.get("bound_by"),
+        "binding_cap": record.bound_by,
         "statement": settled["statement"] if settled else None,
         "corrects": None,
     }
