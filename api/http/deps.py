@@ -64,6 +64,7 @@ def reading(request: Request) -> Iterator[Snapshot]:
 
 
 ENTRY_CACHE = 4096  # entries kept per app (most recently used); the log never changes
+UNCACHED_KINDS = frozenset(ERASABLE_KINDS) | {"statement.lines"}
 
 
 class _EntryCache:
@@ -103,8 +104,10 @@ def entry_reader(request: Request) -> EntryReader:
         for start, end in _runs(wanted):
             for offset, entry in enumerate(store.read(start, end)):
                 fresh[start + offset] = opened(entry).to_json()
-        # an application's entries may yet be erased: never kept opened
-        cache.put({i: e for i, e in fresh.items() if e["kind"] not in ERASABLE_KINDS})
+        # an application's entries may yet be erased: never kept opened; a statement's
+        # lines parts (up to 64 KiB each, thousands per statement) are read in order by
+        # pages and exports, and kept they would hold a whole statement in memory
+        cache.put({i: e for i, e in fresh.items() if e["kind"] not in UNCACHED_KINDS})
         return {**found, **fresh}
 
     return read
