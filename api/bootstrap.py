@@ -20,12 +20,14 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from api import metrics
-from api.errors import DeadlinePassed
+from api.errors import ConfigurationError, DeadlinePassed
 from api.keystore import load_centre_keys, load_service_keys
 from api.settings import Settings
+from ledger.errors import LedgerError
 from ledger.keys import ServiceKeys, Signer
 from ledger.policy import Policy
 from ledger.registry import KeyRegistry
@@ -35,6 +37,8 @@ from ledger.store.sequencer import Sequencer
 from ledger.store.tokens import TokenStore
 from ledger.store.unit_of_work import Clock, FoldedLog, Transaction, system_clock
 from ledger.timeutil import parse_time
+from ledger.tlogpolicy import Policy as WitnessPolicy
+from ledger.tlogpolicy import parse_policy
 from ledger.usecases import Snapshot, UnitOfWork
 from ledger.usecases.commands.log import start_log
 
@@ -72,6 +76,8 @@ class Service:
     ledger: FoldedLog
     centre_keys: dict[str, Signer]
     tokens: TokenStore
+    witness_policy: WitnessPolicy | None = None
+    """The log's witnesses and the quorum ``/checkpoint`` waits for (``--witness-policy``)."""
     _sequencer: Sequencer | None = field(default=None, repr=False)
 
     @property
@@ -155,7 +161,21 @@ def open_service(settings: Settings, clock: Clock | None = None) -> Service:
     # touch the state, such as `suanli token create`, start at once on a long log.
     if ledger.store.size() == 0:
         write_genesis(ledger, centre_keys)
-    return Service(settings, ledger, centre_keys, TokenStore(engine))
+    witnesses = load_witness_policy(settings.witness_policy)
+    return Service(settings, ledger, centre_keys, TokenStore(engine), witnesses)
+
+
+def load_witness_policy(path: Path | None) -> WitnessPolicy | None:
+    """The tlog-policy file naming the log's witnesses, parsed; ``ConfigurationError``
+    naming the file and the line when it cannot be read or parsed."""
+    if path is None:
+        return None
+    try:
+        return parse_policy(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"witness policy {path}: {exc.strerror or exc}") from exc
+    except LedgerError as exc:
+        raise ConfigurationError(f"witness policy {path}: {exc.message}") from exc
 
 
 def write_genesis(ledger: FoldedLog, centre_keys: dict[str, Signer]) -> None:

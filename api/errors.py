@@ -78,6 +78,10 @@ class ToolError(Exception):
     the ledger's own refusals are ``LedgerError``."""
 
 
+class ConfigurationError(ToolError):
+    """A setting the service cannot start with (a file it cannot read or parse)."""
+
+
 class MessageTooLarge(LedgerError):
     """A request over the size the service accepts."""
 

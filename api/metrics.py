@@ -42,6 +42,30 @@ BATCH_SIZE = Histogram(
     registry=REGISTRY,
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
+WITNESS_COSIGNED_SIZE = Gauge(
+    "suanli_witness_cosigned_size",
+    "The largest log size each witness has cosigned (docs/witness.md)",
+    ["witness"],
+    registry=REGISTRY,
+)
+WITNESS_LAG_ENTRIES = Gauge(
+    "suanli_witness_lag_entries",
+    "Entries the log has beyond what each witness has cosigned",
+    ["witness"],
+    registry=REGISTRY,
+)
+WITNESS_LAG_SECONDS = Gauge(
+    "suanli_witness_lag_seconds",
+    "Seconds since each witness was last up to date (0 while it is)",
+    ["witness"],
+    registry=REGISTRY,
+)
+WITNESS_FAILURES = Counter(
+    "suanli_witness_failures_total",
+    "Failed submissions to each witness, by reason (unavailable, or the witness's refusal)",
+    ["witness", "reason"],
+    registry=REGISTRY,
+)
 
 _last_commit = time.monotonic()
 

@@ -3,6 +3,7 @@ one module that starts both ways in; each knows nothing of the other)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -55,9 +56,31 @@ class ProjectionWriter:
         self._save()
 
 
+FREEZE_EVERY = 5.0
+
+
+def freeze_collector(stop: threading.Event, every: float = FREEZE_EVERY) -> threading.Thread:
+    """Move what is alive now out of the garbage collector's full passes, every ``every``
+    seconds until ``stop``: the fold only grows, and walking it in every generation-2
+    collection stopped all threads for 100–300 ms at 10^4 claims, growing with the log
+    (docs/benchmarks.md). A frozen object is still freed when nothing refers to it
+    (reference counting); only cycles among frozen objects are never collected."""
+
+    def loop() -> None:
+        gc.freeze()
+        while not stop.wait(every):
+            gc.freeze()
+
+    thread = threading.Thread(target=loop, name="suanli-gc-freeze", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(settings: Settings) -> None:
     from api.devpki import ensure_dev_pki
     from api.grpc.server import DEFAULT_GRACE, GrpcServer
+    from api.witness.gatherer import WitnessGatherer
+    from api.workers import start_workers, stop_workers
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -69,6 +92,8 @@ def run(settings: Settings) -> None:
     service = open_service(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
+    stop_freezing = threading.Event()
+    freeze_collector(stop_freezing)
     metrics.LOG_SIZE.set(ledger.state.size)
     projections = ProjectionWriter(service, PROJECTION_INTERVAL)
     keeper = ledger.start_snapshots(settings.snapshot_every)
@@ -82,9 +107,18 @@ def run(settings: Settings) -> None:
     created = ensure_dev_pki(settings.data_dir).created
     if created:
         log.info("development TLS material created: %s", ", ".join(created))
-    grpc_server = GrpcServer(service, settings.grpc)
+    gatherer = None
+    if service.witness_policy is not None:
+        gatherer = WitnessGatherer(ledger.store, service.witness_policy).start()
+        log.info(
+            "witnesses: %s; /checkpoint waits for quorum %s",
+            ", ".join(f"{w.name} at {w.url}" for w in service.witness_policy.witnesses),
+            service.witness_policy.quorum,
+        )
+    grpc_server = GrpcServer(service, settings.grpc, reuse_port=settings.workers > 1)
     grpc_port = grpc_server.start()
     log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
+    workers = start_workers(settings, grpc_port, settings.workers - 1)
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
     # uvicorn handles SIGINT/SIGTERM, stops HTTP gracefully, then raises the signal again
     # once it has returned: note SIGTERM instead of dying, so that gRPC drains too.
@@ -93,8 +127,12 @@ def run(settings: Settings) -> None:
         uvicorn.run(create_app(service), host=host, port=port, log_level=settings.log_level.lower())
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
+        stop_workers(workers)
         grpc_server.stop(DEFAULT_GRACE)
+        if gatherer is not None:
+            gatherer.stop()
         projections.stop()
+        stop_freezing.set()
         keeper.stop()
         service.close()
         signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +29,13 @@ class Settings(BaseSettings):
     """Start the service clock at this RFC 3339 time and let it run (demos replay 2023)."""
     claim_skew_seconds: int = 300
     """How far a centre's signed timestamp may be from the service clock."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Processes that redeem on the gRPC port (``SO_REUSEPORT``), the first of which also
+    serves HTTP; more than one is for PostgreSQL (docs/configuration.md)."""
+    witness_policy: Path | None = None
+    """A c2sp.org/tlog-policy file naming the log's witnesses, each with its submission URL
+    (``witness <name> <vkey> <url>``), and the quorum ``/checkpoint`` waits for
+    (docs/witness.md). Without one the log is not witnessed."""
     snapshot_every: int = 200_000
     """Snapshot the fold each time the log has grown by this many entries (and on a clean
     stop), so that a restart replays only the entries after the newest snapshot."""

@@ -89,13 +89,32 @@ class Server:
         return f"localhost:{self.port}"
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server's processes (with ``--workers``, the workers
+        too) have used so far."""
+        return sum(process_cpu_seconds(pid) for pid in [self.process.pid, *self.workers()])
+
+    def workers(self) -> list[int]:
+        """The pids of the worker processes ``suanli serve --workers`` started."""
+        pid = self.process.pid
+        try:
+            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far (0 once it has gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def serve(seeded: Seeded, tmp: Path, *, echo: bool = False) -> Iterator[Server]:
+def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) -> Iterator[Server]:
     """``suanli serve`` on the seeded data dir and database (or, with ``echo``, the echo
     server of this module on the same TLS material) in its own process, until exit."""
     from api.settings import Settings
@@ -109,6 +128,7 @@ def serve(seeded: Seeded, tmp: Path, *, echo: bool = False) -> Iterator[Server]:
         log_level="WARNING",
         http=http,
         grpc=f"127.0.0.1:{port}",
+        workers=workers,
     )
     env = {**os.environ, **settings.environment()}
     log = tmp / f"serve-{port}.log"
@@ -568,9 +588,9 @@ def phases(options: Options) -> list[Phase]:
 ECHO = "echo (no ledger)"
 
 
-def measure(name: str, options: Options) -> list[Measured]:
-    """Every phase against ``suanli serve`` on backend ``name``; then check that the log
-    grew by exactly the claims acknowledged (warm-ups included)."""
+def measure(name: str, options: Options, workers: int = 1) -> list[Measured]:
+    """Every phase against ``suanli serve [--workers N]`` on backend ``name``; then check
+    that the log grew by exactly the claims acknowledged (warm-ups included)."""
     from ledger.store.db import make_engine
     from ledger.store.log import LogStore
 
@@ -578,7 +598,7 @@ def measure(name: str, options: Options) -> list[Measured]:
         seeded = seed(url, tmp / "data", 8)
         out = []
         commits = checkpoint_count(url)
-        with serve(seeded, tmp) as server:
+        with serve(seeded, tmp, workers=workers) as server:
             for n, phase in enumerate(phases(options)):
                 out.append(run_phase(server, seeded, phase, f"{name[:2]}{n}", commits))
         acknowledged = sum(m.outcome.ok for m in out)
@@ -622,6 +642,9 @@ def run(backends: list[str], options: Options | None = None, echo: bool = True) 
     c, s = options.clients, options.streams
     baseline = pgbench(sorted({1, c, s}), options.pgbench_seconds)
     measured = {name: measure(name, options) for name in backends}
+    cores = os.cpu_count() or 1
+    if "postgres" in backends and cores > 1:  # N = cores ÷ 1 processes beside N = 1
+        measured[f"postgres, --workers {cores}"] = measure("postgres", options, workers=cores)
     if echo:
         measured[ECHO] = measure_echo(options)
     base = Table(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.canonical import canonical_bytes, parse_canonical
-from ledger.disclosure import erased_by
+from ledger.disclosure import erased_by, reveal
 from ledger.errors import InvalidInput
 from ledger.keys import Signer, b64decode_canonical
 
@@ -58,6 +58,9 @@ class Entry:
     # the disclosures that open the body's concealed members (ledger.disclosure): kept
     # beside the log, never in the leaf
     disclosures: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # the body with its concealed members put back: given by the author who concealed it
+    # (it made the disclosures from it), or computed from the disclosures once
+    _clear: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def time(self) -> str:
@@ -74,6 +77,7 @@ class Entry:
             "logged": self.logged,
             "_signed_part": self._signed_part,
             "disclosures": self.disclosures,
+            "_clear": self._clear,
         }
         return Entry(**(fields | changes))
 
@@ -81,9 +85,21 @@ class Entry:
         """This entry as the ledger records it at ``logged`` (signatures unchanged)."""
         return self._copy(logged=None if logged == self.at else logged)
 
-    def disclosed(self, disclosures: tuple[str, ...]) -> Entry:
-        """This entry with the disclosures of its concealed members beside it."""
-        return self._copy(disclosures=disclosures)
+    def disclosed(
+        self, disclosures: tuple[str, ...], clear: Mapping[str, Any] | None = None
+    ) -> Entry:
+        """This entry with the disclosures of its concealed members beside it; ``clear`` is
+        the body they open, for the author who made them from it (it is then not parsed
+        back from the disclosures)."""
+        return self._copy(disclosures=disclosures, _clear=clear)
+
+    def clear_body(self) -> Mapping[str, Any]:
+        """The body with its concealed members put back from the disclosures, each checked
+        against its digest (``ledger.disclosure.reveal``); computed once per entry."""
+        if self._clear is None:
+            object.__setattr__(self, "_clear", reveal(self.body, self.disclosures))
+        assert self._clear is not None
+        return self._clear
 
     @property
     def erased_by(self) -> int | None:

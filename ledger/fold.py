@@ -28,7 +28,7 @@ from ledger import (
     settlement,
     vouchers,
 )
-from ledger.disclosure import SD, reveal
+from ledger.disclosure import SD
 from ledger.entry import Entry
 from ledger.errors import InvalidInput
 from ledger.publication import check_concealed
@@ -168,5 +168,4 @@ def opened(entry: Entry) -> Entry:
     check_concealed(entry.kind, entry.body)
     if (SD not in entry.body and not entry.disclosures) or entry.erased_by is not None:
         return entry  # nothing concealed, or nothing left to open
-    body = reveal(entry.body, entry.disclosures)
-    return Entry(entry.kind, entry.at, body, entry.sigs, entry.logged)
+    return Entry(entry.kind, entry.at, entry.clear_body(), entry.sigs, entry.logged)

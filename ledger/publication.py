@@ -76,7 +76,7 @@ def concealed(kind: str, at: str, body: Mapping[str, Any]) -> Entry:
     """A new (unsigned) entry of ``kind`` with its restricted members concealed and their
     disclosures beside it: how every author writes an entry."""
     published, disclosures = conceal(body, restricted(kind))
-    return Entry(kind, at, published).disclosed(disclosures)
+    return Entry(kind, at, published).disclosed(disclosures, clear=body)
 
 
 def conceal_as_signed(

@@ -38,7 +38,12 @@ from ledger.checkpoint import ALG_COSIGNATURE_V1, CosignatureVerifier
 from ledger.errors import InvalidInput, VerificationError
 from ledger.keys import ALG_ED25519, Verifier, b64decode_canonical
 from ledger.note import parse_note
-from ledger.witness import QuorumNotMet, WitnessedCheckpoint, verify_cosignatures
+from ledger.witness import (
+    QuorumNotMet,
+    WitnessedCheckpoint,
+    check_distinct_witnesses,
+    verify_cosignatures,
+)
 
 NONE = "none"  # the predefined name of the empty quorum
 _FIELD_SEP = re.compile(r"[ \t]+")  # "whitespace" is ASCII space and tab *only*
@@ -307,6 +312,51 @@ def k_of_n(
     return Policy(log_entries, entries, (group,), group.name)
 
 
+def cosigners(signed_checkpoint: str | bytes, policy: Policy) -> frozenset[str]:
+    """The names of the policy's witnesses whose cosignatures on ``signed_checkpoint``
+    verify. The log's own signature is not checked here: for a caller that has verified it
+    another way (``suanli audit verify`` follows the log's key chain from the pinned
+    genesis key). A known witness's line that does not verify rejects the note
+    (c2sp.org/signed-note)."""
+    check_distinct_witnesses([w.key for w in policy.witnesses])
+    note = parse_note(signed_checkpoint)
+    message = note.text.encode("utf-8")
+    by_id = {(w.key.name, w.key.hash): w for w in policy.witnesses}
+    names: set[str] = set()
+    for sig in note.signatures:
+        witness = by_id.get((sig.name, sig.key_hash))
+        if witness is None:
+            continue
+        try:
+            witness.key.verify(message, sig.signature)
+        except VerificationError as exc:
+            raise VerificationError(
+                f"the cosignature of witness {witness.name} does not verify over this checkpoint",
+                reason="INVALID_COSIGNATURE",
+                details={"witness": witness.key.key_id},
+            ) from exc
+        names.add(witness.name)
+    return frozenset(names)
+
+
+def require_quorum(signed_checkpoint: str | bytes, policy: Policy) -> frozenset[str]:
+    """``cosigners`` when they meet the policy's quorum; ``QuorumNotMet`` saying which part
+    is missing when they do not."""
+    names = cosigners(signed_checkpoint, policy)
+    text = parse_note(signed_checkpoint).text.split("\n")
+    _demand(policy, names, text[0], text[1] if len(text) > 1 else "?")
+    return names
+
+
+def _demand(policy: Policy, names: frozenset[str], origin: str, size: int | str) -> None:
+    if not policy.is_satisfied(names):
+        raise QuorumNotMet(
+            f"checkpoint {origin!r} at size {size} does not meet the policy's quorum "
+            f"{policy.quorum}: {policy.explain(names)}",
+            details={"quorum": policy.quorum, "cosigned": ",".join(sorted(names))},
+        )
+
+
 def verify_checkpoint(signed_checkpoint: str | bytes, policy: Policy) -> WitnessedCheckpoint:
     """Open a checkpoint under ``policy``: signed by a key of one of its logs, with the
     origin that key names, and cosigned according to the quorum. Raises ``QuorumNotMet``
@@ -327,12 +377,6 @@ def verify_checkpoint(signed_checkpoint: str | bytes, policy: Policy) -> Witness
         witnesses=[w.key for w in policy.witnesses],
         origin=claimed,
     )
-    names = {w.name for w in policy.witnesses if w.key in seen.cosigners}
-    if not policy.is_satisfied(names):
-        cp = seen.checkpoint
-        raise QuorumNotMet(
-            f"checkpoint {cp.origin!r} at size {cp.size} does not meet the policy's quorum "
-            f"{policy.quorum}: {policy.explain(names)}",
-            details={"quorum": policy.quorum, "cosigned": ",".join(sorted(names))},
-        )
+    names = frozenset(w.name for w in policy.witnesses if w.key in seen.cosigners)
+    _demand(policy, names, seen.checkpoint.origin, seen.checkpoint.size)
     return seen

@@ -109,12 +109,17 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     out = first.stdout
     for step in ("round", "applications", "district review", "decisions and vouchers",
                  "agent nscc-cd", "agent cd-icc", "cap reached", "settlement statements",
-                 "reconcile nscc-cd", "reconcile cd-icc", "audit verify"):  # fmt: skip
+                 "reconcile nscc-cd", "reconcile cd-icc", "witnesses", "witnessed",
+                 "audit verify"):  # fmt: skip
         assert step in out, f"{step} missing:\n{out}"
     assert "✗" not in out
     assert "CAP_EXHAUSTED (cap=voucher)" in out
     assert "DISTRICT_REJECTED" in out
     assert "differences: none" in out
+    # Two witness processes cosigned; the audit demanded both (their policy file).
+    policy = (data_dir / "demo" / "witnesses" / "witnesses.policy").read_text()
+    assert policy.count("\nwitness ") == 2 and "quorum all-witnesses" in policy
+    assert "cosigned by every witness" in out
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=2)  # stopped again
 
@@ -158,7 +163,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     assert "suanli demo" not in tokens.stdout
-    runs = sorted(p for p in (data_dir / "demo").iterdir() if p.is_dir())
+    runs = sorted(p for p in (data_dir / "demo").iterdir() if p.is_dir() and p.name != "witnesses")
     assert len(runs) == 2
     assert (runs[0] / "nscc-cd-sacct.log").exists() and (runs[0] / "cd-icc-events").is_dir()
     assert (data_dir / "centres" / "nscc-cd" / "outbox.db").exists()

@@ -62,8 +62,22 @@ class RunningClock:
         return self.start + timedelta(seconds=time.monotonic() - self.began)
 
 
-@pytest.fixture
-def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.fixture(params=["two serve processes", "serve --workers 2"])
+def two_servers(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path
+) -> Iterator[dict[str, object]]:
+    """Two processes redeeming on one database: two ``suanli serve`` on two ports, or one
+    ``suanli serve --workers 2`` whose two processes share one port (SO_REUSEPORT)."""
+    workers = 2 if request.param == "serve --workers 2" else 1
     data_dir = tmp_path / "data"
     service = open_service(Settings(data_dir=data_dir, db=pg_url), clock=ManualClock(START))
     entity = None
@@ -80,7 +94,7 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
     clock_start = START + timedelta(minutes=5)
     servers: list[tuple[subprocess.Popen[bytes], int, Path]] = []
     try:
-        for n in range(2):
+        for n in range(2 if workers == 1 else 1):
             port = _free_port()
             log_path = tmp_path / f"serve-{n}.log"
             settings = Settings(
@@ -90,6 +104,7 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
                 log_level="WARNING",
                 http=f"127.0.0.1:{_free_port()}",
                 grpc=f"127.0.0.1:{port}",
+                workers=workers,
             )
             with log_path.open("wb") as log_file:
                 process = subprocess.Popen(
@@ -102,10 +117,13 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
             servers.append((process, port, log_path))
         for process, port, log_path in servers:
             _wait_serving(process, port, data_dir, log_path)
+        ports = [port for _, port, _ in servers]
+        worker_pids = _children(servers[0][0].pid) if workers > 1 else []
         yield {
             "data_dir": data_dir,
             "db": pg_url,
-            "ports": [port for _, port, _ in servers],
+            "ports": ports * 2 if workers > 1 else ports,
+            "workers": {pid: _cpu_seconds(pid) for pid in worker_pids},
             "vouchers": vouchers,
             "clock": RunningClock(clock_start),
             "tmp": tmp_path,
@@ -200,6 +218,9 @@ def test_two_processes_32_clients_never_overspend(two_servers: dict[str, object]
     with ThreadPoolExecutor(CLIENTS) as pool:
         answers = [a for batch in pool.map(run, range(CLIENTS)) for a in batch]
     elapsed = time.perf_counter() - started
+    # With --workers, the worker process took connections and did the work of their claims.
+    for pid, idle in two_servers["workers"].items():  # type: ignore[attr-defined]
+        assert _cpu_seconds(pid) - idle > 0.05, "the worker redeemed nothing"
 
     demand = CLIENTS * CLAIMS_PER_CLIENT * SUBSIDY_FEN
     granted = {record: subsidy for record, subsidy, _ in answers if subsidy is not None}

@@ -179,6 +179,13 @@ def test_concurrent_writers_commit_in_index_order(fresh, tmp_path: Path, db_url:
         assert ledger.refresh().size == size
         # one new key per entry: none lost, none doubled
         assert len(ledger.state.registry.keys) == base_keys + 4 * per_writer
+    # Each writer keeps the tree's right edge from its own last commit and reuses it only
+    # when nobody appended since: every checkpoint is the reference tree's root at its size.
+    leaves = [merkle.leaf_hash(e) for e in reader.entries(0, size)]
+    read = reader.node_reader()
+    for n, note in reader.checkpoints():
+        root = open_checkpoint(note, writers[0].keys.log.verifier).root
+        assert root == merkle.root_from_leaf_hashes(leaves[:n]) == merkle.root_at(n, read)
 
 
 def test_a_forged_signature_is_refused_and_writes_nothing(

@@ -12,13 +12,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
-from witness_helpers import LOG_KEY, MemLog
+from witness_helpers import LOG_KEY, MemLog, RunningWitness, start_witness
 
 from api.witness.cli import app as cli_app
 from api.witness.cli import read_logs
@@ -29,7 +28,6 @@ from api.witness.client import (
     submit_checkpoint,
 )
 from api.witness.service import origin_hash
-from ledger.checkpoint import CosignatureVerifier
 from ledger.errors import LedgerError
 from ledger.note import parse_note
 from ledger.witness import (
@@ -45,61 +43,6 @@ from ledger.witness import (
 )
 
 ORIGIN = LOG_KEY.name
-
-
-@dataclass
-class RunningWitness:
-    url: str
-    vkey: CosignatureVerifier
-    process: subprocess.Popen[str]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-def start_witness(data_dir: Path, name: str, db: str, stderr: Path) -> RunningWitness:
-    """Start a witness process on a free port; wait until it prints where it listens."""
-    with stderr.open("a") as err:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api.witness",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--name",
-                name,
-                "--log",
-                LOG_KEY.verifier.vkey,
-                "--db",
-                db,
-                "--http",
-                "127.0.0.1:0",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    assert process.stdout is not None
-    printed: dict[str, str] = {}
-    while "listening" not in printed:
-        line = process.stdout.readline()
-        if not line:
-            process.wait()
-            process.stdout.close()
-            pytest.fail(f"the witness exited ({process.returncode}):\n{stderr.read_text()}")
-        key, _, value = line.partition(":")
-        printed[key.strip()] = value.strip()
-    return RunningWitness(
-        printed["listening"], CosignatureVerifier.parse(printed["witness key"]), process
-    )
 
 
 @pytest.fixture

@@ -4,7 +4,13 @@ forks (same origin and key, different entries from some index on)."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from ledger.checkpoint import Checkpoint, CosignatureVerifier, sign_checkpoint
 from ledger.keys import Signer
@@ -63,3 +69,66 @@ class MemLog:
 
     def proof(self, old: int, new: int | None = None) -> list[bytes]:
         return consistency_proof(old, self.size if new is None else new, self._read)
+
+
+@dataclass
+class RunningWitness:
+    url: str
+    vkey: CosignatureVerifier
+    process: subprocess.Popen[str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_witness(
+    data_dir: Path,
+    name: str,
+    db: str,
+    stderr: Path,
+    log_vkey: str = LOG_KEY.verifier.vkey,
+    http: str = "127.0.0.1:0",
+) -> RunningWitness:
+    """Start a witness process (``python -m api.witness serve``) for the log ``log_vkey`` on
+    a free port; wait until it prints where it listens."""
+    with stderr.open("a") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.witness",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--name",
+                name,
+                "--log",
+                log_vkey,
+                "--db",
+                db,
+                "--http",
+                http,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert process.stdout is not None
+    printed: dict[str, str] = {}
+    while "listening" not in printed:
+        line = process.stdout.readline()
+        if not line:
+            process.wait()
+            process.stdout.close()
+            pytest.fail(f"the witness exited ({process.returncode}):\n{stderr.read_text()}")
+        key, _, value = line.partition(":")
+        printed[key.strip()] = value.strip()
+    return RunningWitness(
+        printed["listening"], CosignatureVerifier.parse(printed["witness key"]), process
+    )

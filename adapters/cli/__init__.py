@@ -2,7 +2,9 @@
 
 * ``preview``: the usage records a metering export would claim, before claiming them;
 * ``run``: the centre agent (read, keep in the outbox, claim over gRPC, exactly once);
-* ``reconcile``: the centre's records against the ledger's claims and statements.
+* ``reconcile``: the centre's records against the ledger's claims and statements;
+* ``check-log``: the ledger's log as the centre must see it (signed, witnessed, one
+  history, holding every claim acknowledged to it).
 
 They are registered here, explicitly; ``api.cli`` adds this app to ``suanli``.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import typer
 
+from adapters.cli.check_log import check_log
 from adapters.cli.preview import preview
 from adapters.cli.reconcile import reconcile
 from adapters.cli.run import run
@@ -30,3 +33,4 @@ def centre() -> None:
 app.command()(preview)
 app.command()(run)
 app.command()(reconcile)
+app.command("check-log")(check_log)

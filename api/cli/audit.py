@@ -10,14 +10,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from api.cli.log_sources import DirSource, Source, SourceError, open_source, peek_checkpoint
 from api.cli.options import command_group
+from ledger.checkpoint import CosignatureVerifier
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
+from ledger.tlogpolicy import Policy, k_of_n, parse_policy, require_quorum
+
+if TYPE_CHECKING:
+    from ledger.audit import Evidence
 
 app = command_group(
     "audit", "Verify the signed log offline (tiles, checkpoints, signatures, the fold)."
@@ -83,10 +88,88 @@ ProgressOpt = Annotated[
 ]
 
 
+WitnessOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="a witness's cosignature key (type 0x04 vkey, `suanli witness key`); repeatable",
+    ),
+]
+QuorumOpt = Annotated[
+    int | None, typer.Option(min=0, help="cosignatures required (default: every --witness)")
+]
+WitnessPolicyOpt = Annotated[
+    Path | None,
+    typer.Option(help="a c2sp.org/tlog-policy file naming the witnesses and the quorum"),
+]
+
+
+def _witness_policy(
+    witness: list[str] | None, quorum: int | None, policy_file: Path | None
+) -> Policy | None:
+    """The verifier's witness policy from ``--witness``/``--quorum`` or ``--witness-policy``."""
+    if policy_file is not None:
+        if witness or quorum is not None:
+            raise _error("give --witness/--quorum or --witness-policy, not both")
+        try:
+            return parse_policy(policy_file.read_bytes())
+        except OSError as exc:
+            raise _error(f"--witness-policy {policy_file}: {exc.strerror or exc}") from exc
+        except LedgerError as exc:
+            raise _error(f"--witness-policy {policy_file}: {exc.message}") from exc
+    if not witness:
+        if quorum is not None:
+            raise _error("--quorum needs the witnesses' keys (--witness VKEY, repeatable)")
+        return None
+    try:
+        keys = [CosignatureVerifier.parse(vkey) for vkey in witness]
+        return k_of_n(keys, len(keys) if quorum is None else quorum)
+    except LedgerError as exc:
+        raise _error(f"--witness: {exc.message}") from exc
+
+
+def _check_witnesses(note: str, policy: Policy | None) -> str | None:
+    """The line saying who cosigned the checkpoint; exits FAIL when the quorum is not met."""
+    if policy is None:
+        return None
+    try:
+        names = require_quorum(note, policy)
+    except LedgerError as exc:
+        typer.echo(f"FAIL (witnesses): {exc.message}")
+        raise typer.Exit(EXIT_FAILED) from exc
+    size = peek_checkpoint(note).size
+    return (
+        f"witnesses: size {size} cosigned by {', '.join(sorted(names)) or 'none'} "
+        f"(quorum {policy.quorum} met)"
+    )
+
+
 def _projection_within(src: Source, size: int) -> tuple[int, dict[str, int]] | None:
     """The source's stored projection, when it describes a tree this audit reads."""
     stored = src.projection()
     return stored if stored is not None and 0 < stored[0] <= size else None
+
+
+def _load_pin(pin: Path | None) -> tuple[str | None, Evidence | None]:
+    """The checkpoint saved earlier (``--pin``) and, from an earlier export, its evidence."""
+    from ledger.audit import Evidence
+
+    if pin is None:
+        return None, None
+    if pin.is_file():
+        return pin.read_text("utf-8"), None
+    if not pin.is_dir():
+        raise _error(f"--pin {pin}: no such file or directory")
+    try:
+        with DirSource(pin) as earlier:
+            pinned = earlier.checkpoint()
+            pin_size = peek_checkpoint(pinned).size
+            # Read now: the earlier export is small next to the log and stays put.
+            saved = list(earlier.evidence(pin_size).checkpoints())
+            hashes = earlier.leaf_hashes(pin_size)
+            return pinned, Evidence(lambda: iter(saved), hashes)
+    except SourceError as exc:
+        raise _error(f"--pin {pin}: {exc}") from exc
 
 
 @app.command()
@@ -112,35 +195,27 @@ def verify(
     public: Annotated[
         bool, typer.Option("--public", help="audit without disclosures, as anyone can")
     ] = False,
+    witness: WitnessOpt = None,
+    quorum: QuorumOpt = None,
+    witness_policy: WitnessPolicyOpt = None,
 ) -> None:
     """Fetch every entry, rebuild the tree, check checkpoints, signatures and the fold.
+
+    With --witness (and --quorum) or --witness-policy, the checkpoint audited must carry
+    enough witnesses' cosignatures: a log cannot show this auditor a history it did not
+    show its witnesses.
 
     With the disclosures (a database, an export made with them, or a server with --token),
     the audit is full: every entry is replayed through the fold and every opening checked
     against its digest. Without, it is public: what anyone can check, and it says what it
     could not."""
-    from ledger.audit import Evidence, verify_log
+    from ledger.audit import verify_log
 
     trusted = _verifier(key)
-    pinned: str | None = None
-    pinned_evidence: Evidence | None = None
-    if pin is not None:
-        if pin.is_dir():
-            try:
-                with DirSource(pin) as earlier:
-                    pinned = earlier.checkpoint()
-                    pin_size = peek_checkpoint(pinned).size
-                    # Read now: the earlier export is small next to the log and stays put.
-                    saved = list(earlier.evidence(pin_size).checkpoints())
-                    hashes = earlier.leaf_hashes(pin_size)
-                    pinned_evidence = Evidence(lambda: iter(saved), hashes)
-            except SourceError as exc:
-                raise _error(f"--pin {pin}: {exc}") from exc
-        elif pin.is_file():
-            pinned = pin.read_text("utf-8")
-        else:
-            raise _error(f"--pin {pin}: no such file or directory")
+    pinned, pinned_evidence = _load_pin(pin)
+    witnesses = _witness_policy(witness, quorum, witness_policy)
     with _open(source, token) as src:
+        src.witness_policy = witnesses
         try:
             note = src.checkpoint()
             try:
@@ -148,6 +223,7 @@ def verify(
             except SourceError as exc:  # the log's own head is broken: a failed check
                 typer.echo(f"FAIL (checkpoint): {exc} (the latest, from {src.name})")
                 raise typer.Exit(EXIT_FAILED) from exc
+            cosigned = _check_witnesses(note, witnesses)
             with _progress(progress, "verifying entries") as tick:
                 report = verify_log(
                     src.entries(size),
@@ -169,6 +245,8 @@ def verify(
         typer.echo(line)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
+    if cosigned is not None:
+        typer.echo(cosigned)
 
 
 @app.command()
@@ -227,10 +305,11 @@ def prove(
     assert spec is not None
     with _open(spec) as src:
         try:
-            tree = size if size is not None else peek_checkpoint(src.checkpoint()).size
+            latest = src.checkpoint()  # with its witnesses' cosignatures
+            tree = size if size is not None else peek_checkpoint(latest).size
             if index >= tree:
                 raise _error(f"index {index} is not below the tree size {tree}")
-            note = src.checkpoint_at(tree)
+            note = latest if tree == peek_checkpoint(latest).size else src.checkpoint_at(tree)
             if note is None:
                 raise _error(f"{src.name} stores no signed checkpoint of size {tree}")
             read = src.node_reader(tree)
@@ -263,12 +342,17 @@ def check_proof(
         ),
     ],
     origin: Annotated[str | None, typer.Option(help="expected checkpoint origin")] = None,
+    witness: WitnessOpt = None,
+    quorum: QuorumOpt = None,
+    witness_policy: WitnessPolicyOpt = None,
 ) -> None:
-    """Verify a tlog-proof offline: the checkpoint's signature, then the inclusion."""
+    """Verify a tlog-proof offline: the checkpoint's signature, the witnesses' cosignatures
+    when asked for, then the inclusion."""
     from ledger.entry import Entry
     from ledger.tlogproof import parse_tlog_proof, verify_tlog_proof
 
     verifiers = [_verifier(k) for k in key]
+    witnesses = _witness_policy(witness, quorum, witness_policy)
     try:
         text = proof.read_text("utf-8")
         data = entry.read_bytes()
@@ -286,10 +370,13 @@ def check_proof(
         except LedgerError:
             kind = "not a canonical suanli entry"
         at = parse_tlog_proof(text).index
+        cosigned = _check_witnesses(parse_tlog_proof(text).checkpoint, witnesses)
         typer.echo(
             f"OK: entry {at} ({kind}) is in {cp.origin} at size {cp.size}, "
             f"checkpoint signed by {verifier.key_id}"
         )
+        if cosigned is not None:
+            typer.echo(cosigned)
         return
     for line in errors:
         typer.echo(f"FAIL: {line}")

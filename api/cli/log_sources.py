@@ -39,6 +39,7 @@ from ledger.checkpoint import Checkpoint, parse_checkpoint
 from ledger.errors import LedgerError
 from ledger.note import parse_note
 from ledger.snapshot import SnapshotHeader
+from ledger.tlogpolicy import Policy
 
 CHECKPOINT_FILE = "checkpoint"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
@@ -64,9 +65,12 @@ class Source:
     """A log read through tlog-tiles paths. Subclasses provide the four primitives."""
 
     name = "source"
+    witness_policy: Policy | None = None
+    """The verifier's witnesses: a database source then reads the newest checkpoint they
+    have cosigned to its quorum (a server or an export serves the one it chose)."""
 
     def checkpoint(self) -> str:
-        """The latest signed checkpoint note."""
+        """The latest signed checkpoint note, with its cosignatures."""
         raise NotImplementedError
 
     def get(self, path: str) -> bytes | None:
@@ -442,7 +446,7 @@ class DbSource(Source):
 
     def checkpoint(self) -> str:
         try:
-            latest = self.store.latest_checkpoint()
+            latest = self.store.served_checkpoint(self.witness_policy)
         except Exception as exc:  # SQLAlchemy errors: no such table, cannot connect
             raise SourceError(f"cannot read the log in {self.name}: {exc}") from exc
         if latest is None:

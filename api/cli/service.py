@@ -3,6 +3,7 @@ rebuild its projection from the log alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,11 +20,25 @@ def serve(
     grpc: Annotated[
         str | None, typer.Option(help="gRPC listen address (default 127.0.0.1:50051)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="processes redeeming on the gRPC port (PostgreSQL)"),
+    ] = None,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="a c2sp.org/tlog-policy file: the witnesses (each with its URL) and quorum"
+        ),
+    ] = None,
 ) -> None:
     """Run the ledger service: HTTP (API, tiles, web page) and gRPC (centres)."""
     from api.serve import run
 
-    run(settings_from(data_dir, db, http=http, grpc=grpc))
+    run(
+        settings_from(
+            data_dir, db, http=http, grpc=grpc, witness_policy=witness_policy, workers=workers
+        )
+    )
 
 
 def init(data_dir: DataDir = None, db: Db = None) -> None:

@@ -118,7 +118,7 @@ def signed_entry(kind: str, request: Any, centre: str) -> Entry:
         )
     published, disclosures = conceal_as_signed(kind, body, dict(getattr(request, "salts", {})))
     signature = Signature(request.key_id, request.signature)
-    return Entry(kind, request.at, published, (signature,)).disclosed(disclosures)
+    return Entry(kind, request.at, published, (signature,)).disclosed(disclosures, clear=body)
 
 
 # --- out -----------------------------------------------------------------------------------

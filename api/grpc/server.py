@@ -60,10 +60,14 @@ class GrpcServer:
         tls: TlsFiles | None = None,
         skew_seconds: float | None = None,
         reader_threads: int = 8,
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: share the port with other processes (``suanli serve --workers``);
+        off otherwise, so that a port in use is an error, not a silent neighbour."""
         self.service = service
         self.address = address or service.settings.grpc
         self.tls = tls
+        self.reuse_port = reuse_port
         self.readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="suanli-grpc-read")
         self.redemption = Redemption(service, self.readers, skew_seconds)
         self.port: int | None = None
@@ -92,7 +96,7 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", HARD_RECEIVE),
                 ("grpc.max_send_message_length", MAX_SEND),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ],
         )
         server.add_generic_rpc_handlers(

@@ -32,6 +32,7 @@ from ledger.entry import Entry
 from ledger.errors import LogCorrupt
 from ledger.store.schema import (
     checkpoints,
+    cosignatures,
     disclosures,
     log_entries,
     log_nodes,
@@ -39,6 +40,7 @@ from ledger.store.schema import (
     snapshot_chunks,
     snapshots,
 )
+from ledger.tlogpolicy import Policy
 
 ERASED_DIGEST = "erased"  # the digest column of an erased entry's marker row
 
@@ -83,12 +85,17 @@ class Staged:
 class LogWriter:
     """One write transaction holding the append lock."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, edge: merkle.CompactRange | None = None) -> None:
+        """``edge``: the right edge this process committed last; used when the log has not
+        grown since (the log only grows, so one size is one tree), else read from storage."""
         self.conn = conn
         size = _size(conn)
-        ids = merkle.CompactRange.node_ids(size)
-        nodes = _read_nodes(conn, ids) if ids else {}
-        self.range = merkle.CompactRange(size, [nodes[i] for i in ids])
+        if edge is not None and edge.size == size:
+            self.range = merkle.CompactRange(size, edge.hashes())
+        else:
+            ids = merkle.CompactRange.node_ids(size)
+            nodes = _read_nodes(conn, ids) if ids else {}
+            self.range = merkle.CompactRange(size, [nodes[i] for i in ids])
         self.start_size = size
         self._entries: list[dict[str, object]] = []
         self._nodes: list[dict[str, object]] = []
@@ -165,6 +172,7 @@ class LogStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._edge: merkle.CompactRange | None = None  # after this process's last commit
 
     @contextmanager
     def writer(self) -> Iterator[LogWriter]:
@@ -176,9 +184,10 @@ class LogStore:
             with conn.begin():
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})")
-                writer = LogWriter(conn)
+                writer = LogWriter(conn, self._edge)
                 yield writer
                 writer.flush()
+            self._edge = merkle.CompactRange(writer.range.size, writer.range.hashes())
         finally:
             conn.close()
 
@@ -273,6 +282,85 @@ class LogStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [(int(r[0]), str(r[1])) for r in rows]
+
+    def add_cosignature(self, size: int, witness: str, line: str, timestamp: int) -> None:
+        """Keep witness ``witness``'s (its vkey) verified cosignature ``line`` on the
+        checkpoint of ``size``; a second one for the same size and witness is ignored."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(cosignatures.c.size).where(
+                    cosignatures.c.size == size, cosignatures.c.witness == witness
+                )
+            ).first()
+            if found is None:
+                conn.execute(
+                    insert(cosignatures).values(
+                        size=size, witness=witness, line=line, timestamp=timestamp
+                    )
+                )
+
+    def cosignature_lines(self, size: int) -> list[str]:
+        """The cosignature lines kept for the checkpoint of ``size``, in witness order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(cosignatures.c.line)
+                .where(cosignatures.c.size == size)
+                .order_by(cosignatures.c.witness)
+            ).all()
+        return [str(r[0]) for r in rows]
+
+    def cosigned_size(self, witness: str) -> int:
+        """The largest size witness ``witness`` has cosigned here; 0 if none."""
+        with self.engine.connect() as conn:
+            size = conn.execute(
+                select(func.max(cosignatures.c.size)).where(cosignatures.c.witness == witness)
+            ).scalar()
+        return int(size or 0)
+
+    def witnessed_checkpoint(
+        self, satisfied: Callable[[frozenset[str]], bool], scan: int = 256
+    ) -> tuple[int, str] | None:
+        """The newest checkpoint, among the ``scan`` newest sizes any witness cosigned,
+        whose cosigners (their vkeys) ``satisfied`` accepts: the signed note with the
+        cosignature lines appended. None if there is none."""
+        with self.engine.connect() as conn:
+            sizes = conn.execute(
+                select(cosignatures.c.size)
+                .distinct()
+                .order_by(cosignatures.c.size.desc())
+                .limit(scan)
+            ).all()
+            for (size,) in sizes:
+                rows = conn.execute(
+                    select(cosignatures.c.witness, cosignatures.c.line)
+                    .where(cosignatures.c.size == size)
+                    .order_by(cosignatures.c.witness)
+                ).all()
+                if not satisfied(frozenset(str(r[0]) for r in rows)):
+                    continue
+                note = conn.execute(
+                    select(checkpoints.c.note).where(checkpoints.c.size == size)
+                ).scalar()
+                if note is not None:
+                    return int(size), str(note) + "".join(str(r[1]) for r in rows)
+        return None
+
+    def served_checkpoint(self, policy: Policy | None) -> tuple[int, str] | None:
+        """What ``GET /checkpoint`` serves: with a witness policy, the newest checkpoint
+        whose cosignatures meet its quorum; otherwise (or until one does) the newest
+        checkpoint with whatever cosignatures it has."""
+        if policy is not None:
+            names = {w.key.vkey: w.name for w in policy.witnesses}
+            found = self.witnessed_checkpoint(
+                lambda vkeys: policy.is_satisfied({names[v] for v in vkeys if v in names})
+            )
+            if found is not None:
+                return found
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return None
+        size, note = latest
+        return size, note + "".join(self.cosignature_lines(size))
 
 
 SIZE_ROW = "@size"

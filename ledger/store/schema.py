@@ -101,3 +101,16 @@ disclosures = Table(
     Column("digest", String(64), primary_key=True),
     Column("data", Text, nullable=False),
 )
+
+
+# Witnesses' cosignatures on the log's checkpoints (docs/witness.md): beside the checkpoints,
+# one row per witness and size; ``witness`` is the witness's vkey, ``line`` the verified
+# c2sp.org/tlog-cosignature line, ``timestamp`` the POSIX time it states.
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", Text, primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)

@@ -45,6 +45,12 @@ class Api:
             f"{method} {path}",
         )
 
+    def checkpoint(self) -> tuple[int, str]:
+        """The checkpoint ``/checkpoint`` serves (with its cosignatures) and its size."""
+        reply = self.http.get("/checkpoint")
+        reply.raise_for_status()
+        return int(reply.text.split("\n")[1]), reply.text
+
     def ready(self) -> bool:
         import httpx
 

@@ -44,6 +44,12 @@ def demo(
         bool, typer.Option("--start/--no-start", help="start suanli serve if none answers")
     ] = True,
     keep_tokens: Annotated[bool, typer.Option(help="do not revoke the demo's tokens")] = False,
+    witnesses: Annotated[
+        int,
+        typer.Option(
+            min=0, max=2, help="witness processes to start with the service (when it starts it)"
+        ),
+    ] = 2,
 ) -> None:
     """Run the round end to end against the service (make run): applications, review,
     vouchers, both centres' agents over gRPC, a cap reached, statements, audit verify."""
@@ -59,6 +65,7 @@ def demo(
         events=events,
         start=start,
         keep_tokens=keep_tokens,
+        witnesses=witnesses,
     )
     runner = Demo(options, say=lambda line: typer.echo(line, err=True))
     ok = runner.run()

@@ -36,7 +36,8 @@ files (exports, mappings) stay in ``<data dir>/demo/<run>/``, and the agents kee
 records in the centres' own outboxes (``<data dir>/centres/<id>/outbox.db``, where
 ``suanli centre run`` keeps them), so ``suanli centre reconcile`` sees them afterwards.
 Without a service at ``--http``, the demo starts ``suanli serve`` on the data dir and
-stops it at the end.
+stops it at the end; it starts two witnesses with it (the finance bureau's and the audit
+office's, ``--witnesses``), and the audit then demands both cosignatures.
 Exit status 0 when every step worked, 1 otherwise.
 
 ``sample_sacct`` and ``sample_events`` make the metering output (also used by the agent's
@@ -60,6 +61,8 @@ from typing import Any
 from api.cli.demo.client import Api, ApiError, DemoError
 from api.cli.demo.round import CENTRES, NOTICE_TODAY, Applicant, cast, demo_policy
 from api.cli.demo.samples import sample_events, sample_sacct
+from api.cli.demo.witnesses import DemoWitnesses, start_witnesses, wait_until_witnessed
+from api.settings import Settings
 from ledger.timeutil import SHANGHAI
 
 
@@ -81,6 +84,7 @@ class DemoOptions:
     events: int = 120
     start: bool = True
     keep_tokens: bool = False
+    witnesses: int = 2  # started with the service, when the demo starts it
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Demo:
     say: Callable[[str], None] = print
     steps: list[Step] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)  # token ids, revoked at the end
+    witnesses: DemoWitnesses | None = None
 
     # -- plumbing --
 
@@ -149,6 +154,8 @@ class Demo:
                     server.wait(60)
                 except subprocess.TimeoutExpired:
                     server.kill()
+            if self.witnesses is not None:
+                self.witnesses.stop()
         return all(s.ok for s in self.steps)
 
     def start_service(self, api: Api) -> subprocess.Popen[bytes]:
@@ -160,6 +167,13 @@ class Demo:
                 "--data-dir", str(opts.data_dir), "--http", host, "--grpc", opts.grpc]  # fmt: skip
         if opts.db:
             argv += ["--db", opts.db]
+        if opts.witnesses:
+            self.witnesses = start_witnesses(opts.data_dir, Settings().origin, opts.witnesses)
+            argv += ["--witness-policy", str(self.witnesses.policy)]
+            self.step(
+                "witnesses",
+                f"started {', '.join(self.witnesses.names)} (policy {self.witnesses.policy})",
+            )
         with log.open("ab") as out:
             server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + 90
@@ -596,6 +610,11 @@ class Demo:
         key = api.call("GET", "/v1/log/key")["vkey"]
         argv = [sys.executable, "-c", "from api.cli import main; main()", "audit", "verify",
                 self.options.http, "--key", key, "--no-progress"]  # fmt: skip
+        if self.witnesses is not None:
+            latest = api.call("GET", "/readyz")["checks"]["checkpoint"].split()[-1]
+            size = wait_until_witnessed(api, int(latest), len(self.witnesses.names))
+            self.step("witnessed", f"/checkpoint at size {size}, cosigned by every witness")
+            argv += ["--witness-policy", str(self.witnesses.policy)]
         for step, extra in (
             ("audit verify (public)", []),
             ("audit verify (auditor)", ["--token", auditor]),

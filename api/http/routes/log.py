@@ -54,10 +54,17 @@ def _latest(ledger: FoldedLog) -> tuple[int, str]:
     },
 )
 def checkpoint(request: Request) -> Response:
-    """The latest signed checkpoint (c2sp.org/tlog-checkpoint), as text."""
-    _size, note = _latest(_ledger(request))
+    """The latest signed checkpoint (c2sp.org/tlog-checkpoint), as text, with its
+    witnesses' cosignatures. When the service has a witness policy, the newest checkpoint
+    whose cosignatures meet its quorum (until one does, the newest)."""
+    served = _ledger(request).store.served_checkpoint(request.app.state.service.witness_policy)
+    if served is None:
+        raise NotFound("the log has no checkpoint yet")
+    size, note = served
     return Response(
-        note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": NO_CACHE}
+        note,
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": NO_CACHE, "Suanli-Checkpoint-Size": str(size)},
     )
 
 
