@@ -251,98 +251,110 @@ def _issue_statements(base: str, token: str, period: str, pid: int) -> list[dict
     return out
 
 
-def measure(backend: str, size: Size) -> dict[str, Any]:
+def _quarter(
+    q: int, seeded: Any, tmp: Path, work: Path, size: Size, token: str, found: dict[str, Any]
+) -> None:
+    """One quarter: the server at its clock, last quarter's statements, both agents."""
+    from benchmarks.grpc import serve
+
+    period, clock = QUARTERS[q]
+    sources = write_sources(work, q, size)
+    launched = time.monotonic()
+    with serve(replace(seeded, clock_start=_iso(clock)), tmp) as server:
+        found["restarts"].append(time.monotonic() - launched)
+        if q > 0:
+            found["statements"] += _issue_statements(
+                f"http://{server.http}", token, QUARTERS[q - 1][0], server.process.pid
+            )
+        jobs = [
+            AgentJob(c, server.target, seeded.data_dir, work / f"outbox-{c}.db", work / MAPPING, s)
+            for c, s in (
+                ("nscc-cd", f"sacct:{sources['nscc-cd']}"),
+                ("cd-icc", f"events:{sources['cd-icc']}"),
+            )
+        ]
+        with mp.get_context("spawn").Pool(2) as pool:
+            results = pool.map(run_agent, jobs)
+    for r in results:
+        if not r["finished"]:
+            raise RuntimeError(f"{period}: an agent did not finish: {r}")
+    found["backfill"].append(
+        {
+            "period": period,
+            "claimed": sum(int(r["claimed"]) for r in results),
+            "refused": sum(int(r["refused"]) for r in results),
+            "unpriced": sum(int(r["unpriced"]) for r in results),
+            "seconds": max(r["ended"] for r in results) - min(r["started"] for r in results),
+        }
+    )
+
+
+def _after_the_year(seeded: Any, tmp: Path, token: str, found: dict[str, Any]) -> None:
+    """The last statements, then the reads: the heaviest history, the reports, RSS."""
+    import httpx
+
+    from benchmarks.grpc import serve
+
+    launched = time.monotonic()
+    with serve(replace(seeded, clock_start=_iso(AFTER_LAST)), tmp) as server:
+        found["restarts"].append(time.monotonic() - launched)
+        base, pid = f"http://{server.http}", server.process.pid
+        found["statements"] += _issue_statements(base, token, QUARTERS[-1][0], pid)
+        heavy = found["heavy"] = _heaviest(base, token)
+        history = f"/v1/entities/{heavy['uscc']}/history?limit=100"
+        found["history"] = _get_p99(base, token, [history, history + "&cursor=" + heavy["mid"]])
+        found["reports"] = _get_p99(base, token, REPORT_PATHS)
+        found["rss_served"] = _rss(pid)
+        found["log_size"] = int(httpx.get(f"{base}/checkpoint").text.splitlines()[1])
+
+
+def _restart_and_audit(seeded: Any, tmp: Path, vkey: str, found: dict[str, Any]) -> None:
+    """The server's restart on the whole log, then ``suanli audit verify`` over it."""
     from benchmarks.grpc import serve
     from benchmarks.ledger_core import raw_verify_rate
     from ledger.audit import usable_cores
 
+    launched = time.monotonic()
+    with serve(replace(seeded, clock_start=_iso(AFTER_LAST)), tmp) as server:
+        found["restart_s"] = time.monotonic() - launched
+        found["rss_restarted"] = _rss(server.process.pid)
+    cores = usable_cores()
+    with Timer() as t:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "suanli"), "audit", "verify", seeded.db, "--key",
+             vkey, "--jobs", str(cores), "--no-progress"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"audit verify failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    found["audit_s"] = t.seconds
+    found["raw_verify"] = raw_verify_rate()
+    found["cores"] = cores
+
+
+MAPPING = "accounts.json"
+REPORT_PATHS = [
+    "/v1/bureau/entities?year=2023&limit=100",
+    "/v1/bureau/budget?year=2023",
+    "/v1/bureau/centres?year=2023",
+    "/v1/bureau/months?year=2024",
+]
+
+
+def measure(backend: str, size: Size) -> dict[str, Any]:
     found: dict[str, Any] = {"statements": [], "backfill": [], "restarts": []}
     with BACKENDS[backend]() as (url, tmp), tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         with Timer() as t:
             seeded, vkey, token = seed_year(url, tmp / "data", size.entities)
         found["seed_s"] = t.seconds
-        mapping = work / "accounts.json"
         accounts = {f"a{n:04d}": v for n, v in enumerate(seeded.vouchers)}
-        mapping.write_text(json.dumps({"accounts": accounts}), encoding="utf-8")
-        ctx = mp.get_context("spawn")
-        for q, (period, clock) in enumerate(QUARTERS):
-            sources = write_sources(work, q, size)
-            quarter = replace(seeded, clock_start=_iso(clock))
-            launched = time.monotonic()
-            with serve(quarter, tmp) as server:
-                found["restarts"].append(time.monotonic() - launched)
-                base = f"http://{server.http}"
-                if q > 0:
-                    previous = QUARTERS[q - 1][0]
-                    found["statements"] += _issue_statements(
-                        base, token, previous, server.process.pid
-                    )
-                jobs = [
-                    AgentJob(c, server.target, seeded.data_dir, work / f"outbox-{c}.db", mapping, s)
-                    for c, s in (
-                        ("nscc-cd", f"sacct:{sources['nscc-cd']}"),
-                        ("cd-icc", f"events:{sources['cd-icc']}"),
-                    )
-                ]
-                with ctx.Pool(2) as pool:
-                    results = pool.map(run_agent, jobs)
-                for r in results:
-                    if not r["finished"]:
-                        raise RuntimeError(f"{backend} {period}: an agent did not finish: {r}")
-                claimed = sum(int(r["claimed"]) for r in results)
-                seconds = max(r["ended"] for r in results) - min(r["started"] for r in results)
-                found["backfill"].append(
-                    {
-                        "period": period,
-                        "claimed": claimed,
-                        "refused": sum(int(r["refused"]) for r in results),
-                        "unpriced": sum(int(r["unpriced"]) for r in results),
-                        "seconds": seconds,
-                    }
-                )
-        last = replace(seeded, clock_start=_iso(AFTER_LAST))
-        launched = time.monotonic()
-        with serve(last, tmp) as server:
-            found["restarts"].append(time.monotonic() - launched)
-            base = f"http://{server.http}"
-            pid = server.process.pid
-            found["statements"] += _issue_statements(base, token, QUARTERS[-1][0], pid)
-            heavy = _heaviest(base, token)
-            found["heavy"] = heavy
-            history = f"/v1/entities/{heavy['uscc']}/history?limit=100"
-            found["history"] = _get_p99(base, token, [history, history + "&cursor=" + heavy["mid"]])
-            found["reports"] = _get_p99(
-                base,
-                token,
-                [
-                    "/v1/bureau/entities?year=2023&limit=100",
-                    "/v1/bureau/budget?year=2023",
-                    "/v1/bureau/centres?year=2023",
-                    "/v1/bureau/months?year=2024",
-                ],
-            )
-            found["rss_served"] = _rss(pid)
-            found["log_size"] = int(
-                __import__("httpx").get(f"{base}/checkpoint").text.splitlines()[1]
-            )
+        (work / MAPPING).write_text(json.dumps({"accounts": accounts}), encoding="utf-8")
+        for q in range(len(QUARTERS)):
+            _quarter(q, seeded, tmp, work, size, token, found)
+        _after_the_year(seeded, tmp, token, found)
         found["db_bytes"] = _db_bytes(url, tmp / "data")
-        launched = time.monotonic()
-        with serve(last, tmp) as server:
-            found["restart_s"] = time.monotonic() - launched
-            found["rss_restarted"] = _rss(server.process.pid)
-        cores = usable_cores()
-        with Timer() as t:
-            done = subprocess.run(
-                [str(Path(sys.executable).parent / "suanli"), "audit", "verify", url, "--key",
-                 vkey, "--jobs", str(cores), "--no-progress"],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"audit verify failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        found["audit_s"] = t.seconds
-        found["raw_verify"] = raw_verify_rate()
-        found["cores"] = cores
+        _restart_and_audit(seeded, tmp, vkey, found)
     return found
 
 
@@ -375,6 +387,83 @@ def _heaviest(base: str, token: str) -> dict[str, Any]:
     return {"uscc": heavy["uscc"], "claims": heavy["claims"], "mid": str(first["next_cursor"])}
 
 
+def _rows(f: dict[str, Any], load: float) -> list[tuple[str, str, str, bool | None]]:
+    """Each figure of one backend's year beside its goal."""
+    claimed = sum(b["claimed"] for b in f["backfill"])
+    seconds = sum(b["seconds"] for b in f["backfill"])
+    backfill = rate(claimed, seconds)
+    rows: list[tuple[str, str, str, bool | None]] = [
+        ("load avg at start", f"{load:.2f}", "–", None),
+        ("seed (entities, applications, vouchers)", f"{f['seed_s']:.0f} s", "–", None),
+        (
+            "back-fill through the agents",
+            f"{fmt_rate(backfill)} ({claimed:,} claimed, "
+            f"{sum(b['refused'] for b in f['backfill'])} refused)",
+            "≥ 2,000/s",
+            backfill >= 2000,
+        ),
+    ]
+    biggest = max(f["statements"], key=lambda s: s["lines"])
+    scaled = biggest["seconds"] * 250_000 / max(biggest["lines"], 1)
+    rows.append(
+        (
+            "largest statement",
+            f"{biggest['lines']:,} lines in {biggest['seconds']:.1f} s "
+            f"(≈ {scaled:.0f} s per 250k lines); server peak RSS {_mib(biggest['peak'])}",
+            "250k lines ≤ 60 s, ≤ 512 MiB",
+            scaled <= 60 and biggest["peak"] <= 512 * 2**20,
+        )
+    )
+    rows.append(
+        (
+            "statements issued",
+            f"{len(f['statements'])}, {sum(s['lines'] for s in f['statements']):,} lines",
+            "every claim once",
+            sum(s["lines"] for s in f["statements"]) == claimed,
+        )
+    )
+    h50, h99 = f["history"]
+    rows.append(
+        (
+            f"heaviest grantee's history page (100 items of {f['heavy']['claims']:,})",
+            f"p50 {fmt_ms(h50)}, p99 {fmt_ms(h99)}",
+            "p99 ≤ 200 ms",
+            h99 <= 0.2,
+        )
+    )
+    r50, r99 = f["reports"]
+    rows.append(
+        ("bureau report page", f"p50 {fmt_ms(r50)}, p99 {fmt_ms(r99)}", "p99 ≤ 200 ms",
+         r99 <= 0.2)
+    )  # fmt: skip
+    audit = rate(f["log_size"], f["audit_s"])
+    goal = 0.8 * f["cores"] * f["raw_verify"]
+    rows.append(
+        (
+            "suanli audit verify, whole log",
+            f"{f['log_size']:,} entries in {f['audit_s']:.1f} s = {fmt_rate(audit)} "
+            f"(raw Ed25519 {fmt_rate(f['raw_verify'])} × {f['cores']} cores)",
+            f"≥ {fmt_rate(goal)}",
+            audit >= goal,
+        )
+    )
+    rows.append(("restart", f"{f['restart_s']:.1f} s", "≤ 10 s", f["restart_s"] <= 10))
+    per_claim = f["db_bytes"] / max(claimed, 1)
+    rows.append(
+        ("database", f"{_mib(f['db_bytes'])} = {per_claim:,.0f} B per claim",
+         "≤ 2 KiB per claim", per_claim <= 2048)
+    )  # fmt: skip
+    rows.append(
+        (
+            "server RSS",
+            f"{_mib(f['rss_served'])} after the reads; {_mib(f['rss_restarted'])} restarted",
+            "≤ 2 GiB at 10^7",
+            None,
+        )
+    )
+    return rows
+
+
 def run(backends: list[str], quick: bool = False) -> list[Table]:
     size = Size.chosen(quick)
     table = Table(
@@ -385,78 +474,7 @@ def run(backends: list[str], quick: bool = False) -> list[Table]:
     for backend in backends:
         load = os.getloadavg()[0]
         f = measure(backend, size)
-        claimed = sum(b["claimed"] for b in f["backfill"])
-        seconds = sum(b["seconds"] for b in f["backfill"])
-        backfill = rate(claimed, seconds)
-        rows: list[tuple[str, str, str, bool | None]] = [
-            ("load avg at start", f"{load:.2f}", "–", None),
-            ("seed (entities, applications, vouchers)", f"{f['seed_s']:.0f} s", "–", None),
-            (
-                "back-fill through the agents",
-                f"{fmt_rate(backfill)} ({claimed:,} claimed, "
-                f"{sum(b['refused'] for b in f['backfill'])} refused)",
-                "≥ 2,000/s",
-                backfill >= 2000,
-            ),
-        ]
-        biggest = max(f["statements"], key=lambda s: s["lines"])
-        scaled = biggest["seconds"] * 250_000 / max(biggest["lines"], 1)
-        rows.append(
-            (
-                "largest statement",
-                f"{biggest['lines']:,} lines in {biggest['seconds']:.1f} s "
-                f"(≈ {scaled:.0f} s per 250k lines); server peak RSS {_mib(biggest['peak'])}",
-                "250k lines ≤ 60 s, ≤ 512 MiB",
-                scaled <= 60 and biggest["peak"] <= 512 * 2**20,
-            )
-        )
-        rows.append(
-            (
-                "statements issued",
-                f"{len(f['statements'])}, {sum(s['lines'] for s in f['statements']):,} lines",
-                "every claim once",
-                sum(s["lines"] for s in f["statements"]) == claimed,
-            )
-        )
-        h50, h99 = f["history"]
-        rows.append(
-            (
-                f"heaviest grantee's history page (100 items of {f['heavy']['claims']:,})",
-                f"p50 {fmt_ms(h50)}, p99 {fmt_ms(h99)}",
-                "p99 ≤ 200 ms",
-                h99 <= 0.2,
-            )
-        )
-        r50, r99 = f["reports"]
-        rows.append(
-            ("bureau report page", f"p50 {fmt_ms(r50)}, p99 {fmt_ms(r99)}", "p99 ≤ 200 ms",
-             r99 <= 0.2)
-        )  # fmt: skip
-        audit = rate(f["log_size"], f["audit_s"])
-        goal = 0.8 * f["cores"] * f["raw_verify"]
-        rows.append(
-            (
-                "suanli audit verify, whole log",
-                f"{f['log_size']:,} entries in {f['audit_s']:.1f} s = {fmt_rate(audit)} "
-                f"(raw Ed25519 {fmt_rate(f['raw_verify'])} × {f['cores']} cores)",
-                f"≥ {fmt_rate(goal)}",
-                audit >= goal,
-            )
-        )
-        rows.append(("restart", f"{f['restart_s']:.1f} s", "≤ 10 s", f["restart_s"] <= 10))
-        per_claim = f["db_bytes"] / max(claimed, 1)
-        rows.append(
-            ("database", f"{_mib(f['db_bytes'])} = {per_claim:,.0f} B per claim",
-             "≤ 2 KiB per claim", per_claim <= 2048)
-        )  # fmt: skip
-        rows.append(
-            (
-                "server RSS",
-                f"{_mib(f['rss_served'])} after the reads; {_mib(f['rss_restarted'])} restarted",
-                "≤ 2 GiB at 10^7",
-                None,
-            )
-        )
+        rows = _rows(f, load)
         for name, measured, target, ok in rows:
             verdict = "–" if ok is None else ("met" if ok else "not met")
             table.add(backend, name, measured, target, verdict)
