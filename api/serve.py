@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -101,6 +102,10 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # Hand the interpreter between threads every 1 ms instead of 5: a claim crosses the
+    # gRPC event loop and the sequencer thread several times, and each crossing may wait
+    # for a thread building a heavy read view to be switched out (benchmarks/reads.py).
+    sys.setswitchinterval(0.001)
     mode, marked = settle_mode(settings.data_dir)
     tls, created = server_tls(settings)  # refuses before anything is opened
     service = open_service(settings)

@@ -12,7 +12,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="10^5 instead of 10^6 entries")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--only", default="core", help="comma list of: core, grpc, agent")
+    parser.add_argument(
+        "--only", default="core", help="comma list of: core, grpc, agent, reads, year"
+    )
     args = parser.parse_args()
     backends = args.backends.split(",")
     big = 100_000 if args.quick else 1_000_000
@@ -29,6 +31,14 @@ def main() -> None:
             from benchmarks import agent
 
             tables += agent.run(backends, quick=args.quick)
+        elif part == "reads":
+            from benchmarks import reads
+
+            tables += reads.run(backends, quick=args.quick)
+        elif part == "year":
+            from benchmarks import year
+
+            tables += year.run(backends, quick=args.quick)
         elif part == "grpc":
             from benchmarks import grpc
 

@@ -82,6 +82,7 @@ class Server:
     port: int
     began: float  # time.monotonic() when it was launched (the clients' clocks start here)
     log: Path
+    http: str = ""  # host:port of its HTTP API
 
     @property
     def target(self) -> str:
@@ -119,12 +120,13 @@ def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) ->
     from api.settings import Settings
 
     port = _free_port()
+    http = f"127.0.0.1:{_free_port()}"
     settings = Settings(
         data_dir=seeded.data_dir,
         db=seeded.db,
         clock=seeded.clock_start,
         log_level="WARNING",
-        http=f"127.0.0.1:{_free_port()}",
+        http=http,
         grpc=f"127.0.0.1:{port}",
         workers=workers,
     )
@@ -137,7 +139,7 @@ def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) ->
     with log.open("wb") as out:
         began = time.monotonic()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    server = Server(process, port, began, log)
+    server = Server(process, port, began, log, http)
     try:
         _wait_serving(server, seeded.data_dir)
         yield server

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 
 from ledger.errors import InvalidInput
 
@@ -119,6 +120,21 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
+
+
+@lru_cache(maxsize=4096)
+def _day_text(days: int) -> str:
+    return (_EPOCH + timedelta(days=days)).strftime("%Y-%m-%d")
+
+
+def format_micros(micros: int) -> str:
+    """``format_time(from_micros(micros))``, several times faster: views that list
+    thousands of claims format their stored times with it."""
+    days, rest = divmod(micros, 86_400_000_000)
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_day_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"
 
 
 def shanghai_start(day: date) -> datetime:

@@ -55,16 +55,42 @@ def stamp(request: Request, size: int) -> None:
     request.state.log_size = size
 
 
+READ_CONCURRENCY = 2  # views built at once per app; the others wait, off the GIL
+
+
+def _read_gate(request: Request) -> threading.BoundedSemaphore:
+    gate: threading.BoundedSemaphore | None = getattr(request.app.state, "read_gate", None)
+    if gate is None:
+        with _gate_lock:
+            gate = getattr(request.app.state, "read_gate", None)
+            if gate is None:
+                gate = threading.BoundedSemaphore(READ_CONCURRENCY)
+                request.app.state.read_gate = gate
+    return gate
+
+
+_gate_lock = threading.Lock()
+
+
 @contextmanager
 def reading(request: Request) -> Iterator[Snapshot]:
     """The fold at the committed log, held still while a view is built from it; from the
-    standby when there is one and it has caught up with what the caller has seen."""
-    with service_of(request).reading(min_log_size(request), standby=True) as snapshot:
+    standby when there is one and it has caught up with what the caller has seen.
+
+    Reads never take the writer's lock, but they share the process (and its GIL) with the
+    gRPC edge and the sequencer: at most ``READ_CONCURRENCY`` views are built at once, so
+    that 32 clients reading heavy views leave the claim path its share of the interpreter
+    (benchmarks/reads.py); the others wait on a semaphore, which holds no GIL."""
+    with (
+        _read_gate(request),
+        service_of(request).reading(min_log_size(request), standby=True) as snapshot,
+    ):
         stamp(request, snapshot.state.size)
         yield snapshot
 
 
 ENTRY_CACHE = 4096  # entries kept per app (most recently used); the log never changes
+UNCACHED_KINDS = frozenset(ERASABLE_KINDS) | {"statement.lines"}
 
 
 class _EntryCache:
@@ -104,8 +130,10 @@ def entry_reader(request: Request) -> EntryReader:
         for start, end in _runs(wanted):
             for offset, entry in enumerate(store.read(start, end)):
                 fresh[start + offset] = opened(entry).to_json()
-        # an application's entries may yet be erased: never kept opened
-        cache.put({i: e for i, e in fresh.items() if e["kind"] not in ERASABLE_KINDS})
+        # an application's entries may yet be erased: never kept opened; a statement's
+        # lines parts (up to 64 KiB each, thousands per statement) are read in order by
+        # pages and exports, and kept they would hold a whole statement in memory
+        cache.put({i: e for i, e in fresh.items() if e["kind"] not in UNCACHED_KINDS})
         return {**found, **fresh}
 
     return read

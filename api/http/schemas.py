@@ -21,10 +21,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from fastapi import Path
+from fastapi import Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from api.http.deps import yuan
+from api.http.paging import PageInfo, PageRequest, int_cursor, link_next, page_of
 from ledger.entities import DISTRICTS, RECORD_KINDS, BadRecord
 from ledger.errors import InvalidInput
 from ledger.limits import MAX_FEN
@@ -182,8 +183,8 @@ class EntityRegistered(BaseModel):
     entity: EntityOut
 
 
-class EntityList(BaseModel):
-    count: int
+class EntityList(PageInfo):
+    count: int = Field(description="overall: every match, not only this page")
     entities: list[EntityOut]
 
 
@@ -290,8 +291,8 @@ class ApplicationOut(BaseModel):
     grant: str | None = Field(description="the grant paid on it, if any")
 
 
-class ApplicationList(BaseModel):
-    count: int
+class ApplicationList(PageInfo):
+    count: int = Field(description="overall: every match, not only this page")
     applications: list[ApplicationOut]
 
 
@@ -300,6 +301,20 @@ def application_out(view: dict[str, Any]) -> ApplicationOut:
     if decision is not None:
         decision = {**decision, "amount_yuan": yuan(decision["amount_fen"])}
     return ApplicationOut.model_validate({**view, "decision": decision})
+
+
+def application_page(
+    request: Request, response: Response, found: list[dict[str, Any]], page: PageRequest
+) -> ApplicationList:
+    """One page of applications in log order (the cursor: the submission's log index)."""
+    in_order = sorted(found, key=lambda a: int(a["index"]))
+    chosen = page_of(in_order, lambda a: int(a["index"]), page, int_cursor)
+    link_next(request, response, chosen.next_cursor)
+    return ApplicationList(
+        count=len(found),
+        applications=[application_out(a) for a in chosen.items],
+        next_cursor=chosen.next_cursor,
+    )
 
 
 class ReviewIn(BaseModel):
@@ -465,8 +480,8 @@ def voucher_out(view: dict[str, Any]) -> VoucherOut:
     )
 
 
-class VoucherList(BaseModel):
-    count: int
+class VoucherList(PageInfo):
+    count: int = Field(description="overall: every match, not only this page")
     vouchers: list[VoucherOut]
 
 

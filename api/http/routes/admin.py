@@ -14,11 +14,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from api.errors import problem_responses
 from api.http.auth import require
 from api.http.deps import district_query, new_id, reading, service_of, yuan
+from api.http.paging import Paging, int_cursor, link_next, page_of
 from api.http.schemas import (
     ApplicationList,
     ApplicationOut,
@@ -60,6 +61,7 @@ from api.http.schemas import (
     VoucherStatusIn,
     VoucherStatusOut,
     application_out,
+    application_page,
     recorded,
     voucher_out,
 )
@@ -77,7 +79,8 @@ from ledger.usecases.commands.round import publish_round
 from ledger.usecases.views import applications as application_views
 from ledger.usecases.views import entities as entity_views
 from ledger.usecases.views import grants as grant_views
-from ledger.usecases.views.vouchers import voucher_list
+from ledger.usecases.views.vouchers import matching_vouchers
+from ledger.vouchers import voucher_view
 
 ADMIN_ROLES = ("admin",)
 READ_ROLES = ("admin", "auditor")
@@ -125,13 +128,21 @@ def admin_register_entity(request: Request, body: EntityIn, _: Admin) -> EntityR
 def list_entities(
     request: Request,
     _: AdminOrAuditor,
+    response: Response,
+    page: Paging,
     district: Annotated[str | None, Query(max_length=50, description="only this 区县")] = None,
 ) -> EntityList:
-    """Registered entities, optionally of one 区县."""
+    """Registered entities by 统一社会信用代码 (the cursor), optionally of one 区县."""
     wanted = district_query(district)
     with reading(request) as snapshot:
         found = entity_views.entity_list(snapshot.state, wanted)
-    return EntityList(count=len(found), entities=[EntityOut.model_validate(e) for e in found])
+    chosen = page_of(found, lambda e: e["uscc"], page)
+    link_next(request, response, chosen.next_cursor)
+    return EntityList(
+        count=len(found),
+        entities=[EntityOut.model_validate(e) for e in chosen.items],
+        next_cursor=chosen.next_cursor,
+    )
 
 
 @router.get("/entities/{uscc}", response_model=EntityOut)
@@ -174,14 +185,18 @@ def list_applications(
     status: Annotated[Status | None, Query(description="submitted, reviewed, ...")] = None,
     district: Annotated[str | None, Query(max_length=50, description="区县")] = None,
     round: Annotated[str | None, Query(max_length=64, description="policy round")] = None,
+    *,
+    response: Response,
+    page: Paging,
 ) -> ApplicationList:
-    """Applications in log order, filtered by programme, status, 区县 and round."""
+    """Applications in log order (the cursor: a log index), filtered by programme, status,
+    区县 and round."""
     wanted = district_query(district)
     with reading(request) as snapshot:
         found = application_views.application_list(
             snapshot.state, programme=programme, status=status, district=wanted, round=round
         )
-    return ApplicationList(count=len(found), applications=[application_out(a) for a in found])
+    return application_page(request, response, found, page)
 
 
 @router.get("/applications/{application}", response_model=ApplicationOut)
@@ -258,11 +273,22 @@ def list_vouchers(
     holder: Annotated[str | None, Query(max_length=64, description="统一社会信用代码")] = None,
     programme: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[VoucherStatus | None, Query()] = None,
+    *,
+    response: Response,
+    page: Paging,
 ) -> VoucherList:
-    """Vouchers in issue order, with balances and remaining caps, filtered."""
+    """Vouchers in issue order (the cursor: the issue's log index), with balances and
+    remaining caps, filtered."""
     with reading(request) as snapshot:
-        found = voucher_list(snapshot, holder=holder, programme=programme, status=status)
-    return VoucherList(count=len(found), vouchers=[voucher_out(v) for v in found])
+        found = matching_vouchers(snapshot, holder=holder, programme=programme, status=status)
+        chosen = page_of(found, lambda v: v.log_index, page, int_cursor)
+        views = [voucher_view(snapshot.state, v.id, snapshot.now) for v in chosen.items]
+    link_next(request, response, chosen.next_cursor)
+    return VoucherList(
+        count=len(found),
+        vouchers=[voucher_out(v) for v in views],
+        next_cursor=chosen.next_cursor,
+    )
 
 
 @router.get("/vouchers/{voucher}", response_model=VoucherOut)

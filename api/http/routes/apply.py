@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.errors import problem_responses
 from api.http.auth import check_entity, require
 from api.http.deps import new_id, own_entity, reading, service_of
+from api.http.paging import Paging
 from api.http.routes.admin import register_entity
 from api.http.schemas import (
     ApplicationIn,
@@ -34,6 +35,7 @@ from api.http.schemas import (
     Status,
     SubmissionWindow,
     application_out,
+    application_page,
     programme_out,
     recorded,
 )
@@ -120,12 +122,15 @@ def my_applications(
     request: Request,
     principal: Grantee,
     status: Annotated[Status | None, Query()] = None,
+    *,
+    response: Response,
+    page: Paging,
 ) -> ApplicationList:
     """The token's entity's applications, in log order."""
     applicant = own_entity(principal)
     with reading(request) as snapshot:
         found = application_list(snapshot.state, applicant=applicant, status=status)
-    return ApplicationList(count=len(found), applications=[application_out(a) for a in found])
+    return application_page(request, response, found, page)
 
 
 @router.get("/applications/{application}", response_model=ApplicationOut)

@@ -23,12 +23,13 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import problem_responses
 from api.http.auth import bearer, require
-from api.http.deps import reading
+from api.http.deps import reading, stamp
+from api.http.paging import PageInfo, Paging, link_next
 from ledger import merkle
 from ledger.errors import InvalidInput
 from ledger.store.log import LogStore
@@ -185,14 +186,14 @@ class AuditEntry(BaseModel):
     proof: str = Field(description="URL of its inclusion proof in the latest tree")
 
 
-class AuditEntries(BaseModel):
+class AuditEntries(PageInfo):
     model_config = ConfigDict(json_schema_extra={"description": "one page of entries"})
 
     size: int = Field(description="log size this page was read at")
     kind: str | None = Field(description="the kind filter, if any")
     after: int = Field(description="entries here have index > after")
     entries: list[AuditEntry]
-    next_after: int | None = Field(description="pass as after= for the next page; null: done")
+    next_after: int | None = Field(description="the same as next_cursor, as a number")
     kinds: dict[str, int] = Field(description="count of entries of each kind in the log")
 
 
@@ -214,6 +215,7 @@ def policies(request: Request) -> AuditPolicies:
     """Every published policy version: the ``policy.publish`` entries, oldest first."""
     ledger = _ledger(request)
     size = _log_size(ledger)
+    stamp(request, size)
     index = kind_index(request)
     index.catch_up(ledger.store, size)
     found: list[PolicyVersion] = []
@@ -252,14 +254,16 @@ def entries(
             "matches a prefix (voucher.*); several kinds separated by commas",
         ),
     ] = None,
-    after: Annotated[
-        int, Query(ge=-1, le=2**63 - 1, description="return entries with index > after")
-    ] = -1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    *,
+    response: Response,
+    page: Paging,
 ) -> AuditEntries:
-    """Entries of the log in index order, optionally of some kinds only, a page at a time."""
+    """Entries of the log in index order, optionally of some kinds only, a page at a time
+    (the cursor: the index of the last entry already read)."""
     ledger = _ledger(request)
     size = _log_size(ledger)
+    stamp(request, size)
+    after, limit = page.after_index(-1), page.limit
     index = kind_index(request)
     index.catch_up(ledger.store, size)
     counts = index.kinds()
@@ -284,12 +288,14 @@ def entries(
         )
     last = items[-1].index if items else None
     more = len(items) == limit and last is not None and last < size - 1
+    link_next(request, response, str(last) if more else None)
     return AuditEntries(
         size=size,
         kind=kind or None,
         after=after,
         entries=items,
         next_after=last if more else None,
+        next_cursor=str(last) if more else None,
         kinds=counts,
     )
 

@@ -32,6 +32,7 @@ from api.errors import problem_responses
 from api.http import exports
 from api.http.auth import bearer, require
 from api.http.deps import reading
+from api.http.paging import PageInfo, Paging, link_next, page_of
 from api.http.tables import REPORTS
 from ledger.usecases.views import bureau
 
@@ -115,18 +116,20 @@ class MonthRow(Totals):
     by_programme: dict[str, int] = Field(description="total by round/programme")
 
 
-class EntityReport(BaseModel):
+class EntityReport(PageInfo):
     size: int
     year: int
+    count: int = Field(description="overall: entities in the report, on all pages")
     entities: list[EntityRow]
-    totals: Totals
+    totals: Totals = Field(description="overall: over every entity, not only this page")
 
 
-class CentreReport(BaseModel):
+class CentreReport(PageInfo):
     size: int
     year: int
+    count: int = Field(description="overall: centres in the report, on all pages")
     centres: list[CentreRow]
-    totals: dict[str, int]
+    totals: dict[str, int] = Field(description="overall: over every centre, not only this page")
 
 
 class MonthReport(BaseModel):
@@ -169,8 +172,31 @@ def _report_route(name: str, model: type[BaseModel], summary: str) -> None:
     router.add_api_route(f"/{name}", answer, methods=["GET"], response_model=model, name=name)
 
 
+def _paged_report_route(name: str, key: str, model: type[BaseModel], summary: str) -> None:
+    """A report with a row per entity or centre: one page of rows (the cursor: the last
+    row's ``key``); ``totals`` and ``count`` are over every row (the whole year)."""
+
+    def answer(
+        request: Request, response: Response, page: Paging, year: YearQuery = None
+    ) -> dict[str, Any]:
+        found = _report(request, name, year)
+        rows = found[name]
+        chosen = page_of(rows, lambda row: row[key], page)
+        link_next(request, response, chosen.next_cursor)
+        return {**found, name: chosen.items, "count": len(rows), "next_cursor": chosen.next_cursor}
+
+    answer.__doc__ = summary
+    router.add_api_route(f"/{name}", answer, methods=["GET"], response_model=model, name=name)
+
+
+PAGED_REPORTS = {"entities": "uscc", "centres": "centre"}  # budget, months: a row per
+# programme, pool or month, bounded by the policy and the calendar
+
 for _name, (_model, _summary) in REPORT_MODELS.items():
-    _report_route(_name, _model, _summary)
+    if _name in PAGED_REPORTS:
+        _paged_report_route(_name, PAGED_REPORTS[_name], _model, _summary)
+    else:
+        _report_route(_name, _model, _summary)
 
 
 @router.get("/report.xlsx", response_class=Response, responses=exports.FILE_RESPONSES["xlsx"])

@@ -31,6 +31,7 @@ from api.errors import problem_responses
 from api.http import exports
 from api.http.auth import bearer, check_entity, require
 from api.http.deps import entry_reader, own_entity, reading
+from api.http.paging import PageInfo, PageRequest, link_next, page_query
 from api.http.tables import HISTORY
 from ledger.store.tokens import Principal
 from ledger.uscc import validate as validate_uscc
@@ -183,12 +184,15 @@ class HistoryTotals(BaseModel):
     subsidy_fen: int
 
 
-class History(BaseModel):
+class History(PageInfo):
     size: int
     uscc: str
     items: list[HistoryItem]
-    totals: HistoryTotals = Field(description="over the items returned")
-    next_after: int | None = Field(description="pass as after= for the next page; null: none")
+    totals: HistoryTotals = Field(description="page: over the items of this page only")
+    overall_totals: HistoryTotals = Field(
+        description="overall: over every item the filter keeps, on all pages"
+    )
+    next_after: int | None = Field(description="the same as next_cursor, as a number")
 
 
 class SummaryTotals(HistoryTotals):
@@ -247,15 +251,10 @@ def history_filter(
     return HistoryFilter(centre, voucher, period, start, to, basis)
 
 
-def history_page_of(
-    after: Annotated[int, Query(ge=-1, le=2**62, description="only items after this index")] = -1,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-) -> tuple[int, int]:
-    return after, limit
-
-
 Filter = Annotated[HistoryFilter, Depends(history_filter)]
-Page = Annotated[tuple[int, int], Depends(history_page_of)]
+HistoryPaging = Annotated[
+    PageRequest, Depends(page_query(default=1000, maximum=10000))
+]  # the cursor: the log index of the last item already read
 Grantee = Annotated[Principal, Depends(require("grantee"))]
 Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
 UsccPath = Annotated[
@@ -284,12 +283,23 @@ def _voucher(request: Request, uscc: str, voucher: str) -> dict[str, Any]:
 
 
 def _history(
-    request: Request, uscc: str, chosen: HistoryFilter, after: int = -1, limit: int | None = None
+    request: Request, uscc: str, chosen: HistoryFilter, page: PageRequest | None = None
 ) -> dict[str, Any]:
+    after, limit = (-1, None) if page is None else (page.after_index(-1), page.limit)
     with reading(request) as snapshot:
-        return history_page(
+        answer = history_page(
             snapshot.state, uscc, entry_reader(request), chosen, after=after, limit=limit
         )
+    next_cursor = None if answer["next_after"] is None else str(answer["next_after"])
+    return {**answer, "next_cursor": next_cursor}
+
+
+def _history_page(
+    request: Request, response: Response, uscc: str, chosen: HistoryFilter, page: PageRequest
+) -> dict[str, Any]:
+    answer = _history(request, uscc, chosen, page)
+    link_next(request, response, answer["next_cursor"])
+    return answer
 
 
 def _summary(request: Request, uscc: str, chosen: HistoryFilter) -> dict[str, Any]:
@@ -337,9 +347,11 @@ def my_voucher(request: Request, principal: Grantee, voucher: VoucherPath) -> di
 
 
 @router.get("/v1/me/history", response_model=History, responses=HISTORY_ERRORS)
-def my_history(request: Request, principal: Grantee, chosen: Filter, page: Page) -> dict[str, Any]:
+def my_history(
+    request: Request, response: Response, principal: Grantee, chosen: Filter, page: HistoryPaging
+) -> dict[str, Any]:
     """My usage and subsidy history, each item with its log index and inclusion proof."""
-    return _history(request, own_entity(principal), chosen, *page)
+    return _history_page(request, response, own_entity(principal), chosen, page)
 
 
 @router.get("/v1/me/history/summary", response_model=HistorySummary, responses=HISTORY_ERRORS)
@@ -373,10 +385,15 @@ def entity_voucher(
 
 @router.get("/v1/entities/{uscc}/history", response_model=History, responses=HISTORY_ERRORS)
 def entity_history(
-    request: Request, principal: Reader, uscc: UsccPath, chosen: Filter, page: Page
+    request: Request,
+    response: Response,
+    principal: Reader,
+    uscc: UsccPath,
+    chosen: Filter,
+    page: HistoryPaging,
 ) -> dict[str, Any]:
     """An entity's usage and subsidy history."""
-    return _history(request, _entity_of(principal, uscc), chosen, *page)
+    return _history_page(request, response, _entity_of(principal, uscc), chosen, page)
 
 
 @router.get(

@@ -10,12 +10,13 @@ import base64
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from api.errors import problem_responses
 from api.http.deps import min_log_size, service_of, stamp
+from api.http.paging import PageRequest, link_next, page_query
 from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
 from ledger.store.log import load_projection
@@ -185,15 +186,34 @@ def consistency(
     }
 
 
+CheckpointPaging = Annotated[
+    PageRequest, Depends(page_query(default=1000, maximum=10000))
+]  # the cursor: the last size already read
+
+
 @router.get("/v1/log/checkpoints", tags=["log"], responses=problem_responses(400))
 def checkpoints(
     request: Request,
-    after: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    response: Response,
+    page: CheckpointPaging,
 ) -> dict[str, Any]:
-    """Signed checkpoints by size (every size the log had at a commit), for auditors."""
-    rows = _ledger(request).store.checkpoints(after=after, limit=limit)
-    return {"checkpoints": [{"size": s, "note": n} for s, n in rows]}
+    """Signed checkpoints by size (every size the log had at a commit), for auditors; the
+    cursor is the last size already read."""
+    ledger = _ledger(request)
+    size, _note = _latest(ledger)
+    stamp(request, size)
+    after = page.after_index(0)
+    if after > MAX_INDEX:
+        raise InvalidInput(f"query.cursor: {after} is above {MAX_INDEX}", reason="OUT_OF_RANGE")
+    rows = ledger.store.checkpoints(after=after, limit=page.limit + 1)
+    shown = rows[: page.limit]
+    next_cursor = str(shown[-1][0]) if len(rows) > page.limit else None
+    link_next(request, response, next_cursor)
+    return {
+        "size": size,
+        "checkpoints": [{"size": s, "note": n} for s, n in shown],
+        "next_cursor": next_cursor,
+    }
 
 
 def _checked_size(ledger: FoldedLog, size: int | None) -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.errors import problem_responses
 from api.http.auth import check_district, require
 from api.http.deps import reading, reviewer_district, service_of
+from api.http.paging import Paging
 from api.http.schemas import (
     ApplicationList,
     ApplicationOut,
@@ -25,6 +26,7 @@ from api.http.schemas import (
     ReviewRecorded,
     Status,
     application_out,
+    application_page,
     recorded,
 )
 from ledger import applications
@@ -46,6 +48,9 @@ def list_applications(
     principal: Reviewer,
     status: Annotated[Status | None, Query(description="e.g. submitted: still to review")] = None,
     programme: Annotated[str | None, Query(max_length=64, description="programme id")] = None,
+    *,
+    response: Response,
+    page: Paging,
 ) -> ApplicationList:
     """The applications of this reviewer's 区县, in log order."""
     district = reviewer_district(principal)
@@ -53,7 +58,7 @@ def list_applications(
         found = application_list(
             snapshot.state, district=district, status=status, programme=programme
         )
-    return ApplicationList(count=len(found), applications=[application_out(a) for a in found])
+    return application_page(request, response, found, page)
 
 
 def _own_application(request: Request, application: str, principal: Principal) -> ApplicationOut:

@@ -7,9 +7,9 @@
   open (a crash) is finished by asking again. 201 with the statement; 422
   ``NOTHING_TO_SETTLE`` / ``PERIOD_NOT_STARTED`` / ``PERIOD_CADENCE`` when it cannot be.
 * ``GET /v1/statements`` (``admin``, ``auditor``, ``centre``: its own only): the list.
-* ``GET /v1/statements/pending?centre=&period=&after=&limit=``: what a statement would hold
+* ``GET /v1/statements/pending?centre=&period=&cursor=&limit=``: what a statement would hold
   if issued now: overall totals and one page of lines (``Link: rel="next"``).
-* ``GET /v1/statements/{id}``: header, status, totals and parts; ``…/lines?after=&limit=``:
+* ``GET /v1/statements/{id}``: header, status, totals and parts; ``…/lines?cursor=&limit=``:
   its lines page by page; ``….csv``, ``….xlsx``: exports of every line, streamed, with
   Chinese headings and amounts in 元 with two decimals.
 
@@ -28,6 +28,15 @@ from api.errors import problem_responses
 from api.http import exports
 from api.http.auth import bearer, check_centre, require
 from api.http.deps import entry_reader, reading, service_of
+from api.http.paging import (
+    PageInfo,
+    PageRequest,
+    Paging,
+    int_cursor,
+    link_next,
+    page_of,
+    page_query,
+)
 from api.http.tables import statement_tables
 from ledger import entities
 from ledger.state import LedgerState
@@ -132,7 +141,7 @@ class StatementOut(Header):
     entry: str = Field(description="the open entry: /v1/log/entries/{index}")
 
 
-class LinesPage(BaseModel):
+class LinesPage(PageInfo):
     statement: str
     size: int = Field(description="the log size this answer reflects")
     lines: list[StatementLine] = Field(description="this page of lines")
@@ -140,7 +149,7 @@ class LinesPage(BaseModel):
     entries: list[int] = Field(description="log indices of the statement.lines entries read")
 
 
-class PendingOut(Header):
+class PendingOut(Header, PageInfo):
     statement: None = None
     size: int = Field(description="the log size this answer reflects")
     lines: list[StatementLine] = Field(description="this page of lines")
@@ -162,8 +171,9 @@ class StatementSummary(BaseModel):
     proof: str
 
 
-class StatementList(BaseModel):
+class StatementList(PageInfo):
     size: int
+    count: int = Field(description="overall: every statement listed, not only this page")
     statements: list[StatementSummary]
 
 
@@ -177,29 +187,43 @@ class IssueRequest(BaseModel):
 
 # --- routes ----------------------------------------------------------------------------------
 
-After = Annotated[int, Query(ge=0, le=2**53 - 1, description="the last line already read")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LINES, description="lines on this page")]
+LinePaging = Annotated[
+    PageRequest, Depends(page_query(default=1000, maximum=MAX_LINES))
+]  # the cursor: the last line already read
 
 
 def _paged(response: Response, request: Request, answer: dict[str, Any]) -> dict[str, Any]:
-    """Add the RFC 8288 ``Link: <…>; rel="next"`` header when there is a next page."""
-    if answer["next"] is not None:
-        url = request.url.include_query_params(after=answer["next"])
-        response.headers["Link"] = f'<{url}>; rel="next"'
-    return answer
+    """A page of lines with ``next_cursor`` and its ``Link: rel="next"`` header."""
+    next_cursor = None if answer["next"] is None else str(answer["next"])
+    link_next(request, response, next_cursor)
+    return {**answer, "next_cursor": next_cursor}
 
 
 @router.get("", response_model=StatementList)
 def list_statements(
-    request: Request, principal: Reader, centre: CentreQuery = None, period: PeriodQuery = None
+    request: Request,
+    response: Response,
+    principal: Reader,
+    page: Paging,
+    centre: CentreQuery = None,
+    period: PeriodQuery = None,
 ) -> dict[str, Any]:
-    """Statements in log order (a centre token: its own centre's only)."""
+    """Statements in log order (a centre token: its own centre's only); the cursor is the
+    log index of a statement's opening entry."""
     if principal.role == "centre":
         if centre is not None:
             check_centre(principal, centre)
         centre = principal.centre or ""
     with reading(request) as snapshot:
-        return statements.statement_list(snapshot.state, centre, period)
+        answer = statements.statement_list(snapshot.state, centre, period)
+    chosen = page_of(answer["statements"], lambda x: int(x["index"]), page, int_cursor)
+    link_next(request, response, chosen.next_cursor)
+    return {
+        **answer,
+        "count": len(answer["statements"]),
+        "statements": chosen.items,
+        "next_cursor": chosen.next_cursor,
+    }
 
 
 @router.get("/pending", response_model=PendingOut, responses=problem_responses(422))
@@ -209,15 +233,16 @@ def pending(
     principal: Reader,
     centre: Annotated[str, Query(pattern=CENTRE_PATTERN)],
     period: Annotated[str, Query(description="2023-09, 2023-Q3 or 2023", pattern=PERIOD_PATTERN)],
-    after: After = 0,
-    limit: Limit = 1000,
+    page: LinePaging,
 ) -> dict[str, Any]:
     """What a statement for ``centre`` and ``period`` would hold if it were issued now:
     the totals of every line and one page of lines (none when there is nothing to settle).
     Nothing is recorded."""
     check_centre(principal, centre)
     with reading(request) as snapshot:
-        answer = statements.pending_statement(snapshot, centre, period, after=after, limit=limit)
+        answer = statements.pending_statement(
+            snapshot, centre, period, after=page.after_index(0), limit=page.limit
+        )
     return _paged(response, request, answer)
 
 
@@ -272,15 +297,18 @@ def statement_lines(
     response: Response,
     principal: Reader,
     statement: StatementPath,
-    after: After = 0,
-    limit: Limit = 1000,
+    page: LinePaging,
 ) -> dict[str, Any]:
     """The statement's lines after line ``after``, at most ``limit``, read from its
     statement.lines entries; ``Link: rel="next"`` names the next page."""
     with reading(request) as snapshot:
         _statement(snapshot.state, principal, statement)
         answer = statements.statement_lines(
-            snapshot.state, statement, entry_reader(request), after=after, limit=limit
+            snapshot.state,
+            statement,
+            entry_reader(request),
+            after=page.after_index(0),
+            limit=page.limit,
         )
     return _paged(response, request, answer)
 

@@ -21,7 +21,14 @@ from ledger.errors import InvalidInput
 from ledger.money import apply_rate
 from ledger.settlement import FIRST_YEAR, LAST_YEAR, parse_period
 from ledger.state import LedgerState
-from ledger.timeutil import format_time, parse_time, shanghai_date, shanghai_end, shanghai_start
+from ledger.timeutil import (
+    format_micros,
+    format_time,
+    parse_time,
+    shanghai_date,
+    shanghai_end,
+    shanghai_start,
+)
 from ledger.usecases.views import EntryReader, proof_link
 
 Item = dict[str, Any]
@@ -29,11 +36,12 @@ _NO_USAGE = {"resource": None, "quantity": None, "usage_start": None, "usage_end
 
 
 def _claim_item(record: claims.ClaimRecord, voucher: vouchers.Voucher, state: LedgerState) -> Item:
-    body = record.body
+    # straight from the record's fields (not its rebuilt body): an entity may have
+    # thousands of claims, and every history page lists them all before paging
     settled = settlement.settlement_of_claim(state, record.centre, record.record_id)
     return {
         "index": record.index,
-        "at": format_time(record.at),
+        "at": format_micros(record.at_us),
         "kind": record.kind,
         "centre": record.centre,
         "voucher": voucher.id,
@@ -41,14 +49,14 @@ def _claim_item(record: claims.ClaimRecord, voucher: vouchers.Voucher, state: Le
         "programme": voucher.programme,
         "record_id": record.record_id,
         "grant": None,
-        "resource": body.get("resource"),
-        "quantity": body.get("quantity"),
-        "usage_start": body.get("start"),
-        "usage_end": body.get("end"),
-        "cost_fen": int(record.result.get("cost_fen", 0)),
+        "resource": record.resource,
+        "quantity": record.quantity,
+        "usage_start": format_micros(record.start_us),
+        "usage_end": format_micros(record.end_us),
+        "cost_fen": record.cost_fen,
         "subsidy_fen": record.subsidy_fen,
         "net_fen": record.net_fen,
-        "binding_cap": record.result.get("bound_by"),
+        "binding_cap": record.bound_by,
         "statement": settled["statement"] if settled else None,
         "corrects": None,
         "wanted_fen": apply_rate(record.cost_fen, record.rate_bp),
@@ -251,19 +259,18 @@ def history_page(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """One page of the entity's filtered history (items after ``after``, at most ``limit``),
-    with the totals of the page and where the next page starts."""
-    items = [i for i in chosen.apply(entity_history(state, uscc, entries)) if i["index"] > after]
+    with the totals of the page, the totals of every item the filter keeps (all pages), and
+    where the next page starts."""
+    every = chosen.apply(entity_history(state, uscc, entries))
+    items = [i for i in every if i["index"] > after]
     page = items if limit is None else items[:limit]
     more = limit is not None and len(items) > limit
     return {
         "size": state.size,
         "uscc": uscc,
         "items": page,
-        "totals": {
-            "items": len(page),
-            "cost_fen": sum(i["cost_fen"] for i in page),
-            "subsidy_fen": sum(i["subsidy_fen"] for i in page),
-        },
+        "totals": _totals(page),
+        "overall_totals": _totals(every),
         "next_after": page[-1]["index"] if more and page else None,
     }
 
@@ -300,4 +307,12 @@ def history_summary(
         "uscc": uscc,
         "totals": totals,
         "months": [months[m] for m in sorted(months)],
+    }
+
+
+def _totals(items: Sequence[Item]) -> dict[str, int]:
+    return {
+        "items": len(items),
+        "cost_fen": sum(i["cost_fen"] for i in items),
+        "subsidy_fen": sum(i["subsidy_fen"] for i in items),
     }

@@ -89,9 +89,10 @@ def statement_lines(
 
 
 def all_statement_lines(
-    state: LedgerState, statement_id: str, entries: EntryReader, batch: int = 64
+    state: LedgerState, statement_id: str, entries: EntryReader, batch: int = 16
 ) -> Iterator[dict[str, Any]]:
-    """Every line of a statement in order, read ``batch`` entries at a time (exports)."""
+    """Every line of a statement in order, read ``batch`` entries (~3,000 lines) at a time:
+    an export holds no more than that, whatever the statement's size."""
     found = settlement.statement_of(state, statement_id)
     for start in range(0, len(found.parts), batch):
         indices = [index for index, _, _ in found.parts[start : start + batch]]
