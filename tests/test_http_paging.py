@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_http_grantee import world
 
-from api.http.paging import LOG_SIZE_HEADER
+from api.http.deps import LOG_SIZE_HEADER
 
 __all__ = ["world"]
 
@@ -26,6 +26,8 @@ PROBLEM = "application/problem+json"
 # as not paged yet.
 BOUNDED: dict[tuple[str, str], str] = {
     ("/v1/log/projection", "*"): "a summary of the fold",
+    ("/v1/me/history/summary", "months"): "one row per usage month",
+    ("/v1/entities/{uscc}/history/summary", "months"): "one row per usage month",
     ("/readyz", "*"): "health",
     ("/v1/audit/keys", "keys"): "the key registry: a few keys per centre and the bureau",
     ("/v1/audit/keys", "log_keys"): "the log key's epochs",
@@ -135,6 +137,7 @@ def test_every_list_route_pages(world: dict[str, Any]) -> None:
     paths = {
         "{uscc}": world["a"],
         "{statement}": issued.json()["statement"],
+        "{centre}": "nscc-cd",
     }
     queries = {"/v1/statements/pending": "centre=nscc-cd&period=2023-Q4&"}
     routes = list_routes(client)
@@ -152,6 +155,7 @@ def test_every_list_route_pages(world: dict[str, Any]) -> None:
         "/v1/log/checkpoints",
         "/v1/me/history",
         "/v1/entities/{uscc}/history",
+        "/v1/centres/{centre}/rate-cards",
     } <= set(routes)
     walked_some = 0
     for path, (field, maximum) in sorted(routes.items()):

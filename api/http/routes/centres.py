@@ -1,8 +1,8 @@
 """What a compute centre reads over HTTP about itself: its rate cards.
 
-* ``GET /v1/centres/{centre}/rate-cards?after=&limit=`` (``admin``, ``auditor``,
+* ``GET /v1/centres/{centre}/rate-cards?cursor=&limit=`` (``admin``, ``auditor``,
   ``centre``: its own only, 403 ``NOT_YOUR_CENTRE``): the centre's published rate cards,
-  oldest first, a page at a time (``next_after``, ``Link: rel="next"``). The centre agent
+  oldest first, a page at a time (``next_cursor``, ``Link: rel="next"``). The centre agent
   prices its claims with them (``suanli centre run --rates http://ledger:8080``).
 
 A centre's statements are read under ``/v1/statements`` with the same token.
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import problem_responses
 from api.http.auth import bearer, check_centre, require
 from api.http.deps import reading
+from api.http.paging import Paging, link_next
 from ledger.store.tokens import Principal
 from ledger.usecases.views import centres
 
@@ -52,7 +53,8 @@ class RateCardPage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     centre: str
     rate_cards: list[RateCardOut]
-    next_after: int | None = Field(description="the cursor of the next page; null on the last")
+    next_after: int | None = Field(description="the next page's cursor as a number")
+    next_cursor: str | None = Field(description="pass as cursor= for the next page; null: the last")
 
 
 @router.get("/{centre}/rate-cards", response_model=RateCardPage)
@@ -61,14 +63,16 @@ def rate_cards(
     response: Response,
     principal: Reader,
     centre: Annotated[str, Path(pattern=CENTRE_PATTERN)],
-    after: Annotated[int, Query(ge=0, le=2**31, description="cards with version > after")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    paging: Paging,
 ) -> dict[str, Any]:
-    """The centre's rate cards, oldest first (a centre token: its own only)."""
+    """The centre's rate cards, oldest first (a centre token: its own only); the cursor is
+    a card's version."""
     check_centre(principal, centre)
     with reading(request) as snapshot:
-        page = centres.rate_cards(snapshot.state, centre, after_version=after, limit=limit)
-    if page["next_after"] is not None:
-        nxt = request.url.include_query_params(after=page["next_after"], limit=limit)
-        response.headers["Link"] = f'<{nxt}>; rel="next"'
+        page = centres.rate_cards(
+            snapshot.state, centre, after_version=paging.after_index(0), limit=paging.limit
+        )
+    following = page["next_after"]
+    page["next_cursor"] = None if following is None else str(following)
+    link_next(request, response, page["next_cursor"])
     return page
