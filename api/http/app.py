@@ -19,6 +19,7 @@ from api.http.routes import (
     grantee,
     log,
     ops,
+    reimbursement,
     review,
     statements,
     web,
@@ -79,6 +80,7 @@ def create_app(service: Service) -> FastAPI:
         grantee.router,
         bureau.router,
         statements.router,
+        *reimbursement.ROUTERS,
     ):
         app.include_router(router)
     return app
