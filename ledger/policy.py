@@ -589,17 +589,10 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
     usage_window = None
     if kind in ("voucher", "reimbursement"):
         usage_window = _read_usage_window(pr.child("usage_window"))
-    if kind == "voucher":
-        if not programme_centres:
-            raise pr.fail("a voucher programme accepts at least one centre", name="centres")
+    if kind == "voucher" and not programme_centres:
+        raise pr.fail("a voucher programme accepts at least one centre", name="centres")
     entity_cap = _read_entity_cap(caps.opt_child("entity"), inputs)
-    reimbursement = None
-    if kind == "reimbursement":
-        reimbursement = _read_reimbursement(pr.child("reimbursement"))
-        if entity_cap is not None and entity_cap.amount_fen is None:
-            raise pr.fail("a reimbursement programme's entity cap is one amount_fen", name="caps")
-    elif pr.has("reimbursement"):
-        raise pr.fail("only a reimbursement programme has this rule", name="reimbursement")
+    reimbursement = _read_reimbursement(pr, kind, entity_cap)
     return Programme(
         id=pr.ident("id"),
         number=pr.text("number", max_len=4),
@@ -623,7 +616,17 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
     )
 
 
-def _read_reimbursement(rr: Reader) -> ReimbursementRule:
+def _read_reimbursement(
+    pr: Reader, kind: str, entity_cap: EntityCap | None
+) -> ReimbursementRule | None:
+    """A reimbursement programme's rule (and its entity cap is one amount); None for others."""
+    if kind != "reimbursement":
+        if pr.has("reimbursement"):
+            raise pr.fail("only a reimbursement programme has this rule", name="reimbursement")
+        return None
+    if entity_cap is not None and entity_cap.amount_fen is None:
+        raise pr.fail("a reimbursement programme's entity cap is one amount_fen", name="caps")
+    rr = pr.child("reimbursement")
     rr.obj(["evidence", "related_party_check"], ["cite", "note"])
     evidence: list[str] = []
     for i, er in enumerate(rr.items("evidence", nonempty=True)):

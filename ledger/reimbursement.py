@@ -336,7 +336,7 @@ def apply_submit(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     if entity.blacklisted is not None:
         raise Refused(f"claimant {claimant} is blacklisted", reason="HOLDER_BLACKLISTED")
     first, last = _check_period(r, programme)
-    related = [ir for ir in r.items("related_parties")]
+    related = r.items("related_parties")
     if len(related) > MAX_RELATED:
         raise r.fail(f"at most {MAX_RELATED} related parties", name="related_parties")
     claim = Claim(
