@@ -59,6 +59,37 @@ def invoice(number: str, amount_fen: int, issuer: str = PROVIDER_USCC) -> dict[s
     return {"number": number, "issuer": issuer, "amount_fen": amount_fen, "sha256": sha(number)}
 
 
+def reimbursement_request(claim: str, year: int = 2023) -> dict[str, Any]:
+    """A claim as the grantee's client sends it (``POST /v1/apply/reimbursements``)."""
+    return {
+        "claim": claim,
+        "round": f"posthoc-test-{year}",
+        "programme": "compute-use",
+        "provider": {"name": "某算力服务有限公司", "uscc": PROVIDER_USCC},
+        "period": {"from": f"{year}-03-01", "to": f"{year}-03-31"},
+        "amount_paid_fen": 10 * W,
+        "invoices": [invoice(f"INV-{claim}", 10 * W)],
+        "evidence": {"contract": sha(f"contract {claim}"), "payment": sha(f"paid {claim}")},
+    }
+
+
+def reimbursement_claim(uow: Any, claim: str, claimant: str, year: int = 2023) -> None:
+    """Submit the claim of :func:`reimbursement_request` for ``claimant``."""
+    sent = reimbursement_request(claim, year)
+    submit_reimbursement(
+        uow,
+        claim=claim,
+        round=sent["round"],
+        programme=sent["programme"],
+        claimant=claimant,
+        provider=sent["provider"],
+        period=(sent["period"]["from"], sent["period"]["to"]),
+        amount_paid_fen=sent["amount_paid_fen"],
+        invoices=sent["invoices"],
+        evidence=sent["evidence"],
+    )
+
+
 class Claims:
     """The path of one claim through the use cases, on a World's unit of work."""
 
