@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from domain_helpers import W, World, make_uscc, sha
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import reimbursement
 from ledger.errors import InvalidInput, LedgerError
 from ledger.money import apply_rate
 from ledger.policy import Policy
+from ledger.usecases.commands.applications import submit_application
 from ledger.usecases.commands.reimbursement import (
     decide_reimbursement,
     pay_reimbursement,
@@ -349,6 +350,7 @@ def test_entitlement_is_the_rate_within_the_entity_cap(base: int, rate: int, cap
     assert reimbursement.entitlement(programme, base) == min(apply_rate(base, rate), cap)
 
 
+@settings(deadline=None, max_examples=30)  # each example builds a ledger
 @given(st.lists(st.integers(1, 300 * W), min_size=1, max_size=6), st.integers(1, 100 * W))
 def test_approvals_never_pass_the_entity_cap(paid: list[int], cap: int) -> None:
     world = World()
@@ -367,3 +369,23 @@ def test_approvals_never_pass_the_entity_cap(paid: list[int], cap: int) -> None:
         assert approved == min(wanted, left)
         total += approved
     assert total <= cap
+
+
+def test_a_post_hoc_programme_takes_no_applications() -> None:
+    world, _ = example_world()
+    grantee = world.register(9)
+    programme = world.state.parts["policy"]
+    policy = Policy.from_json(EXAMPLE)
+    with pytest.raises(LedgerError) as caught:
+        submit_application(
+            world.uow,
+            application="A-posthoc",
+            programme="compute-use",
+            applicant=grantee,
+            inputs={},
+            materials={m.id: sha(m.id) for m in policy.programme("compute-use").materials},
+            attestations={c.id: True for c in policy.programme("compute-use").conditions},
+            round=ROUND,
+        )
+    assert caught.value.reason == "NOT_POST_HOC_APPLICATION"
+    assert programme is world.state.parts["policy"]  # nothing written
