@@ -144,10 +144,17 @@ class ReimbursementBook:
     invoices: Map[tuple[str, str], str] = field(default_factory=Map)  # live claims' invoices
     invoice_hashes: Map[str, str] = field(default_factory=Map)  # sha256 -> claim id
     related: Map[str, frozenset[str]] = field(default_factory=Map)  # declared, ever
+    # claims naming a registered centre as provider, by (claimant, centre): what a voucher
+    # claim at that centre must not cover again
+    at_centre: Map[tuple[str, str], PVector[str]] = field(default_factory=Map)
 
     def put(self, claim: Claim) -> None:
         if claim.id not in self.claims:
             self.order = self.order.append(claim.id)
+            if claim.provider.centre is not None:
+                key = (claim.claimant, claim.provider.centre)
+                listed = self.at_centre.get(key, pvector())
+                self.at_centre = self.at_centre.set(key, listed.append(claim.id))
         self.claims = self.claims.set(claim.id, claim)
 
 
@@ -161,6 +168,22 @@ def claim_of(state: LedgerState, claim_id: str) -> Claim:
     if found is None:
         raise NotFound(f"no reimbursement claim {claim_id!r}", reason="UNKNOWN_REIMBURSEMENT")
     return found
+
+
+def reimbursed_at(
+    state: LedgerState, holder: str, centre: str, start: datetime, end: datetime
+) -> Claim | None:
+    """A claim (not rejected) of ``holder`` for usage at ``centre`` whose period overlaps
+    [start, end): a voucher claim there must not subsidise that usage again. Reads the
+    part without copying it (a claim's hot path)."""
+    found: ReimbursementBook | None = state.parts.get("reimbursements")
+    if found is None:
+        return None
+    for claim_id in found.at_centre.get((holder, centre), ()):
+        claim = found.claims[claim_id]
+        if claim.status != "rejected" and overlaps(claim.first_day, claim.last_day, start, end):
+            return claim
+    return None
 
 
 # --- rules (pure) ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from domain_helpers import W, World, make_uscc, sha
+from domain_helpers import W, World, local, make_uscc, sha
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -281,6 +281,25 @@ def test_usage_subsidised_at_the_point_of_sale_is_not_reimbursed_again() -> None
     later = Claims(world, ROUND)
     error = later.refused("DUPLICATE_INVOICE", "R-b", holder, W, [invoice("INV-R-a", W)])
     assert "posthoc-test-2023" in error.message
+
+
+def test_usage_reimbursed_post_hoc_is_not_subsidised_at_the_point_of_sale() -> None:
+    """The other direction: a voucher claim at a centre for usage its holder already
+    claimed back there is refused, naming the reimbursement; other months are claimed."""
+    world = World()
+    voucher = world.voucher("industry")
+    holder = world.state.parts["vouchers"].vouchers[voucher].holder
+    publish_round(world.uow, posthoc_policy(2023))
+    claims = Claims(world, "posthoc-test-2023")
+    centre = {"name": "国家超算成都中心", "uscc": PROVIDER_USCC, "centre": "nscc-cd"}
+    claims.submit("R-m", holder, W, period=("2023-03-01", "2023-03-31"), provider=centre)
+    error = world.claim_refused(voucher, 10_000, "ALREADY_REIMBURSED")
+    assert "R-m" in error.message
+    world.claim(voucher, 10_000, "cd-icc")  # another centre: not the same usage
+    world.claim(voucher, 10_000, start=local("2023-04-03 09:00"))  # another month
+    district = reimbursement.claim_of(world.state, "R-m").district
+    review_reimbursement(world.uow, claim="R-m", district=district, reviewer="r", opinion="reject")
+    world.claim(voucher, 10_000)  # the rejected claim covers nothing
 
 
 def test_a_rejected_claim_releases_its_invoices() -> None:
