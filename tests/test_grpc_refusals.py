@@ -156,7 +156,6 @@ def test_usage_already_reimbursed(grpc_env: GrpcEnv) -> None:
     voucher = grpc_env.voucher()
     holder = vouchers.voucher_of(grpc_env.ledger.refresh(), voucher).holder
     service = grpc_env.service
-    nscc = {"name": "国家超算成都中心", "uscc": invoice("x", 1)["issuer"], "centre": "nscc-cd"}
     service.write(publish_round, posthoc_policy(2023))
     service.write(
         submit_reimbursement,
