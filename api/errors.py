@@ -75,7 +75,16 @@ _STATUS_TEXT = {
 class ToolError(Exception):
     """Base of the errors the service's command-line tools raise on purpose (a log source
     that cannot be read, a step of the demo that failed, generated code that drifted);
-    the ledger's own refusals are ``LedgerError``."""
+    the ledger's own refusals are ``LedgerError``.
+
+    ``exit_code`` is the ``suanli`` command's exit status for it (docs/cli.md) and
+    ``hint`` what to do about it, shown after the one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConfigurationError(ToolError):

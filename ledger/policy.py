@@ -849,7 +849,8 @@ class PolicyBook:
 
     versions: Map[str, Policy] = field(default_factory=Map)
     current: Map[str, str] = field(default_factory=Map)  # round -> version
-    published_at: Map[str, int] = field(default_factory=Map)  # version -> log index
+    # version -> the index where it last came into force
+    published_at: Map[str, int] = field(default_factory=Map)
 
 
 def book(state: LedgerState) -> PolicyBook:
@@ -877,15 +878,24 @@ def policy_at(state: LedgerState, version: str) -> Policy:
         ) from None
 
 
-def publish_body(policy: Policy | Mapping[str, Any]) -> dict[str, Any]:
-    """Body of ``policy.publish``: ``{policy, version}``."""
+def publish_body(
+    policy: Policy | Mapping[str, Any], supersedes: str | None = None
+) -> dict[str, Any]:
+    """Body of ``policy.publish``: ``{policy, version}``, and ``supersedes`` (the version in
+    force that this one replaces) when the publisher names it."""
     obj = policy.to_json() if isinstance(policy, Policy) else dict(policy)
     parsed = Policy.from_json(obj)
-    return {"policy": parsed.to_json(), "version": parsed.version}
+    body: dict[str, Any] = {"policy": parsed.to_json(), "version": parsed.version}
+    if supersedes is not None:
+        body["supersedes"] = supersedes
+    return body
 
 
 def apply_publish(state: LedgerState, entry: Entry, ctx: Context) -> Result:
-    r = body_reader(entry).obj(["policy", "version"])
+    """A new version comes into force. A version published before may come back into force
+    only by naming the version it supersedes (which must be the one in force): so that a
+    bad version can be undone by republishing an earlier one, and never by accident."""
+    r = body_reader(entry).obj(["policy", "version"], ["supersedes"])
     policy = Policy.from_json(r.child("policy").value)
     stated = r.sha256("version")
     if stated != policy.version:
@@ -896,17 +906,42 @@ def apply_publish(state: LedgerState, entry: Entry, ctx: Context) -> Result:
             details={"stated": stated, "computed": policy.version},
         )
     found = book(state)
-    if policy.version in found.versions:
+    supersedes = r.sha256("supersedes") if r.has("supersedes") else None
+    in_force = found.current.get(policy.round)
+    if supersedes is not None:
+        _check_supersedes(policy, supersedes, in_force)
+    elif policy.version in found.versions:
         raise Conflict(
             f"policy version {policy.version} was already published at entry "
-            f"{found.published_at[policy.version]}",
+            f"{found.published_at[policy.version]}; to bring it back into force, "
+            f"publish it again naming the version it supersedes ({in_force})",
             reason="POLICY_EXISTS",
         )
     # mutate
     found.versions = found.versions.set(policy.version, policy)
     found.current = found.current.set(policy.round, policy.version)
     found.published_at = found.published_at.set(policy.version, ctx.index)
-    return {"round": policy.round, "policy_version": policy.version}
+    result: Result = {"round": policy.round, "policy_version": policy.version}
+    if supersedes is not None:
+        result["supersedes"] = supersedes
+    return result
+
+
+def _check_supersedes(policy: Policy, supersedes: str, in_force: str | None) -> None:
+    """``supersedes`` must name the round's version in force, and not the new one."""
+    if in_force is None or supersedes != in_force:
+        raise Conflict(
+            f"policy.publish: body.supersedes is {supersedes} but the version in force of "
+            f"round {policy.round} is {in_force or 'none'}",
+            reason="POLICY_SUPERSEDES_MISMATCH",
+            details={"supersedes": supersedes, "in_force": in_force or ""},
+        )
+    if supersedes == policy.version:
+        raise Conflict(
+            f"policy.publish: version {policy.version} is already in force; it cannot "
+            "supersede itself",
+            reason="POLICY_EXISTS",
+        )
 
 
 def require_rate(programme: Programme) -> int:

@@ -559,22 +559,22 @@ def test_prove_and_check_proof(grown: Grown, tmp_path: Path, db_url: str, where:
 # --- usage ---------------------------------------------------------------------------------
 
 
-def test_usage_errors_exit_2(grown: Grown, tmp_path: Path) -> None:
+def test_usage_errors_exit_2_and_unreadable_sources_exit_3(grown: Grown, tmp_path: Path) -> None:
     code, out = audit_verify(str(tmp_path / "nowhere"), grown.key)
-    assert code == 2 and "not an http(s):// URL" in out
+    assert code == 3 and "not an http(s):// URL" in out
     code, out = audit_verify(str(tmp_path), grown.key)
-    assert code == 2 and "not an export directory" in out
+    assert code == 3 and "not an export directory" in out
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     code, out = audit_verify(f"http://127.0.0.1:{port}", grown.key)
-    assert code == 2 and "cannot read" in out
+    assert code == 3 and "cannot read" in out
     code, out = audit_verify(str(tmp_path), "not-a-key")
     assert code == 2 and "--key" in out
     code, out = run("prove", "1", "-o", str(tmp_path / "p"))
-    assert code == 2 and "exactly one of" in out
+    assert code == 2 and "name the log once" in out
     code, out = audit_verify("sqlite:///" + str(tmp_path / "none.db"), grown.key)
-    assert code == 2 and "no SQLite database" in out
+    assert code == 3 and "no SQLite database" in out
     assert not (tmp_path / "none.db").exists()
 
 

@@ -89,6 +89,10 @@ def test_samples_are_deterministic_and_parse() -> None:
     assert all(start <= r.start and r.end <= end for r in events.records)
 
 
+def _suanli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SUANLI, *args], capture_output=True, text=True, cwd=ROOT, check=False)
+
+
 def _demo(data_dir: Path, http: int, grpc: int, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SUANLI, "demo", "--http", f"http://127.0.0.1:{http}", "--grpc", f"127.0.0.1:{grpc}",
@@ -102,6 +106,20 @@ def _demo(data_dir: Path, http: int, grpc: int, *extra: str) -> subprocess.Compl
 def test_demo_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "suanli-data"
     http, grpc = _free_port(), _free_port()
+
+    # 0. The demo publishes a moved round: never on a missing or a production data dir.
+    missing = _demo(data_dir, http, grpc)
+    assert missing.returncode == 3 and "no data dir at" in missing.stderr, missing.stderr
+    assert not data_dir.exists()
+    production = tmp_path / "production"
+    made = _suanli("init", "--data-dir", str(production))
+    assert made.returncode == 0 and "kind:       production" in made.stdout, made.stderr
+    refused = _demo(production, http, grpc)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "is not a development data dir" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    dev = _suanli("init", "--dev", "--data-dir", str(data_dir))
+    assert dev.returncode == 0 and "kind:       development" in dev.stdout, dev.stderr
 
     # 1. Nothing running: the demo starts suanli serve, runs the round, stops the service.
     first = _demo(data_dir, http, grpc)
@@ -149,6 +167,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         # Pointed at the wrong data dir, it says so (its tokens are unknown to the service).
         other = tmp_path / "other"
         other.mkdir()
+        (other / "DEVELOPMENT").write_text("a development dir without a ledger")
         wrong = _demo(other, http, grpc, "--no-start")
         assert wrong.returncode == 1
         assert "no database in" in wrong.stdout + wrong.stderr

@@ -42,7 +42,7 @@ def served(open_service, db_url):  # type: ignore[no-untyped-def]
     ledger.submit(_retire(ledger, registered[0]))
     auditor, _ = service.tokens.create("auditor", label="test")
     admin, _ = service.tokens.create("admin")
-    grantee, _ = service.tokens.create("grantee", entity="91510100MA61R0JK4T")
+    grantee, _ = service.tokens.create("grantee", entity="91510100MA61R0JK41")
     with TestClient(create_app(service)) as client:
         yield {
             "service": service,

@@ -284,10 +284,10 @@ def test_a_grantee_whose_entity_is_not_registered_sees_an_empty_answer(
     world: dict[str, Any],
 ) -> None:
     service, client = world["service"], world["client"]
-    token, _ = service.tokens.create("grantee", entity="91510100MA61R0JK4T")
+    token, _ = service.tokens.create("grantee", entity="91510100MA61R0JK41")
     body = client.get("/v1/me/vouchers", headers=bearer(token)).json()
     assert body["entity"] == {
-        "uscc": "91510100MA61R0JK4T",
+        "uscc": "91510100MA61R0JK41",
         "name": None,
         "type": None,
         "district": None,

@@ -734,6 +734,28 @@ def test_publish_a_new_policy_version(env: Env) -> None:
     assert payload["rate_bp"] == 3000 and payload["policy_version"] == published["policy_version"]
 
 
+def test_an_earlier_version_comes_back_by_naming_the_one_it_supersedes(env: Env) -> None:
+    first = env.ok(env.client.get("/v1/admin/policy", headers=env.as_("admin")))
+    document = copy.deepcopy(first["policy"])
+    document["notes"].append("a version published by mistake")
+    bad = env.ok(env.client.post("/v1/admin/policy", json=document, headers=env.as_("admin")), 201)
+
+    def republish(supersedes: str) -> Any:
+        return env.client.post(
+            "/v1/admin/policy",
+            params={"supersedes": supersedes},
+            json=first["policy"],
+            headers=env.as_("admin"),
+        )
+
+    env.refused(lambda: republish(first["version"]), 409, "POLICY_SUPERSEDES_MISMATCH")
+    env.refused(lambda: republish("not-a-version"), 400, "INVALID_ARGUMENT", "supersedes")
+    back = env.ok(republish(bad["policy_version"]), 201)
+    assert back["policy_version"] == first["version"]
+    now = env.ok(env.client.get("/v1/admin/policy", headers=env.as_("admin")))
+    assert now["version"] == first["version"] and now["published_index"] == back["entry"]["index"]
+
+
 def test_no_token_is_401_and_a_bad_token_too(env: Env) -> None:
     env.refused(lambda: env.client.get("/v1/admin/applications"), 401, "UNAUTHENTICATED")
     env.refused(

@@ -12,7 +12,8 @@ from domain_helpers import World, local, wan
 
 from ledger.canonical import canonical_bytes
 from ledger.errors import InvalidInput, LedgerError
-from ledger.policy import Policy, current_policy, policy_at, publish_body
+from ledger.policy import Policy, book, current_policy, policy_at, publish_body
+from ledger.usecases.commands.round import publish_round
 from ledger.vouchers import issue_body, voucher_view
 
 POLICY_FILE = Path(__file__).parent.parent / "ledger" / "policies" / "chengdu-2023-31.json"
@@ -215,6 +216,34 @@ def test_publish_records_versions_and_refuses_a_repeat() -> None:
     body["version"] = "0" * 64
     world.refuse("policy.publish", body, world.issuer, reason="POLICY_VERSION_MISMATCH")
     world.refuse("policy.publish", publish_body(raw()), world.service, reason="WRONG_SIGNER")
+
+
+def test_a_version_published_before_comes_back_only_by_naming_what_it_supersedes() -> None:
+    world = World()
+    first = world.policy
+    obj = raw()
+    obj["notes"].append("a bad version")
+    bad = Policy.from_json(obj)
+    world.publish(bad)
+    # supersedes must name the version in force, and a version cannot supersede itself
+    for named, reason in ((first.version, "POLICY_SUPERSEDES_MISMATCH"),
+                          ("f" * 64, "POLICY_SUPERSEDES_MISMATCH"),
+                          (bad.version, "POLICY_EXISTS")):  # fmt: skip
+        body = publish_body(first if named != bad.version else bad, supersedes=named)
+        world.refuse("policy.publish", body, world.issuer, reason=reason)
+    body = publish_body(first)
+    body["supersedes"] = "not a digest"
+    world.refuse("policy.publish", body, world.issuer, reason="INVALID_ARGUMENT")
+    # the earlier content again, recording the version it supersedes
+    done = publish_round(world.uow, first, supersedes=bad.version)
+    assert done.entry.entry.body["supersedes"] == bad.version
+    assert done.entry.result["supersedes"] == bad.version
+    assert current_policy(world.state).version == first.version
+    assert book(world.state).published_at[first.version] == done.entry.index
+    # a new version may name the one it supersedes too
+    obj["notes"].append("v3")
+    v3 = publish_round(world.uow, Policy.from_json(obj), supersedes=first.version)
+    assert current_policy(world.state).version == v3.entry.result["policy_version"]
 
 
 def test_open_rate_of_talent_is_refused_until_a_version_sets_it() -> None:

@@ -9,15 +9,56 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
 from adapters.cli import app as centre_app
-from api.cli import audit, keys, policy, service, tokens, voucher
+from api.cli import audit, keys, manners, policy, service, tokens, voucher
 from api.cli.demo.command import demo
-from api.cli.options import command_group
 from api.witness.cli import app as witness_app
 
-app = command_group(
-    "suanli", "suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号."
+app = typer.Typer(
+    name="suanli",
+    help="suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号. "
+    "Exit status: 0 ok, 1 refused or a check failed, 2 usage, 3 not set up or "
+    "unreachable, 4 internal error (docs/cli.md).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings=manners.context_settings(),
 )
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"suanli {version('suanli')}")
+        except PackageNotFoundError:
+            typer.echo("suanli (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def suanli(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="show the traceback of an internal error (anywhere on the line)"
+        ),
+    ] = False,
+) -> None:
+    """suanli: the compute-voucher (算力券) ledger of 成经信财〔2023〕31号."""
+
 
 app.command()(service.serve)
 app.command()(service.init)
@@ -33,5 +74,6 @@ app.add_typer(centre_app, name="center", hidden=True)  # the American spelling, 
 app.add_typer(witness_app, name="witness")
 
 
-def main() -> None:
-    app()
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console entry point: one line and a documented exit status on any error."""
+    sys.exit(manners.run(app, argv))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli.options import DataDir, Db, command_group, settings_from
+from api.cli.options import DataDir, Db, command_group, open_existing, settings_from
 
 app = command_group("keys", "The service's keys.")
 
@@ -15,12 +15,11 @@ def keys_rotate_log(data_dir: DataDir = None, db: Db = None) -> None:
 
     Earlier checkpoints stay verifiable with the old key; auditors keep pinning the
     genesis key and follow the rotation in the log."""
-    from api.bootstrap import open_service
     from api.keystore import install_log_key, stage_log_key
     from ledger.usecases.commands.log import rotate_log_key
 
     settings = settings_from(data_dir, db)
-    with open_service(settings) as service:
+    with open_existing(settings) as service:
         old = service.ledger.log_signer_for(service.ledger.refresh().size)
         new = stage_log_key(settings.data_dir, settings.origin)
         # the store signs the rotation's checkpoint with the new key: hold it first

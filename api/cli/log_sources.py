@@ -10,6 +10,9 @@ server and are files of the same names in an export.
 * ``HttpSource``: ``http(s)://host:port`` of a running service (httpx; bundles are fetched a
   few at a time in threads, so reading overlaps verifying).
 * ``DirSource``: a directory written by ``suanli audit export``.
+* ``JsonlSource``: the web page's download (``GET /v1/audit/log.jsonl``): one
+  ``{"index": i, "data": base64}`` line per entry, checked against a signed checkpoint
+  given beside it (or a ``{"checkpoint": note}`` line in the file).
 * ``DbSource``: a database URL (``sqlite:///…``, ``postgresql+psycopg://…``), read through
   the store's tables, serving the same paths as the HTTP routes would. Read only: it never
   migrates or writes.
@@ -22,6 +25,7 @@ server, not an export directory).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -523,17 +527,115 @@ class DbSource(Source):
         self.store.engine.dispose()
 
 
-def open_source(spec: str, token: str | None = None) -> Source:
-    """A source from a command-line argument: URL, database URL or export directory; an
-    HTTP source with an auditor's ``token`` also gives the disclosures (a full audit)."""
+class JsonlSource(Source):
+    """The log as JSON Lines (``GET /v1/audit/log.jsonl``), read as a stream: entries only,
+    so the signed checkpoint comes from ``checkpoint_note`` (a file saved with the
+    download) or from a ``{"checkpoint": "<note>"}`` line in the file."""
+
+    def __init__(self, path: Path, checkpoint_note: str | None = None) -> None:
+        self.path = path
+        self.name = str(path)
+        self._note = checkpoint_note
+
+    def _lines(self) -> Iterator[tuple[int, dict[str, Any] | None]]:
+        """(line number, object) per non-blank line; None for a line that is not JSON."""
+        try:
+            with self.path.open("rb") as lines:
+                for number, line in enumerate(lines, start=1):
+                    if line.strip():
+                        try:
+                            found = json.loads(line)
+                        except ValueError:
+                            found = None
+                        yield number, found if isinstance(found, dict) else None
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+
+    def checkpoint(self) -> str:
+        if self._note is None:
+            for _, item in self._lines():
+                if item is not None and isinstance(item.get("checkpoint"), str):
+                    self._note = item["checkpoint"]
+                    break
+            else:
+                raise SourceError(
+                    f"{self.path} holds entries but no signed checkpoint",
+                    hint="give --checkpoint FILE: the checkpoint saved with the download "
+                    "(GET /checkpoint, or /v1/log/checkpoints for its size)",
+                )
+        return self._note
+
+    def entries(self, size: int, prefetch: int = 8) -> Iterator[EntryItem]:
+        """Entries [0, size) in file order; ``Missing`` for a gap, a bad line or a short
+        file (the index a line claims is checked against its position)."""
+        del prefetch
+        expected = 0
+        for number, item in self._lines():
+            if expected >= size:
+                return
+            if item is not None and "checkpoint" in item and "index" not in item:
+                continue
+            index = item.get("index") if item is not None else None
+            if item is None or not isinstance(index, int) or index < expected:
+                yield Missing(expected, f"line {number} is not an entry line after {expected}")
+                expected += 1
+                continue
+            while expected < min(index, size):
+                yield Missing(expected, f"no line for entry {expected}")
+                expected += 1
+            if index >= size:
+                return
+            try:
+                data = base64.b64decode(str(item.get("data")), validate=True)
+            except ValueError:
+                yield Missing(index, f"line {number}: data is not base64")
+            else:
+                yield index, data
+            expected = index + 1
+        for missing in range(expected, size):
+            yield Missing(missing, f"the file ends before entry {missing}")
+
+    def get(self, path: str) -> bytes | None:
+        return None  # no tiles: the audit rebuilds the tree from the entries
+
+    def checkpoints(self, after: int = 0) -> Iterator[tuple[int, str]]:
+        note = self.checkpoint()
+        if peek_checkpoint(note).size > after:
+            yield peek_checkpoint(note).size, note
+
+    def log_vkey(self) -> str | None:
+        return None
+
+    def evidence(self, size: int) -> Evidence:
+        return Evidence(self.checkpoints, None)
+
+
+def is_jsonl(path: Path) -> bool:
+    """Whether ``path`` is a JSON Lines file (by name, or by its first line)."""
+    if not path.is_file():
+        return False
+    if path.suffix in (".jsonl", ".ndjson"):
+        return True
+    with path.open("rb") as file:
+        return file.readline().lstrip().startswith(b"{")
+
+
+def open_source(spec: str, token: str | None = None, checkpoint_note: str | None = None) -> Source:
+    """A source from a command-line argument: URL, database URL, export directory or the
+    web page's JSONL download (checked against ``checkpoint_note`` if given); an HTTP
+    source with an auditor's ``token`` also gives the disclosures (a full audit)."""
     if spec.startswith(("http://", "https://")):
         return HttpSource(spec, token=token)
     if spec.startswith(("sqlite:", "postgresql:", "postgresql+")):
         return DbSource(spec)
     path = Path(spec)
+    if is_jsonl(path):
+        return JsonlSource(path, checkpoint_note)
     if not path.is_dir():
         raise SourceError(
-            f"{spec!r} is not an http(s):// URL, a database URL or an export directory"
+            f"{spec!r} is not an http(s):// URL, a database URL, an export directory "
+            "or a JSONL download",
+            hint="e.g. --source http://127.0.0.1:8080",
         )
     return DirSource(path)
 

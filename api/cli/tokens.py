@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from api.cli.options import DataDir, Db, command_group, settings_from
+from api.cli.options import DataDir, Db, command_group, open_existing, settings_from
+
+if TYPE_CHECKING:
+    from api.bootstrap import Service
 
 app = command_group("token", "API tokens for the HTTP roles (stored hashed; shown once).")
 
@@ -21,23 +24,37 @@ def token_create(
     data_dir: DataDir = None,
     db: Db = None,
 ) -> None:
-    """Create a token and print it (only its hash is stored)."""
-    from api.bootstrap import open_service
+    """Create a token and print it (only its hash is stored). The scope is checked first:
+    a known role, a valid 统一社会信用代码 (check character), one of Chengdu's districts."""
+    from ledger.store.tokens import check_scope
 
-    with open_service(settings_from(data_dir, db)) as service:
+    check_scope(role, district=district, entity=entity, centre=centre)
+    with open_existing(settings_from(data_dir, db)) as service:
         token, principal = service.tokens.create(
             role, district=district, entity=entity, centre=centre, label=label
         )
+        known = entity is None or _registered(service, entity)
     typer.echo(token)
     typer.echo(f"id {principal.token_id}, role {role}", err=True)
+    if not known:
+        typer.echo(
+            f"note: no entity with 统一社会信用代码 {entity} is registered in the log yet "
+            "(it will be when it applies); if it should be, check the code",
+            err=True,
+        )
+
+
+def _registered(service: Service, uscc: str) -> bool:
+    from ledger.entities import book
+
+    with service.reading() as snapshot:
+        return uscc in book(snapshot.state).entities
 
 
 @app.command("list")
 def token_list(data_dir: DataDir = None, db: Db = None) -> None:
     """List active tokens (ids and scopes, never the tokens)."""
-    from api.bootstrap import open_service
-
-    with open_service(settings_from(data_dir, db)) as service:
+    with open_existing(settings_from(data_dir, db)) as service:
         principals = service.tokens.list()
     for p in principals:
         scope = p.district or p.entity or p.centre or "-"
@@ -46,9 +63,7 @@ def token_list(data_dir: DataDir = None, db: Db = None) -> None:
 
 @app.command("revoke")
 def token_revoke(token_id: str, data_dir: DataDir = None, db: Db = None) -> None:
-    """Revoke a token by its id."""
-    from api.bootstrap import open_service
-
-    with open_service(settings_from(data_dir, db)) as service:
+    """Revoke a token by its id (`suanli token list` shows the ids)."""
+    with open_existing(settings_from(data_dir, db)) as service:
         service.tokens.revoke(token_id)
     typer.echo(f"revoked {token_id}")

@@ -118,7 +118,7 @@ class EntityIn(BaseModel):
         max_length=64,
         description="统一社会信用代码: 18 characters, upper-case, with a valid GB 32100-2015 "
         "check character (a wrong one is refused naming the character)",
-        examples=["91510100MA61R0JK4T"],
+        examples=["91510100MA61R0JK41"],
     )
     name: StrictStr = Field(min_length=1, max_length=200)
     type: Literal["enterprise", "university", "research_institute", "talent_team"]

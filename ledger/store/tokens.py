@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
+from ledger import uscc
+from ledger.entities import DISTRICTS
 from ledger.errors import InvalidInput, NotFound, Unauthenticated
 from ledger.store.schema import api_tokens
 from ledger.timeutil import format_time
@@ -29,6 +31,29 @@ class Principal:
     label: str = ""
 
 
+def check_scope(role: str, *, district: str | None, entity: str | None, centre: str | None) -> None:
+    """Refuse a token that could never work: an unknown role, a missing scope, a
+    统一社会信用代码 that fails its check character, a district that is not Chengdu's."""
+    if role not in ROLES:
+        raise InvalidInput(
+            f"role must be one of {', '.join(ROLES)}, got {role!r}", reason="UNKNOWN_ROLE"
+        )
+    needs = {
+        "reviewer": ("district", district),
+        "grantee": ("entity", entity),
+        "centre": ("centre", centre),
+    }
+    if role in needs and not needs[role][1]:
+        raise InvalidInput(f"a {role} token needs --{needs[role][0]}", reason="SCOPE_MISSING")
+    if entity is not None:
+        uscc.validate(entity)
+    if district is not None and district not in DISTRICTS:
+        raise InvalidInput(
+            f"district {district!r} is not one of Chengdu's: {', '.join(DISTRICTS)}",
+            reason="UNKNOWN_DISTRICT",
+        )
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -47,15 +72,7 @@ class TokenStore:
         label: str = "",
     ) -> tuple[str, Principal]:
         """Make a token; returns it in clear (shown once) and its principal."""
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        needs = {
-            "reviewer": ("district", district),
-            "grantee": ("entity", entity),
-            "centre": ("centre", centre),
-        }
-        if role in needs and not needs[role][1]:
-            raise InvalidInput(f"a {role} token needs --{needs[role][0]}")
+        check_scope(role, district=district, entity=entity, centre=centre)
         token = PREFIX + secrets.token_urlsafe(32)
         principal = Principal(secrets.token_hex(8), role, district, entity, centre, label)
         with self.engine.begin() as conn:

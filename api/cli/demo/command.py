@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from api.cli.demo.run import Demo, DemoOptions, Step
-from api.settings import Settings
 
 
 def print_table(steps: Sequence[Step]) -> None:
@@ -52,15 +51,23 @@ def demo(
     ] = 2,
 ) -> None:
     """Run the round end to end against the service (make run): applications, review,
-    vouchers, both centres' agents over gRPC, a cap reached, statements, audit verify."""
-    settings = Settings()
+    vouchers, both centres' agents over gRPC, a cap reached, statements, audit verify.
+
+    It publishes a moved round into the log, so it runs only on a development data dir
+    (`make run`'s ./suanli-data, or one made by `suanli init --dev`)."""
+    from api.cli.options import announce, settings_from
+    from api.datadir import require_development
+
+    settings = settings_from(data_dir, db)
+    require_development(settings)
+    announce(settings)
     address = http or settings.http
     base = address if "://" in address else f"http://{address}"
     options = DemoOptions(
         http=base.rstrip("/"),
         grpc=grpc or settings.grpc,
-        data_dir=data_dir or settings.data_dir,
-        db=db or settings.db,
+        data_dir=settings.data_dir,
+        db=settings.db,
         jobs=jobs,
         events=events,
         start=start,

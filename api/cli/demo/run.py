@@ -609,7 +609,7 @@ class Demo:
         auditor (with the disclosures, every rule replayed)."""
         key = api.call("GET", "/v1/log/key")["vkey"]
         argv = [sys.executable, "-c", "from api.cli import main; main()", "audit", "verify",
-                self.options.http, "--key", key, "--no-progress"]  # fmt: skip
+                "--source", self.options.http, "--key", key, "--no-progress"]  # fmt: skip
         if self.witnesses is not None:
             latest = api.call("GET", "/readyz")["checks"]["checkpoint"].split()[-1]
             size = wait_until_witnessed(api, int(latest), len(self.witnesses.names))

@@ -406,11 +406,19 @@ def publish_policy(
         dict[str, Any],
         Body(description="a policy document (format suanli-policy/v1, docs/policy.md)"),
     ],
+    supersedes: Annotated[
+        str | None,
+        Query(
+            pattern="^[0-9a-f]{64}$",
+            description="the version in force this one replaces: required to bring a "
+            "version published before back into force",
+        ),
+    ] = None,
 ) -> PolicyPublished:
     """Publish a new policy version (it becomes the round's policy in force; later decisions
     cite it), with any centres and rate cards new in it. The document is validated as
     ``Policy.from_json`` reads a policy file: integers only, every figure checked."""
-    published = service_of(request).write(publish_round, document)
+    published = service_of(request).write(publish_round, document, supersedes)
     return recorded(
         PolicyPublished,
         published.entry,

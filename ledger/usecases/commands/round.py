@@ -20,17 +20,21 @@ class RoundPublished:
     rate_cards: list[str]  # "centre@version" of the rate cards published with it
 
 
-def publish_round(uow: UnitOfWork, policy: Policy | Mapping[str, Any]) -> RoundPublished:
+def publish_round(
+    uow: UnitOfWork, policy: Policy | Mapping[str, Any], supersedes: str | None = None
+) -> RoundPublished:
     """Publish a policy version (a ``Policy`` or a policy document, checked as
     ``Policy.from_json`` reads one), register the centres it names that the log does not
     know, and publish its rate cards that are not published yet, all signed by the issuer.
 
     A rate card already published under the same version with the same prices and start is
     not published again; one that differs is refused (``RATECARD_VERSION``): a change needs
-    the next version number. Everything else (a version already published, rate cards out
-    of order) the fold decides when the entry is appended.
+    the next version number. ``supersedes`` names the version in force that this one
+    replaces; it is required to bring a version published before back into force.
+    Everything else (a version already published, rate cards out of order) the fold
+    decides when the entry is appended.
     """
-    body = publish_body(policy)
+    body = publish_body(policy, supersedes)
     parsed = policy if isinstance(policy, Policy) else Policy.from_json(body["policy"])
     state = uow.state
     known = claims.book(state).centres
