@@ -319,6 +319,12 @@ def apply_submit(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     policy = current_policy(state, body.round)
     programme = policy.programme(body.programme)
     _check_policy_version(policy, body.policy_version)
+    if programme.kind == "reimbursement":
+        raise Refused(
+            f"{programme.label} is post-hoc: claim reimbursement (reimbursement.submit) after "
+            "paying, no application first (docs/reimbursement.md)",
+            reason="NOT_POST_HOC_APPLICATION",
+        )
     window = policy.window("online_submission")
     if not window.contains(ctx.time):
         raise Refused(

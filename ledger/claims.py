@@ -447,6 +447,21 @@ def _usage_window(voucher: Voucher, start: datetime, end: datetime) -> None:
         )
 
 
+def _not_reimbursed(state: LedgerState, voucher: Voucher, centre: str, usage: Usage) -> None:
+    """Usage the holder already claimed back post hoc (model B) is not subsidised again."""
+    from ledger.reimbursement import reimbursed_at  # it reads this module's claims too
+
+    found = reimbursed_at(state, voucher.holder, centre, usage.start, usage.end)
+    if found is not None:
+        raise Refused(
+            f"usage {local_text(usage.start)} to {local_text(usage.end)} at {centre} is covered "
+            f"by reimbursement claim {found.id} of {voucher.holder} (entry {found.index}, "
+            f"{found.first_day} to {found.last_day})",
+            reason="ALREADY_REIMBURSED",
+            details={"claim": found.id, "index": found.index},
+        )
+
+
 def _price(state: LedgerState, centre: str, usage: Usage) -> tuple[int, int]:
     """(cost by the rate card in force at the usage start, that card's version)."""
     card = centre_of(state, centre).card_at(usage.start)
@@ -498,6 +513,7 @@ def _plan_claim(
 ) -> _Plan:
     _check_voucher(state, voucher, centre, ctx.time)
     _usage_window(voucher, usage.start, usage.end)
+    _not_reimbursed(state, voucher, centre, usage)
     cost, _ = _price(state, centre, usage)
     lines, policy = cap_lines(state, voucher, usage.start, ctx.time)
     wanted = apply_rate(cost, voucher.rate_bp)

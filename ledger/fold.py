@@ -25,6 +25,7 @@ from ledger import (
     erasure,
     grants,
     policy,
+    reimbursement,
     settlement,
     vouchers,
 )
@@ -94,6 +95,11 @@ RULES: Mapping[str, Rule] = {
     "voucher.revoke": _VOUCHER_STATUS,
     "voucher.expire": _VOUCHER_STATUS,
     "grant.pay": _rule(grants.apply_pay, "issuer"),
+    # post-hoc reimbursement (model B): claimed by the grantee, reviewed, decided, paid
+    "reimbursement.submit": _rule(reimbursement.apply_submit, "service"),
+    "reimbursement.review": _rule(reimbursement.apply_review, "service"),
+    "reimbursement.decide": _rule(reimbursement.apply_decide, "issuer"),
+    "reimbursement.pay": _rule(reimbursement.apply_pay, "issuer"),
     # redemption at the centres
     "claim": _rule(claims.apply_claim, "centre"),
     "hold": _rule(claims.apply_hold, "centre"),

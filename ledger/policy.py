@@ -91,6 +91,10 @@ CALCULATORS = ("rank_tiers", "per_rack", "investment_share")
 ENTITY_TYPES = ("enterprise", "university", "research_institute", "talent_team")
 CENTRE_KINDS = ("supercomputing", "intelligent")
 PERIOD_KINDS = ("calendar_year", "voucher_year")
+# How a round pays (docs/reimbursement.md): deducted at the point of sale through vouchers
+# the centres claim (model A), or reimbursed after the grantee has paid in full (model B).
+SETTLEMENT_MODELS = ("point_of_sale", "post_hoc")
+EVIDENCE = ("contract", "invoice", "payment")
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,16 @@ class UsageWindowRule:
 
 
 @dataclass(frozen=True)
+class ReimbursementRule:
+    """A post-hoc programme's rule: the evidence a claim must carry (``invoice`` always: the
+    duplicate check keys on it) and whether related-party deals are refused."""
+
+    evidence: tuple[str, ...]
+    related_party_check: bool
+    cite: str | None
+
+
+@dataclass(frozen=True)
 class Programme:
     id: str
     number: str  # 一 … 七
@@ -265,6 +279,7 @@ class Programme:
     inputs: Mapping[str, InputSpec]
     conditions: tuple[Condition, ...]
     materials: tuple[Material, ...]
+    reimbursement: ReimbursementRule | None = None
 
     @property
     def label(self) -> str:
@@ -352,6 +367,7 @@ class Policy:
     rate_cards: tuple[RateCardSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
     version: str = ""
+    settlement_model: str = "point_of_sale"
 
     def programme(self, programme_id: str) -> Programme:
         try:
@@ -391,12 +407,18 @@ class Policy:
             name: Window.read(wr.child(name), need_start=name != "district_review")
             for name in WINDOWS
         }
-        centres = _read_centres(r)
+        model = (
+            r.choice("settlement_model", SETTLEMENT_MODELS)
+            if r.has("settlement_model")
+            else "point_of_sale"
+        )
+        centres = _read_centres(r, nonempty=model == "point_of_sale")
         programmes: dict[str, Programme] = {}
         for pr in r.items("programmes", nonempty=True):
             programme = _read_programme(pr, centres)
             if programme.id in programmes:
                 raise pr.fail(f"programme {programme.id} is listed twice")
+            _check_model(pr, model, programme)
             programmes[programme.id] = programme
         pools = _read_pools(r, programmes)
         validity = r.child("voucher_validity").obj(["months_after_usage_end"], ["note"])
@@ -426,6 +448,7 @@ class Policy:
             rate_cards=tuple(cards),
             raw=json.loads(canonical),
             version=sha256_hex(canonical),
+            settlement_model=model,
         )
 
     @classmethod
@@ -454,13 +477,14 @@ _POLICY_MEMBERS = (
     "programmes", "voucher_pools", "entity_yearly_cap_fen", "voucher_minimum_fen",
     "voucher_validity", "settlement", "centres", "rate_cards",
 )  # fmt: skip
-_POLICY_OPTIONAL = ("issued", "issuers", "basis", "notes", "url")
+_POLICY_OPTIONAL = ("issued", "issuers", "basis", "notes", "url", "settlement_model")
 _PROGRAMME_MEMBERS = (
     "id", "number", "section", "title", "kind", "rate_bp", "caps", "centres", "inputs",
     "conditions", "materials",
 )  # fmt: skip
 _PROGRAMME_OPTIONAL = (
     "summary", "rate_note", "cost_input", "calculator", "voucher_pool", "usage_window", "note",
+    "reimbursement",
 )  # fmt: skip
 _CALCULATOR_OPTIONAL = (
     "tiers", "rank_input", "racks_input", "cost_input", "share_of_average_bp",
@@ -477,9 +501,18 @@ def policy_version(obj: Any) -> str:
     return sha256_hex(canonical_bytes(obj))
 
 
-def _read_centres(r: Reader) -> dict[str, Centre]:
+def _check_model(pr: Reader, model: str, programme: Programme) -> None:
+    """Voucher programmes belong to point-of-sale rounds, reimbursement programmes to
+    post-hoc rounds; one-time grants to either."""
+    if programme.kind == "voucher" and model != "point_of_sale":
+        raise pr.fail("a voucher programme needs settlement_model point_of_sale", name="kind")
+    if programme.kind == "reimbursement" and model != "post_hoc":
+        raise pr.fail("a reimbursement programme needs settlement_model post_hoc", name="kind")
+
+
+def _read_centres(r: Reader, *, nonempty: bool = True) -> dict[str, Centre]:
     centres: dict[str, Centre] = {}
-    for cr in r.items("centres", nonempty=True):
+    for cr in r.items("centres", nonempty=nonempty):
         cr.obj(["id", "name", "kind"], ["note"])
         centre = Centre(cr.ident("id"), cr.text("name"), cr.choice("kind", CENTRE_KINDS))
         if centre.id in centres:
@@ -519,7 +552,7 @@ def _read_pools(r: Reader, programmes: Mapping[str, Programme]) -> dict[str, Vou
 
 def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
     pr.obj(_PROGRAMME_MEMBERS, _PROGRAMME_OPTIONAL)
-    kind = pr.choice("kind", ("voucher", "grant"))
+    kind = pr.choice("kind", ("voucher", "grant", "reimbursement"))
     inputs = _read_inputs(pr)
     rate_bp = pr.bp("rate_bp") if pr.has("rate_bp") else None
     rate_note = pr.opt_text("rate_note")
@@ -534,8 +567,10 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
             raise pr.fail("an open rate (null) needs a rate_note saying why", name="rate_bp")
         if pr.has("calculator"):
             raise pr.fail("a voucher programme has a rate, not a calculator", name="calculator")
-    else:
+    elif kind == "grant":
         calculator = _read_calculator(pr.child("calculator"), inputs)
+    elif rate_bp is None and rate_note is None:
+        raise pr.fail("an open rate (null) needs a rate_note saying why", name="rate_bp")
     caps = pr.child("caps").obj([], ["entity", "period", "pool"])
     period_cap = _read_period_cap(caps.opt_child("period"), kind)
     pool = None
@@ -548,10 +583,12 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
         if centre not in centres:
             raise pr.fail(f"unknown centre {centre!r}", name=f"centres[{i}]")
     usage_window = None
-    if kind == "voucher":
+    if kind in ("voucher", "reimbursement"):
         usage_window = _read_usage_window(pr.child("usage_window"))
-        if not programme_centres:
-            raise pr.fail("a voucher programme accepts at least one centre", name="centres")
+    if kind == "voucher" and not programme_centres:
+        raise pr.fail("a voucher programme accepts at least one centre", name="centres")
+    entity_cap = _read_entity_cap(caps.opt_child("entity"), inputs)
+    reimbursement = _read_reimbursement(pr, kind, entity_cap)
     return Programme(
         id=pr.ident("id"),
         number=pr.text("number", max_len=4),
@@ -562,7 +599,7 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
         rate_note=rate_note,
         cost_input=cost_input,
         calculator=calculator,
-        entity_cap=_read_entity_cap(caps.opt_child("entity"), inputs),
+        entity_cap=entity_cap,
         period_cap=period_cap,
         pool=pool,
         voucher_pool=pr.opt_text("voucher_pool"),
@@ -571,6 +608,32 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
         inputs=inputs,
         conditions=_read_conditions(pr, inputs),
         materials=_read_materials(pr),
+        reimbursement=reimbursement,
+    )
+
+
+def _read_reimbursement(
+    pr: Reader, kind: str, entity_cap: EntityCap | None
+) -> ReimbursementRule | None:
+    """A reimbursement programme's rule (and its entity cap is one amount); None for others."""
+    if kind != "reimbursement":
+        if pr.has("reimbursement"):
+            raise pr.fail("only a reimbursement programme has this rule", name="reimbursement")
+        return None
+    if entity_cap is not None and entity_cap.amount_fen is None:
+        raise pr.fail("a reimbursement programme's entity cap is one amount_fen", name="caps")
+    rr = pr.child("reimbursement")
+    rr.obj(["evidence", "related_party_check"], ["cite", "note"])
+    evidence: list[str] = []
+    for i, er in enumerate(rr.items("evidence", nonempty=True)):
+        item = _str_item(er)
+        if item not in EVIDENCE or item in evidence:
+            raise rr.fail(f"must be distinct items of {list(EVIDENCE)}", name=f"evidence[{i}]")
+        evidence.append(item)
+    if "invoice" not in evidence:
+        raise rr.fail("a reimbursement claim always carries its invoices", name="evidence")
+    return ReimbursementRule(
+        tuple(evidence), rr.boolean("related_party_check"), rr.opt_text("cite")
     )
 
 

@@ -50,6 +50,21 @@ RESTRICTED: Mapping[str, tuple[str, ...]] = {
     "voucher.revoke": ("reason",),
     "voucher.expire": ("reason",),
     "grant.pay": (),
+    # post-hoc reimbursement: who claims, from whom, for what and with which documents is
+    # not public, nor the district's opinion or a rejection; an approved amount and its
+    # payment are (公示), as for grants
+    "reimbursement.submit": (
+        "claimant",
+        "provider",
+        "period",
+        "amount_paid_fen",
+        "invoices",
+        "evidence",
+        "related_parties",
+    ),
+    "reimbursement.review": ("district", "reviewer", "opinion", "note"),
+    "reimbursement.decide": ("decision", "amount_fen", "note"),
+    "reimbursement.pay": (),
     # redemption: the centre, the voucher and the cost are public; the job is not
     "claim": ("record_id", "resource", "quantity", "start", "end"),
     "capture": ("record_id", "resource", "quantity", "start", "end"),

@@ -41,6 +41,7 @@ from ledger.usecases.commands import (
     corrections,
     entities,
     log,
+    reimbursement,
     settlement,
     vouchers,
 )
@@ -50,6 +51,7 @@ from ledger.usecases.commands.applications import (
     erase_application,
 )
 from ledger.usecases.commands.entities import NewEntity
+from ledger.usecases.commands.round import publish_round
 
 
 def _voucher(service: Service, n: int, programme: str, **terms: Any) -> tuple[str, str]:
@@ -94,6 +96,34 @@ def _redeem(service: Service, clock: ManualClock) -> None:
         service.write(vouchers.change_voucher_status, voucher=voucher, action=action, reason="t")
 
 
+def _reimburse(service: Service, grantee: str) -> None:
+    """A post-hoc round beside the 2023 one, and a claim reviewed, approved and paid."""
+    from test_reimbursement import invoice, posthoc_policy
+
+    service.write(publish_round, posthoc_policy(2023))
+    service.write(
+        reimbursement.submit_reimbursement,
+        claim="R-all",
+        round="posthoc-test-2023",
+        programme="compute-use",
+        claimant=grantee,
+        provider={"name": "某算力服务机构", "uscc": make_uscc(9100, "110108")},
+        period=("2023-03-01", "2023-03-31"),
+        amount_paid_fen=1_000_000,
+        invoices=[invoice("INV-all", 1_000_000, make_uscc(9100, "110108"))],
+        evidence={"contract": sha("contract"), "payment": sha("payment")},
+    )
+    service.write(
+        reimbursement.review_reimbursement,
+        claim="R-all",
+        district="成都高新区",
+        reviewer="r-all",
+        opinion="approve",
+    )
+    service.write(reimbursement.decide_reimbursement, claim="R-all", decision="approve")
+    service.write(reimbursement.pay_reimbursement, claim="R-all")
+
+
 def build_log(service: Service, clock: ManualClock) -> None:
     """Every entry kind but ``log.rotate`` (the CLI writes that one)."""
     holder, expiring = _voucher(service, 2, "industry", valid_until=START + timedelta(days=1))
@@ -110,6 +140,7 @@ def build_log(service: Service, clock: ManualClock) -> None:
     approval = Approval("A-all-grant", "adaptation", grantee, DEFAULT_INPUTS["adaptation"])
     service.write(approve_application, approval)
     service.write(vouchers.pay_grant, application="A-all-grant", grant="G-all")
+    _reimburse(service, grantee)
     reject_application(service, "A-all-erased", grantee, "adaptation")
     service.write(erase_application, application="A-all-erased", reason="保存期限届满")
     _redeem(service, clock)

@@ -52,6 +52,7 @@ REFUSALS: dict[str, C] = {
     "OUT_OF_RANGE": C.INVALID_ARGUMENT,
     "MALFORMED_RECORD": C.INVALID_ARGUMENT,
     "COST_MISMATCH": C.INVALID_ARGUMENT,
+    "ALREADY_REIMBURSED": C.FAILED_PRECONDITION,
     # the caps and exactly-once
     "CAP_EXHAUSTED": C.RESOURCE_EXHAUSTED,
     "ALREADY_CLAIMED": C.ALREADY_EXISTS,
@@ -143,6 +144,43 @@ def refused(env: GrpcEnv, reason: str, call: Callable[[], object]) -> Redemption
 
 
 # --- the voucher -------------------------------------------------------------------------
+
+
+def test_usage_already_reimbursed(grpc_env: GrpcEnv) -> None:
+    """Usage the holder claimed back post hoc at this centre (docs/reimbursement.md)."""
+    from test_reimbursement import invoice, posthoc_policy
+
+    from ledger import vouchers
+    from ledger.usecases.commands.reimbursement import submit_reimbursement
+    from ledger.usecases.commands.round import publish_round
+
+    voucher = grpc_env.voucher()
+    holder = vouchers.voucher_of(grpc_env.ledger.refresh(), voucher).holder
+    service = grpc_env.service
+    service.write(publish_round, posthoc_policy(2023))
+    service.write(
+        submit_reimbursement,
+        claim="R-grpc",
+        round="posthoc-test-2023",
+        programme="compute-use",
+        claimant=holder,
+        provider={
+            "name": "国家超算成都中心",
+            "uscc": invoice("x", 1)["issuer"],
+            "centre": "nscc-cd",
+        },
+        period=("2023-01-01", "2023-07-31"),
+        amount_paid_fen=1_000_000,
+        invoices=[invoice("INV-grpc", 1_000_000)],
+        evidence={"contract": "0" * 64, "payment": "1" * 64},
+    )
+    client = grpc_env.client()
+    error = refused(
+        grpc_env,
+        "ALREADY_REIMBURSED",
+        lambda: client.claim(grpc_env.usage(10_000, "reimbursed"), voucher, 10_000),
+    )
+    assert error.metadata["claim"] == "R-grpc"
 
 
 def test_unknown_voucher(grpc_env: GrpcEnv) -> None:

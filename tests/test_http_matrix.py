@@ -37,6 +37,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pg import throwaway_database
+from test_reimbursement import posthoc_policy, reimbursement_claim, reimbursement_request
 
 from api.bootstrap import Service, open_service
 from api.http.app import create_app
@@ -45,6 +46,7 @@ from ledger import applications, claims, entities, grants, vouchers
 from ledger.policy import Policy, current_policy
 from ledger.timeutil import parse_time
 from ledger.uscc import complete
+from ledger.usecases.commands.round import publish_round
 from ledger.usecases.commands.settlement import issue_statement_here
 
 ROLES = ("admin", "reviewer", "grantee", "auditor", "centre")
@@ -294,8 +296,16 @@ def _seed(service: Service) -> dict[str, str]:
         tx.append(tx.sign("claim", body, service.centre_keys[CENTRE]))
         # the centre's settlement statement for the quarter (signed by the log key)
         done = issue_statement_here(tx, centre=CENTRE, period="2023-Q3")
+        # a post-hoc round beside it, a reimbursement claim of each entity
+        publish_round(tx, posthoc_policy(2023))
+        for claim, claimant in (("R-1", ENTITY), ("R-foreign", OTHER_ENTITY)):
+            reimbursement_claim(tx, claim, claimant)
     ids.update(
-        application="A-pending", voucher="V-1", grant="G-1", statement=done.result["statement"]
+        application="A-pending",
+        voucher="V-1",
+        grant="G-1",
+        statement=done.result["statement"],
+        claim="R-1",
     )
     return ids
 
@@ -334,7 +344,7 @@ def world(
                 "name": "app.js",
                 "report": "budget",
             }
-            foreign = {"application": "A-foreign", "uscc": OTHER_ENTITY}
+            foreign = {"application": "A-foreign", "uscc": OTHER_ENTITY, "claim": "R-foreign"}
             # A 5xx is reported as a matrix failure (with the others), not raised.
             with TestClient(create_app(service), raise_server_exceptions=False) as client:
                 yield World(service, client, params, foreign, headers, document)
@@ -394,6 +404,9 @@ def _body(world: World, route: RouteInfo) -> Any:
             "type": "enterprise",
             "district": HIGH_TECH,
         },
+        "POST /v1/review/reimbursements/{claim}/opinion": {"opinion": "approve"},
+        "POST /v1/bureau/reimbursements/{claim}/decision": {"decision": "reject"},
+        "POST /v1/apply/reimbursements": reimbursement_request(f"M-{n}"),
         "POST /v1/apply/applications": {
             "application": f"A-matrix-{n}",
             "programme": "industry",

@@ -27,8 +27,10 @@ from ledger.policy import current_policy
 from ledger.publication import RESTRICTED
 from ledger.timeutil import parse_time
 from ledger.usecases.commands import applications as application_commands
+from ledger.usecases.commands import reimbursement as reimbursement_commands
 from ledger.usecases.commands.applications import Approval
 from ledger.usecases.commands.entities import NewEntity, register_entity
+from ledger.usecases.commands.round import publish_round
 from ledger.usecases.commands.settlement import issue_statement
 from ledger.usecases.commands.vouchers import voucher_for
 
@@ -44,6 +46,8 @@ REJECTION = "银行付款凭证与项目不符，不予推荐（甲乙丙）"
 REVIEWER = "reviewer-zqx-7f3a"
 JOB = "job-zqx-4242"
 COMPANY = "蜀道算力科技有限公司"
+PROVIDER = "青城山算力服务有限公司"
+INVOICE = "INV-QCS-20230315"
 
 
 def test_every_entry_kind_has_a_publication_rule() -> None:
@@ -106,7 +110,43 @@ def _seed(service: Service, clock: ManualClock) -> dict[str, Any]:
     centre_write(service, "claim", claim_body(usage, voucher, wan(1)))
     clock.advance(minutes=1)
     issue_statement(service.write, centre="nscc-cd", period="2023-Q3")
-    return {"team": team, "company": company, "voucher": voucher}
+    claimant = _reimburse(service)
+    return {"team": team, "company": company, "voucher": voucher, "claimant": claimant}
+
+
+def _reimburse(service: Service) -> str:
+    """A post-hoc claim naming a provider and an invoice, and its district's opinion;
+    the claimant holds no voucher, so nothing public names it."""
+    from test_reimbursement import invoice, posthoc_policy, reimbursement_request
+
+    claimant = make_uscc(913)
+    service.write(
+        register_entity, uscc=claimant, name=PROVIDER + "客户", type="enterprise",
+        district="成都高新区",
+    )  # fmt: skip
+    service.write(publish_round, posthoc_policy(2023))
+    sent = reimbursement_request("R-secret")
+    service.write(
+        reimbursement_commands.submit_reimbursement,
+        claim="R-secret",
+        round=sent["round"],
+        programme=sent["programme"],
+        claimant=claimant,
+        provider={"name": PROVIDER, "uscc": make_uscc(912, "110108")},
+        period=("2023-03-01", "2023-03-31"),
+        amount_paid_fen=BUDGET_FEN,
+        invoices=[invoice(INVOICE, BUDGET_FEN)],
+        evidence=sent["evidence"],
+    )
+    service.write(
+        reimbursement_commands.review_reimbursement,
+        claim="R-secret",
+        district="成都高新区",
+        reviewer=REVIEWER,
+        opinion="reject",
+        note=REJECTION,
+    )
+    return claimant
 
 
 def _forms(secret: str) -> list[bytes]:
@@ -151,6 +191,7 @@ def test_no_route_without_a_token_shows_a_restricted_value(
     service, ids = seeded
     assert {r.label for r in ROUTES if r.label in PUBLIC}  # the routes anyone may call
     secrets = [TALENT_TEAM, str(BUDGET_FEN), REJECTION, REVIEWER, JOB, COMPANY, ids["team"]]
+    secrets += [PROVIDER, INVOICE, ids["claimant"]]
     seen = 0
     with TestClient(create_app(service)) as client:
         for url in _public_gets(service):
@@ -182,6 +223,7 @@ def test_the_allowed_roles_read_the_same_values(seeded: tuple[Service, dict[str,
         "auditor": service.tokens.create("auditor")[0],
         "team": service.tokens.create("grantee", entity=ids["team"])[0],
         "company": service.tokens.create("grantee", entity=ids["company"])[0],
+        "claimant": service.tokens.create("grantee", entity=ids["claimant"])[0],
         "chenghua": service.tokens.create("reviewer", district="成华区")[0],
         "gaoxin": service.tokens.create("reviewer", district="成都高新区")[0],
         "nscc": service.tokens.create("centre", centre="nscc-cd")[0],
@@ -203,6 +245,12 @@ def test_the_allowed_roles_read_the_same_values(seeded: tuple[Service, dict[str,
         for who in ("team", "icc", "chenghua"):
             assert opened(as_[who], claim) == 403, who
         assert client.get(f"/v1/log/entries/{index[id(claim)]}/disclosures").status_code == 401
+        reimbursed = next(e for e in entries if e.kind == "reimbursement.submit")
+        for who in ("admin", "auditor", "claimant", "gaoxin"):
+            found = opened(as_[who], reimbursed)
+            assert isinstance(found, dict) and found["provider"]["name"] == PROVIDER, who
+        for who in ("company", "team", "chenghua", "nscc"):
+            assert opened(as_[who], reimbursed) == 403, who
         for past_the_end in (len(entries), 2**63 - 1):
             url = f"/v1/log/entries/{past_the_end}/disclosures"
             assert client.get(url, headers=as_["admin"]).status_code == 404

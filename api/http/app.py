@@ -27,6 +27,7 @@ from api.http.routes import (
     grantee,
     log,
     ops,
+    reimbursement,
     review,
     statements,
     web,
@@ -67,6 +68,7 @@ def create_app(service: Service) -> FastAPI:
         bureau.router,
         statements.router,
         centres.router,
+        *reimbursement.ROUTERS,
     ):
         app.include_router(router)
     return app

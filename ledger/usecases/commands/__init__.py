@@ -11,5 +11,6 @@ is appended (a refusal raises and appends nothing). The modules go by area:
 * ``vouchers``: issuing vouchers, changing their status, paying one-time grants;
 * ``redemption``: the centres' claims, holds, captures and voids, exactly once;
 * ``corrections``: reversals and clawbacks;
-* ``settlement``: settlement statements.
+* ``settlement``: settlement statements;
+* ``reimbursement``: post-hoc reimbursement claims, their review, decision and payment.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ledger import applications, claims, entities, grants, vouchers
+from ledger import applications, claims, entities, grants, reimbursement, vouchers
 from ledger.entry import Entry
 from ledger.fold import opened
 from ledger.publication import Audience
@@ -27,6 +27,13 @@ def _application(state: LedgerState, body: Mapping[str, Any]) -> Audience:
     if found is None:
         return Audience()
     return Audience.of([found.applicant], [found.district])
+
+
+def _reimbursement(state: LedgerState, body: Mapping[str, Any]) -> Audience:
+    found = reimbursement.book(state).claims.get(str(body.get("claim")))
+    if found is None:  # the submission itself, before the fold has it
+        return Audience.of([body.get("claimant")])
+    return Audience.of([found.claimant], [found.district])
 
 
 def _claim(state: LedgerState, centre: Any, record_id: Any) -> Audience:
@@ -98,5 +105,7 @@ def audience(state: LedgerState, entry: Entry) -> Audience:
         return _application(state, body)
     if kind.startswith("voucher."):
         return _voucher(state, body)
+    if kind.startswith("reimbursement."):
+        return _reimbursement(state, body)
     found = _BY_KIND.get(kind)
     return Audience() if found is None else found(state, body)
