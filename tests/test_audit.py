@@ -848,6 +848,10 @@ def test_every_entry_kind_has_one_rule_and_a_handler() -> None:
         "statement.lines",
         "statement.close",
         "erase",
+        "reimbursement.submit",
+        "reimbursement.review",
+        "reimbursement.decide",
+        "reimbursement.pay",
     }
     log_kinds = {"log.genesis", "log.rotate", "key.register", "key.retire", "log.note"}
     assert set(RULES) == domain_kinds | log_kinds

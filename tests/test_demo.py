@@ -119,7 +119,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "is not a development data dir" in refused.stderr
     assert "Traceback" not in refused.stderr
     dev = _suanli("init", "--dev", "--data-dir", str(data_dir))
-    assert dev.returncode == 0 and "kind:       development" in dev.stdout, dev.stderr
+    assert dev.returncode == 0 and "(development)" in dev.stdout, dev.stderr
 
     # 1. Nothing running: the demo starts suanli serve, runs the round, stops the service.
     first = _demo(data_dir, http, grpc)

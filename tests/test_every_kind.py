@@ -201,7 +201,7 @@ def test_every_kind_and_every_command(every_kind: Service, db_url: str, tmp_path
         )
         cli("audit", "check-proof", str(proof), str(entry), "--key", current)
     assert f"replayed {size} entries" in cli("rebuild", *where)
-    cli("init", *where)
+    cli("init", "--dev", *where)  # the data dir is a development one (serve's first run)
     cli("token", "create", "--role", "auditor", *where)
     assert "auditor" in cli("token", "list", *where)
     cli("policy", "show")

@@ -67,6 +67,9 @@ UNMODELLED: dict[str, str | None] = {
     "/v1/log/disclosures": None,  # a range of at most 5,000 entries, start and end given
     "/v1/log/entries/{index}/disclosures": None,
     "/healthz": None,
+    "/v1/log/witnesses": None,  # the witness policy: a handful (BOUNDED)
+    "/v1/apply/reimbursements/{claim}": None,  # one claim
+    "/v1/bureau/reimbursements/{claim}": None,  # one claim
 }
 
 

@@ -9,22 +9,23 @@
 * the bureau (``/v1/bureau/reimbursements``, role admin; auditors read): the queue, the
   decision (the caps may cut an approval, to the fen, naming the cap) and the payment.
 
-Every list pages: ``after`` (the cursor: the last item's log index) and ``limit``; the
-answer's ``next_after`` is the next page's cursor, null on the last. Each route calls one
-use case; refusals are problem+json with the domain's reason (``DUPLICATE_INVOICE``,
-``ALREADY_SUBSIDISED``, ``RELATED_PARTY``, ``CAP_EXHAUSTED`` …).
+Every list pages as every list does (``api.http.paging``): ``cursor`` (the last item's log
+index; ``after`` is read too) and ``limit``; ``next_cursor`` and ``Link: rel="next"``.
+Each route calls one use case; refusals are problem+json with the domain's reason
+(``DUPLICATE_INVOICE``, ``ALREADY_SUBSIDISED``, ``RELATED_PARTY``, ``CAP_EXHAUSTED`` …).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from api.errors import problem_responses
 from api.http.auth import check_district, check_entity, require
 from api.http.deps import new_id, own_entity, reading, reviewer_district, service_of
+from api.http.paging import Paging, link_next
 from api.http.schemas import Fen, Id, IdPath, Opinion, Recorded, Sha256
 from ledger import reimbursement
 from ledger.store.tokens import Principal
@@ -34,14 +35,12 @@ from ledger.usecases.commands.reimbursement import (
     review_reimbursement,
     submit_reimbursement,
 )
-from ledger.usecases.views.reimbursement import MAX_LIMIT, reimbursement_page
+from ledger.usecases.views.reimbursement import reimbursement_page
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Uscc = Annotated[StrictStr, Field(min_length=18, max_length=18, description="统一社会信用代码")]
 Day = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
 ClaimStatus = Literal["submitted", "reviewed", "approved", "rejected", "paid"]
-After = Annotated[int, Query(ge=-1, description="cursor: the last log index already seen")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="at most this many items")]
 WRITE_ERRORS = problem_responses(409, 422)
 
 Grantee = Annotated[Principal, Depends(require("grantee"))]
@@ -131,7 +130,15 @@ class ClaimRecorded(BaseModel):
 class ClaimPage(BaseModel):
     count: int
     items: list[dict[str, Any]]
-    next_after: int | None
+    next_after: int | None = Field(description="the next page's cursor as a log index")
+    next_cursor: str | None = Field(description="pass as cursor= for the next page; null: last")
+
+
+def _paged(request: Request, response: Response, page: dict[str, Any]) -> ClaimPage:
+    following = page["next_after"]
+    page["next_cursor"] = None if following is None else str(following)
+    link_next(request, response, page["next_cursor"])
+    return ClaimPage.model_validate(page)
 
 
 def _recorded(done: Any) -> ClaimRecorded:
@@ -169,17 +176,21 @@ def submit(request: Request, body: ClaimIn, principal: Grantee) -> ClaimRecorded
 def my_claims(
     request: Request,
     principal: Grantee,
-    after: After = -1,
-    limit: Limit = 100,
+    response: Response,
+    paging: Paging,
     status: Annotated[ClaimStatus | None, Query()] = None,
 ) -> ClaimPage:
     """The token's entity's claims, in log order, one page."""
     claimant = own_entity(principal)
     with reading(request) as snapshot:
         page = reimbursement_page(
-            snapshot.state, after=after, limit=limit, claimant=claimant, status=status
+            snapshot.state,
+            after=paging.after_index(-1),
+            limit=paging.limit,
+            claimant=claimant,
+            status=status,
         )
-    return ClaimPage.model_validate(page)
+    return _paged(request, response, page)
 
 
 @grantee_router.get("/{claim}")
@@ -198,17 +209,21 @@ def my_claim(request: Request, claim: IdPath, principal: Grantee) -> dict[str, A
 def district_claims(
     request: Request,
     principal: Reviewer,
-    after: After = -1,
-    limit: Limit = 100,
+    response: Response,
+    paging: Paging,
     status: Annotated[ClaimStatus | None, Query(description="submitted: to review")] = None,
 ) -> ClaimPage:
     """The claims of this reviewer's 区县, in log order, one page."""
     district = reviewer_district(principal)
     with reading(request) as snapshot:
         page = reimbursement_page(
-            snapshot.state, after=after, limit=limit, district=district, status=status
+            snapshot.state,
+            after=paging.after_index(-1),
+            limit=paging.limit,
+            district=district,
+            status=status,
         )
-    return ClaimPage.model_validate(page)
+    return _paged(request, response, page)
 
 
 @review_router.post(
@@ -238,8 +253,8 @@ def give_opinion(
 def queue(
     request: Request,
     _: BureauOrAuditor,
-    after: After = -1,
-    limit: Limit = 100,
+    response: Response,
+    paging: Paging,
     status: Annotated[ClaimStatus | None, Query(description="reviewed: to decide")] = None,
     round: Annotated[str | None, Query(max_length=64)] = None,
     programme: Annotated[str | None, Query(max_length=64)] = None,
@@ -248,13 +263,13 @@ def queue(
     with reading(request) as snapshot:
         page = reimbursement_page(
             snapshot.state,
-            after=after,
-            limit=limit,
+            after=paging.after_index(-1),
+            limit=paging.limit,
             status=status,
             round=round,
             programme=programme,
         )
-    return ClaimPage.model_validate(page)
+    return _paged(request, response, page)
 
 
 @bureau_router.get("/{claim}")
