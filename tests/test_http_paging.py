@@ -26,6 +26,7 @@ PROBLEM = "application/problem+json"
 # as not paged yet.
 BOUNDED: dict[tuple[str, str], str] = {
     ("/v1/log/projection", "*"): "a summary of the fold",
+    ("/v1/log/witnesses", "witnesses"): "the log's witness policy: a handful of witnesses",
     ("/v1/me/history/summary", "months"): "one row per usage month",
     ("/v1/entities/{uscc}/history/summary", "months"): "one row per usage month",
     ("/readyz", "*"): "health",

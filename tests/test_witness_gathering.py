@@ -208,6 +208,12 @@ def test_two_witnesses_cosign_and_verifiers_demand_them(
     assert seen.checkpoint.size == size
     assert {w.key_id for w in seen.cosigners} == {czj.vkey.key_id, sjj.vkey.key_id}
     assert 'suanli_witness_lag_entries{witness="czj"} 0.0' in server.metrics()
+    witnesses_json = httpx.get(f"{server.url}/v1/log/witnesses", timeout=10).json()
+    assert [w["name"] for w in witnesses_json["witnesses"]] == ["czj", "sjj"]
+    assert all(w["cosigned_size"] == size for w in witnesses_json["witnesses"])
+    assert witnesses_json["quorum"] == "both"
+    if db_url.startswith("sqlite"):  # the page checks both cosignatures in the browser
+        page_shows_cosigners(server.url, ["czj", "sjj"], tmp_path)
     one_less = "".join(
         line for line in note.splitlines(keepends=True) if not line.startswith(f"— {CZJ} ")
     )
@@ -260,6 +266,29 @@ def test_two_witnesses_cosign_and_verifiers_demand_them(
     running.append(witness("sjj", SJJ))
     wait_for(lambda: server.checkpoint()[0] == grown, "the restarted witness to catch up")
     assert verify_checkpoint(server.checkpoint()[1], policy).checkpoint.size == grown
+
+
+def page_shows_cosigners(url: str, names: list[str], tmp_path: Path) -> None:
+    """The auditor view lists each witness with its cosignature verified by WebCrypto."""
+    from test_web_browser import _need_chromium, chromium_driver
+
+    _need_chromium()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with chromium_driver(tmp_path / "chromium") as driver:
+        driver.get(url + "/#auditor")
+        shown = WebDriverWait(driver, 30, poll_frequency=0.1).until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, "#cp-witnesses .witness")) == 2
+                and d.find_elements(By.CSS_SELECTOR, "#cp-witnesses .witness")
+            ),
+            message="the witnesses on the page",
+        )
+        texts = [e.text for e in shown]
+        assert [t.split()[1] for t in texts] == names, texts
+        assert all(t.startswith("✔") for t in texts), texts
+        assert "quorum: both" in driver.find_element(By.ID, "cp-witnesses").text
 
 
 def test_a_witness_that_saw_a_fork_never_cosigns(

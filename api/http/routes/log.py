@@ -21,6 +21,7 @@ from ledger import merkle, tiles
 from ledger.errors import InvalidInput, NotFound
 from ledger.store.log import load_projection
 from ledger.store.unit_of_work import FoldedLog
+from ledger.tlogpolicy import format_policy
 
 router = APIRouter()
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -117,6 +118,25 @@ def log_key(request: Request) -> dict[str, Any]:
         "vkey": epochs[0].verifier.vkey if epochs else ledger.keys.log.verifier.vkey,
         "current_vkey": epochs[-1].verifier.vkey if epochs else ledger.keys.log.verifier.vkey,
         "log_keys": [{"vkey": e.verifier.vkey, "from_size": e.from_size} for e in epochs],
+    }
+
+
+@router.get("/v1/log/witnesses", tags=["log"])
+def witnesses(request: Request) -> dict[str, Any]:
+    """The log's witnesses (``--witness-policy``): each one's cosignature key and the
+    largest size it has cosigned here, the quorum ``/checkpoint`` waits for, and the policy
+    itself (c2sp.org/tlog-policy) for verifiers to pin. Empty when the log has none."""
+    policy = request.app.state.service.witness_policy
+    if policy is None:
+        return {"quorum": "none", "policy": None, "witnesses": []}
+    store = _ledger(request).store
+    return {
+        "quorum": policy.quorum,
+        "policy": format_policy(policy),
+        "witnesses": [
+            {"name": w.name, "vkey": w.key.vkey, "cosigned_size": store.cosigned_size(w.key.vkey)}
+            for w in policy.witnesses
+        ],
     }
 
 

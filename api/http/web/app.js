@@ -985,6 +985,54 @@ function signatureText(state) {
       : "✘ 签名无效 INVALID";
 }
 
+// C2SP cosignature/v1 verifier key: name+hex8+base64(0x04 || pub32).
+function parseCosignerKey(vkey) {
+  const first = vkey.indexOf("+"), second = vkey.indexOf("+", first + 1);
+  if (first <= 0 || second !== first + 9) throw new Error("malformed witness key");
+  const raw = b64decode(vkey.slice(second + 1));
+  if (raw.length !== 33 || raw[0] !== 4) throw new Error("not a cosignature/v1 key");
+  return { name: vkey.slice(0, first), hash: vkey.slice(first + 1, second), pub: raw.slice(1) };
+}
+
+// The checkpoint's cosignature by `vkey`: {state: "ok" | "bad" | "missing" | "unsupported",
+// time} (c2sp.org/tlog-cosignature: Ed25519 over "cosignature/v1\ntime T\n" + the body).
+async function verifyCosignature(cp, vkey) {
+  const key = parseCosignerKey(vkey);
+  const sig = cp.sigs.find((s) => s.name === key.name && s.raw.length === 76 && hex(s.raw.slice(0, 4)) === key.hash);
+  if (!sig) return { state: "missing" };
+  let time = 0n;
+  for (const b of sig.raw.slice(4, 12)) time = time * 256n + BigInt(b);
+  const message = concat(enc.encode(`cosignature/v1\ntime ${time}\n`), enc.encode(cp.text));
+  let cryptoKey;
+  try {
+    cryptoKey = await subtle().importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
+  } catch (e) {
+    return { state: "unsupported", time };
+  }
+  const ok = await subtle().verify({ name: "Ed25519" }, cryptoKey, sig.raw.slice(12), message);
+  return { state: ok ? "ok" : "bad", time };
+}
+
+// Which of the log's witnesses cosigned the checkpoint the page checks against.
+async function showWitnesses(cp) {
+  const box = clear($("#cp-witnesses"));
+  const listed = await api("/v1/log/witnesses", { anonymous: true });
+  if (!listed.witnesses.length) {
+    box.append(...bi("本日志未配置见证", "this log has no witnesses"));
+    return;
+  }
+  for (const w of listed.witnesses) {
+    const seen = await verifyCosignature(cp, w.vkey);
+    const when = seen.time === undefined ? "" : " " + new Date(Number(seen.time) * 1000).toISOString().replace(".000Z", "Z");
+    const text = seen.state === "ok" ? `✔ ${w.name}${when}`
+      : seen.state === "missing" ? `✘ ${w.name} 未联署 no cosignature`
+        : seen.state === "bad" ? `✘ ${w.name} 联署无效 INVALID`
+          : `? ${w.name} 浏览器不支持 Ed25519 not checked`;
+    box.append(el("div", { class: seen.state === "ok" ? "good witness" : "bad witness", title: w.vkey, text }));
+  }
+  box.append(el("div", { class: "muted", text: `法定数 quorum: ${listed.quorum}` }));
+}
+
 let latest = null;
 
 async function loadCheckpoint() {
@@ -1005,6 +1053,7 @@ async function loadCheckpoint() {
   sig.textContent = signatureText(latest.signature);
   sig.className = latest.signature === "ok" ? "good" : latest.signature === "bad" ? "bad" : "muted";
   if (!$("#verify-size").value) $("#verify-size").placeholder = `最新 latest (${latest.sizeText})`;
+  await showWitnesses(latest).catch((error) => { $("#cp-witnesses").textContent = error.message; });
 }
 
 async function checkpointOfSize(size) {
