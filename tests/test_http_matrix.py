@@ -70,6 +70,7 @@ PUBLIC = {
     "GET /v1/log/proof/inclusion",
     "GET /v1/log/proof/consistency",
     "GET /v1/log/checkpoints",
+    "GET /v1/log/witnesses",
     "GET /v1/log/projection",
     "GET /openapi.json",
     "GET /docs",

@@ -108,8 +108,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @contextmanager
-def chromium_driver(profile: Path) -> Iterator[Any]:
-    """Headless Chromium driven by chromedriver, with its own profile dir."""
+def chromium_driver(profile: Path, *extra_flags: str) -> Iterator[Any]:
+    """Headless Chromium driven by chromedriver, with its own profile dir (and flags)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
 
@@ -128,6 +128,7 @@ def chromium_driver(profile: Path) -> Iterator[Any]:
         f"--user-data-dir={profile}",
         "--window-size=1280,1700",
         "--lang=zh-CN",
+        *extra_flags,
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

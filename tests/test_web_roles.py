@@ -38,10 +38,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_http_grantee import claim, holder_of
 from test_web_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     WAIT,
     _need_chromium,
+    chromium_driver,
     page_errors,
     screenshot,
     text_of,
@@ -168,34 +167,11 @@ def in_window(tmp_path: Path) -> Iterator[tuple[Service, str]]:
 def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Chromium that cannot resolve any host but 127.0.0.1: the network is off for it."""
     _need_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-offline')}",
-        "--window-size=1280,1700",
-        "--lang=zh-CN",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=DriverService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(WAIT)
-    try:
+    profile = tmp_path_factory.mktemp("chromium-offline")
+    with chromium_driver(
+        profile, "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+    ) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def day(moment: datetime) -> str:
