@@ -312,6 +312,24 @@ def k_of_n(
     return Policy(log_entries, entries, (group,), group.name)
 
 
+def demanded(
+    witnesses: Sequence[str], quorum: int | None, policy_text: str | bytes | None
+) -> Policy | None:
+    """The witnesses a verifier demands: a tlog-policy file's text, or ``quorum`` of the
+    witness vkeys given (every one when ``quorum`` is None); None when neither is given.
+    ``InvalidInput`` for both at once, a quorum without witnesses, or a bad key."""
+    if policy_text is not None:
+        if witnesses or quorum is not None:
+            raise InvalidInput("give the witnesses and quorum, or a policy file, not both")
+        return parse_policy(policy_text)
+    if not witnesses:
+        if quorum is not None:
+            raise InvalidInput("a quorum needs the witnesses' keys")
+        return None
+    keys = [CosignatureVerifier.parse(vkey) for vkey in witnesses]
+    return k_of_n(keys, len(keys) if quorum is None else quorum)
+
+
 def cosigners(signed_checkpoint: str | bytes, policy: Policy) -> frozenset[str]:
     """The names of the policy's witnesses whose cosignatures on ``signed_checkpoint``
     verify. The log's own signature is not checked here: for a caller that has verified it

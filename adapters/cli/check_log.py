@@ -47,21 +47,16 @@ def check_log(
     from adapters.errors import AgentError
     from adapters.monitor import LogCheckFailed, check_log
     from adapters.outbox import Outbox
-    from ledger.checkpoint import CosignatureVerifier
     from ledger.errors import LedgerError
     from ledger.keys import Signer, Verifier
-    from ledger.tlogpolicy import k_of_n, parse_policy
+    from ledger.tlogpolicy import demanded
 
     centre_id = centre or "nscc-cd"
     directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     try:
         keys = [Verifier.parse(k) for k in log_key]
-        policy = None
-        if witness_policy is not None:
-            policy = parse_policy(witness_policy.read_bytes())
-        elif witness:
-            cosigners = [CosignatureVerifier.parse(v) for v in witness]
-            policy = k_of_n(cosigners, len(cosigners) if quorum is None else quorum)
+        text = None if witness_policy is None else witness_policy.read_bytes()
+        policy = demanded(witness or [], quorum, text)
         files = CentreFiles(directory)
         signer = Signer.parse(files.signing_key.read_text().strip())
         if not outbox_path.exists():

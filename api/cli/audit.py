@@ -23,10 +23,9 @@ import typer
 from api.cli.log_sources import DirSource, Source, SourceError, open_source, peek_checkpoint
 from api.cli.manners import EXIT_UNAVAILABLE, say_error
 from api.cli.options import command_group
-from ledger.checkpoint import CosignatureVerifier
 from ledger.errors import LedgerError
 from ledger.keys import Verifier
-from ledger.tlogpolicy import Policy, k_of_n, parse_policy, require_quorum
+from ledger.tlogpolicy import Policy, demanded, require_quorum
 
 if TYPE_CHECKING:
     from ledger.audit import Evidence, Report
@@ -132,6 +131,10 @@ def _open(spec: str, token: str | None = None, checkpoint_note: str | None = Non
     return source
 
 
+CheckpointKey = Annotated[
+    list[str] | None,
+    typer.Option("--key", help="refuse unless the checkpoint verifies with this key"),
+]
 KeyFile = Annotated[
     Path | None,
     typer.Option("--key-file", help="a file of verifier keys, one a line (# comments)"),
@@ -192,24 +195,13 @@ def _witness_policy(
     witness: list[str] | None, quorum: int | None, policy_file: Path | None
 ) -> Policy | None:
     """The verifier's witness policy from ``--witness``/``--quorum`` or ``--witness-policy``."""
-    if policy_file is not None:
-        if witness or quorum is not None:
-            raise _error("give --witness/--quorum or --witness-policy, not both")
-        try:
-            return parse_policy(policy_file.read_bytes())
-        except OSError as exc:
-            raise _error(f"--witness-policy {policy_file}: {exc.strerror or exc}") from exc
-        except LedgerError as exc:
-            raise _error(f"--witness-policy {policy_file}: {exc.message}") from exc
-    if not witness:
-        if quorum is not None:
-            raise _error("--quorum needs the witnesses' keys (--witness VKEY, repeatable)")
-        return None
     try:
-        keys = [CosignatureVerifier.parse(vkey) for vkey in witness]
-        return k_of_n(keys, len(keys) if quorum is None else quorum)
+        text = None if policy_file is None else policy_file.read_bytes()
+        return demanded(witness or [], quorum, text)
+    except OSError as exc:
+        raise _error(f"--witness-policy {policy_file}: {exc.strerror or exc}") from exc
     except LedgerError as exc:
-        raise _error(f"--witness: {exc.message}") from exc
+        raise _error(f"--witness/--quorum/--witness-policy: {exc.message}") from exc
 
 
 def _check_witnesses(note: str, policy: Policy | None) -> str | None:
@@ -462,10 +454,7 @@ def export(
     public: Annotated[
         bool, typer.Option("--public", help="never the disclosures: an export anyone may read")
     ] = False,
-    key: Annotated[
-        list[str] | None,
-        typer.Option("--key", help="refuse unless the checkpoint verifies with this key"),
-    ] = None,
+    key: CheckpointKey = None,
     key_file: KeyFile = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -504,10 +493,7 @@ def prove(
     entry_out: Annotated[
         Path | None, typer.Option("--entry-out", help="also write the entry's bytes here")
     ] = None,
-    key: Annotated[
-        list[str] | None,
-        typer.Option("--key", help="refuse unless the checkpoint verifies with this key"),
-    ] = None,
+    key: CheckpointKey = None,
     key_file: KeyFile = None,
     as_json: JsonOpt = False,
 ) -> None:
