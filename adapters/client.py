@@ -411,7 +411,7 @@ class RedemptionClient:
         while not stop.is_set():
             if not state.slot(stop):
                 return
-            group = state.take(source, per_message)
+            group = state.take(source, per_message, stop)
             if group:
                 yield self._stream_request(group, per_message)
             if state.exhausted:
@@ -461,16 +461,22 @@ class _StreamState:
                 return True
         return False
 
-    def take(self, source: Iterator[ClaimItem], most: int) -> list[tuple[int, ClaimItem]]:
+    def take(
+        self, source: Iterator[ClaimItem], most: int, stop: threading.Event
+    ) -> list[tuple[int, ClaimItem]]:
         """Up to ``most`` new claims with their seqs, one slot each (the first slot taken
-        already); fewer when the window has no room at once or the source runs out."""
+        already); fewer when the window has no room at once or the source runs out.
+
+        ``stop`` is checked under the lock that ``resend`` takes: a broken stream's
+        generator can still win a slot its successor freed, and a claim it took after the
+        successor listed the unanswered ones would never be sent."""
         group: list[tuple[int, ClaimItem]] = []
         while True:
             with self.lock:
-                item = next(source, None)
+                item = None if stop.is_set() else next(source, None)
                 if item is None:
-                    self.exhausted = True
-                    self._slots.release()
+                    self.exhausted = not stop.is_set()
+                    self._slots.release()  # the slot taken for this claim
                     return group
                 seq = self.next_seq
                 self.next_seq += 1

@@ -4,6 +4,7 @@ message"): one response per request, each claim answered alone with its own seq.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import grpc
@@ -173,3 +174,52 @@ def test_the_client_fills_each_message_up_to_its_size(grpc_env: GrpcEnv) -> None
     assert len(first.claims) == 10
     with pytest.raises(ValueError, match="per_message"):
         next(client.claim_stream(items, per_message=MAX_CLAIMS_PER_MESSAGE + 1))
+
+
+def test_a_broken_batched_stream_resends_each_unanswered_claim_once(grpc_env: GrpcEnv) -> None:
+    """The stream breaks (UNAVAILABLE) after two responses, while the ledger holds more
+    claims of it: the client re-sends every unanswered claim, batched, and each item gets
+    one answer; the ledger records each claim once (those it had, as replayed)."""
+    voucher = grpc_env.voucher()
+    client = grpc_env.client(timeout=30, backoff=0.001)
+    real = client.stub.ClaimStream
+    calls: list[int] = []
+
+    class Flaky(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self) -> str:
+            return "flaky"
+
+    class Breaking:
+        def __init__(self, call: Any) -> None:
+            self.call = call
+
+        def __iter__(self) -> Any:
+            for n, response in enumerate(self.call):
+                if n == 2:
+                    time.sleep(0.5)  # the ledger commits what it was sent meanwhile
+                    raise Flaky()
+                yield response
+
+        def cancel(self) -> None:
+            self.call.cancel()
+
+    def claim_stream(requests: Any, timeout: float) -> Any:
+        calls.append(1)
+        call = real(requests, timeout=timeout)
+        return Breaking(call) if len(calls) == 1 else call
+
+    client.stub.ClaimStream = claim_stream  # type: ignore[method-assign]
+    items = [ClaimItem(grpc_env.usage(10_000, f"brk-{i}"), voucher, 10_000) for i in range(200)]
+    size = grpc_env.log_size()
+    results = list(client.claim_stream(items, window=64, per_message=16))
+    assert len(calls) == 2
+    assert sorted(r.item.usage.record_id for r in results) == sorted(
+        i.usage.record_id for i in items
+    )
+    assert all(r.ok for r in results)
+    assert grpc_env.log_size() == size + 200
+    indices = [r.result.log_index for r in results if r.result]
+    assert len(set(indices)) == 200  # no claim recorded twice
