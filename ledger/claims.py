@@ -50,7 +50,8 @@ from ledger.caps import Decision
 from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, InvalidInput, NotFound, Refused
 from ledger.money import apply_rate
-from ledger.policy import CENTRE_KINDS, Price, read_prices
+from ledger.policy import CENTRE_KINDS, Price
+from ledger.policy_read import read_prices
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import format_time, from_micros, local_text, to_micros

@@ -48,7 +48,14 @@ from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused, VerificationError
 from ledger.keys import Signer
 from ledger.money import format_fen, is_int
-from ledger.policy import PERIOD_KINDS, Policy, Programme, current_policy, require_rate
+from ledger.policy import (
+    PERIOD_KINDS,
+    Policy,
+    Programme,
+    current_policy,
+    require_rate,
+    scheme_terms,
+)
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import (
@@ -211,6 +218,7 @@ def cap_lines(
         entity_round_cap=policy.entity_yearly_cap_fen,
         programme_pool=None if programme.pool is None else programme.pool.amount_fen,
         voucher_pool=None if pool is None else (pool.id, pool.amount_fen),
+        scheme=scheme_terms(state, policy),
     )
     return lines, policy
 
