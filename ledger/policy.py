@@ -423,7 +423,7 @@ class Policy:
         else:
             text = Path(path).read_text(encoding="utf-8")
         try:
-            obj = json.loads(text, parse_float=_no_float)
+            obj = json.loads(text, parse_float=no_float)
         except ValueError as exc:
             raise InvalidInput(
                 f"policy file is not valid JSON: {exc}", reason="INVALID_POLICY"
@@ -434,7 +434,7 @@ class Policy:
 WINDOWS = ("applications", "online_submission", "district_review", "project_activity")
 
 
-def _no_float(text: str) -> Any:
+def no_float(text: str) -> Any:
     raise ValueError(f"float {text} in a policy file: use integers (fen, basis points)")
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ledger.canonical import MAX_SAFE_INT, canonical_bytes
+from ledger.errors import InvalidInput
 from ledger.money import is_int
 from ledger.policy import (
     BUILTINS,
@@ -42,9 +44,11 @@ from ledger.policy import (
     UsageWindowRule,
     VoucherPool,
     Window,
+    no_float,
 )
+from ledger.providers import ANY_REGISTERED, ProviderSpec
 from ledger.reader import Reader, kind_of, sha256_hex
-from ledger.usage import RESOURCE_UNITS
+from ledger.usage import CENTRE_ID, RESOURCE_UNITS
 
 
 def read_policy(obj: Any) -> Policy:
@@ -225,8 +229,8 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
         pp.obj(["period", "amount_fen"], ["cite"])
         pp.choice("period", ("calendar_year",))
         pool = PoolCap(pp.fen("amount_fen"), pp.opt_text("cite"))
-    programme_centres = tuple(_str_item(c) for c in pr.items("centres"))
-    for i, centre in enumerate(programme_centres):
+    programme_centres = _read_accepted(pr, centres)
+    for i, centre in enumerate(c for c in programme_centres if c != ANY_REGISTERED):
         if centre not in centres:
             raise pr.fail(f"unknown centre {centre!r}", name=f"centres[{i}]")
     usage_window = None
@@ -257,6 +261,14 @@ def _read_programme(pr: Reader, centres: Mapping[str, Centre]) -> Programme:
         materials=_read_materials(pr),
         reimbursement=reimbursement,
     )
+
+
+def _read_accepted(pr: Reader, centres: Mapping[str, Centre]) -> tuple[str, ...]:
+    """A programme's ``centres``: a list of the round's centres (a whitelist), or the word
+    ``any_registered`` (``ledger.providers``)."""
+    if pr.child("centres").value == ANY_REGISTERED:
+        return (ANY_REGISTERED,)
+    return tuple(_str_item(c) for c in pr.items("centres"))
 
 
 def _read_reimbursement(
@@ -475,3 +487,32 @@ def read_prices(r: Reader) -> dict[str, Price]:
         pr.obj(["price_fen", "per_units"], ["unit", "note"])
         prices[resource] = Price(pr.fen("price_fen"), pr.integer("per_units", minimum=1))
     return prices
+
+
+def read_provider(obj: Any) -> ProviderSpec:
+    """A ``suanli-provider/v1`` document: ``{format, id, name, kind, rate_card: {version,
+    effective_from, prices, development_default?, note?}, note?}``; InvalidInput
+    (INVALID_PROVIDER) naming the path if malformed."""
+    r = Reader(obj, "$", "INVALID_PROVIDER").obj(
+        ["format", "id", "name", "kind", "rate_card"], ["note"]
+    )
+    if r.child("format").value != "suanli-provider/v1":
+        raise r.fail("must be 'suanli-provider/v1'", name="format")
+    centre_id = r.text("id", max_len=32, pattern=CENTRE_ID)
+    centre = Centre(centre_id, r.text("name"), r.choice("kind", CENTRE_KINDS))
+    card = r.child("rate_card")
+    if not isinstance(card.value, dict) or "centre" in card.value:
+        raise card.fail("must be an object without 'centre' (the provider's id is its centre)")
+    with_centre = Reader({**card.value, "centre": centre.id}, card.path, "INVALID_PROVIDER")
+    return ProviderSpec(centre, _read_rate_card(with_centre))
+
+
+def load_provider(path: str | Path) -> ProviderSpec:
+    """Read a ``suanli-provider/v1`` file (integers only, as a policy file)."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"), parse_float=no_float)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"provider file is not valid JSON: {exc}", reason="INVALID_PROVIDER"
+        ) from None
+    return read_provider(obj)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger import claims, vouchers
+from ledger import claims, providers, vouchers
 from ledger.errors import InvalidInput, LedgerError
 from ledger.keys import ServiceKeys, Signer
 from ledger.money import format_fen
@@ -222,7 +222,8 @@ class Simulation:
                 )
             raise InvalidInput("internal: voucher not set up")  # set up in the first pass
         voucher = vouchers.voucher_of(self.state, self.vouchers[label])
-        centre = r.opt_text("centre") or voucher.centres[0]
+        default = next((c for c in self.centres if providers.accepts(voucher.centres, c)), "")
+        centre = r.opt_text("centre") or default
         if centre not in self.centres:
             raise InvalidInput(f"unknown centre {centre!r}", reason="UNKNOWN_CENTRE")
         at = r.written_time("at") if r.has("at") else self.claim_at

@@ -32,7 +32,7 @@ from typing import Any
 from immutables import Map
 from pyrsistent import PVector, pvector
 
-from ledger import applications
+from ledger import applications, providers
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import CapLine, lines_for, voucher_year
@@ -375,10 +375,10 @@ def _check_terms(
             f"voucher periods must be {shown} for {programme.label}", reason="PERIODS_MISMATCH"
         )
     for centre in v["centres"]:
-        if centre not in programme.centres:
+        if not providers.accepts(programme.centres, centre):
             raise InvalidInput(
                 f"centre {centre!r} is not accepted by {programme.label} "
-                f"(accepted: {list(programme.centres)})",
+                f"(accepted: {providers.describe(programme.centres)})",
                 reason="CENTRE_NOT_ACCEPTED",
             )
     return policy, programme, rate

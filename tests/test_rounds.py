@@ -10,16 +10,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from domain_helpers import World, snapshot, wan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_reimbursement import Claims, posthoc_policy
 
+from ledger import vouchers
 from ledger.caps import book as caps_book
 from ledger.errors import LedgerError
 from ledger.fold import apply
+from ledger.keys import Signer
 from ledger.policy import Policy
+from ledger.policy_read import read_provider
 from ledger.state import LedgerState
+from ledger.usecases.commands.centres import register_provider
 
 POLICIES = Path(__file__).parent.parent / "ledger" / "policies"
 SCHEME = "test-scheme"
@@ -201,3 +206,91 @@ def test_no_scheme_counter_ever_exceeds_its_limit(ops: list[tuple[Any, ...]]) ->
     for entry in world.entries:
         fresh, _ = apply(fresh, entry)
     assert caps_book(fresh).used == caps_book(world.state).used
+
+
+# --- providers as data ------------------------------------------------------------------
+
+THIRD = "xinan-ai"
+THIRD_PROVIDER = {
+    "format": "suanli-provider/v1",
+    "id": THIRD,
+    "name": "某算力服务有限公司",
+    "kind": "intelligent",
+    "rate_card": {
+        "version": 1,
+        "effective_from": "2023-01-01",
+        "development_default": True,
+        "prices": {"cpu": {"price_fen": 8, "per_units": 3600}},
+    },
+}
+
+
+def register_third(world: World) -> None:
+    """The third provider, registered as data: no policy version names it."""
+    signer = Signer.generate(THIRD)
+    world.centre_keys[THIRD] = signer
+    register_provider(world.uow, provider=read_provider(THIRD_PROVIDER), vkey=signer.verifier.vkey)
+
+
+def open_round(round_id: str = "round-open") -> Policy:
+    """The 2023 round under another id, its (四) open to any registered provider."""
+    obj = json.loads((POLICIES / "chengdu-2023-31.json").read_text("utf-8"))
+    obj["round"] = round_id
+    next(p for p in obj["programmes"] if p["id"] == "industry")["centres"] = "any_registered"
+    return Policy.from_json(obj)
+
+
+def test_a_registered_provider_redeems_where_its_round_accepts_any() -> None:
+    world = World()
+    whitelisting = world.policy
+    register_third(world)
+    world.publish(open_round())
+    uscc = world.register()
+    opened = voucher_in(world, world.policy, uscc)
+    assert vouchers.voucher_of(world.state, opened).centres == ("any_registered",)
+    paid = world.claim(opened, wan(10), centre=THIRD)
+    assert (paid["subsidy_fen"], paid["bound_by"]) == (wan(3), "rate")
+    assert world.claim(opened, wan(10), centre="cd-icc")["subsidy_fen"] == wan(3)
+    # the 2023 round names its two centres: the third provider is refused there, by reason
+    whitelisted = voucher_in(world, whitelisting, uscc)
+    refused = world.claim_refused(whitelisted, wan(10), "CENTRE_NOT_ACCEPTED", centre=THIRD)
+    assert refused.details == {"centre": THIRD, "accepted": "nscc-cd,cd-icc"}
+    assert "round chengdu-2023-31" in refused.message and "nscc-cd, cd-icc" in refused.message
+
+
+def test_a_whitelisting_round_issues_no_voucher_for_another_provider() -> None:
+    world = World()
+    register_third(world)
+    app = world.approved("industry")
+    with pytest.raises(LedgerError) as caught:
+        world.issue(app, centres=[THIRD])
+    assert caught.value.reason == "CENTRE_NOT_ACCEPTED"
+    assert "nscc-cd" in caught.value.message
+
+
+def test_a_provider_file_is_checked_member_by_member() -> None:
+    assert read_provider(THIRD_PROVIDER).rate_card.prices["cpu"].price_fen == 8
+    for change, path in [
+        ({"id": "any_registered"}, "$.id"),
+        ({"kind": "cloud"}, "$.kind"),
+        ({"rate_card": {**THIRD_PROVIDER["rate_card"], "centre": "x"}}, "$.rate_card"),
+        ({"rate_card": {**THIRD_PROVIDER["rate_card"], "prices": {}}}, "$.rate_card"),
+    ]:
+        with pytest.raises(LedgerError) as caught:
+            read_provider({**THIRD_PROVIDER, **change})
+        assert caught.value.reason == "INVALID_PROVIDER", caught.value.message
+        assert path in caught.value.message
+
+
+def test_a_provider_registered_twice_is_refused_whole() -> None:
+    world = World()
+    register_third(world)
+    size = world.state.size
+    with pytest.raises(LedgerError) as caught:
+        register_provider(
+            world.uow,
+            provider=read_provider(THIRD_PROVIDER),
+            vkey=Signer.generate(THIRD).verifier.vkey,
+        )
+    assert caught.value.reason == "CENTRE_EXISTS"
+    assert world.state.size == size
