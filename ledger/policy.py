@@ -379,6 +379,7 @@ class Policy:
     settlement_model: str = "point_of_sale"
     scheme: str | None = None  # the scheme of rounds this one belongs to (city 算力券 …)
     scheme_caps: SchemeCaps | None = None
+    scheme_programmes: tuple[str, ...] = ()  # the programmes that count on the scheme's caps
 
     def programme(self, programme_id: str) -> Programme:
         try:
@@ -549,12 +550,14 @@ def _scheme_caps_after(before: SchemeCaps | None, policy: Policy) -> SchemeCaps:
     )
 
 
-def scheme_terms(state: LedgerState, policy: Policy) -> tuple[str, int | None, int | None] | None:
-    """(scheme, entity yearly cap, yearly pool) in force for a payment under ``policy``'s
-    round, for ``ledger.caps.lines_for``; None when the round belongs to no scheme. A figure
-    not (yet) stated is None: the payment is still counted, so that a figure stated later
-    in the year finds the year's earlier payments on its counter."""
-    if policy.scheme is None:
+def scheme_terms(
+    state: LedgerState, policy: Policy, programme: str
+) -> tuple[str, int | None, int | None] | None:
+    """(scheme, entity yearly cap, yearly pool) in force for a payment in ``programme`` of
+    ``policy``'s round, for ``ledger.caps.lines_for``; None when the programme counts on no
+    scheme. A figure not (yet) stated is None: the payment is still counted, so that a
+    figure stated later in the year finds the year's earlier payments on its counter."""
+    if policy.scheme is None or programme not in policy.scheme_programmes:
         return None
     caps = book(state).schemes.get(policy.scheme) or SchemeCaps(None, None)
     return (policy.scheme, caps.entity_yearly_fen, caps.pool_yearly_fen)

@@ -106,8 +106,7 @@ def read_policy(obj: Any) -> Policy:
         raw=json.loads(canonical),
         version=sha256_hex(canonical),
         settlement_model=model,
-        scheme=r.ident("scheme") if r.has("scheme") else None,
-        scheme_caps=_read_scheme_caps(r),
+        **_read_scheme(r, programmes),
     )
 
 
@@ -117,7 +116,7 @@ _POLICY_MEMBERS = (
     "voucher_validity", "settlement", "centres", "rate_cards",
 )  # fmt: skip
 _POLICY_OPTIONAL = (
-    "issued", "issuers", "basis", "notes", "url", "settlement_model", "scheme", "scheme_caps",
+    "issued", "issuers", "basis", "notes", "url", "settlement_model", "scheme",
 )  # fmt: skip
 _PROGRAMME_MEMBERS = (
     "id", "number", "section", "title", "kind", "rate_bp", "caps", "centres", "inputs",
@@ -133,23 +132,39 @@ _CALCULATOR_OPTIONAL = (
 )  # fmt: skip
 
 
-def _read_scheme_caps(r: Reader) -> SchemeCaps | None:
-    """``scheme_caps``: ``{entity_yearly?: {amount_fen, note?, cite?}, pool_yearly?: …}``,
-    only in a round that names its ``scheme`` (the caps belong to the scheme)."""
-    sr = r.opt_child("scheme_caps")
+def _read_scheme(r: Reader, programmes: Mapping[str, Programme]) -> dict[str, Any]:
+    """``scheme``: ``{id, name?, programmes?, caps?: {entity_yearly?: {amount_fen, note?},
+    pool_yearly?: …}, note?}`` — the scheme of rounds this one belongs to, the programmes
+    that count on its caps (by default every voucher and reimbursement programme: the
+    compute subsidies) and the caps it states for the whole scheme."""
+    sr = r.opt_child("scheme")
     if sr is None:
-        return None
-    if not r.has("scheme"):
-        raise r.fail("caps shared by a scheme need the round's scheme", name="scheme_caps")
-    sr.obj([], ["entity_yearly", "pool_yearly", "note"])
-    figures: dict[str, int | None] = {}
-    for name in ("entity_yearly", "pool_yearly"):
-        fr = sr.opt_child(name)
-        figures[name] = None
-        if fr is not None:
-            fr.obj(["amount_fen"], ["note", "cite", "development_default"])
-            figures[name] = fr.fen("amount_fen")
-    return SchemeCaps(figures["entity_yearly"], figures["pool_yearly"])
+        return {}
+    sr.obj(["id"], ["name", "programmes", "caps", "note", "cite"])
+    counted = [p.id for p in programmes.values() if p.kind in ("voucher", "reimbursement")]
+    if sr.has("programmes"):
+        counted = []
+        for i, pr in enumerate(sr.items("programmes", nonempty=True)):
+            pid = _str_item(pr)
+            if pid not in programmes or programmes[pid].kind == "grant" or pid in counted:
+                raise sr.fail(
+                    f"{pid!r} is not a voucher or reimbursement programme of the round "
+                    "(or is listed twice)",
+                    name=f"programmes[{i}]",
+                )
+            counted.append(pid)
+    figures: dict[str, int | None] = {"entity_yearly": None, "pool_yearly": None}
+    if (cr := sr.opt_child("caps")) is not None:
+        cr.obj([], ["entity_yearly", "pool_yearly", "note"])
+        for name in figures:
+            if (fr := cr.opt_child(name)) is not None:
+                fr.obj(["amount_fen"], ["note", "cite", "development_default"])
+                figures[name] = fr.fen("amount_fen")
+    return {
+        "scheme": sr.ident("id"),
+        "scheme_caps": SchemeCaps(figures["entity_yearly"], figures["pool_yearly"]),
+        "scheme_programmes": tuple(counted),
+    }
 
 
 def _check_model(pr: Reader, model: str, programme: Programme) -> None:

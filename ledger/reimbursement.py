@@ -503,7 +503,7 @@ def cap_lines(
         entity_cap=None if programme.entity_cap is None else programme.entity_cap.amount_fen,
         entity_round_cap=policy.entity_yearly_cap_fen,
         programme_pool=None if programme.pool is None else programme.pool.amount_fen,
-        scheme=scheme_terms(state, policy),
+        scheme=scheme_terms(state, policy, programme.id),
     )
 
 

@@ -218,7 +218,7 @@ def cap_lines(
         entity_round_cap=policy.entity_yearly_cap_fen,
         programme_pool=None if programme.pool is None else programme.pool.amount_fen,
         voucher_pool=None if pool is None else (pool.id, pool.amount_fen),
-        scheme=scheme_terms(state, policy),
+        scheme=scheme_terms(state, policy, programme.id),
     )
     return lines, policy
 

@@ -36,14 +36,14 @@ def round_of_scheme(
     """The 2023 round under another id, in ``SCHEME``, stating the figures given."""
     obj = json.loads((POLICIES / "chengdu-2023-31.json").read_text("utf-8"))
     obj["round"] = round_id
-    obj["scheme"] = SCHEME
+    obj["scheme"] = {"id": SCHEME, "programmes": ["industry"]}
     caps: dict[str, Any] = {}
     if entity_yearly is not None:
         caps["entity_yearly"] = {"amount_fen": entity_yearly}
     if pool_yearly is not None:
         caps["pool_yearly"] = {"amount_fen": pool_yearly}
     if caps:
-        obj["scheme_caps"] = caps
+        obj["scheme"]["caps"] = caps
     return Policy.from_json(obj)
 
 
@@ -117,7 +117,7 @@ def test_reimbursements_share_the_scheme_cap_with_point_of_sale_claims() -> None
     """A post-hoc round of the same scheme: the entity's reimbursement decision stops at what
     its voucher claims left under the scheme's yearly cap."""
     world, a, _ = two_rounds(entity_yearly=wan(400), pool_yearly=wan(10_000))
-    doc = posthoc_policy(2023) | {"scheme": SCHEME}
+    doc = posthoc_policy(2023) | {"scheme": {"id": SCHEME}}  # its one programme counts
     world.publish(Policy.from_json(doc))
     uscc = world.register()
     assert world.claim(voucher_in(world, a, uscc), wan(1000))["subsidy_fen"] == wan(300)
@@ -129,16 +129,20 @@ def test_reimbursements_share_the_scheme_cap_with_point_of_sale_claims() -> None
     assert world.claim_refused(voucher_in(world, a, uscc), wan(10), "CAP_EXHAUSTED")
 
 
-def test_scheme_caps_need_a_scheme() -> None:
+def test_a_scheme_counts_the_programmes_it_lists() -> None:
+    """(六) is in the round but not in the scheme's programmes: its claims leave the
+    scheme's counters alone; and a grant programme cannot be listed."""
+    world = World(policy=round_of_scheme("round-a", entity_yearly=wan(100)))
+    uscc = world.register()
+    model = world.voucher("ai-model", uscc=uscc)
+    assert world.claim(model, wan(1000))["subsidy_fen"] == wan(500)  # the period cap binds
+    assert not [k for k in caps_book(world.state).used if str(k[0]).startswith("scheme")]
     obj = json.loads((POLICIES / "chengdu-2023-31.json").read_text("utf-8"))
-    obj["scheme_caps"] = {"entity_yearly": {"amount_fen": wan(500)}}
-    try:
+    obj["scheme"] = {"id": SCHEME, "programmes": ["industry", "adaptation"]}
+    with pytest.raises(LedgerError) as caught:
         Policy.from_json(obj)
-    except LedgerError as error:
-        assert error.reason == "INVALID_POLICY"
-        assert "$.scheme_caps" in error.message
-    else:
-        raise AssertionError("scheme_caps without a scheme was read")
+    assert caught.value.reason == "INVALID_POLICY"
+    assert "$.scheme.programmes[1]" in caught.value.message
 
 
 # --- property: no counter over its limit, whatever the claims under two rounds -------------
@@ -294,3 +298,40 @@ def test_a_provider_registered_twice_is_refused_whole() -> None:
         )
     assert caught.value.reason == "CENTRE_EXISTS"
     assert world.state.size == size
+
+
+# --- the later round's file ---------------------------------------------------------------
+
+ISSUE_FIGURES = {
+    "rate_bp": 6000,  # "let the voucher cover up to 60 % of a bill"
+    "entity_yearly_fen": 500 * 1_000_000,  # "capped each entity at 500 万元 a year"
+    "pool_yearly_fen": 10_000_000_000,  # "raised the yearly pool (reported as 1 亿元 in 2025)"
+}
+
+
+def test_the_later_round_states_the_issues_figures_and_says_where_each_comes_from() -> None:
+    raw = json.loads((POLICIES / "chengdu-2025-example.json").read_text("utf-8"))
+    policy = Policy.load(POLICIES / "chengdu-2025-example.json")
+    programme = policy.programme("compute-voucher")
+    assert (policy.round, policy.settlement_model) == ("chengdu-2025-example", "point_of_sale")
+    assert programme.rate_bp == ISSUE_FIGURES["rate_bp"]
+    assert policy.scheme == Policy.load().scheme == "chengdu-compute-voucher"  # one scheme
+    assert policy.scheme_caps is not None
+    assert policy.scheme_caps.entity_yearly_fen == ISSUE_FIGURES["entity_yearly_fen"]
+    assert policy.scheme_caps.pool_yearly_fen == ISSUE_FIGURES["pool_yearly_fen"]
+    assert programme.centres == ("any_registered",)
+    # every figure from the issue quotes it; every other one says it is a development default
+    caps = raw["scheme"]["caps"]
+    quoted = [
+        (caps["entity_yearly"]["note"], "capped each entity at 500 万元 a year"),
+        (caps["pool_yearly"]["note"], "reported as 1 亿元 in 2025"),
+        (raw["programmes"][0]["rate_note"], "up to 60 % of a bill"),
+        (raw["programmes"][0]["note"], "registered 算力服务机构 beyond the two centres"),
+    ]
+    for note, words in quoted:
+        assert "issue #17" in note and words in note
+    defaults = [w["note"] for w in raw["windows"].values()]
+    defaults += [raw["voucher_validity"]["note"], raw["settlement"]["note"]]
+    defaults += [raw["programmes"][0]["usage_window"]["note"]]
+    assert all("Development default" in note for note in defaults)
+    assert all(card["development_default"] for card in raw["rate_cards"])
