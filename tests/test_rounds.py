@@ -25,6 +25,7 @@ from ledger.policy import Policy
 from ledger.policy_read import read_provider
 from ledger.state import LedgerState
 from ledger.usecases.commands.centres import register_provider
+from ledger.usecases.views.bureau import budget_report
 
 POLICIES = Path(__file__).parent.parent / "ledger" / "policies"
 SCHEME = "test-scheme"
@@ -315,7 +316,7 @@ def test_the_later_round_states_the_issues_figures_and_says_where_each_comes_fro
     programme = policy.programme("compute-voucher")
     assert (policy.round, policy.settlement_model) == ("chengdu-2025-example", "point_of_sale")
     assert programme.rate_bp == ISSUE_FIGURES["rate_bp"]
-    assert policy.scheme == Policy.load().scheme == "chengdu-compute-voucher"  # one scheme
+    assert policy.scheme == Policy.load().scheme == "chengdu-suanliquan-scheme"  # one scheme
     assert policy.scheme_caps is not None
     assert policy.scheme_caps.entity_yearly_fen == ISSUE_FIGURES["entity_yearly_fen"]
     assert policy.scheme_caps.pool_yearly_fen == ISSUE_FIGURES["pool_yearly_fen"]
@@ -335,3 +336,16 @@ def test_the_later_round_states_the_issues_figures_and_says_where_each_comes_fro
     defaults += [raw["programmes"][0]["usage_window"]["note"]]
     assert all("Development default" in note for note in defaults)
     assert all(card["development_default"] for card in raw["rate_cards"])
+
+
+def test_the_budget_report_shows_the_scheme_pool_of_every_round() -> None:
+    """The bureau's budget for 2023: the scheme's pool, what both rounds drew on it."""
+    world, a, b = two_rounds(entity_yearly=wan(10_000), pool_yearly=wan(500))
+    world.claim(voucher_in(world, a, world.register()), wan(100))
+    world.claim(voucher_in(world, b, world.register()), wan(200))
+    report = budget_report(world.state, 2023, world.clock)
+    row = next(p for p in report["pools"] if p["kind"] == "scheme_pool")
+    assert (row["id"], row["limit_fen"], row["used_fen"]) == (SCHEME, wan(500), wan(90))
+    assert row["remaining_fen"] == wan(410)
+    assert row["programmes"] == ["round-a/industry", "round-b/industry"]
+    assert report["totals"]["used_fen"] == wan(90)  # the programmes' total, not counted twice

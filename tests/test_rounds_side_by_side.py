@@ -30,7 +30,7 @@ __all__ = ["grpc_env", "grpc_env_factory"]  # fixtures used here
 
 POLICIES = Path(__file__).parent.parent / "ledger" / "policies"
 LATER = "chengdu-2025-example"
-SCHEME = "chengdu-compute-voucher"
+SCHEME = "chengdu-suanliquan-scheme"
 THIRD = "xinan-ai"
 runner = CliRunner()
 

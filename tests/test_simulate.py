@@ -239,14 +239,14 @@ def test_simulate_runs_rounds_side_by_side_and_reports_per_round_and_pool() -> N
         "chengdu-2023-31/industry": wan(300),
         "chengdu-2025-example/compute-voucher": wan(500),
     }
-    assert summary.pools["scheme_pool/chengdu-compute-voucher/2025"] == {
+    assert summary.pools["scheme_pool/chengdu-suanliquan-scheme/2025"] == {
         "paid_fen": wan(500),
         "limit_fen": 10_000_000_000,
     }
     assert summary.pools["voucher_pool/chengdu-compute-voucher/2023"]["paid_fen"] == wan(300)
     text = summary.text().splitlines()
     assert text[1] == "by round: chengdu-2023-31 300000000 fen, chengdu-2025-example 500000000 fen"
-    assert "scheme_pool/chengdu-compute-voucher/2025 500000000 fen of 10000000000" in text[2]
+    assert "scheme_pool/chengdu-suanliquan-scheme/2025 500000000 fen of 10000000000" in text[2]
 
 
 def test_cli_simulate_takes_several_policies(tmp_path: Path) -> None:

@@ -541,8 +541,9 @@ async function showBureau() {
   const rows = [...budget.pools, ...budget.programmes];
   bars($("#bureau-pools"), rows.map((p) => ({
     label: p.label,
-    sub: p.kind === "pool"
-      ? ["（", bi("资金池", "pool"), `：${p.programmes.map((id) => programmeNames.get(id) || id).join("、")}）`]
+    sub: p.kind === "pool" || p.kind === "scheme_pool"
+      ? ["（", p.kind === "pool" ? bi("资金池", "pool") : bi("跨轮次年度资金池", "pool of every round of the scheme"),
+        `：${p.programmes.map((id) => programmeNames.get(id) || id).join("、")}）`]
       : p.pool ? ["（", bi("使用资金池", "draws on"), ` ${poolLabel.get(p.pool) || p.pool}）`] : ["（", bi("无资金池", "no pool"), "）"],
     limit: p.limit_fen, used: p.used_fen, held: p.held_fen, remaining: p.remaining_fen,
   })), bi("暂无资金池。", "No pools to show."));
