@@ -447,6 +447,9 @@ def policy_version(obj: Any) -> str:
 # --- the policy in the log ---------------------------------------------------------------
 
 
+NO_SCHEMES: Map[str, SchemeCaps] = Map()
+
+
 @dataclass
 class PolicyBook:
     """Every published version, and the current one of each round."""
@@ -455,8 +458,10 @@ class PolicyBook:
     current: Map[str, str] = field(default_factory=Map)  # round -> version
     # version -> the index where it last came into force
     published_at: Map[str, int] = field(default_factory=Map)
-    # scheme -> its caps in force: each figure as the latest version stating it set it
-    schemes: Map[str, SchemeCaps] = field(default_factory=Map)
+    # scheme -> its caps in force: each figure as the latest version stating it set it. A
+    # class-level default (a Map is immutable): a fold snapshot pickled before schemes
+    # existed (ledger.store.snapshots) loads without the attribute and reads this one.
+    schemes: Map[str, SchemeCaps] = NO_SCHEMES
 
 
 def book(state: LedgerState) -> PolicyBook:

@@ -6,6 +6,7 @@ ever exceeds its limit across random claims under two rounds."""
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,15 @@ def test_the_budget_report_shows_the_scheme_pool_of_every_round() -> None:
     assert row["remaining_fen"] == wan(410)
     assert row["programmes"] == ["round-a/industry", "round-b/industry"]
     assert report["totals"]["used_fen"] == wan(90)  # the programmes' total, not counted twice
+
+
+def test_a_fold_snapshot_from_before_schemes_still_folds() -> None:
+    """A snapshot pickled by the code before this change has no ``PolicyBook.schemes``: the
+    state it loads publishes a round of a scheme and claims under it all the same."""
+    world = World()
+    books = world.state.parts["policy"]
+    del books.__dict__["schemes"]  # as pickled before the field existed
+    world.uow.state = pickle.loads(pickle.dumps(world.state))
+    world.publish(round_of_scheme("round-b", entity_yearly=wan(100)))
+    voucher = voucher_in(world, world.policy, world.register())
+    assert world.claim(voucher, wan(1000))["bound_by"] == "scheme_entity"
