@@ -259,3 +259,15 @@ def test_cli_simulate_takes_several_policies(tmp_path: Path) -> None:
     twice = ["simulate", "--policy", str(POLICY_FILE), "--policy", str(POLICY_FILE), "-"]
     refused = runner.invoke(app, twice, input="\n".join(SIDE_BY_SIDE))
     assert refused.exit_code == 2 and "two policies of one round" in refused.output
+
+
+def test_cli_show_names_the_scheme_and_its_caps() -> None:
+    later = CliRunner().invoke(app, ["show", "--policy", str(LATER_FILE)])
+    assert later.exit_code == 0, later.output
+    assert "centres: any_registered" in later.output
+    assert (
+        "scheme:   chengdu-suanliquan-scheme (compute-voucher count on it): "
+        "entity 5,000,000.00 元/year; pool 100,000,000.00 元/year"
+    ) in later.output
+    first = CliRunner().invoke(app, ["show"])
+    assert "(industry count on it): states no cap" in first.output

@@ -143,6 +143,20 @@ def _print_policy(loaded: Policy) -> None:
     for pool in loaded.voucher_pools.values():
         note = "" if pool.stated_in_notice else "  (not stated in the notice)"
         typer.echo(f"pool:     {pool.id} {format_fen(pool.amount_fen)}/year{note}")
+    if loaded.scheme is not None:
+        stated = loaded.scheme_caps
+        figures = [
+            f"{name} {format_fen(amount)}/year"
+            for name, amount in (
+                ("entity", stated.entity_yearly_fen if stated else None),
+                ("pool", stated.pool_yearly_fen if stated else None),
+            )
+            if amount is not None
+        ]
+        typer.echo(
+            f"scheme:   {loaded.scheme} ({', '.join(loaded.scheme_programmes)} count on it): "
+            + ("; ".join(figures) if figures else "states no cap (those in force stay)")
+        )
 
 
 # --- the policy in the ledger ---------------------------------------------------------------
