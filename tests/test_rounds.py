@@ -27,6 +27,8 @@ from ledger.policy_read import read_provider
 from ledger.state import LedgerState
 from ledger.usecases.commands.centres import register_provider
 from ledger.usecases.views.bureau import budget_report
+from ledger.usecases.views.entities import entity_caps
+from ledger.vouchers import voucher_view
 
 POLICIES = Path(__file__).parent.parent / "ledger" / "policies"
 SCHEME = "test-scheme"
@@ -74,6 +76,18 @@ def test_the_entity_yearly_cap_spans_the_rounds_of_a_scheme() -> None:
     refused = world.claim_refused(in_b, wan(10), "CAP_EXHAUSTED")
     assert refused.details["cap"] == "scheme_entity"
     assert refused.details["key"] == f"{SCHEME}/{uscc}/2023"
+    # what the grantee sees: nothing left under the scheme's cap, on both rounds' vouchers
+    assert voucher_view(world.state, in_a)["caps"]["scheme_entity"] == 0
+    held = [vouchers.voucher_of(world.state, v) for v in (in_a, in_b)]
+    row = next(
+        c for c in entity_caps(world.state, held, world.clock, None) if c["cap"] == "scheme_entity"
+    )
+    assert (row["limit_fen"], row["used_fen"], row["vouchers"]) == (
+        wan(400),
+        wan(400),
+        [in_a, in_b],
+    )
+    assert row["label"] == f"单位跨轮次年度上限 {SCHEME} 2023年"
     # another entity is not touched, and the next budget year starts afresh
     other = voucher_in(world, b, world.register())
     assert world.claim(other, wan(100))["bound_by"] == "rate"
