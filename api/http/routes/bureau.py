@@ -57,7 +57,9 @@ class BudgetRow(BaseModel):
     id: str
     round: str | None
     label: str
-    kind: str = Field(description="programme or pool")
+    kind: str = Field(
+        description="programme, pool, or scheme_pool (a yearly pool shared by a scheme's rounds)"
+    )
     period: str = Field(description="the budget year")
     limit_fen: int | None = Field(description="the pool; null: the programme has none")
     used_fen: int = Field(description="paid: claims and grants, net of corrections")

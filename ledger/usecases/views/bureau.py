@@ -81,6 +81,7 @@ def budget_report(state: LedgerState, year: int, now: datetime) -> dict[str, Any
                     "programmes": list(pool.programmes),
                 }
             )
+    pools.extend(_scheme_rows(state, year, now))
     years = sorted({int(k[3]) for k in cap_book(state).seen if k[0] == "programme" and len(k) == 4})
     return {
         "size": state.size,
@@ -95,6 +96,41 @@ def budget_report(state: LedgerState, year: int, now: datetime) -> dict[str, Any
             "held_fen": sum(p["held_fen"] for p in programmes),
         },
     }
+
+
+def _scheme_rows(state: LedgerState, year: int, now: datetime) -> list[dict[str, Any]]:
+    """A row per scheme of rounds (docs/policy.md, "Rounds and schemes"): its yearly pool
+    shared by the rounds (``limit_fen`` null while no figure is in force) and what the
+    rounds' claims, holds and reimbursements drew on it in the year, whichever round."""
+    books, caps = policy_book(state), cap_book(state)
+    adjust = caps.adjustments(now)
+    rows = []
+    for scheme, figures in sorted(books.schemes.items()):
+        key = ("scheme_pool", scheme, year)
+        used, held = caps.used.get(key, 0), caps.held.get(key, 0) - adjust.get(key, 0)
+        limit = figures.pool_yearly_fen
+        members = [
+            f"{round_id}/{pid}"
+            for round_id, version in sorted(books.current.items())
+            if books.versions[version].scheme == scheme
+            for pid in books.versions[version].scheme_programmes
+        ]
+        rows.append(
+            {
+                "id": scheme,
+                "round": None,
+                "label": f"{scheme} (all its rounds)",
+                "kind": "scheme_pool",
+                "period": str(year),
+                "limit_fen": limit,
+                "used_fen": used,
+                "held_fen": held,
+                "remaining_fen": None if limit is None else limit - used - held,
+                "pool": None,
+                "programmes": members,
+            }
+        )
+    return rows
 
 
 def _paid_in(state: LedgerState, year: int) -> tuple[list[Any], list[Any]]:
