@@ -17,6 +17,12 @@ documented in ``docs/policy.md``; in short, one JSON object a line with ``"type"
   voucher on first use.
 * ``grant`` — ``{type, programme, holder?, district?, inputs, amount_fen?, at?}``: a
   one-time grant (一)(二)(七), approved and paid.
+* ``reimbursement`` — ``{type, round, programme, amount_paid_fen, holder?, district?,
+  invoice?, provider?, period?, at?}``: a post-hoc claim (model B) submitted, approved by
+  its 区县 and the bureau for its entitlement (the caps may cut it) and paid. ``invoice``
+  (its number; default one of its own) lets a what-if present one invoice twice
+  (``DUPLICATE_INVOICE``); ``provider`` a USCC; ``period`` ``{from, to}`` (default: the
+  first day of the programme's usage window).
 
 Defaults: inputs not given are filled where the policy allows it (project dates: the
 project activity window; the compute cost of a voucher programme: unbounded, so that the
@@ -43,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger import claims, providers, vouchers
+from ledger import claims, providers, reimbursement, vouchers
 from ledger.caps import book as caps_book
 from ledger.caps import key_text
 from ledger.errors import InvalidInput, LedgerError
@@ -53,16 +59,23 @@ from ledger.policy import Policy, Programme
 from ledger.publication import concealed
 from ledger.reader import Reader
 from ledger.state import LedgerState, Result
-from ledger.timeutil import format_time
+from ledger.timeutil import format_time, shanghai_date
 from ledger.uscc import ALPHABET, complete, validate
 from ledger.usecases import MemoryUnitOfWork
 from ledger.usecases.commands.applications import Approval, approve_application
 from ledger.usecases.commands.entities import register_entity
 from ledger.usecases.commands.log import start_log
+from ledger.usecases.commands.reimbursement import (
+    decide_reimbursement,
+    pay_reimbursement,
+    review_reimbursement,
+    submit_reimbursement,
+)
 from ledger.usecases.commands.round import publish_round
 from ledger.usecases.commands.vouchers import issue_voucher, pay_grant
 
-TYPES = ("voucher", "claim", "grant")
+TYPES = ("voucher", "claim", "grant", "reimbursement")
+_PROVIDER = "91510100MA6CGFQ309"  # a provider's USCC for lines that name none
 POOLS = ("programme_pool", "voucher_pool", "scheme_pool")  # the budget's caps, for the summary
 _UNBOUNDED_COST = 10**13  # fen: large enough that a voucher's approval is the programme's cap
 
@@ -97,7 +110,7 @@ class Outcome:
                 f"{head}  issued {self.result.get('voucher')}: face value {self.subsidy_fen} fen "
                 f"({format_fen(self.subsidy_fen or 0)})"
             )
-        what = "paid" if self.type == "grant" else "subsidy"
+        what = "subsidy" if self.type == "claim" else "paid"
         return (
             f"{head}  {what} {self.subsidy_fen} fen ({format_fen(self.subsidy_fen or 0)}), "
             f"bound by {self.bound_by}"
@@ -108,6 +121,7 @@ class Outcome:
 class Summary:
     claims_fen: int = 0
     grants_fen: int = 0
+    reimbursed_fen: int = 0
     refused: int = 0
     by_programme: dict[str, int] = field(default_factory=dict)  # "round/programme" if several
     by_round: dict[str, int] = field(default_factory=dict)
@@ -118,7 +132,13 @@ class Summary:
         parts = ", ".join(f"{p} {v} fen" for p, v in sorted(self.by_programme.items()))
         out = (
             f"total: subsidies {self.claims_fen} fen ({format_fen(self.claims_fen)}), grants "
-            f"{self.grants_fen} fen ({format_fen(self.grants_fen)}), refused {self.refused}"
+            f"{self.grants_fen} fen ({format_fen(self.grants_fen)}), "
+            + (
+                f"reimbursed {self.reimbursed_fen} fen ({format_fen(self.reimbursed_fen)}), "
+                if self.reimbursed_fen
+                else ""
+            )
+            + f"refused {self.refused}"
             + (f"; by programme: {parts}" if parts else "")
         )
         if not self.several_rounds:  # one round: the programmes say it all
@@ -135,6 +155,7 @@ class Summary:
         return {
             "claims_fen": self.claims_fen,
             "grants_fen": self.grants_fen,
+            "reimbursed_fen": self.reimbursed_fen,
             "refused": self.refused,
             "by_programme": self.by_programme,
             "by_round": self.by_round,
@@ -351,6 +372,45 @@ class Simulation:
         paid = pay_grant(self.uow, application=application, grant=f"G-line-{line}")
         return paid.entry.result
 
+    def reimburse(self, r: Reader, line: int) -> Result:
+        """Submit a post-hoc claim, approve it at the district and the bureau, pay it."""
+        policy = self.round_of(r)
+        programme = policy.programme(r.ident("programme"))
+        claimant = self.holder(r.opt_text("holder"), r.opt_text("district") or "成都高新区")
+        self.moment = r.written_time("at") if r.has("at") else setup_at(policy)
+        paid = r.fen("amount_paid_fen")
+        number = r.opt_text("invoice") or f"INV-line-{line}"
+        provider = r.opt_text("provider") or _PROVIDER
+        first = programme.usage_window.earliest if programme.usage_window else self.moment
+        default_day = shanghai_date(first).isoformat()
+        period = r.child("period").obj(["from", "to"]) if r.has("period") else None
+        claim = f"R-line-{line}"
+        wanted = programme.reimbursement.evidence if programme.reimbursement else ()
+        submit_reimbursement(
+            self.uow,
+            claim=claim,
+            round=policy.round,
+            programme=programme.id,
+            claimant=claimant,
+            provider={"name": f"算力服务机构 {provider}", "uscc": provider},
+            period=(period.text("from"), period.text("to")) if period else (default_day,) * 2,
+            amount_paid_fen=paid,
+            invoices=[{"number": number, "issuer": provider, "amount_fen": paid,
+                       "sha256": _sha(f"invoice {provider} {number}")}],
+            evidence={k: _sha(f"{k} {claim}") for k in wanted if k != "invoice"},
+        )  # fmt: skip
+        district = reimbursement.claim_of(self.state, claim).district
+        review_reimbursement(
+            self.uow, claim=claim, district=district, reviewer="simulate", opinion="approve"
+        )
+        decided = decide_reimbursement(self.uow, claim=claim, decision="approve").result
+        pay_reimbursement(self.uow, claim=claim)
+        return {**decided, "paid_fen": decided["approved_fen"]}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 def _read_line(raw: str | Mapping[str, Any], line: int) -> Reader:
     if isinstance(raw, str):
@@ -380,6 +440,9 @@ _FIELDS = {
                "centres", "note", "round"]),
     "grant": (["type", "programme"],
               ["holder", "district", "inputs", "amount_fen", "at", "note", "round"]),
+    "reimbursement": (["type", "programme", "amount_paid_fen"],
+                      ["round", "holder", "district", "invoice", "provider", "period", "at",
+                       "note"]),
 }  # fmt: skip
 
 
@@ -481,7 +544,7 @@ def _redeem(
                     n, kind, True, result["subsidy_fen"], result["bound_by"], result=dict(result)
                 )
             else:
-                result = sim.pay(r, n)
+                result = sim.reimburse(r, n) if kind == "reimbursement" else sim.pay(r, n)
                 outcomes[n] = Outcome(
                     n, kind, True, result["paid_fen"], result["bound_by"], result=dict(result)
                 )
@@ -495,12 +558,16 @@ def _summarise(sim: Simulation, outcomes: Iterable[Outcome]) -> Summary:
     for outcome in outcomes:
         if not outcome.ok:
             summary.refused += 1
-        elif outcome.type in ("claim", "grant"):
+        elif outcome.type in ("claim", "grant", "reimbursement"):
             amount = outcome.subsidy_fen or 0
             if outcome.type == "claim":
                 summary.claims_fen += amount
                 voucher = vouchers.voucher_of(sim.state, str(outcome.result["voucher"]))
                 round_id, programme = voucher.round, voucher.programme
+            elif outcome.type == "reimbursement":
+                summary.reimbursed_fen += amount
+                found = reimbursement.claim_of(sim.state, str(outcome.result["claim"]))
+                round_id, programme = found.round, found.programme
             else:
                 summary.grants_fen += amount
                 round_id = sim.grant_apps[outcome.line][1].round

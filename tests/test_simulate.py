@@ -249,6 +249,40 @@ def test_simulate_runs_rounds_side_by_side_and_reports_per_round_and_pool() -> N
     assert "scheme_pool/chengdu-suanliquan-scheme/2025 500000000 fen of 10000000000" in text[2]
 
 
+POSTHOC_FILE = POLICY_FILE.parent / "posthoc-example-2025.json"
+BOTH_MODELS = [
+    *SIDE_BY_SIDE[:4],
+    '{"type": "reimbursement", "round": "posthoc-example-2025", "programme": "compute-use", '
+    '"holder": "beta", "amount_paid_fen": 100000000, "invoice": "INV-7"}',
+    '{"type": "reimbursement", "round": "posthoc-example-2025", "programme": "compute-use", '
+    '"holder": "gamma", "amount_paid_fen": 100000000, "invoice": "inv-7"}',
+    '{"type": "reimbursement", "round": "posthoc-example-2025", "programme": "compute-use", '
+    '"holder": "beta", "amount_paid_fen": 5000000000}',
+]
+
+
+def test_simulate_runs_both_models_side_by_side() -> None:
+    """Point-of-sale rounds and a post-hoc one in one season: reimbursements are submitted,
+    reviewed, decided for their entitlement (the rate of what was paid, within the entity's
+    yearly cap) and paid; one invoice presented twice is refused the second time; the
+    summary splits the cost by round, programme and pool."""
+    rounds = [Policy.load(), Policy.load(LATER_FILE), Policy.load(POSTHOC_FILE)]
+    outcomes, summary = simulate(BOTH_MODELS, rounds)
+    posthoc = [(o.ok, o.subsidy_fen, o.bound_by, o.reason) for o in outcomes[4:]]
+    assert posthoc == [
+        (True, wan(20), "requested", None),  # 20 % of 100 万
+        (False, None, None, "DUPLICATE_INVOICE"),  # the same number, any case
+        (True, wan(480), "entity_programme", None),  # 500 万 a year, 20 万 already paid
+    ]
+    assert summary.reimbursed_fen == wan(500)
+    assert summary.by_round["posthoc-example-2025"] == wan(500)
+    assert summary.by_round["chengdu-2025-example"] == wan(500)
+    assert summary.pools["programme_pool/posthoc-example-2025/compute-use/2025"]["paid_fen"] == (
+        wan(500)
+    )
+    assert "reimbursed 500000000 fen" in summary.text().splitlines()[0]
+
+
 def test_cli_simulate_takes_several_policies(tmp_path: Path) -> None:
     runner = CliRunner()
     both = ["simulate", "--policy", str(POLICY_FILE), "--policy", str(LATER_FILE), "--json", "-"]
