@@ -29,7 +29,7 @@ from typing import Any
 
 from immutables import Map
 
-from ledger import applications
+from ledger import applications, reports
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import lines_for
@@ -205,6 +205,7 @@ def apply_pay(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     )
     caps.charge(grant.charge_id, "grant", lines, decision.amount)
     book(state).put(grant)
+    reports.count_grant(state, grant)
     applications.book(state).put(replace(app, grant=grant_id))
     return {
         "grant": grant_id,
