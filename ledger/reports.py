@@ -135,13 +135,6 @@ def book(state: LedgerState) -> ReportBook:
     return part
 
 
-def complete(state: LedgerState) -> bool:
-    """Whether ``state`` holds this part wherever it has something to count: a fold
-    snapshot taken before the fold kept it lacks it, and must not be loaded."""
-    parts = state.parts
-    return "reports" in parts or not (parts.get("claims") or parts.get("grants"))
-
-
 def history_of(state: LedgerState, uscc: str) -> History:
     return book(state).histories.get(uscc) or History()
 
