@@ -108,7 +108,7 @@ def _item(
     state: LedgerState, mark: reports.Mark, read: Mapping[int, Mapping[str, Any]]
 ) -> Item | None:
     """The history item of ``mark``: a correction takes its time from its entry in ``read``
-    (None if the entry was not read)."""
+    (None for a clawback whose entry was not read)."""
     if isinstance(mark.target, str):
         grant = grants.book(state).grants[mark.target]
         base = _grant_item(grant)
@@ -123,7 +123,7 @@ def _item(
     if entry is not None and entry.get("kind") == mark.kind:
         at = entry["at"]
     elif mark.kind == "claim.reverse":
-        at = base["at"]  # as ever: the reversal's entry unread, the claim's own time
+        at = base["at"]  # the reversal's entry unread: the claim's own time, as it always was
     else:
         return None
     item = _correction(base, mark.index, mark.kind, target_index, mark.subsidy_fen)
@@ -212,10 +212,9 @@ def history_page(
     if chosen.keeps_all():
         marks = history.marks
         first = bisect_right(marks, after, key=lambda mark: mark.index)
-        # one more than the page: whether a next page starts
-        items = _items(
-            state, marks[first:] if limit is None else marks[first : first + limit + 1], entries
-        )
+        # one item more than the page, to know whether a next page starts
+        last = len(marks) if limit is None else first + limit + 1
+        items = _items(state, marks[first:last], entries)
         overall = {
             "items": len(marks),
             "cost_fen": history.cost_fen,
