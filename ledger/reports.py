@@ -7,14 +7,14 @@ of them), so the fold keeps, as it goes:
   month and per month and programme (``round/programme``). A claim or capture, or a
   ``grant.pay``, counts in the budget year and month (Asia/Shanghai) of its effective time,
   as the caps count pools (``ledger.caps``); a reversal or clawback counts against the year
-  and month of what it corrects. :func:`budget_year` is that one rule.
+  and month of what it corrects: ``ledger.vouchers.budget_year``, the caps' own rule.
 * per centre, the net subsidy of its claims over every year (what settlement owes it);
 * per entity, its history: a :class:`Mark` per item (claim or capture, reversal, clawback,
   grant) in log order, and the totals of all of them, so a page is built from its own items.
 
 The handlers that pay or correct call :func:`count_claim`, :func:`count_reversal`,
-:func:`count_claim_clawback`,
-:func:`count_grant_clawback` and :func:`count_grant` after they change their own part.
+:func:`count_claim_clawback`, :func:`count_grant_clawback` and :func:`count_grant` after
+they change their own part.
 """
 
 from __future__ import annotations
@@ -28,16 +28,11 @@ from pyrsistent import PVector, pvector
 
 from ledger.state import LedgerState
 from ledger.timeutil import SHANGHAI
-from ledger.vouchers import voucher_of
+from ledger.vouchers import budget_year, voucher_of
 
 if TYPE_CHECKING:  # both modules count through this one: no import cycle at run time
     from ledger.claims import ClaimRecord
     from ledger.grants import Grant
-
-
-def budget_year(moment: datetime) -> int:
-    """The budget year an entry effective at ``moment`` pays in: its Asia/Shanghai year."""
-    return moment.astimezone(SHANGHAI).year
 
 
 def budget_month(moment: datetime) -> int:

@@ -191,5 +191,5 @@ REPORTS: dict[str, Callable[[LedgerState, int, datetime], dict[str, Any]]] = {
 def report(snapshot: Snapshot, name: str, year: int | None = None) -> dict[str, Any]:
     """Report ``name`` (budget, entities, centres, months) for ``year`` (default: the
     current budget year)."""
-    chosen = year if year is not None else reports.budget_year(snapshot.now)
+    chosen = year if year is not None else vouchers.budget_year(snapshot.now)
     return REPORTS[name](snapshot.state, chosen, snapshot.now)
