@@ -412,7 +412,10 @@ def programme_budget(state: LedgerState, at: datetime | None = None) -> dict[str
     adjust = caps.adjustments(now) if now is not None else {}
     programmes: dict[str, dict[str, dict[str, int | None]]] = {}
     pools: dict[str, dict[str, dict[str, int | None]]] = {}
-    limits: dict[Key, int | None] = dict(caps.seen)
+    # the budget's own keys only: every voucher, period and entity has keys too, and the
+    # scans below would walk them per programme
+    budget = (TALLY, "programme_pool", "voucher_pool")
+    limits: dict[Key, int | None] = {k: v for k, v in caps.seen.items() if k[0] in budget}
     for round_id, version in policies(state).current.items():
         policy = policies(state).versions[version]
         for pid, programme in policy.programmes.items():

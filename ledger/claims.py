@@ -45,7 +45,7 @@ from immutables import Map
 from pyrsistent import PVector, pvector
 
 from ledger import caps as caps_mod
-from ledger import providers, vouchers
+from ledger import providers, reports, vouchers
 from ledger.caps import Decision
 from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, InvalidInput, NotFound, Refused
@@ -549,6 +549,7 @@ def _record_claim(
         hold_id=hold_id,
     )
     book(state).put_claim(record)
+    reports.count_claim(state, record)
     voucher_book = vouchers.book(state)
     voucher_book.last_bound_by = voucher_book.last_bound_by.set(
         plan.voucher.id, plan.decision.bound_by

@@ -179,3 +179,20 @@ def test_the_audit_checks_each_snapshot_it_meets(open_service, db_url: str) -> N
     assert not report.ok
     assert report.first is not None and report.first.check == "snapshot"
     assert f"size {good.size}" in report.first.message
+
+
+def test_a_snapshot_without_every_part_of_the_fold_is_replayed_instead(
+    open_service, db_url: str, monkeypatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot taken before the fold kept a part (the reports' tallies: a claim paid,
+    no tallies; ledger.snapshot.holds_every_part) would answer reports from nothing."""
+    first = open_service(db_url).ledger
+    grow(first, 10)
+    header = take(first)
+    monkeypatch.setattr(snapshots, "holds_every_part", lambda state: False)
+    again = open_service(db_url).ledger
+    starts = replayed_from(again, monkeypatch)
+    with caplog.at_level(logging.WARNING, "suanli.snapshots"):
+        assert again.snapshot().size == header.size
+    assert starts == [0]
+    assert "before the fold kept" in caplog.text

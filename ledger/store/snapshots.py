@@ -41,7 +41,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select
 from ledger import merkle
 from ledger.errors import LedgerError, VerificationError
 from ledger.keys import Signer, Verifier
-from ledger.snapshot import SnapshotHeader, snapshot_message, summary_digest
+from ledger.snapshot import SnapshotHeader, holds_every_part, snapshot_message, summary_digest
 from ledger.state import LedgerState
 from ledger.store.log import erasures_before
 from ledger.store.schema import snapshot_chunks, snapshots
@@ -205,6 +205,8 @@ def _load(
     gc.freeze()
     if not isinstance(state, LedgerState) or state.size != header.size or state.is_draft:
         raise VerificationError("it does not hold a sealed state of its size")
+    if not holds_every_part(state):
+        raise VerificationError("it was taken before the fold kept the reports' tallies")
     return state
 
 
