@@ -17,12 +17,13 @@ What it does, in a loop (once, or every ``--interval`` seconds):
 3. **Store** every record in the outbox (``adapters.outbox``, SQLite, fsync'd) before it is
    ever sent, keyed by (centre, record id): reading the source again never adds a row.
 4. **Submit** pending records in the order they were added, over one ``ClaimStream`` per
-   batch (``adapters.client``: signed with the centre's Ed25519 key, mutual TLS, retried
-   on UNAVAILABLE / DEADLINE_EXCEEDED). Each answer is written back to the outbox:
-   a result (subsidy, log index, the cap that bound it), or a final refusal (reason, gRPC
-   code, metadata: ``CAP_EXHAUSTED`` with ``cap``, ``VOUCHER_EXPIRED`` ...), which is never
-   sent again. Transient failures (the server down, a deadline, a broken stream) leave the
-   record pending; the agent backs off (0.5 s doubling to 30 s) and sends it again.
+   batch, ``per_message`` claims per request (``adapters.client``: signed with the
+   centre's Ed25519 key, mutual TLS, retried on UNAVAILABLE / DEADLINE_EXCEEDED). Each
+   answer is written back to the outbox: a result (subsidy, log index, the cap that bound
+   it), or a final refusal (reason, gRPC code, metadata: ``CAP_EXHAUSTED`` with ``cap``,
+   ``VOUCHER_EXPIRED`` ...), which is never sent again. Transient failures (the server
+   down, a deadline, a broken stream) leave the record pending; the agent backs off (0.5 s
+   doubling to 30 s) and sends it again.
 
 Exactly once: a record whose answer was lost (agent or server killed after the ledger
 committed) is sent again with the same body and the ledger answers with its first answer
@@ -54,6 +55,7 @@ from adapters.mapping import AccountMap, JobKeys
 from adapters.outbox import Answer, Claimed, Outbox, OutboxRecord, Refusal, Row, Transient
 from adapters.progress import Progress
 from adapters.rates import RateBook, Unpriced
+from adapters.settings import CLAIMS_PER_MESSAGE
 from adapters.slurm import ParseResult
 from adapters.sources import UsageSource
 from ledger.timeutil import format_time
@@ -178,6 +180,7 @@ class Agent:
         sources: Iterable[UsageSource] = (),
         batch: int = 5000,
         window: int = 1024,
+        per_message: int = CLAIMS_PER_MESSAGE,
         timeout: float = 10.0,
         progress: Progress | None = None,
         server_name: str | None = None,
@@ -192,6 +195,7 @@ class Agent:
         self.sources = list(sources)
         self.batch = batch
         self.window = window
+        self.per_message = per_message
         self.timeout = timeout
         self.progress = progress or Progress(f"{centre}", bar=False)
         self.server_name = server_name
@@ -420,7 +424,10 @@ class Agent:
             flushed = time.monotonic()
 
         try:
-            for result in self.client().claim_stream(claims, window=self.window):
+            stream = self.client().claim_stream(
+                claims, window=self.window, per_message=self.per_message
+            )
+            for result in stream:
                 record = items[result.item.usage.record_id]
                 answer = classify(result)
                 if (

@@ -35,6 +35,7 @@ from adapters.credentials import CentreFiles
 from adapters.errors import CentreError
 from ledger.disclosure import read_disclosure
 from ledger.keys import Signer
+from ledger.limits import MAX_CLAIMS_PER_MESSAGE
 from ledger.publication import concealed
 from ledger.timeutil import format_time
 from ledger.usage import UsageRecord
@@ -347,35 +348,40 @@ class RedemptionClient:
         return self._signed(self.stub.Void, pb.VoidRequest, "void", body)
 
     def claim_stream(
-        self, items: Iterable[ClaimItem], *, timeout: float = 3600.0, window: int = 1024
+        self,
+        items: Iterable[ClaimItem],
+        *,
+        timeout: float = 3600.0,
+        window: int = 1024,
+        per_message: int = 1,
     ) -> Iterator[StreamResult]:
         """Claim many usage records over one stream; yield one result per item.
 
-        At most ``window`` claims are in flight. If the stream breaks with a transient
-        error, a new stream re-sends (re-signed) every claim that has no answer yet, so
-        each item gets exactly one answer; a re-sent claim the ledger had already recorded
-        comes back with ``replayed`` set.
+        At most ``window`` claims are in flight. With ``per_message`` above 1, a request
+        carries up to that many claims (at most ``MAX_CLAIMS_PER_MESSAGE``), each signed on
+        its own, and one response answers them all: fewer messages for gRPC to handle. If
+        the stream breaks with a transient error, a new stream re-sends (re-signed) every
+        claim that has no answer yet, so each item gets exactly one answer; a re-sent claim
+        the ledger had already recorded comes back with ``replayed`` set.
         """
+        if not 1 <= per_message <= MAX_CLAIMS_PER_MESSAGE:
+            raise ValueError(f"per_message must be 1 to {MAX_CLAIMS_PER_MESSAGE}")
         source = iter(items)
         state = _StreamState(window)
         delay = self.backoff
         failures = 0
         while True:
             stop = threading.Event()
-            call = self.stub.ClaimStream(
-                self._stream_requests(source, state, stop), timeout=timeout
-            )
+            requests = self._stream_requests(source, state, stop, per_message)
+            call = self.stub.ClaimStream(requests, timeout=timeout)
             try:
                 for response in call:
-                    item = state.acked(response.seq)
-                    if item is None:
-                        continue
-                    failures, delay = 0, self.backoff
-                    if response.HasField("result"):
-                        yield StreamResult(item, response.result, None)
-                    else:
-                        refusal = RedemptionError.from_refusal(response.refusal)
-                        yield StreamResult(item, None, refusal)
+                    for seq, outcome in _outcomes(response):
+                        item = state.acked(seq)
+                        if item is None:
+                            continue
+                        failures, delay = 0, self.backoff
+                        yield _stream_result(item, outcome)
                 if state.finished():
                     return
                 raise RedemptionError(
@@ -393,26 +399,50 @@ class RedemptionClient:
             delay = min(delay * 2, self.max_backoff)
 
     def _stream_requests(
-        self, source: Iterator[ClaimItem], state: _StreamState, stop: threading.Event
+        self,
+        source: Iterator[ClaimItem],
+        state: _StreamState,
+        stop: threading.Event,
+        per_message: int,
     ) -> Iterator[pb.ClaimStreamRequest]:
-        for seq, item in state.resend():
-            yield self._stream_request(seq, item)
+        unanswered = state.resend()
+        for start in range(0, len(unanswered), per_message):
+            yield self._stream_request(unanswered[start : start + per_message], per_message)
         while not stop.is_set():
             if not state.slot(stop):
                 return
-            with state.lock:
-                item_or_none = next(source, None)
-                if item_or_none is None:
-                    state.exhausted = True
-                    state.release()
-                    return
-                seq = state.add(item_or_none)
-            yield self._stream_request(seq, item_or_none)
+            group = state.take(source, per_message, stop)
+            if group:
+                yield self._stream_request(group, per_message)
+            if state.exhausted:
+                return
 
-    def _stream_request(self, seq: int, item: ClaimItem) -> pb.ClaimStreamRequest:
+    def _stream_request(
+        self, group: list[tuple[int, ClaimItem]], per_message: int
+    ) -> pb.ClaimStreamRequest:
+        """One request: the single-claim form when claims go one per message."""
+        if per_message == 1:
+            [(seq, item)] = group
+            return pb.ClaimStreamRequest(seq=seq, claim=self._signed_claim(item))
+        claims = [pb.StreamClaim(seq=seq, claim=self._signed_claim(item)) for seq, item in group]
+        return pb.ClaimStreamRequest(claims=claims)
+
+    def _signed_claim(self, item: ClaimItem) -> pb.ClaimRequest:
         body = claim_body(item.usage, item.voucher, item.cost_fen)
-        claim = pb.ClaimRequest(body=body, **self.sign("claim", body).fields("ClaimRequest"))
-        return pb.ClaimStreamRequest(seq=seq, claim=claim)
+        return pb.ClaimRequest(body=body, **self.sign("claim", body).fields("ClaimRequest"))
+
+
+def _outcomes(response: pb.ClaimStreamResponse) -> list[tuple[int, Any]]:
+    """(seq, the message holding its result or refusal) of each claim a response answers."""
+    if response.answers:
+        return [(answer.seq, answer) for answer in response.answers]
+    return [(response.seq, response)]
+
+
+def _stream_result(item: ClaimItem, outcome: Any) -> StreamResult:
+    if outcome.HasField("result"):
+        return StreamResult(item, outcome.result, None)
+    return StreamResult(item, None, RedemptionError.from_refusal(outcome.refusal))
 
 
 class _StreamState:
@@ -431,14 +461,29 @@ class _StreamState:
                 return True
         return False
 
-    def release(self) -> None:
-        self._slots.release()
+    def take(
+        self, source: Iterator[ClaimItem], most: int, stop: threading.Event
+    ) -> list[tuple[int, ClaimItem]]:
+        """Up to ``most`` new claims with their seqs, one slot each (the first slot taken
+        already); fewer when the window has no room at once or the source runs out.
 
-    def add(self, item: ClaimItem) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
-        self.unacked[seq] = item
-        return seq
+        ``stop`` is checked under the lock that ``resend`` takes: a broken stream's
+        generator can still win a slot its successor freed, and a claim it took after the
+        successor listed the unanswered ones would never be sent."""
+        group: list[tuple[int, ClaimItem]] = []
+        while True:
+            with self.lock:
+                item = None if stop.is_set() else next(source, None)
+                if item is None:
+                    self.exhausted = not stop.is_set()
+                    self._slots.release()  # the slot taken for this claim
+                    return group
+                seq = self.next_seq
+                self.next_seq += 1
+                self.unacked[seq] = item
+            group.append((seq, item))
+            if len(group) >= most or not self._slots.acquire(blocking=False):
+                return group
 
     def acked(self, seq: int) -> ClaimItem | None:
         with self.lock:

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.limits import MAX_CLAIMS_PER_MESSAGE
+
+CLAIMS_PER_MESSAGE = 64
+"""Claims per ClaimStream request the agent sends by default: enough that gRPC's cost per
+message is a small part of a claim's (docs/benchmarks.md), few enough that a request is
+~25 KiB and a broken stream re-sends little."""
 
 
 class CentreSettings(BaseSettings):
@@ -20,3 +28,5 @@ class CentreSettings(BaseSettings):
     """The ledger's gRPC address."""
     token: str | None = None
     """An auditor token of the ledger's HTTP API, to read its rate cards (``--rates URL``)."""
+    claims_per_message: int = Field(default=CLAIMS_PER_MESSAGE, ge=1, le=MAX_CLAIMS_PER_MESSAGE)
+    """Claims the agent sends per ClaimStream request (``--claims-per-message``)."""

@@ -12,6 +12,8 @@ appended and committed before it was acknowledged):
 
 - ``Claim ×C``: C concurrent unary callers (over min(C, 4) processes), closed loop.
 - ``ClaimStream ×1`` and ``×S``: S processes, one stream each, the client's window full.
+- ``ClaimStream ×1, batches of N``: one stream whose requests carry N claims each
+  (``claim_stream(per_message=N)``, as the centre agent sends them).
 - ``Claim @100/s``: open loop. Sends are scheduled at fixed times (every 10 ms) and handed
   to a pool of threads; latency is measured from the *scheduled* time to the answer, so a
   slow answer that delays later sends is counted in theirs too (no coordinated omission).
@@ -48,6 +50,8 @@ from benchmarks.common import BACKENDS, PG_ADMIN, Table, fmt_ms, fmt_rate, perce
 from benchmarks.seed import Seeded, Usage, seed
 
 PACED_RATE = 100.0  # requests per second for the latency figure
+BATCH = 64  # claims per request in the batched stream phase (the agent's default)
+BATCHED = f"ClaimStream ×1, batches of {BATCH}"
 GOAL_STREAM = 2.0  # ClaimStream / pgbench tps
 GOAL_UNARY = 0.5  # Claim / pgbench tps
 GOAL_P99 = 0.020  # seconds
@@ -133,7 +137,7 @@ def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) ->
     env = {**os.environ, **settings.environment()}
     log = tmp / f"serve-{port}.log"
     if echo:
-        command = [sys.executable, "-m", "benchmarks.grpc", "echo", str(seeded.data_dir), str(port)]
+        command = [sys.executable, "-m", "benchmarks.echo", str(seeded.data_dir), str(port)]
     else:
         command = [str(Path(sys.executable).parent / "suanli"), "serve"]
     with log.open("wb") as out:
@@ -151,74 +155,6 @@ def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-def echo_server(data_dir: Path, port: int) -> None:
-    """The gRPC ceiling: Claim and ClaimStream over the same mutual TLS, with the same
-    centre interceptor, message limits and request parsing as the real server, answering
-    every claim with a fixed ClaimResult at once: no signature check, no ledger."""
-    import asyncio
-
-    import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from suanli.v1 import redemption_pb2 as pb
-
-    from api.devpki import server_files
-    from api.grpc.interceptor import CentreAuthInterceptor
-    from api.grpc.messages import SERVICE_NAME, reader
-    from api.grpc.server import HARD_RECEIVE, MAX_SEND, server_credentials
-
-    answer = pb.ClaimResult(
-        centre="nscc-cd",
-        record_id="echo",
-        voucher="V-bench-0000",
-        subsidy_fen=30,
-        cost_fen=100,
-        rate_bp=3000,
-        bound_by="rate",
-        voucher_balance_fen=299_999_970,
-        policy_version="chengdu-2023-31",
-        log_index=123_456,
-        at="2023-08-20T02:05:00.000000Z",
-    )
-
-    async def claim(request: Any, context: Any) -> Any:
-        return answer
-
-    async def claim_stream(requests: Any, context: Any) -> Any:
-        async for request in requests:
-            yield pb.ClaimStreamResponse(seq=request.seq, result=answer)
-
-    async def main() -> None:
-        server = grpc.aio.server(
-            interceptors=[CentreAuthInterceptor()],
-            options=[
-                ("grpc.max_receive_message_length", HARD_RECEIVE),
-                ("grpc.max_send_message_length", MAX_SEND),
-            ],
-        )
-        handlers = {
-            "Claim": grpc.unary_unary_rpc_method_handler(
-                claim, reader(pb.ClaimRequest), pb.ClaimResult.SerializeToString
-            ),
-            "ClaimStream": grpc.stream_stream_rpc_method_handler(
-                claim_stream,
-                reader(pb.ClaimStreamRequest),
-                pb.ClaimStreamResponse.SerializeToString,
-            ),
-        }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
-        servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-        server.add_secure_port(f"127.0.0.1:{port}", server_credentials(server_files(data_dir)))
-        await server.start()
-        await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        await server.wait_for_termination()
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(main())
 
 
 def _wait_serving(server: Server, data_dir: Path) -> None:
@@ -249,6 +185,7 @@ class Job:
     threads: int = 1
     seconds: float = 10.0
     rate: float = PACED_RATE
+    per_message: int = 1  # claims per ClaimStream request
 
 
 @dataclass
@@ -349,7 +286,7 @@ def _run_stream(client: Any, job: Job, start: float) -> Outcome:
             yield ClaimItem(job.usage.record(f"{job.tag}-{k}"), job.voucher, job.cost_fen)
             k += 1
 
-    for answer in client.claim_stream(items()):
+    for answer in client.claim_stream(items(), per_message=job.per_message):
         if answer.ok:
             out.ok += 1
         else:
@@ -401,6 +338,7 @@ class Phase:
     processes: int
     threads: int  # per process
     seconds: float
+    per_message: int = 1
 
     @property
     def callers(self) -> int:
@@ -482,6 +420,7 @@ def run_phase(
                 began=server.began,
                 threads=phase.threads,
                 seconds=phase.seconds,
+                per_message=phase.per_message,
             )
         )
     processes = [ctx.Process(target=_worker, args=(job, ready, go, results)) for job in jobs]
@@ -580,6 +519,7 @@ def phases(options: Options) -> list[Phase]:
     return [
         Phase(f"Claim ×{c}", "unary", procs, max(1, c // procs), options.seconds),
         Phase("ClaimStream ×1", "stream", 1, 1, options.seconds),
+        Phase(BATCHED, "stream", 1, 1, options.seconds, per_message=BATCH),
         Phase(f"ClaimStream ×{s}", "stream", s, 1, options.seconds),
         Phase(f"Claim @{PACED_RATE:.0f}/s", "paced", 1, 1, options.paced_seconds),
     ]
@@ -691,6 +631,7 @@ def _tables(options: Options) -> tuple[Table, Table, Table]:
         [
             "backend",
             "ClaimStream ×1 / pgbench c1",
+            f"batches of {BATCH} / pgbench c1",
             f"ClaimStream ×{s} / pgbench c{s}",
             f"Claim ×{c} / pgbench c{c}",
             f"Claim ×{c} / pgbench c1",
@@ -744,6 +685,7 @@ def _add_ratios(
     b1, bc, bs = baseline.get(1), baseline.get(c), baseline.get(s)
     by = {m.phase.name: m for m in results}
     one, many = by["ClaimStream ×1"].rate, by[f"ClaimStream ×{s}"].rate
+    batched = by[BATCHED].rate
     unary = by[f"Claim ×{c}"].rate
     paced = by.get(f"Claim @{PACED_RATE:.0f}/s")
     p99 = percentile(paced.outcome.latencies, 99) if paced else None
@@ -754,6 +696,7 @@ def _add_ratios(
     ratios.add(
         name,
         _ratio(one, b1),
+        f"{_ratio(batched, b1)} ({_verdict(bool(b1 and batched >= GOAL_STREAM * b1))})",
         _ratio(many, bs),
         _ratio(unary, bc),
         _ratio(unary, b1),
@@ -786,12 +729,7 @@ def _add_notes(
     )
     ratios.notes.append(
         "Streams are compared with pgbench at the same concurrency (one stream with -c 1, "
-        f"{s} streams with -c {s}); the verdict for ClaimStream needs both. The {ECHO} row "
+        f"{s} streams with -c {s}); the verdict for ClaimStream needs both (one claim per "
+        f"request); the batched stream's own verdict is beside its ratio. The {ECHO} row "
         "is the ceiling: the ratios this machine allows with no ledger work at all."
     )
-
-
-if __name__ == "__main__":  # python -m benchmarks.grpc echo <data dir> <port>
-    if sys.argv[1:2] != ["echo"] or len(sys.argv) != 4:
-        sys.exit("usage: python -m benchmarks.grpc echo <data dir> <port>")
-    echo_server(Path(sys.argv[2]), int(sys.argv[3]))

@@ -40,6 +40,12 @@ MAX_INDEX = MAX_SAFE_INT
 MAX_PAGE = 10_000
 """The most items one page of a list may ask for."""
 
+MAX_CLAIMS_PER_MESSAGE = 1024
+"""The most claims one ClaimStream request may carry: a signed claim takes about 400 bytes
+(550 with the longest record id), so a full request stays well under the 1 MiB message
+limit; and it is a quarter of the claims one stream may have unanswered (the server's
+window), so a request never waits for room that only its own answers could make."""
+
 
 def bound_of(name: str) -> tuple[int, int]:
     """The inclusive range a field called ``name`` may hold (its last dotted part decides):

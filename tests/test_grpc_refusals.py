@@ -31,6 +31,7 @@ from api.errors import ERROR_DOMAIN
 from api.grpc.messages import MAX_RECEIVE
 from ledger.errors import InvalidInput
 from ledger.keys import Signer
+from ledger.limits import MAX_CLAIMS_PER_MESSAGE
 from ledger.timeutil import format_time
 
 __all__ = ["grpc_env", "grpc_env_factory"]  # fixtures used here
@@ -68,6 +69,7 @@ REFUSALS: dict[str, C] = {
     "BAD_SIGNATURE": C.PERMISSION_DENIED,
     "CLOCK_SKEW": C.FAILED_PRECONDITION,
     "MESSAGE_TOO_LARGE": C.RESOURCE_EXHAUSTED,
+    "TOO_MANY_CLAIMS": C.RESOURCE_EXHAUSTED,
     "MALFORMED_MESSAGE": C.INVALID_ARGUMENT,
     "NO_CENTRE_CERTIFICATE": C.UNAUTHENTICATED,
     "BAD_CREDENTIAL": C.INVALID_ARGUMENT,
@@ -449,6 +451,35 @@ def test_message_too_large(grpc_env: GrpcEnv) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         list(client.stub.ClaimStream(iter(items), timeout=10))
     assert RedemptionError.from_rpc(caught.value).reason == "MESSAGE_TOO_LARGE"
+
+
+def test_too_many_claims_in_one_stream_request(grpc_env: GrpcEnv) -> None:
+    voucher = grpc_env.voucher()
+    client = grpc_env.client()
+    body = claim_body(grpc_env, voucher, "before")
+    first = pb.ClaimRequest(body=body, **client.sign("claim", body).fields("ClaimRequest"))
+    over = MAX_CLAIMS_PER_MESSAGE + 1
+    requests = [
+        pb.ClaimStreamRequest(seq=1, claim=first),
+        pb.ClaimStreamRequest(claims=[pb.StreamClaim(seq=n) for n in range(2, over + 2)]),
+    ]
+    answered: list[Any] = []
+
+    def call() -> None:
+        try:
+            answered.extend(client.stub.ClaimStream(iter(requests), timeout=10))
+        except grpc.RpcError as error:
+            raise RedemptionError.from_rpc(error) from None
+
+    size = grpc_env.log_size()
+    with pytest.raises(RedemptionError) as caught:
+        call()
+    error = caught.value
+    assert (error.reason, error.code) == ("TOO_MANY_CLAIMS", REFUSALS["TOO_MANY_CLAIMS"])
+    assert error.metadata == {"count": str(over), "limit": str(MAX_CLAIMS_PER_MESSAGE)}
+    # The stream ends with it, after the answers to the requests before it.
+    assert [a.seq for a in answered] == [1] and answered[0].HasField("result")
+    assert grpc_env.log_size() == size + 1
 
 
 def test_malformed_message(grpc_env: GrpcEnv) -> None:

@@ -14,6 +14,7 @@ import typer
 
 from adapters.credentials import centre_dir as centre_dir_in
 from adapters.settings import CentreSettings
+from ledger.limits import MAX_CLAIMS_PER_MESSAGE
 
 if TYPE_CHECKING:
     from adapters.sources import UsageSource
@@ -90,6 +91,14 @@ RatesOpt = Annotated[
 DelimiterOpt = Annotated[str, typer.Option(help="sacct --delimiter (a literal \\t means tab)")]
 TzOpt = Annotated[
     str, typer.Option(help="zone of sacct's zone-less times: UTC, IANA name or +HH:MM")
+]
+ClaimsPerMessageOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=MAX_CLAIMS_PER_MESSAGE,
+        help="claims per ClaimStream request [default: SUANLI_CENTRE_CLAIMS_PER_MESSAGE or 64]",
+    ),
 ]
 ServerNameOpt = Annotated[
     str | None, typer.Option(help="TLS name to expect from the server (default: its address)")

@@ -117,6 +117,7 @@ def run(
     ] = "",
     batch: Annotated[int, typer.Option(min=1, help="records per claim stream")] = 5000,
     window: Annotated[int, typer.Option(min=1, max=4096, help="claims in flight")] = 1024,
+    claims_per_message: opt.ClaimsPerMessageOpt = None,
     server_name: opt.ServerNameOpt = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="default: if a terminal")
@@ -136,7 +137,9 @@ def run(
     directory, outbox_path = opt.paths(centre_id, data_dir, centre_dir, outbox)
     agent = _build_agent(
         centre_id, directory, outbox_path, mapping, rates, sources, opt.target_of(target),
-        batch=batch, window=window, progress=Progress(f"{centre_id} claims", bar=progress),
+        batch=batch, window=window,
+        per_message=claims_per_message or CentreSettings().claims_per_message,
+        progress=Progress(f"{centre_id} claims", bar=progress),
         server_name=server_name,
     )  # fmt: skip
     box = agent.outbox

@@ -73,6 +73,44 @@ def reader(cls: type[Message], limit: int = MAX_RECEIVE) -> Callable[[bytes], An
     return read
 
 
+def stream_reader(limit: int = MAX_RECEIVE) -> Callable[[bytes], Any]:
+    """The request deserialiser of ClaimStream: as ``reader``, and a request that carries
+    several claims carries nothing else, at most ``MAX_CLAIMS_PER_MESSAGE`` of them
+    (``TOO_MANY_CLAIMS``), each with its seq within bounds."""
+    read = reader(pb.ClaimStreamRequest, limit)
+
+    def read_stream(data: bytes) -> pb.ClaimStreamRequest | Unreadable:
+        message: pb.ClaimStreamRequest | Unreadable = read(data)
+        if isinstance(message, Unreadable) or not message.claims:
+            return message
+        try:
+            check_claims(message)
+        except LedgerError as refusal:
+            return Unreadable(refusal)
+        return message
+
+    return read_stream
+
+
+def check_claims(request: pb.ClaimStreamRequest) -> None:
+    """A ClaimStreamRequest with ``claims`` has no ``seq`` or ``claim`` of its own (which
+    would leave one of them unanswered), not too many claims, and JSON-safe seqs."""
+    if request.seq or request.HasField("claim"):
+        raise InvalidInput(
+            "a ClaimStreamRequest carries either seq and claim, or claims; not both",
+            reason="MALFORMED_MESSAGE",
+        )
+    count, most = len(request.claims), limits.MAX_CLAIMS_PER_MESSAGE
+    if count > most:
+        raise MessageTooLarge(
+            f"a ClaimStreamRequest carries {count} claims; at most {most} are accepted",
+            reason="TOO_MANY_CLAIMS",
+            details={"count": count, "limit": most},
+        )
+    for claim in request.claims:
+        limits.check_int("claims.seq", claim.seq)
+
+
 def check_scalars(message: Message) -> None:
     """Refuse a request whose own integer fields (pages, indices, sequence numbers) lie
     outside their bounds (``ledger.limits``); a signed body's are checked per write, by

@@ -40,7 +40,7 @@ from api.bootstrap import Service
 from api.errors import DeadlinePassed
 from api.grpc import messages
 from api.grpc.interceptor import abort, current_centre
-from api.grpc.messages import Unreadable, reader
+from api.grpc.messages import Unreadable, reader, stream_reader
 from api.grpc.stream import ClaimStream
 from ledger.errors import LedgerError
 from ledger.registry import verify_entry_signatures
@@ -93,7 +93,7 @@ class Redemption:
             "Claim": uu(self.claim, pb.ClaimRequest, pb.ClaimResult),
             "ClaimStream": grpc.stream_stream_rpc_method_handler(
                 self.claim_stream,
-                reader(pb.ClaimStreamRequest),
+                stream_reader(),
                 pb.ClaimStreamResponse.SerializeToString,
             ),
             "ListClaims": grpc.unary_stream_rpc_method_handler(

@@ -1,18 +1,21 @@
 """ClaimStream: many claims over one call, read and checked while earlier ones wait for their
-commit, answered one by one in the order they came in.
+commit, answered in the order they came in.
 
-Checked claims gather in ``ready`` and go to the sequencer as one chunk (one use-case call,
-``redemption.claim_each``, one future) whenever fewer than ``CHUNKS_IN_FLIGHT`` chunks of
-this stream are waiting, so the chunk size follows the commit rate. At most ``WINDOW``
-claims are unanswered (back-pressure); a refusal at the edge is queued behind the chunks
-before it, so that the answers keep the claims' order.
+A request carries one claim (``seq``, ``claim``: answered by one response with that seq)
+or several (``claims``: answered by one response whose ``answers`` follow them). Checked
+claims, and the refusals of those the edge refused, gather in ``ready`` in their order; the
+claims go to the sequencer as one chunk (one use-case call, ``redemption.claim_each``, one
+future) whenever fewer than ``CHUNKS_IN_FLIGHT`` chunks of this stream are waiting, so the
+chunk size follows the commit rate and a request's claims go in one submission. At most
+``WINDOW`` claims are unanswered (back-pressure).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from suanli.v1 import redemption_pb2 as pb
@@ -32,9 +35,8 @@ WINDOW = 4096  # claims of one ClaimStream unanswered at once
 CHUNKS_IN_FLIGHT = 2  # chunks of one ClaimStream waiting for the sequencer
 
 Answer = Redeemed | LedgerError
-_Item = (
-    tuple[list[int], "asyncio.Future[list[Answer]]"] | tuple[int, LedgerError] | Unreadable | None
-)
+_Chunk = list[tuple[int, SignedWrite | LedgerError]]  # (seq, the claim or its edge refusal)
+_Item = tuple[_Chunk, "asyncio.Future[list[Answer]] | None"] | Unreadable | None
 
 
 class ClaimStream:
@@ -46,20 +48,23 @@ class ClaimStream:
         self.deadline = deadline
         self.answers: asyncio.Queue[_Item] = asyncio.Queue()
         self.window = asyncio.Semaphore(WINDOW)
-        self.ready: list[tuple[int, SignedWrite]] = []
+        self.ready: _Chunk = []
         self.in_flight = 0
+        self.replies = _Replies()
 
     def flush(self, force: bool = False) -> None:
         if not self.ready or (self.in_flight >= CHUNKS_IN_FLIGHT and not force):
             return
         chunk, self.ready = self.ready, []
-        future = self.redemption.service.submit(
-            redemption.claim_each, self.deadline, [write for _, write in chunk]
-        )
+        writes = [write for _, write in chunk if isinstance(write, SignedWrite)]
+        if not writes:  # only refusals: nothing for the sequencer
+            self.answers.put_nowait((chunk, None))
+            return
+        future = self.redemption.service.submit(redemption.claim_each, self.deadline, writes)
         self.in_flight += 1
         wrapped = asyncio.wrap_future(future)
         wrapped.add_done_callback(self._chunk_done)
-        self.answers.put_nowait(([seq for seq, _ in chunk], wrapped))
+        self.answers.put_nowait((chunk, wrapped))
 
     def _chunk_done(self, _: object) -> None:
         self.in_flight -= 1
@@ -72,18 +77,26 @@ class ClaimStream:
                     self.flush(force=True)
                     self.answers.put_nowait(request)
                     return
-                await self.window.acquire()
-                try:
-                    write = self.redemption.prepare("claim", request.claim, self.centre)
-                except LedgerError as refusal:
-                    self.flush(force=True)  # keep the answers in order
-                    self.answers.put_nowait((request.seq, refusal))
-                    continue
-                self.ready.append((request.seq, write))
+                if request.claims:
+                    self.replies.expect(len(request.claims))
+                    claims = [(claim.seq, claim.claim) for claim in request.claims]
+                else:
+                    self.replies.expect(None)
+                    claims = [(request.seq, request.claim)]
+                for seq, claim in claims:
+                    await self.window.acquire()
+                    self.ready.append((seq, self._prepared(claim)))
                 self.flush()
         finally:
             self.flush(force=True)
             self.answers.put_nowait(None)
+
+    def _prepared(self, claim: pb.ClaimRequest) -> SignedWrite | LedgerError:
+        """The claim checked at the edge, or its refusal (answered in its place)."""
+        try:
+            return self.redemption.prepare("claim", claim, self.centre)
+        except LedgerError as refusal:
+            return refusal
 
     async def run(
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
@@ -94,36 +107,67 @@ class ClaimStream:
                 if isinstance(item, Unreadable):
                     await abort(context, item.error)
                     return
-                seqs, outcome = item
-                if isinstance(seqs, int):
-                    assert isinstance(outcome, LedgerError)
+                chunk, outcome = item
+                decided = iter(await _chunk_answers(outcome, len(chunk)))
+                for seq, prepared in chunk:
+                    answer = prepared if isinstance(prepared, LedgerError) else next(decided)
                     self.window.release()
-                    yield _answer(seqs, outcome)
-                    continue
-                assert isinstance(outcome, asyncio.Future)
-                for seq, answer in zip(seqs, await _chunk_answers(outcome, len(seqs)), strict=True):
-                    self.window.release()
-                    yield _answer(seq, answer)
+                    response = self.replies.add(seq, answer)
+                    if response is not None:
+                        yield response
             await reading  # re-raise a failure of the reader
         finally:
             reading.cancel()
             while not self.answers.empty():  # the caller went away: drop what has not started
                 left = self.answers.get_nowait()
-                if isinstance(left, tuple) and isinstance(left[1], asyncio.Future):
+                if isinstance(left, tuple) and left[1] is not None:
                     left[1].cancel()
 
 
-async def _chunk_answers(outcome: asyncio.Future[list[Answer]], size: int) -> list[Answer]:
+class _Replies:
+    """The answers of the claims, in order, gathered into one response per request."""
+
+    def __init__(self) -> None:
+        self.shapes: deque[int | None] = deque()  # per request: None (one claim) or its count
+        self.gathered: list[pb.StreamAnswer] = []
+
+    def expect(self, count: int | None) -> None:
+        self.shapes.append(count)
+
+    def add(self, seq: int, answer: Answer) -> pb.ClaimStreamResponse | None:
+        """The response this answer completes, if it completes one."""
+        count = self.shapes[0]
+        if count is None:
+            self.shapes.popleft()
+            return _answer(pb.ClaimStreamResponse(seq=seq), answer)
+        self.gathered.append(_answer(pb.StreamAnswer(seq=seq), answer))
+        if len(self.gathered) < count:
+            return None
+        self.shapes.popleft()
+        response = pb.ClaimStreamResponse(answers=self.gathered)
+        self.gathered = []
+        return response
+
+
+async def _chunk_answers(outcome: asyncio.Future[list[Answer]] | None, size: int) -> list[Answer]:
     """A chunk's answers; a chunk refused as a whole (its deadline passed) refuses each."""
+    if outcome is None:
+        return []
     try:
         return await outcome
     except LedgerError as refusal:
         return [refusal] * size
 
 
-def _answer(seq: int, answer: Answer) -> pb.ClaimStreamResponse:
+_Message = TypeVar("_Message", pb.ClaimStreamResponse, pb.StreamAnswer)
+
+
+def _answer(message: _Message, answer: Answer) -> _Message:
+    """``message`` (its seq set) with the answer's outcome."""
     if isinstance(answer, LedgerError):
         metrics.REFUSALS.labels(answer.reason).inc()
-        return pb.ClaimStreamResponse(seq=seq, refusal=messages.refusal_message(answer))
-    metrics.redeemed(answer)
-    return pb.ClaimStreamResponse(seq=seq, result=messages.claim_result(answer))
+        message.refusal.CopyFrom(messages.refusal_message(answer))
+    else:
+        metrics.redeemed(answer)
+        message.result.CopyFrom(messages.claim_result(answer))
+    return message

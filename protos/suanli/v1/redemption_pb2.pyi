@@ -590,12 +590,49 @@ Global___Refusal: _TypeAlias = Refusal  # noqa: Y015
 
 @_typing.final
 class ClaimStreamRequest(_message.Message):
+    """One request carries either one claim (`seq` and `claim`) or several (`claims`, at most
+    1024, each signed on its own with its own seq); a request with both is refused
+    MALFORMED_MESSAGE and one with more claims TOO_MANY_CLAIMS, either ending the stream.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    CLAIM_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """chosen by the client; echoed in the response"""
+    @_builtins.property
+    def claim(self) -> Global___ClaimRequest: ...
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamClaim]:
+        """several claims: answered in one response's `answers`"""
+
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        claim: Global___ClaimRequest | None = ...,
+        claims: _abc.Iterable[Global___StreamClaim] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "claims", b"claims", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimStreamRequest: _TypeAlias = ClaimStreamRequest  # noqa: Y015
+
+@_typing.final
+class StreamClaim(_message.Message):
+    """One claim of a request that carries several."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQ_FIELD_NUMBER: _builtins.int
     CLAIM_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
-    """chosen by the client; echoed in the response"""
+    """chosen by the client; echoed in its answer"""
     @_builtins.property
     def claim(self) -> Global___ClaimRequest: ...
     def __init__(
@@ -610,10 +647,49 @@ class ClaimStreamRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ClaimStreamRequest: _TypeAlias = ClaimStreamRequest  # noqa: Y015
+Global___StreamClaim: _TypeAlias = StreamClaim  # noqa: Y015
 
 @_typing.final
 class ClaimStreamResponse(_message.Message):
+    """The answer to a request: for one claim, `seq` and its outcome; for several claims,
+    `answers`, one per claim in the order of the request's `claims` (and no outcome here).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___ClaimResult: ...
+    @_builtins.property
+    def refusal(self) -> Global___Refusal: ...
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamAnswer]: ...
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        result: Global___ClaimResult | None = ...,
+        refusal: Global___Refusal | None = ...,
+        answers: _abc.Iterable[Global___StreamAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "refusal", b"refusal", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "outcome", b"outcome", "refusal", b"refusal", "result", b"result", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["result", "refusal"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ClaimStreamResponse: _TypeAlias = ClaimStreamResponse  # noqa: Y015
+
+@_typing.final
+class StreamAnswer(_message.Message):
+    """The outcome of one claim of a request that carried several."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQ_FIELD_NUMBER: _builtins.int
@@ -639,7 +715,7 @@ class ClaimStreamResponse(_message.Message):
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
-Global___ClaimStreamResponse: _TypeAlias = ClaimStreamResponse  # noqa: Y015
+Global___StreamAnswer: _TypeAlias = StreamAnswer  # noqa: Y015
 
 @_typing.final
 class VerifyVoucherRequest(_message.Message):

@@ -139,7 +139,8 @@ class RedemptionServicer:
     def ClaimStream(self, request_iterator, context):
         """Many claims over one stream, for volume and back-fill: one response per request,
         carrying the request's `seq`, in the order the ledger decided them (which is the order
-        sent). A refused claim does not end the stream.
+        sent). A refused claim does not end the stream. A request may carry several claims
+        (`claims`, each with its own seq); its one response answers each of them, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

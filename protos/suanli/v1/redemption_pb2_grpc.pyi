@@ -68,7 +68,8 @@ class RedemptionStub:
     ClaimStream: _grpc.StreamStreamMultiCallable[_redemption_pb2.ClaimStreamRequest, _redemption_pb2.ClaimStreamResponse]
     """Many claims over one stream, for volume and back-fill: one response per request,
     carrying the request's `seq`, in the order the ledger decided them (which is the order
-    sent). A refused claim does not end the stream.
+    sent). A refused claim does not end the stream. A request may carry several claims
+    (`claims`, each with its own seq); its one response answers each of them, in order.
     """
     ListClaims: _grpc.UnaryStreamMultiCallable[_redemption_pb2.ListClaimsRequest, _redemption_pb2.ClaimRecord]
     """The calling centre's own claims and captures, in log order."""
@@ -100,7 +101,8 @@ class RedemptionAsyncStub(RedemptionStub):
     ClaimStream: _aio.StreamStreamMultiCallable[_redemption_pb2.ClaimStreamRequest, _redemption_pb2.ClaimStreamResponse]  # type: ignore[assignment]
     """Many claims over one stream, for volume and back-fill: one response per request,
     carrying the request's `seq`, in the order the ledger decided them (which is the order
-    sent). A refused claim does not end the stream.
+    sent). A refused claim does not end the stream. A request may carry several claims
+    (`claims`, each with its own seq); its one response answers each of them, in order.
     """
     ListClaims: _aio.UnaryStreamMultiCallable[_redemption_pb2.ListClaimsRequest, _redemption_pb2.ClaimRecord]  # type: ignore[assignment]
     """The calling centre's own claims and captures, in log order."""
@@ -171,7 +173,8 @@ class RedemptionServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_redemption_pb2.ClaimStreamResponse], _abc.AsyncIterator[_redemption_pb2.ClaimStreamResponse]]:
         """Many claims over one stream, for volume and back-fill: one response per request,
         carrying the request's `seq`, in the order the ledger decided them (which is the order
-        sent). A refused claim does not end the stream.
+        sent). A refused claim does not end the stream. A request may carry several claims
+        (`claims`, each with its own seq); its one response answers each of them, in order.
         """
 
     @_abc_1.abstractmethod
