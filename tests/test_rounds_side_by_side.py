@@ -24,6 +24,7 @@ from ledger.policy import Policy
 from ledger.timeutil import format_time
 from ledger.usecases.commands.applications import Approval
 from ledger.usecases.commands.vouchers import voucher_for
+from ledger.usecases.views import Snapshot, bureau
 from ledger.vouchers import voucher_of
 
 __all__ = ["grpc_env", "grpc_env_factory"]  # fixtures used here
@@ -134,6 +135,13 @@ def test_two_rounds_side_by_side(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     counters = caps_book(env.service.ledger.refresh()).used
     assert counters[("scheme_entity", SCHEME, alpha, 2023)] == wan(500)
     assert counters[("scheme_pool", SCHEME, 2023)] == wan(500) + wan(6) + wan(3)
+
+    # the bureau's months report: each month and the year by round as well as overall
+    snapshot = Snapshot.at(env.service.ledger.refresh(), env.clock())
+    months = bureau.report(snapshot, "months", 2023)
+    by_round = {"chengdu-2023-31": wan(300) + wan(3), LATER: wan(200) + wan(6)}
+    assert months["by_round"] == by_round
+    assert sum(by_round.values()) == months["totals"]["total_fen"]
 
     # the auditor replays every entry of both rounds through the same fold
     db = str(env.service.settings.database_url())

@@ -116,6 +116,7 @@ class CentreRow(Paid):
 class MonthRow(Totals):
     month: str = Field(description="YYYY-MM (Asia/Shanghai)")
     by_programme: dict[str, int] = Field(description="total by round/programme")
+    by_round: dict[str, int] = Field(description="total by round (several rounds at once)")
 
 
 class EntityReport(PageInfo):
@@ -139,6 +140,7 @@ class MonthReport(BaseModel):
     year: int
     months: list[MonthRow]
     totals: Totals
+    by_round: dict[str, int] = Field(description="the year's total by round")
 
 
 def _report(request: Request, name: str, year: int | None) -> dict[str, Any]:

@@ -210,10 +210,30 @@ def month_report(state: LedgerState, year: int) -> dict[str, Any]:
             "month": f"{year:04d}-{m:02d}",
             **_figures(tallies.months.get(m) or reports.Tally()),
             "by_programme": by_month.get(m, {}),
+            "by_round": _by_round(by_month.get(m, {})),
         }
         for m in range(1, 13)
     ]
-    return {"size": state.size, "year": year, "months": rows, "totals": _totals(rows)}
+    year_by_round: dict[str, int] = {}
+    for row in rows:
+        for round_id, net in row["by_round"].items():
+            year_by_round[round_id] = year_by_round.get(round_id, 0) + net
+    return {
+        "size": state.size,
+        "year": year,
+        "months": rows,
+        "totals": _totals(rows),
+        "by_round": year_by_round,
+    }
+
+
+def _by_round(by_programme: dict[str, int]) -> dict[str, int]:
+    """Totals by round of totals keyed ``round/programme``: one ledger holds several rounds."""
+    out: dict[str, int] = {}
+    for key, net in by_programme.items():
+        round_id = key.split("/", 1)[0]
+        out[round_id] = out.get(round_id, 0) + net
+    return out
 
 
 REPORTS: dict[str, Callable[[LedgerState, int, datetime], dict[str, Any]]] = {
