@@ -15,6 +15,7 @@ import pytest
 from domain_helpers import attest_all, materials_for, wan
 from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory, issue_voucher
 from test_audit import audit_verify
+from test_rounds import THIRD, THIRD_PROVIDER
 from typer.testing import CliRunner
 
 from adapters.client import RedemptionError
@@ -32,7 +33,6 @@ __all__ = ["grpc_env", "grpc_env_factory"]  # fixtures used here
 POLICIES = Path(__file__).parent.parent / "ledger" / "policies"
 LATER = "chengdu-2025-example"
 SCHEME = "chengdu-suanliquan-scheme"
-THIRD = "xinan-ai"
 runner = CliRunner()
 
 
@@ -93,18 +93,8 @@ def refused(env: GrpcEnv, centre: str, record: str, voucher: str, cost_fen: int)
 
 def test_two_rounds_side_by_side(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     env = grpc_env
-    provider = {
-        "format": "suanli-provider/v1",
-        "id": THIRD,
-        "name": "某算力服务有限公司",
-        "kind": "intelligent",
-        "rate_card": {
-            "version": 1,
-            "effective_from": "2023-01-01",
-            "prices": {"cpu": {"price_fen": 10, "per_units": 3600}},
-        },
-    }
-    (tmp_path / "provider.json").write_text(json.dumps(provider, ensure_ascii=False), "utf-8")
+    provider = json.dumps(THIRD_PROVIDER, ensure_ascii=False)
+    (tmp_path / "provider.json").write_text(provider, "utf-8")
     cli(env, "centres", "add", THIRD, "--provider", str(tmp_path / "provider.json"))
     out = cli(env, "policy", "publish", str(later_round_in_2023(tmp_path / "later.json")))
     assert LATER in out
