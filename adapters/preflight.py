@@ -24,6 +24,7 @@ import grpc
 from adapters.client import RedemptionClient, RedemptionError
 from adapters.credentials import CentreFiles
 from adapters.errors import AgentError
+from ledger.providers import accepts
 
 CENTRE_URI_PREFIX = "suanli:centre:"
 log = logging.getLogger("suanli.agent")
@@ -110,7 +111,7 @@ def check_voucher(client: RedemptionClient, voucher: str, centre: str, named_by:
         if error.reason == "UNKNOWN_VOUCHER" or error.code == grpc.StatusCode.NOT_FOUND:
             return Check(what, "error", f"the ledger has no such voucher: {error.message}")
         return Check(what, "error", f"the ledger refused: {error.reason}: {error.message}")
-    if found.accepted_centres and centre not in found.accepted_centres:
+    if found.accepted_centres and not accepts(found.accepted_centres, centre):
         accepted = ", ".join(found.accepted_centres)
         return Check(what, "error", f"is not accepted at {centre} (only at {accepted})")
     if not found.usable:

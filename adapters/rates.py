@@ -13,7 +13,8 @@ from typing import Any
 
 from adapters.errors import AgentError, CentreError
 from ledger.errors import InvalidInput
-from ledger.policy import Price, read_prices
+from ledger.policy import Price
+from ledger.policy_read import read_prices
 from ledger.reader import Reader
 from ledger.timeutil import format_time, parse_local, parse_time
 from ledger.usage import UsageRecord

@@ -19,7 +19,18 @@ entity_programme the entity's cap in the programme (300 万 national /   round +
 entity_round   the optional cross-programme cap per entity and year     round + holder + year
 programme_pool the programme's pool for the budget year ((一) 500 万)   round + programme + year
 voucher_pool   the yearly 算力券 pool the programme draws on            pool id + year
+scheme_entity  the entity's cap per year over every round of the        scheme + holder + year
+               scheme (e.g. 500 万元 a year over all 算力券 rounds),
+               point-of-sale claims and post-hoc reimbursements alike
+scheme_pool    the scheme's pool per year, shared by its rounds         scheme + year
+               (the city's yearly 算力券 pool over all rounds)
 ============== ======================================================== =========================
+
+A round that names a scheme counts every claim, hold and reimbursement against the
+scheme's counters even while the scheme states no figure (a line without a limit), so that
+a figure published later in a year finds the year's earlier payments on its counter. The
+figure is the one in force for the scheme (``ledger.policy.scheme_terms``), whichever of its
+rounds the payment is under. Grants are not compute subsidies and stay outside the scheme.
 
 Pools and the cross-programme cap count per *budget year*: the Asia/Shanghai calendar
 year of the entry that pays (a claim's or grant's effective time). A ``programme`` tally
@@ -60,13 +71,15 @@ CAP_ORDER = (
     "period",
     "entity_programme",
     "entity_round",
+    "scheme_entity",
     "programme_pool",
     "voucher_pool",
+    "scheme_pool",
 )
 TALLY = "programme"
 # Caps that belong to the holder: a clawback leaves the clawed amount counted here (forfeit),
 # and returns it only to the budget (pools and tallies). See ledger.corrections.
-HOLDER_CAPS = frozenset({"voucher", "period", "entity_programme", "entity_round"})
+HOLDER_CAPS = frozenset({"voucher", "period", "entity_programme", "entity_round", "scheme_entity"})
 
 Key = tuple[str | int, ...]
 
@@ -157,8 +170,10 @@ def lines_for(
     entity_round_cap: int | None = None,
     programme_pool: int | None = None,
     voucher_pool: tuple[str, int] | None = None,
+    scheme: tuple[str, int | None, int | None] | None = None,
 ) -> tuple[CapLine, ...]:
     """The cap lines of one charge. Caps that do not apply are left out (None).
+    ``scheme`` is (scheme id, entity yearly cap, yearly pool), a None figure counted only.
 
     Cached: the many claims on one voucher in one period and budget year share one tuple
     of lines (a pure function of its arguments; the cache only saves memory and time)."""
@@ -175,6 +190,10 @@ def lines_for(
         lines.append(CapLine(("programme_pool", round_id, programme, budget_year), programme_pool))
     if voucher_pool is not None:
         lines.append(CapLine(("voucher_pool", voucher_pool[0], budget_year), voucher_pool[1]))
+    if scheme is not None:
+        scheme_id, entity_yearly, pool_yearly = scheme
+        lines.append(CapLine(("scheme_entity", scheme_id, holder, budget_year), entity_yearly))
+        lines.append(CapLine(("scheme_pool", scheme_id, budget_year), pool_yearly))
     lines.append(CapLine((TALLY, round_id, programme, budget_year), None))
     return tuple(lines)
 
@@ -393,7 +412,10 @@ def programme_budget(state: LedgerState, at: datetime | None = None) -> dict[str
     adjust = caps.adjustments(now) if now is not None else {}
     programmes: dict[str, dict[str, dict[str, int | None]]] = {}
     pools: dict[str, dict[str, dict[str, int | None]]] = {}
-    limits: dict[Key, int | None] = dict(caps.seen)
+    # the budget's own keys only: every voucher, period and entity has keys too, and the
+    # scans below would walk them per programme
+    budget = (TALLY, "programme_pool", "voucher_pool")
+    limits: dict[Key, int | None] = {k: v for k, v in caps.seen.items() if k[0] in budget}
     for round_id, version in policies(state).current.items():
         policy = policies(state).versions[version]
         for pid, programme in policy.programmes.items():

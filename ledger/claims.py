@@ -45,12 +45,13 @@ from immutables import Map
 from pyrsistent import PVector, pvector
 
 from ledger import caps as caps_mod
-from ledger import vouchers
+from ledger import providers, reports, vouchers
 from ledger.caps import Decision
 from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, InvalidInput, NotFound, Refused
 from ledger.money import apply_rate
-from ledger.policy import CENTRE_KINDS, Price, read_prices
+from ledger.policy import CENTRE_KINDS, Price
+from ledger.policy_read import read_prices
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import format_time, from_micros, local_text, to_micros
@@ -424,10 +425,10 @@ def _duplicate(state: LedgerState, centre: str, record_id: str, body: Mapping[st
 
 def _check_voucher(state: LedgerState, voucher: Voucher, centre: str, now: datetime) -> None:
     check_usable(state, voucher, now)
-    if centre not in voucher.centres:
+    if not providers.accepts(voucher.centres, centre):
         raise Refused(
-            f"voucher {voucher.id} is not accepted at centre {centre} "
-            f"(accepted: {', '.join(voucher.centres)})",
+            f"voucher {voucher.id} of round {voucher.round} is not accepted at centre {centre} "
+            f"(the round's programme accepts {providers.describe(voucher.centres)})",
             reason="CENTRE_NOT_ACCEPTED",
             details={"centre": centre, "accepted": ",".join(voucher.centres)},
         )
@@ -548,6 +549,7 @@ def _record_claim(
         hold_id=hold_id,
     )
     book(state).put_claim(record)
+    reports.count_claim(state, record)
     voucher_book = vouchers.book(state)
     voucher_book.last_bound_by = voucher_book.last_bound_by.set(
         plan.voucher.id, plan.decision.bound_by

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from ledger import caps as caps_mod
-from ledger import claims, entities, grants, vouchers
+from ledger import claims, entities, grants, reports, vouchers
 from ledger.claims import claim_of
 from ledger.entities import Blacklisting, entity_of
 from ledger.entry import Entry
@@ -61,6 +61,7 @@ def apply_reverse(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     claims.book(state).put_claim(
         claim._replace(reversed_index=ctx.index, corrected_index=ctx.index)
     )
+    reports.count_reversal(state, claim, ctx.index)
     return {"centre": claim.centre, "record_id": claim.record_id, "restored_fen": restored}
 
 
@@ -121,8 +122,10 @@ def apply_clawback(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         claims.book(state).put_claim(
             claim._replace(clawed_back_fen=clawed, corrected_index=ctx.index)
         )
+        reports.count_claim_clawback(state, claim, amount, ctx.index)
     else:
         grants.book(state).put(replace(grant, clawed_back_fen=grant.clawed_back_fen + amount))
+        reports.count_grant_clawback(state, grant, amount, ctx.index)
     return {
         "target": what,
         "clawed_back_fen": amount,

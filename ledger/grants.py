@@ -29,7 +29,7 @@ from typing import Any
 
 from immutables import Map
 
-from ledger import applications
+from ledger import applications, reports
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import lines_for
@@ -40,7 +40,8 @@ from ledger.money import apply_rate, format_fen
 from ledger.policy import Calculator, Programme, current_policy
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
-from ledger.timeutil import SHANGHAI, format_time
+from ledger.timeutil import format_time
+from ledger.vouchers import budget_year
 
 
 def rank_award(calc: Calculator, rank: int) -> int:
@@ -141,7 +142,7 @@ def grant_lines(
         round_id=round_id,
         programme=programme.id,
         holder=payee,
-        budget_year=now.astimezone(SHANGHAI).year,
+        budget_year=budget_year(now),
         entity_cap=None
         if programme.entity_cap is None
         else programme.entity_cap.for_inputs(inputs),
@@ -205,6 +206,7 @@ def apply_pay(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     )
     caps.charge(grant.charge_id, "grant", lines, decision.amount)
     book(state).put(grant)
+    reports.count_grant(state, grant)
     applications.book(state).put(replace(app, grant=grant_id))
     return {
         "grant": grant_id,

@@ -40,7 +40,7 @@ from ledger.entities import entity_of
 from ledger.entry import Entry
 from ledger.errors import Conflict, Denied, NotFound, Refused
 from ledger.money import apply_rate, format_fen
-from ledger.policy import Policy, Programme, current_policy, require_rate
+from ledger.policy import Policy, Programme, current_policy, require_rate, scheme_terms
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, local_text, shanghai_end, shanghai_start
@@ -490,8 +490,11 @@ def review_body(
 # --- reimbursement.decide -------------------------------------------------------------------
 
 
-def cap_lines(policy: Policy, programme: Programme, claimant: str, now: datetime) -> Any:
-    """The caps a reimbursement counts against (``ledger.caps``)."""
+def cap_lines(
+    state: LedgerState, policy: Policy, programme: Programme, claimant: str, now: datetime
+) -> Any:
+    """The caps a reimbursement counts against (``ledger.caps``): those of its round, and
+    those its round's scheme shares with the point-of-sale rounds."""
     return caps_mod.lines_for(
         round_id=policy.round,
         programme=programme.id,
@@ -500,6 +503,7 @@ def cap_lines(policy: Policy, programme: Programme, claimant: str, now: datetime
         entity_cap=None if programme.entity_cap is None else programme.entity_cap.amount_fen,
         entity_round_cap=policy.entity_yearly_cap_fen,
         programme_pool=None if programme.pool is None else programme.pool.amount_fen,
+        scheme=scheme_terms(state, policy, programme.id),
     )
 
 
@@ -541,7 +545,7 @@ def apply_decide(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         )
     if entity_of(state, claim.claimant).blacklisted is not None:
         raise Refused(f"claimant {claim.claimant} is blacklisted", reason="HOLDER_BLACKLISTED")
-    lines = cap_lines(policy, programme, claim.claimant, ctx.time)
+    lines = cap_lines(state, policy, programme, claim.claimant, ctx.time)
     caps = caps_mod.book(state)
     outcome = caps.decide(wanted, lines, ctx.time, unbound="requested")
     # mutate

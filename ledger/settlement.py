@@ -55,6 +55,7 @@ from typing import Any
 from immutables import Map
 from pyrsistent import PVector, pvector
 
+from ledger import reports
 from ledger.canonical import canonical_bytes
 from ledger.claims import ClaimRecord, centre_of, claim_at
 from ledger.claims import book as claim_book
@@ -781,20 +782,16 @@ def settlement_of_claim(state: LedgerState, centre: str, record_id: str) -> dict
 
 def centre_settlement(state: LedgerState, centre: str) -> dict[str, int]:
     """A centre's position: net subsidy granted, settled so far, and what is still due."""
-    settlement = book(state)
-    granted = unsettled = 0
-    settled_keys = settlement.settled_by_centre.get(centre, ())
-    settled = sum(settlement.settled[k].amount_fen for k in settled_keys)
-    claims = claim_book(state)
-    for record_id in claims.by_centre.get(centre, ()):
-        record = claims.claims[(centre, record_id)]
-        granted += record.net_fen
-        if (centre, record_id) not in settlement.settled:
-            unsettled += record.net_fen
+    settlement, claims = book(state), claim_book(state)
+    settled = settled_net = 0
+    for key in settlement.settled_by_centre.get(centre, ()):  # the settled ones, not every claim
+        settled += settlement.settled[key].amount_fen
+        settled_net += claims.claims[key].net_fen
+    granted = reports.centre_net_fen(state, centre)
     return {
         "granted_fen": granted,
         "settled_fen": settled,
         "due_fen": granted - settled,
-        "unsettled_claims_fen": unsettled,
+        "unsettled_claims_fen": granted - settled_net,
         "statements": len(settlement.by_centre.get(centre, ())),
     }

@@ -65,7 +65,7 @@ class LedgerState:
         if self._copied is None:
             return found if found is not None else factory()
         if name not in self._copied:
-            found = copy.copy(found) if found is not None else factory()
+            found = _shallow_copy(found) if found is not None else factory()
             self.parts[name] = found
             self._copied.add(name)
         assert found is not None
@@ -94,3 +94,15 @@ class LedgerState:
             raise RuntimeError("only a draft is sealed")
         self.size, self.time, self._copied = size, time, None
         return self
+
+
+def _shallow_copy(part: _Part) -> _Part:
+    """A shallow copy of a part. Parts are plain classes: copying their ``__dict__`` takes a
+    fifth of the time of ``copy.copy`` (which goes through ``__reduce_ex__``), and every
+    entry the fold applies copies the parts it changes."""
+    fields = getattr(part, "__dict__", None)
+    if fields is None or hasattr(type(part), "__copy__"):
+        return copy.copy(part)
+    twin: _Part = object.__new__(type(part))
+    twin.__dict__.update(fields)
+    return twin

@@ -28,7 +28,7 @@ RESOURCE_UNITS: dict[str, str] = {
 }
 
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_.:+\-/@]{1,128}$")
-_CENTRE_ID = re.compile(r"^[a-z0-9][a-z0-9\-]{1,31}$")
+CENTRE_ID = re.compile(r"^[a-z0-9][a-z0-9\-]{1,31}$")
 
 
 def check_resource(resource: str) -> None:
@@ -42,7 +42,7 @@ def check_resource(resource: str) -> None:
 
 
 def check_centre_id(centre: str) -> None:
-    if not _CENTRE_ID.fullmatch(centre):
+    if not CENTRE_ID.fullmatch(centre):
         raise InvalidInput(f"centre id {centre!r} must be 2-32 of a-z 0-9 '-'")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from immutables import Map
 from pyrsistent import PVector, pvector
 
-from ledger import applications
+from ledger import applications, providers
 from ledger import caps as caps_mod
 from ledger.applications import application_of
 from ledger.caps import CapLine, lines_for, voucher_year
@@ -48,7 +48,14 @@ from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused, VerificationError
 from ledger.keys import Signer
 from ledger.money import format_fen, is_int
-from ledger.policy import PERIOD_KINDS, Policy, Programme, current_policy, require_rate
+from ledger.policy import (
+    PERIOD_KINDS,
+    Policy,
+    Programme,
+    current_policy,
+    require_rate,
+    scheme_terms,
+)
 from ledger.reader import Reader, body_reader
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import (
@@ -211,6 +218,7 @@ def cap_lines(
         entity_round_cap=policy.entity_yearly_cap_fen,
         programme_pool=None if programme.pool is None else programme.pool.amount_fen,
         voucher_pool=None if pool is None else (pool.id, pool.amount_fen),
+        scheme=scheme_terms(state, policy, programme.id),
     )
     return lines, policy
 
@@ -367,10 +375,10 @@ def _check_terms(
             f"voucher periods must be {shown} for {programme.label}", reason="PERIODS_MISMATCH"
         )
     for centre in v["centres"]:
-        if centre not in programme.centres:
+        if not providers.accepts(programme.centres, centre):
             raise InvalidInput(
                 f"centre {centre!r} is not accepted by {programme.label} "
-                f"(accepted: {list(programme.centres)})",
+                f"(accepted: {providers.describe(programme.centres)})",
                 reason="CENTRE_NOT_ACCEPTED",
             )
     return policy, programme, rate

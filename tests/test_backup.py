@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from grpc_fixtures import START, ManualClock, centre_write, claim_body, issue_voucher, usage_for
 from pg import throwaway_database
 from typer.testing import CliRunner
@@ -140,6 +141,38 @@ def test_pending_migrations_refuse_until_upgraded(
     code, out = suanli("db", "status", "--db", db_url, "--data-dir", str(data))
     assert code == 0 and "pending:  none" in out
     assert open_service(db_url, data).ledger.store.size() > 0
+
+
+def test_disclosures_move_to_one_row_per_entry_and_back(
+    db_url: str, open_service: Callable[..., Service], tmp_path: Path
+) -> None:
+    """0008 regroups a log's disclosures (five rows a claim) into one row per entry, and its
+    downgrade splits them again: the same disclosures, by entry, either way; the upgraded
+    database restarts to the same state."""
+    from alembic import command
+
+    from ledger.snapshot import summary_digest
+    from ledger.store.db import _config
+
+    service = open_service(db_url, tmp_path / "data", clock=ManualClock(START))
+    a_busy_log(service)
+    size = service.ledger.store.size()
+    held = service.ledger.store.disclosures(0, size)
+    assert sum(len(d) for d in held.values()) > len(held)  # entries with several disclosures
+    state = service.ledger.snapshot()
+    engine = make_engine(db_url)
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0007_token_expiry")
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT count(*) FROM disclosures")).scalar_one()
+    assert rows == sum(len(d) for d in held.values())
+    migrate(engine)
+    engine.dispose()
+    again = open_service(db_url, tmp_path / "data", clock=ManualClock(START))
+    assert again.ledger.store.disclosures(0, size) == held
+    assert summary_digest(again.ledger.snapshot()) == summary_digest(state)
 
 
 def test_migrate_lets_the_service_upgrade(

@@ -102,6 +102,52 @@ def test_a_third_centre_redeems_after_being_added_and_not_after_retiring(
     assert other.claim(grpc_env.usage(50_000, "nscc-1"), voucher, 50_000).subsidy_fen
 
 
+def test_a_provider_added_as_data_is_refused_by_a_round_that_names_its_centres(
+    grpc_env: GrpcEnv, tmp_path: Path
+) -> None:
+    """``--provider``: the centre and its rate card registered without a policy version; the
+    2023 round whitelists its two centres, so the provider's claim is refused with the
+    reason, over gRPC (docs/policy.md, "Providers")."""
+    card = {
+        "version": 1,
+        "effective_from": "2023-01-01",
+        "prices": {"cpu": {"price_fen": 10, "per_units": 3600}},
+    }
+    spec = {
+        "format": "suanli-provider/v1",
+        "id": THIRD,
+        "name": "测试算力服务机构",
+        "kind": "intelligent",
+        "rate_card": card,
+    }
+    path = tmp_path / "provider.json"
+    path.write_text(json.dumps(spec, ensure_ascii=False))
+    out = cli(grpc_env, "centres", "add", THIRD, "--provider", str(path))
+    assert f"URI SAN suanli:centre:{THIRD}" in out and "policy:" not in out
+    listed = json.loads(cli(grpc_env, "centres", "list", "--json"))
+    assert THIRD in {c["centre"] for c in listed["centres"]}
+    voucher = grpc_env.voucher()
+    usage = grpc_env.usage(50_000, "p-job-1", centre=THIRD)
+    no = refused(lambda: grpc_env.client(THIRD).claim(usage, voucher, 50_000))
+    assert (no.code, no.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CENTRE_NOT_ACCEPTED")
+    assert "nscc-cd, cd-icc" in no.message
+    # a provider file must name the centre being added
+    other = runner.invoke(
+        app,
+        [
+            "centres",
+            "add",
+            "xx-other",
+            "--provider",
+            str(path),
+            "--data-dir",
+            str(grpc_env.data_dir),
+        ],
+    )
+    assert other.exit_code == 2 and f"describes centre {THIRD}" in other.output
+    assert not (grpc_env.data_dir / "centres" / "xx-other").exists()  # no key made for it
+
+
 def test_refusals_write_nothing(grpc_env: GrpcEnv, tmp_path: Path) -> None:
     size = grpc_env.log_size()
     db = grpc_env.service.settings.database_url()

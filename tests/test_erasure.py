@@ -153,7 +153,13 @@ def test_a_forged_erasure_marker_fails_the_audit_at_its_entry(
         conn.execute(sa.delete(disclosures).where(disclosures.c.idx == kept.index))
         conn.execute(
             sa.insert(disclosures),
-            [{"idx": kept.index, "digest": "erased", "data": erasure_marker(state.size + 5)}],
+            [
+                {
+                    "idx": kept.index,
+                    "data": erasure_marker(state.size + 5),
+                    "erased_by": state.size + 5,
+                }
+            ],
         )
     vkey = state.registry.log_epochs[0].verifier.vkey
     status, output = audit_verify(url, vkey)

@@ -205,3 +205,103 @@ def test_the_example_in_docs_policy_md_prints_what_it_says() -> None:
     result = CliRunner().invoke(app, ["simulate", "-"], input=lines)
     assert result.exit_code == 0
     assert result.output.strip() == expected.strip()
+
+
+SIDE_BY_SIDE = [
+    '{"type": "voucher", "id": "N1", "programme": "industry", "holder": "alpha", "inputs": '
+    '{"level": "national", "project_type": "bottleneck", "compute_cost_fen": 1200000000}}',
+    '{"type": "claim", "voucher": "N1", "cost_fen": 1200000000}',
+    '{"type": "voucher", "id": "L1", "round": "chengdu-2025-example", "programme": '
+    '"compute-voucher", "holder": "alpha", "inputs": {"compute_cost_fen": 1000000000}}',
+    '{"type": "claim", "voucher": "L1", "cost_fen": 1000000000, "centre": "cd-icc", '
+    '"usage_start": "2025-04-01T09:00:00+08:00"}',
+    '{"type": "claim", "voucher": "L1", "cost_fen": 100000000, '
+    '"usage_start": "2025-05-01T09:00:00+08:00"}',
+    '{"type": "claim", "voucher": "N1", "cost_fen": 100, "round": "nope"}',
+]
+LATER_FILE = POLICY_FILE.parent / "chengdu-2025-example.json"
+
+
+def test_simulate_runs_rounds_side_by_side_and_reports_per_round_and_pool() -> None:
+    """The 2023 round and the later one in one run: a line names its round (a claim on a
+    declared voucher is of the voucher's); the later round's 60 % is held to the scheme's
+    500 万 a year; the total is split by round and by pool."""
+    outcomes, summary = simulate(SIDE_BY_SIDE, [Policy.load(), Policy.load(LATER_FILE)])
+    assert [(o.ok, o.subsidy_fen, o.bound_by) for o in outcomes[:4]] == [
+        (True, wan(300), None),
+        (True, wan(300), "voucher"),
+        (True, wan(600), None),  # 60 % of 1,000 万
+        (True, wan(500), "scheme_entity"),  # 600 万 wanted; 500 万 a year over the scheme
+    ]
+    assert (outcomes[4].reason, outcomes[5].reason) == ("CAP_EXHAUSTED", "UNKNOWN_ROUND")
+    assert summary.by_round == {"chengdu-2023-31": wan(300), "chengdu-2025-example": wan(500)}
+    assert summary.by_programme == {
+        "chengdu-2023-31/industry": wan(300),
+        "chengdu-2025-example/compute-voucher": wan(500),
+    }
+    assert summary.pools["scheme_pool/chengdu-suanliquan-scheme/2025"] == {
+        "paid_fen": wan(500),
+        "limit_fen": 10_000_000_000,
+    }
+    assert summary.pools["voucher_pool/chengdu-compute-voucher/2023"]["paid_fen"] == wan(300)
+    text = summary.text().splitlines()
+    assert text[1] == "by round: chengdu-2023-31 300000000 fen, chengdu-2025-example 500000000 fen"
+    assert "scheme_pool/chengdu-suanliquan-scheme/2025 500000000 fen of 10000000000" in text[2]
+
+
+POSTHOC_FILE = POLICY_FILE.parent / "posthoc-example-2025.json"
+BOTH_MODELS = [
+    *SIDE_BY_SIDE[:4],
+    '{"type": "reimbursement", "round": "posthoc-example-2025", "programme": "compute-use", '
+    '"holder": "beta", "amount_paid_fen": 100000000, "invoice": "INV-7"}',
+    '{"type": "reimbursement", "round": "posthoc-example-2025", "programme": "compute-use", '
+    '"holder": "gamma", "amount_paid_fen": 100000000, "invoice": "inv-7"}',
+    '{"type": "reimbursement", "round": "posthoc-example-2025", "programme": "compute-use", '
+    '"holder": "beta", "amount_paid_fen": 5000000000}',
+]
+
+
+def test_simulate_runs_both_models_side_by_side() -> None:
+    """Point-of-sale rounds and a post-hoc one in one season: reimbursements are submitted,
+    reviewed, decided for their entitlement (the rate of what was paid, within the entity's
+    yearly cap) and paid; one invoice presented twice is refused the second time; the
+    summary splits the cost by round, programme and pool."""
+    rounds = [Policy.load(), Policy.load(LATER_FILE), Policy.load(POSTHOC_FILE)]
+    outcomes, summary = simulate(BOTH_MODELS, rounds)
+    posthoc = [(o.ok, o.subsidy_fen, o.bound_by, o.reason) for o in outcomes[4:]]
+    assert posthoc == [
+        (True, wan(20), "requested", None),  # 20 % of 100 万
+        (False, None, None, "DUPLICATE_INVOICE"),  # the same number, any case
+        (True, wan(480), "entity_programme", None),  # 500 万 a year, 20 万 already paid
+    ]
+    assert summary.reimbursed_fen == wan(500)
+    assert summary.by_round["posthoc-example-2025"] == wan(500)
+    assert summary.by_round["chengdu-2025-example"] == wan(500)
+    assert summary.pools["programme_pool/posthoc-example-2025/compute-use/2025"]["paid_fen"] == (
+        wan(500)
+    )
+    assert "reimbursed 500000000 fen" in summary.text().splitlines()[0]
+
+
+def test_cli_simulate_takes_several_policies(tmp_path: Path) -> None:
+    runner = CliRunner()
+    both = ["simulate", "--policy", str(POLICY_FILE), "--policy", str(LATER_FILE), "--json", "-"]
+    result = runner.invoke(app, both, input="\n".join(SIDE_BY_SIDE))
+    assert result.exit_code == 0, result.output
+    total = json.loads(result.output.splitlines()[-1])["total"]
+    assert total["by_round"]["chengdu-2025-example"] == wan(500)
+    twice = ["simulate", "--policy", str(POLICY_FILE), "--policy", str(POLICY_FILE), "-"]
+    refused = runner.invoke(app, twice, input="\n".join(SIDE_BY_SIDE))
+    assert refused.exit_code == 2 and "two policies of one round" in refused.output
+
+
+def test_cli_show_names_the_scheme_and_its_caps() -> None:
+    later = CliRunner().invoke(app, ["show", "--policy", str(LATER_FILE)])
+    assert later.exit_code == 0, later.output
+    assert "centres: any_registered" in later.output
+    assert (
+        "scheme:   chengdu-suanliquan-scheme (compute-voucher count on it): "
+        "entity 5,000,000.00 元/year; pool 100,000,000.00 元/year"
+    ) in later.output
+    first = CliRunner().invoke(app, ["show"])
+    assert "(industry count on it): states no cap" in first.output

@@ -4,6 +4,7 @@ nobody with the log key made is never loaded; the audit checks each snapshot it 
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -102,7 +103,7 @@ def test_only_the_two_newest_snapshots_are_kept(open_service, db_url: str) -> No
 def test_a_large_state_is_stored_in_chunks(open_service, db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     log = open_service(db_url).ledger
     grow(log, 50)
-    monkeypatch.setattr(snapshots, "CHUNK", 1000)
+    monkeypatch.setattr(snapshots, "CHUNK", 200)
     header = take(log)
     with log.store.engine.connect() as conn:
         chunks = conn.execute(
@@ -111,6 +112,27 @@ def test_a_large_state_is_stored_in_chunks(open_service, db_url: str, monkeypatc
     assert chunks > 3
     again = open_service(db_url).ledger
     assert again.snapshot().parts == log.snapshot().parts
+
+
+def test_snapshots_are_stored_compressed_and_older_plain_ones_still_load(
+    open_service, db_url: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    log = open_service(db_url).ledger
+    grow(log, 40)
+    compressed = take(log)
+    with log.store.engine.connect() as conn:
+        stored = conn.execute(sa.select(snapshots.snapshots.c.bytes)).scalar_one()
+    assert stored < len(pickle.dumps(log.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)) / 2
+    # a snapshot stored before compression (the pickle as it is) loads as before
+    grow(log, 3)
+    monkeypatch.setattr(snapshots.zlib, "compress", lambda data, level: data)
+    plain = take(log)
+    assert plain.size > compressed.size
+    grow(log, 2, "tail")
+    again = open_service(db_url).ledger
+    starts = replayed_from(again, monkeypatch)
+    assert again.snapshot().parts == log.snapshot().parts
+    assert starts == [plain.size]
 
 
 def test_the_keeper_snapshots_as_the_log_grows_and_on_stop(open_service, db_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -157,3 +179,20 @@ def test_the_audit_checks_each_snapshot_it_meets(open_service, db_url: str) -> N
     assert not report.ok
     assert report.first is not None and report.first.check == "snapshot"
     assert f"size {good.size}" in report.first.message
+
+
+def test_a_snapshot_without_every_part_of_the_fold_is_replayed_instead(
+    open_service, db_url: str, monkeypatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot taken before the fold kept a part (the reports' tallies: a claim paid,
+    no tallies; ledger.snapshot.holds_every_part) would answer reports from nothing."""
+    first = open_service(db_url).ledger
+    grow(first, 10)
+    header = take(first)
+    monkeypatch.setattr(snapshots, "holds_every_part", lambda state: False)
+    again = open_service(db_url).ledger
+    starts = replayed_from(again, monkeypatch)
+    with caplog.at_level(logging.WARNING, "suanli.snapshots"):
+        assert again.snapshot().size == header.size
+    assert starts == [0]
+    assert "before the fold kept" in caplog.text

@@ -46,6 +46,16 @@ PolicyFile = Annotated[
         dir_okay=False,
     ),
 ]
+ProviderFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--provider",
+        help="a suanli-provider/v1 file (name, kind, first rate card): registers the centre "
+        "as data, for the rounds that accept any registered provider (not with --policy)",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 
 
 class CentreError(ToolError):
@@ -119,33 +129,50 @@ def _operator_notes(settings: Any, centre: str, key_id: str, dev_files: Any) -> 
     typer.echo(f"the agent:     suanli centre run --centre {centre} ... (docs/centre.md)")
 
 
+def _provider(path: Path, centre: str) -> Any:
+    """The provider file, which must name the centre being added."""
+    from ledger.policy_read import load_provider
+
+    spec = load_provider(path)
+    if spec.centre.id != centre:
+        raise CentreError(f"{path} describes centre {spec.centre.id}, not {centre}")
+    return spec
+
+
 @app.command("add")
 def add(
     centre: Centre,
     vkey: VKey = None,
     policy: PolicyFile = None,
+    provider: ProviderFile = None,
     data_dir: DataDir = None,
     db: Db = None,
 ) -> None:
     """Register a centre's signing key (and, with --policy, the policy version that brings
-    the centre, its rate card and the programmes accepting it); print what its operator
-    needs."""
+    the centre, its rate card and the programmes accepting it; or, with --provider, the
+    centre and its rate card as data); print what its operator needs."""
     from api.bootstrap import open_service
     from api.datadir import mode_of
     from api.devpki import ensure_dev_pki
     from ledger.errors import LedgerError
     from ledger.keys import Verifier
     from ledger.policy import Policy
-    from ledger.usecases.commands.centres import add_centre
+    from ledger.usecases.commands.centres import add_centre, register_provider
 
     with tool_errors():
         settings = require_existing(settings_from(data_dir, db))
         dev = mode_of(settings.data_dir) == "development"
-        key = _dev_signing_key(settings.data_dir, centre, vkey, rotate=False)
+        if policy is not None and provider is not None:
+            raise CentreError("give --policy or --provider, not both")
         try:
+            spec = _provider(provider, centre) if provider is not None else None
+            key = _dev_signing_key(settings.data_dir, centre, vkey, rotate=False)
             document = Policy.load(policy) if policy is not None else None
             with open_service(settings) as service:
-                done = service.write(add_centre, centre=centre, vkey=key, policy=document)
+                if spec is not None:
+                    done = service.write(register_provider, provider=spec, vkey=key)
+                else:
+                    done = service.write(add_centre, centre=centre, vkey=key, policy=document)
         except LedgerError as error:
             raise _fail_ledger(error) from None
         if done.round is not None:

@@ -6,11 +6,12 @@ compares two versions or files, ``publish FILE [--supersedes VERSION]`` publishe
 version through the same use case as ``POST /v1/admin/policy``. To undo a bad version,
 publish the earlier file again naming the bad one: ``--supersedes`` (docs/policy.md).
 
-``suanli policy simulate [--policy FILE] [--json] [INPUT]`` reads claims and grant
+``suanli policy simulate [--policy FILE ...] [--json] [INPUT]`` reads claims and grant
 requests as JSON lines (INPUT, or standard input; format in ``docs/policy.md``), applies
 the policy and its caps in order to an in-memory ledger — nothing is written anywhere —
 and prints per line the subsidy in fen and the cap that bound it, or the refusal and its
-reason, then a total.
+reason, then a total. ``--policy`` given several times runs the rounds side by side (a
+line names its ``round``) and the total adds the cost per round and per pool.
 
 Exit status: 0 when the run completed (refusals are results, not errors), 2 when the
 policy file or the input cannot be read.
@@ -42,6 +43,14 @@ PolicyFile = Annotated[
     Path | None,
     typer.Option("--policy", help="policy JSON file (default: the packaged chengdu-2023-31)"),
 ]
+PolicyFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--policy",
+        help="policy JSON file (default: the packaged chengdu-2023-31); several: the "
+        "rounds side by side, a line naming its round (default: the first)",
+    ),
+]
 
 
 def _load(path: Path | None) -> Policy:
@@ -60,13 +69,14 @@ def simulate(
     input: Annotated[
         Path | None, typer.Argument(help="JSON lines file; '-' or nothing for standard input")
     ] = None,
-    policy: PolicyFile = None,
+    policy: PolicyFiles = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
-    """What would these claims and grants get under the policy? Writes nothing."""
+    """What would these claims and grants get under the policy (or several rounds side by
+    side)? Writes nothing."""
     from ledger.simulate import simulate as run
 
-    loaded = _load(policy)
+    loaded = [_load(path) for path in policy] if policy else [_load(None)]
     try:
         if input is None or str(input) == "-":
             lines = sys.stdin.read().splitlines()
@@ -75,19 +85,15 @@ def simulate(
     except OSError as exc:
         say_error(f"cannot read {input}: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    outcomes, summary = run(lines, loaded)
+    try:
+        outcomes, summary = run(lines, loaded)
+    except LedgerError as exc:  # the rounds cannot run together (one round twice, …)
+        say_error(f"policy: {exc.message}", "see docs/policy.md")
+        raise typer.Exit(EXIT_USAGE) from None
     for outcome in outcomes:
         typer.echo(json.dumps(outcome.to_json(), ensure_ascii=False) if as_json else outcome.text())
     if as_json:
-        total = {
-            "total": {
-                "claims_fen": summary.claims_fen,
-                "grants_fen": summary.grants_fen,
-                "refused": summary.refused,
-                "by_programme": summary.by_programme,
-            }
-        }
-        typer.echo(json.dumps(total, ensure_ascii=False))
+        typer.echo(json.dumps({"total": summary.to_json()}, ensure_ascii=False))
     else:
         typer.echo(summary.text())
 
@@ -137,6 +143,20 @@ def _print_policy(loaded: Policy) -> None:
     for pool in loaded.voucher_pools.values():
         note = "" if pool.stated_in_notice else "  (not stated in the notice)"
         typer.echo(f"pool:     {pool.id} {format_fen(pool.amount_fen)}/year{note}")
+    if loaded.scheme is not None:
+        stated = loaded.scheme_caps
+        figures = [
+            f"{name} {format_fen(amount)}/year"
+            for name, amount in (
+                ("entity", stated.entity_yearly_fen if stated else None),
+                ("pool", stated.pool_yearly_fen if stated else None),
+            )
+            if amount is not None
+        ]
+        typer.echo(
+            f"scheme:   {loaded.scheme} ({', '.join(loaded.scheme_programmes)} count on it): "
+            + ("; ".join(figures) if figures else "states no cap (those in force stay)")
+        )
 
 
 # --- the policy in the ledger ---------------------------------------------------------------

@@ -63,6 +63,8 @@ CAP_TEXT = {
     "entity_round": "单位年度上限",
     "programme_pool": "项目资金池",
     "voucher_pool": "算力券资金池",
+    "scheme_entity": "单位跨轮次年度上限",
+    "scheme_pool": "跨轮次年度资金池",
     "rate": "补贴比例(未触及上限)",
 }
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 
 from ledger import merkle
-from ledger.disclosure import digest_of, erased_by, erasure_marker
+from ledger.disclosure import digest_of, erasure_marker
 from ledger.entry import Entry
 from ledger.errors import LogCorrupt
 from ledger.store.schema import (
@@ -41,8 +41,6 @@ from ledger.store.schema import (
     snapshots,
 )
 from ledger.tlogpolicy import Policy
-
-ERASED_DIGEST = "erased"  # the digest column of an erased entry's marker row
 
 # Any constant works; it names suanli's append lock among the database's advisory locks.
 APPEND_LOCK_KEY = 0x7375616E6C69  # "suanli"
@@ -119,9 +117,9 @@ class LogWriter:
         index = self.range.size
         new_nodes = self.range.append(merkle.leaf_hash(leaf))
         self._entries.append({"idx": index, "data": leaf})
-        self._disclosures.extend(
-            {"idx": index, "digest": digest_of(d), "data": d} for d in disclosures
-        )
+        if disclosures:
+            ordered = "\n".join(sorted(disclosures, key=digest_of))
+            self._disclosures.append({"idx": index, "data": ordered, "erased_by": None})
         self._nodes.extend({"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new_nodes)
         return index
 
@@ -398,22 +396,19 @@ def _size(conn: Connection) -> int:
 
 
 def _disclosures(conn: Connection, start: int, end: int) -> dict[int, tuple[str, ...]]:
-    found: dict[int, list[str]] = {}
     rows = conn.execute(
-        select(disclosures.c.idx, disclosures.c.data)
-        .where(disclosures.c.idx >= start, disclosures.c.idx < end)
-        .order_by(disclosures.c.idx, disclosures.c.digest)
+        select(disclosures.c.idx, disclosures.c.data).where(
+            disclosures.c.idx >= start, disclosures.c.idx < end
+        )
     )
-    for idx, data in rows:
-        found.setdefault(int(idx), []).append(str(data))
-    return {i: tuple(d) for i, d in found.items()}
+    return {int(idx): tuple(str(data).split("\n")) for idx, data in rows}
 
 
 def _erase(conn: Connection, index: int, by: int) -> None:
     """Delete entry ``index``'s disclosures, leave the marker of erasure ``by``, and drop the
     fold snapshots taken while the erased values were in the state."""
     conn.execute(delete(disclosures).where(disclosures.c.idx == index))
-    marker = {"idx": index, "digest": ERASED_DIGEST, "data": erasure_marker(by)}
+    marker = {"idx": index, "data": erasure_marker(by), "erased_by": by}
     conn.execute(insert(disclosures), [marker])
     held = (snapshots.c.size > index) & (snapshots.c.size <= by)
     sizes = [int(r[0]) for r in conn.execute(select(snapshots.c.size).where(held))]
@@ -424,12 +419,11 @@ def _erase(conn: Connection, index: int, by: int) -> None:
 def erasures_before(conn: Connection, size: int) -> dict[int, int]:
     """Erased entries below ``size``, and the index of the entry that erased each."""
     rows = conn.execute(
-        select(disclosures.c.idx, disclosures.c.data).where(
-            disclosures.c.digest == ERASED_DIGEST, disclosures.c.idx < size
+        select(disclosures.c.idx, disclosures.c.erased_by).where(
+            disclosures.c.erased_by.is_not(None), disclosures.c.idx < size
         )
     )
-    found = {int(i): erased_by((str(d),)) for i, d in rows}
-    return {i: by for i, by in found.items() if by is not None}
+    return {int(i): int(by) for i, by in rows}
 
 
 def _replay(conn: Connection, start: int, end: int) -> list[Entry]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -95,13 +97,22 @@ snapshot_chunks = Table(
 )
 
 # The disclosures that open entries' concealed members (ledger.disclosure, docs/publication.md):
-# beside the log, not in it; served only to the roles allowed; deleted by an erasure.
+# beside the log, not in it; served only to the roles allowed; deleted by an erasure. One row
+# per entry (a claim has five): ``data`` holds them in digest order, one per line (base64url
+# has no newline). An erased entry's row holds only the erasure marker, and ``erased_by`` the
+# erase entry's index (indexed only where set: erasures are rare).
 disclosures = Table(
-    "disclosures",
+    "entry_disclosures",
     metadata,
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    Column("digest", String(64), primary_key=True),
     Column("data", Text, nullable=False),
+    Column("erased_by", BigInteger, nullable=True),
+    Index(
+        "entry_disclosures_erased",
+        "erased_by",
+        sqlite_where=text("erased_by IS NOT NULL"),
+        postgresql_where=text("erased_by IS NOT NULL"),
+    ),
 )
 
 

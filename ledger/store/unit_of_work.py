@@ -20,6 +20,7 @@ published as the committed snapshot.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -213,6 +214,8 @@ class FoldedLog:
             state = self._committed
             for entry in self.store.replay(state.size):
                 state, _ = apply(state, entry)
+                if state.size % 4096 == 0:
+                    gc.freeze()  # the fold only grows: keep it out of the collector's passes
             self._publish(state)
 
     def _publish(self, state: LedgerState) -> None:

@@ -57,7 +57,9 @@ class BudgetRow(BaseModel):
     id: str
     round: str | None
     label: str
-    kind: str = Field(description="programme or pool")
+    kind: str = Field(
+        description="programme, pool, or scheme_pool (a yearly pool shared by a scheme's rounds)"
+    )
     period: str = Field(description="the budget year")
     limit_fen: int | None = Field(description="the pool; null: the programme has none")
     used_fen: int = Field(description="paid: claims and grants, net of corrections")
@@ -114,6 +116,7 @@ class CentreRow(Paid):
 class MonthRow(Totals):
     month: str = Field(description="YYYY-MM (Asia/Shanghai)")
     by_programme: dict[str, int] = Field(description="total by round/programme")
+    by_round: dict[str, int] = Field(description="total by round (several rounds at once)")
 
 
 class EntityReport(PageInfo):
@@ -137,6 +140,7 @@ class MonthReport(BaseModel):
     year: int
     months: list[MonthRow]
     totals: Totals
+    by_round: dict[str, int] = Field(description="the year's total by round")
 
 
 def _report(request: Request, name: str, year: int | None) -> dict[str, Any]:

@@ -58,8 +58,8 @@ class CapOut(BaseModel):
         "programme_pool/chengdu-2023-31/ai-model/2023"
     )
     cap: str = Field(
-        description="voucher, period, entity_programme, entity_round, "
-        "programme_pool or voucher_pool (what a claim's bound_by names)"
+        description="voucher, period, entity_programme, entity_round, scheme_entity, "
+        "programme_pool, voucher_pool or scheme_pool (what a claim's bound_by names)"
     )
     scope: str = Field(description="voucher, period, programme, entity or pool")
     label: str = Field(description="the cap for people, Chinese")

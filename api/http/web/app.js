@@ -184,7 +184,8 @@ const LABELS = {
     approved: ["已批准", "approved"], rejected: ["未通过", "rejected"], closed: ["已出具", "closed"], open: ["未完成", "open"] },
   cap: { voucher: ["券面额", "voucher"], period: ["期间上限", "period"], entity_programme: ["单位项目上限", "entity × programme"],
     entity_round: ["单位年度上限", "entity × round"], programme_pool: ["项目资金池", "programme pool"],
-    voucher_pool: ["算力券资金池", "voucher pool"], rate: ["补贴比例", "rate"] },
+    voucher_pool: ["算力券资金池", "voucher pool"], scheme_entity: ["单位跨轮次年度上限", "entity × scheme × year"],
+    scheme_pool: ["跨轮次年度资金池", "scheme pool"], rate: ["补贴比例", "rate"] },
   scope: { voucher: ["券", "voucher"], period: ["期间", "period"], programme: ["项目", "programme"],
     entity: ["单位", "entity"], pool: ["资金池", "pool"] },
   centre: { "nscc-cd": ["国家超算成都中心", "nscc-cd"], "cd-icc": ["成都智算中心", "cd-icc"] },
@@ -540,8 +541,9 @@ async function showBureau() {
   const rows = [...budget.pools, ...budget.programmes];
   bars($("#bureau-pools"), rows.map((p) => ({
     label: p.label,
-    sub: p.kind === "pool"
-      ? ["（", bi("资金池", "pool"), `：${p.programmes.map((id) => programmeNames.get(id) || id).join("、")}）`]
+    sub: p.kind === "pool" || p.kind === "scheme_pool"
+      ? ["（", p.kind === "pool" ? bi("资金池", "pool") : bi("跨轮次年度资金池", "pool of every round of the scheme"),
+        `：${p.programmes.map((id) => programmeNames.get(id) || id).join("、")}）`]
       : p.pool ? ["（", bi("使用资金池", "draws on"), ` ${poolLabel.get(p.pool) || p.pool}）`] : ["（", bi("无资金池", "no pool"), "）"],
     limit: p.limit_fen, used: p.used_fen, held: p.held_fen, remaining: p.remaining_fen,
   })), bi("暂无资金池。", "No pools to show."));

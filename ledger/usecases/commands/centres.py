@@ -12,6 +12,7 @@ from ledger import claims
 from ledger.errors import Conflict, NotFound
 from ledger.keys import Verifier
 from ledger.policy import Policy
+from ledger.providers import ProviderSpec
 from ledger.registry import RegisteredKey
 from ledger.state import LedgerState
 from ledger.usecases.commands.log import register_key, retire_key
@@ -69,6 +70,23 @@ def add_centre(
     published = publish_round(uow, policy) if policy is not None else None
     added = add_centre_key(uow, centre=centre, vkey=vkey)
     return KeysChanged(added.registered, [], published)
+
+
+def register_provider(uow: UnitOfWork, *, provider: ProviderSpec, vkey: str) -> KeysChanged:
+    """Register a provider as data, in one commit: the centre (``centre.register``), its
+    first rate card (``ratecard.publish``), both signed by the issuer, and its signing key.
+    No policy version names it: rounds that accept any registered provider take its claims
+    from the next entry on, rounds that whitelist their centres refuse them
+    (``CENTRE_NOT_ACCEPTED``). Either all is written or, refused, nothing."""
+    Verifier.parse(vkey)
+    centre, card = provider.centre, provider.rate_card
+    issuer = uow.keys.issuer
+    uow.append(
+        uow.sign("centre.register", claims.centre_body(centre.id, centre.name, centre.kind), issuer)
+    )
+    body = claims.ratecard_body(centre.id, card.version, card.effective_from, card.prices)
+    uow.append(uow.sign("ratecard.publish", body, issuer))
+    return add_centre_key(uow, centre=centre.id, vkey=vkey)
 
 
 def rotate_centre_key(uow: UnitOfWork, *, centre: str, vkey: str) -> KeysChanged:

@@ -3,10 +3,11 @@
 Every figure is for one **budget year**, the year (Asia/Shanghai) of the entry that paid (a
 claim's or grant's effective time), which is how the caps count pools (``ledger.caps``).
 Subsidies are net of reversals and clawbacks, which are counted against the year of what
-they correct; held amounts are open holds. Across the reports for one year the totals
-agree to the fen: the programmes' ``used_fen`` (claims and grants), the entities'
-``total_fen`` and the months' ``total_fen``; the centres' ``subsidy_fen`` is the claims
-part of it.
+they correct; held amounts are open holds. ``ledger.reports`` decides which year and month
+an entry counts in, and the fold keeps each year's tallies there, so a report never walks
+the claims. Across the reports for one year the totals agree to the fen: the programmes'
+``used_fen`` (claims and grants), the entities' ``total_fen`` and the months'
+``total_fen``; the centres' ``subsidy_fen`` is the claims part of it.
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ from typing import Any
 
 from ledger import claims as claims_mod
 from ledger import entities as entities_mod
-from ledger import grants as grants_mod
-from ledger import settlement, vouchers
+from ledger import reports, settlement, vouchers
 from ledger.caps import book as cap_book
 from ledger.caps import programme_budget
 from ledger.policy import book as policy_book
 from ledger.state import LedgerState
-from ledger.timeutil import SHANGHAI, format_time
+from ledger.timeutil import format_time
 from ledger.usecases.views import Snapshot
-
-
-def _year(moment: datetime) -> int:
-    return moment.astimezone(SHANGHAI).year
-
-
-def _month(moment: datetime) -> int:
-    return moment.astimezone(SHANGHAI).month
 
 
 def budget_report(state: LedgerState, year: int, now: datetime) -> dict[str, Any]:
@@ -81,6 +73,7 @@ def budget_report(state: LedgerState, year: int, now: datetime) -> dict[str, Any
                     "programmes": list(pool.programmes),
                 }
             )
+    pools.extend(_scheme_rows(state, year, now))
     years = sorted({int(k[3]) for k in cap_book(state).seen if k[0] == "programme" and len(k) == 4})
     return {
         "size": state.size,
@@ -97,10 +90,53 @@ def budget_report(state: LedgerState, year: int, now: datetime) -> dict[str, Any
     }
 
 
-def _paid_in(state: LedgerState, year: int) -> tuple[list[Any], list[Any]]:
-    records = [r for r in claims_mod.book(state).claims.values() if _year(r.at) == year]
-    grants = [g for g in grants_mod.book(state).grants.values() if _year(g.at) == year]
-    return records, grants
+def _scheme_rows(state: LedgerState, year: int, now: datetime) -> list[dict[str, Any]]:
+    """A row per scheme of rounds (docs/policy.md, "Rounds and schemes"): its yearly pool
+    shared by the rounds (``limit_fen`` null while no figure is in force) and what the
+    rounds' claims, holds and reimbursements drew on it in the year, whichever round."""
+    books, caps = policy_book(state), cap_book(state)
+    adjust = caps.adjustments(now)
+    rows = []
+    for scheme, figures in sorted(books.schemes.items()):
+        key = ("scheme_pool", scheme, year)
+        used, held = caps.used.get(key, 0), caps.held.get(key, 0) - adjust.get(key, 0)
+        limit = figures.pool_yearly_fen
+        members = [
+            f"{round_id}/{pid}"
+            for round_id, version in sorted(books.current.items())
+            if books.versions[version].scheme == scheme
+            for pid in books.versions[version].scheme_programmes
+        ]
+        rows.append(
+            {
+                "id": scheme,
+                "round": None,
+                "label": f"{scheme} (all its rounds)",
+                "kind": "scheme_pool",
+                "period": str(year),
+                "limit_fen": limit,
+                "used_fen": used,
+                "held_fen": held,
+                "remaining_fen": None if limit is None else limit - used - held,
+                "pool": None,
+                "programmes": members,
+            }
+        )
+    return rows
+
+
+def _tallies(state: LedgerState, year: int) -> reports.YearTally:
+    return reports.book(state).years.get(year) or reports.YearTally()
+
+
+def _figures(tally: reports.Tally) -> dict[str, int]:
+    return {
+        "claims": tally.claims,
+        "cost_fen": tally.cost_fen,
+        "subsidy_fen": tally.subsidy_fen,
+        "grants_fen": tally.grants_fen,
+        "total_fen": tally.total_fen,
+    }
 
 
 def _totals(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -108,67 +144,47 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {k: sum(int(r[k]) for r in rows) for k in keys}
 
 
-def entity_report(state: LedgerState, year: int) -> dict[str, Any]:
-    records, grants = _paid_in(state, year)
+def _entity_row(state: LedgerState, uscc: str, paid: reports.Tally) -> dict[str, Any]:
     vbook = vouchers.book(state)
-    rows: dict[str, dict[str, Any]] = {}
+    found = entities_mod.book(state).entities.get(uscc)
+    held = [vbook.vouchers[v] for v in vbook.by_holder.get(uscc, [])]
+    used, on_hold = cap_book(state).used, cap_book(state).held
+    return {
+        "uscc": uscc,
+        "name": found.name if found else "",
+        "district": found.district if found else "",
+        "vouchers": len(held),
+        "face_value_fen": sum(v.face_value_fen for v in held),
+        "balance_fen": sum(
+            v.face_value_fen - used.get(("voucher", v.id), 0) - on_hold.get(("voucher", v.id), 0)
+            for v in held
+        ),
+        **_figures(paid),
+    }
 
-    def row(uscc: str) -> dict[str, Any]:
-        if uscc not in rows:
-            found = entities_mod.book(state).entities.get(uscc)
-            held = [vbook.vouchers[v] for v in vbook.by_holder.get(uscc, [])]
-            used = cap_book(state).used
-            on_hold = cap_book(state).held
-            rows[uscc] = {
-                "uscc": uscc,
-                "name": found.name if found else "",
-                "district": found.district if found else "",
-                "vouchers": len(held),
-                "face_value_fen": sum(v.face_value_fen for v in held),
-                "balance_fen": sum(
-                    v.face_value_fen
-                    - used.get(("voucher", v.id), 0)
-                    - on_hold.get(("voucher", v.id), 0)
-                    for v in held
-                ),
-                "claims": 0,
-                "cost_fen": 0,
-                "subsidy_fen": 0,
-                "grants_fen": 0,
-                "total_fen": 0,
-            }
-        return rows[uscc]
 
-    for uscc in vbook.by_holder:
-        row(uscc)
-    for record in records:
-        r = row(vbook.vouchers[record.voucher].holder)
-        r["claims"] += 1
-        r["cost_fen"] += int(record.result.get("cost_fen", 0))
-        r["subsidy_fen"] += record.net_fen
-        r["total_fen"] += record.net_fen
-    for grant in grants:
-        r = row(grant.payee)
-        r["grants_fen"] += grant.net_fen
-        r["total_fen"] += grant.net_fen
-    listed = [rows[k] for k in sorted(rows)]
+def entity_report(state: LedgerState, year: int) -> dict[str, Any]:
+    """A row per entity that holds a voucher or was paid in the year."""
+    paid = _tallies(state, year).entities
+    usccs = sorted({*vouchers.book(state).by_holder, *paid})
+    listed = [_entity_row(state, uscc, paid.get(uscc) or reports.Tally()) for uscc in usccs]
     return {"size": state.size, "year": year, "entities": listed, "totals": _totals(listed)}
 
 
 def centre_report(state: LedgerState, year: int) -> dict[str, Any]:
-    records, _ = _paid_in(state, year)
+    paid = _tallies(state, year).centres
     centres = claims_mod.book(state).centres
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cid in sorted(centres):
-        mine = [r for r in records if r.centre == cid]
+        mine = paid.get(cid) or reports.Tally()
         position = settlement.centre_settlement(state, cid)
         rows.append(
             {
                 "centre": cid,
                 "name": centres[cid].name,
-                "claims": len(mine),
-                "cost_fen": sum(int(r.result.get("cost_fen", 0)) for r in mine),
-                "subsidy_fen": sum(r.net_fen for r in mine),
+                "claims": mine.claims,
+                "cost_fen": mine.cost_fen,
+                "subsidy_fen": mine.subsidy_fen,
                 "granted_fen": position["granted_fen"],
                 "settled_fen": position["settled_fen"],
                 "due_fen": position["due_fen"],
@@ -185,36 +201,39 @@ def centre_report(state: LedgerState, year: int) -> dict[str, Any]:
 
 
 def month_report(state: LedgerState, year: int) -> dict[str, Any]:
-    records, grants = _paid_in(state, year)
-    vbook = vouchers.book(state)
+    tallies = _tallies(state, year)
+    by_month: dict[int, dict[str, int]] = {}
+    for (month, programme), net in sorted(tallies.programmes.items()):
+        by_month.setdefault(month, {})[programme] = net
     rows: list[dict[str, Any]] = [
         {
             "month": f"{year:04d}-{m:02d}",
-            "claims": 0,
-            "cost_fen": 0,
-            "subsidy_fen": 0,
-            "grants_fen": 0,
-            "total_fen": 0,
-            "by_programme": {},
+            **_figures(tallies.months.get(m) or reports.Tally()),
+            "by_programme": by_month.get(m, {}),
+            "by_round": _by_round(by_month.get(m, {})),
         }
         for m in range(1, 13)
     ]
-    for record in records:
-        r = rows[_month(record.at) - 1]
-        voucher = vbook.vouchers[record.voucher]
-        key = f"{voucher.round}/{voucher.programme}"
-        r["claims"] += 1
-        r["cost_fen"] += int(record.result.get("cost_fen", 0))
-        r["subsidy_fen"] += record.net_fen
-        r["total_fen"] += record.net_fen
-        r["by_programme"][key] = r["by_programme"].get(key, 0) + record.net_fen
-    for grant in grants:
-        r = rows[_month(grant.at) - 1]
-        key = f"{grant.round}/{grant.programme}"
-        r["grants_fen"] += grant.net_fen
-        r["total_fen"] += grant.net_fen
-        r["by_programme"][key] = r["by_programme"].get(key, 0) + grant.net_fen
-    return {"size": state.size, "year": year, "months": rows, "totals": _totals(rows)}
+    year_by_round: dict[str, int] = {}
+    for row in rows:
+        for round_id, net in row["by_round"].items():
+            year_by_round[round_id] = year_by_round.get(round_id, 0) + net
+    return {
+        "size": state.size,
+        "year": year,
+        "months": rows,
+        "totals": _totals(rows),
+        "by_round": year_by_round,
+    }
+
+
+def _by_round(by_programme: dict[str, int]) -> dict[str, int]:
+    """Totals by round of totals keyed ``round/programme``: one ledger holds several rounds."""
+    out: dict[str, int] = {}
+    for key, net in by_programme.items():
+        round_id = key.split("/", 1)[0]
+        out[round_id] = out.get(round_id, 0) + net
+    return out
 
 
 REPORTS: dict[str, Callable[[LedgerState, int, datetime], dict[str, Any]]] = {
@@ -228,5 +247,5 @@ REPORTS: dict[str, Callable[[LedgerState, int, datetime], dict[str, Any]]] = {
 def report(snapshot: Snapshot, name: str, year: int | None = None) -> dict[str, Any]:
     """Report ``name`` (budget, entities, centres, months) for ``year`` (default: the
     current budget year)."""
-    chosen = year if year is not None else _year(snapshot.now)
+    chosen = year if year is not None else vouchers.budget_year(snapshot.now)
     return REPORTS[name](snapshot.state, chosen, snapshot.now)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ledger import claims, credential, settlement, vouchers
+from ledger import claims, credential, providers, settlement, vouchers
 from ledger.claims import _check_voucher as check_voucher_at_centre
 from ledger.errors import InvalidInput, LedgerError, NotFound, VerificationError
 from ledger.state import LedgerState
@@ -73,7 +73,7 @@ def balance(state: LedgerState, voucher_id: str, centre: str, now: datetime) -> 
     (``CENTRE_NOT_ACCEPTED`` otherwise). ``caps`` are (name, limit, remaining), the
     smallest remaining first; ``available_fen`` is the most the next claim can get."""
     voucher = vouchers.voucher_of(state, voucher_id)
-    if centre not in voucher.centres:
+    if not providers.accepts(voucher.centres, centre):
         # the same refusal a claim gets (status checks aside: a balance is shown anyway)
         check_voucher_at_centre(state, voucher, centre, now)
     view = vouchers.voucher_view(state, voucher_id, now)

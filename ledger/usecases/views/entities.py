@@ -2,7 +2,8 @@
 
 What a grantee (and the bureau and auditors, for any entity) sees: each voucher with its
 balance and what remains under each of its caps; every cap that applies to the entity
-(voucher, period, entity_programme, entity_round, programme_pool, voucher_pool) with its
+(voucher, period, entity_programme, entity_round, scheme_entity, programme_pool,
+voucher_pool, scheme_pool) with its
 limit, used, held and remaining; and which cap bound the entity's last claim. The shapes
 are documented in docs/api-grantee.md.
 """
@@ -29,6 +30,8 @@ SCOPES = {
     "entity_round": "entity",
     "programme_pool": "pool",
     "voucher_pool": "pool",
+    "scheme_entity": "entity",
+    "scheme_pool": "pool",
 }
 
 
@@ -61,6 +64,8 @@ def cap_label(state: LedgerState, round_id: str, key: caps_mod.Key) -> str:
         "entity_programme": lambda: f"单位项目上限 {programme(key[2])}",
         "entity_round": lambda: f"单位跨项目年度上限 {key[3]}年",
         "programme_pool": lambda: f"项目资金池 {programme(key[2])} {key[3]}年",
+        "scheme_entity": lambda: f"单位跨轮次年度上限 {key[1]} {key[3]}年",
+        "scheme_pool": lambda: f"跨轮次年度资金池 {key[1]} {key[2]}年",
     }
     if name == "period" and len(key) == 3:  # voucher years: (period, voucher, n)
         return f"年度上限 {key[1]} 第{key[2]}年"

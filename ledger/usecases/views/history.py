@@ -4,19 +4,22 @@ Each item has its log index and the link to its inclusion proof, and can be filt
 centre, voucher, period (month ``2023-09``, quarter ``2023-Q3``, year ``2023``) or a date
 range (Asia/Shanghai days, inclusive), by when it was recorded or (claims) by usage start.
 
-The fold keeps what each clawback took in total, not the entries themselves, so the view
-reads the clawback and reversal entries it needs through an :data:`EntryReader`.
+The fold keeps each entity's history items in log order and their totals
+(``ledger.reports``), so an unfiltered page builds only its own items; a filtered one
+builds the entity's items (never the ledger's). The fold keeps what each correction took,
+not its entry, so the view reads the reversal and clawback entries of the items it builds
+through an :data:`EntryReader`, for their times.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ledger import caps as caps_mod
-from ledger import claims, grants, settlement, vouchers
+from ledger import claims, grants, reports, settlement, vouchers
 from ledger.errors import InvalidInput
 from ledger.money import apply_rate
 from ledger.settlement import FIRST_YEAR, LAST_YEAR, parse_period
@@ -37,7 +40,7 @@ _NO_USAGE = {"resource": None, "quantity": None, "usage_start": None, "usage_end
 
 def _claim_item(record: claims.ClaimRecord, voucher: vouchers.Voucher, state: LedgerState) -> Item:
     # straight from the record's fields (not its rebuilt body): an entity may have
-    # thousands of claims, and every history page lists them all before paging
+    # thousands of claims, and a filtered history lists them all before paging
     settled = settlement.settlement_of_claim(state, record.centre, record.record_id)
     return {
         "index": record.index,
@@ -101,102 +104,42 @@ def _grant_item(grant: grants.Grant) -> Item:
     }
 
 
-@dataclass
-class _Entity:
-    """What the history of one entity is made of."""
-
-    claims: dict[tuple[str, str], claims.ClaimRecord]
-    grants: dict[str, grants.Grant]
-    items: list[Item]
-
-
-def _collect(state: LedgerState, uscc: str) -> _Entity:
-    book = claims.book(state)
-    found = _Entity({}, {}, [])
-    for voucher in vouchers.vouchers_of(state, uscc):
-        for key in book.by_voucher.get(voucher.id, []):
-            record = book.claims[key]
-            found.claims[key] = record
-            found.items.append(_claim_item(record, voucher, state))
-            if record.reversed_index is not None:
-                # its time and amount are filled in from the entry (entity_history)
-                reversal = _correction(
-                    found.items[-1], record.reversed_index, "claim.reverse", record.index, 0
-                )
-                found.items.append({**reversal, "at": None})
-    for grant in grants.book(state).grants.values():
-        if grant.payee == uscc:
-            found.grants[grant.id] = grant
-            found.items.append(_grant_item(grant))
-    return found
-
-
-def _clawback_indices(state: LedgerState) -> list[int]:
-    """Every clawback leaves a forfeit charge ``forfeit:<index>`` (ledger.corrections);
-    the entry at that index names its target."""
-    prefix = "forfeit:"
-    return [
-        int(cid[len(prefix) :])
-        for cid in caps_mod.book(state).charges
-        if cid.startswith(prefix) and cid[len(prefix) :].isdigit()
-    ]
-
-
-def _clawback_item(
-    state: LedgerState, found: _Entity, index: int, entry: Mapping[str, Any]
-) -> tuple[Item, tuple[str, str] | None] | None:
-    """The history item of one clawback entry, if it targets this entity's claim or grant;
-    with the claim's key (None for a grant)."""
-    body, target = entry["body"], entry["body"]["target"]
-    amount = -int(body["amount_fen"])
-    if "claim" in target:
-        key = (target["claim"]["centre"], target["claim"]["record_id"])
-        record = found.claims.get(key)
-        if record is None:
-            return None
-        voucher = vouchers.voucher_of(state, record.voucher)
-        base = _claim_item(record, voucher, state)
-        return {
-            **_correction(base, index, "clawback", record.index, amount),
-            "at": entry["at"],
-        }, key
-    grant = found.grants.get(target.get("grant"))
-    if grant is None:
+def _item(
+    state: LedgerState, mark: reports.Mark, read: Mapping[int, Mapping[str, Any]]
+) -> Item | None:
+    """The history item of ``mark``: a correction takes its time from its entry in ``read``
+    (None for a clawback whose entry was not read)."""
+    if isinstance(mark.target, str):
+        grant = grants.book(state).grants[mark.target]
+        base = _grant_item(grant)
+        target_index = grant.index
+    else:
+        record = claims.book(state).claims[mark.target]
+        base = _claim_item(record, vouchers.voucher_of(state, record.voucher), state)
+        target_index = record.index
+    if mark.kind not in ("claim.reverse", "clawback"):
+        return {**base, "proof": proof_link(mark.index)}
+    entry = read.get(mark.index)
+    if entry is not None and entry.get("kind") == mark.kind:
+        at = entry["at"]
+    elif mark.kind == "claim.reverse":
+        at = base["at"]  # the reversal's entry unread: the claim's own time, as it always was
+    else:
         return None
-    base = _grant_item(grant)
-    return {**_correction(base, index, "clawback", grant.index, amount), "at": entry["at"]}, None
+    item = _correction(base, mark.index, mark.kind, target_index, mark.subsidy_fen)
+    return {**item, "at": at, "proof": proof_link(mark.index)}
+
+
+def _items(state: LedgerState, marks: Sequence[reports.Mark], entries: EntryReader) -> list[Item]:
+    """The items of ``marks``, in their order; only the corrections' entries are read."""
+    read = entries([m.index for m in marks if m.kind in ("claim.reverse", "clawback")])
+    made = (_item(state, mark, read) for mark in marks)
+    return [item for item in made if item is not None]
 
 
 def entity_history(state: LedgerState, uscc: str, entries: EntryReader) -> list[Item]:
     """Every claim, capture, reversal, clawback and grant of the entity, in log order."""
-    found = _collect(state, uscc)
-    clawbacks = _clawback_indices(state)
-    reversals = [i["index"] for i in found.items if i["kind"] == "claim.reverse"]
-    read = entries(sorted(clawbacks + reversals))
-    clawed: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    for index in clawbacks:
-        entry = read.get(index)
-        if entry is None or entry.get("kind") != "clawback":
-            continue
-        made = _clawback_item(state, found, index, entry)
-        if made is None:
-            continue
-        item, key = made
-        if key is not None:
-            clawed.setdefault(key, []).append((index, -item["subsidy_fen"]))
-        found.items.append(item)
-    for item in found.items:
-        if item["kind"] == "claim.reverse":
-            record = found.claims[(item["centre"], item["record_id"])]
-            entry = read.get(item["index"])
-            item["at"] = entry["at"] if entry else format_time(record.at)
-            taken = clawed.get((record.centre, record.record_id), [])
-            item["subsidy_fen"] = -(
-                record.subsidy_fen - sum(a for i, a in taken if i < item["index"])
-            )
-    for item in found.items:
-        item["proof"] = proof_link(item["index"])
-    return sorted(found.items, key=lambda i: i["index"])
+    return _items(state, reports.history_of(state, uscc).marks, entries)
 
 
 @dataclass(frozen=True)
@@ -230,6 +173,9 @@ class HistoryFilter:
             shanghai_end(end) if end is not None else None,
         )
 
+    def keeps_all(self) -> bool:
+        return (self.centre, self.voucher, self.period, self.start, self.end) == (None,) * 5
+
     def apply(self, items: Sequence[Item]) -> list[Item]:
         low, high = self.window()
         out = []
@@ -261,8 +207,23 @@ def history_page(
     """One page of the entity's filtered history (items after ``after``, at most ``limit``),
     with the totals of the page, the totals of every item the filter keeps (all pages), and
     where the next page starts."""
-    every = chosen.apply(entity_history(state, uscc, entries))
-    items = [i for i in every if i["index"] > after]
+    chosen.window()  # refuses a malformed filter, whichever path answers
+    history = reports.history_of(state, uscc)
+    if chosen.keeps_all():
+        marks = history.marks
+        first = bisect_right(marks, after, key=lambda mark: mark.index)
+        # one item more than the page, to know whether a next page starts
+        last = len(marks) if limit is None else first + limit + 1
+        items = _items(state, marks[first:last], entries)
+        overall = {
+            "items": len(marks),
+            "cost_fen": history.cost_fen,
+            "subsidy_fen": history.subsidy_fen,
+        }
+    else:
+        every = chosen.apply(_items(state, history.marks, entries))
+        items = [i for i in every if i["index"] > after]
+        overall = _totals(every)
     page = items if limit is None else items[:limit]
     more = limit is not None and len(items) > limit
     return {
@@ -270,7 +231,7 @@ def history_page(
         "uscc": uscc,
         "items": page,
         "totals": _totals(page),
-        "overall_totals": _totals(every),
+        "overall_totals": overall,
         "next_after": page[-1]["index"] if more and page else None,
     }
 
