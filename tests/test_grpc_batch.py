@@ -12,7 +12,14 @@ import pytest
 from grpc_fixtures import GrpcEnv, grpc_env, grpc_env_factory
 from suanli.v1 import redemption_pb2 as pb
 
-from adapters.client import ClaimItem, RedemptionClient, RedemptionError, _StreamState, sign_entry
+from adapters.client import (
+    ClaimItem,
+    RedemptionClient,
+    RedemptionError,
+    _StreamState,
+    claim_body,
+    sign_entry,
+)
 from ledger.errors import InvalidInput
 from ledger.limits import MAX_CLAIMS_PER_MESSAGE
 from ledger.timeutil import format_time
@@ -26,16 +33,7 @@ def signed_claim(
     """A claim request signed by ``client``'s centre key; ``tamper`` flips a signature bit."""
     tamper = change.pop("tamper", False)
     usage = env.usage(cost, record)
-    body = pb.ClaimBody(
-        centre=usage.centre,
-        record_id=usage.record_id,
-        voucher=voucher,
-        resource=usage.resource,
-        quantity=usage.quantity,
-        start=format_time(usage.start),
-        end=format_time(usage.end),
-        cost_fen=cost,
-    )
+    body = claim_body(usage, voucher, cost)
     for name, value in change.items():
         setattr(body, name, value)
     at = format_time(client.clock())
