@@ -42,7 +42,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from immutables import Map
-from pyrsistent import PVector, pvector
 
 from ledger import caps as caps_mod
 from ledger import providers, reports, vouchers
@@ -53,6 +52,7 @@ from ledger.money import apply_rate
 from ledger.policy import CENTRE_KINDS, Price
 from ledger.policy_read import read_prices
 from ledger.reader import Reader, body_reader
+from ledger.seq import Seq
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import format_time, from_micros, local_text, to_micros
 from ledger.usage import RESOURCE_UNITS, check_centre_id
@@ -214,9 +214,9 @@ class ClaimBook:
     centres: Map[str, Centre] = field(default_factory=Map)
     claims: Map[tuple[str, str], ClaimRecord] = field(default_factory=Map)
     holds: Map[tuple[str, str], Hold] = field(default_factory=Map)
-    by_voucher: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
-    by_centre: Map[str, PVector[str]] = field(default_factory=Map)  # record ids, in log order
-    holds_by_voucher: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
+    by_voucher: Map[str, Seq[tuple[str, str]]] = field(default_factory=Map)
+    by_centre: Map[str, Seq[str]] = field(default_factory=Map)  # record ids, in log order
+    holds_by_voucher: Map[str, Seq[tuple[str, str]]] = field(default_factory=Map)
 
     def put_centre(self, centre: Centre) -> None:
         self.centres = self.centres.set(centre.id, centre)
@@ -225,16 +225,16 @@ class ClaimBook:
         """Record a claim, or replace it with its corrected self (same centre and record)."""
         key = (record.centre, record.record_id)
         if key not in self.claims:
-            listed = self.by_voucher.get(record.voucher, pvector())
+            listed = self.by_voucher.get(record.voucher, Seq())
             self.by_voucher = self.by_voucher.set(record.voucher, listed.append(key))
-            of_centre = self.by_centre.get(record.centre, pvector())
+            of_centre = self.by_centre.get(record.centre, Seq())
             self.by_centre = self.by_centre.set(record.centre, of_centre.append(record.record_id))
         self.claims = self.claims.set(key, record)
 
     def put_hold(self, hold: Hold) -> None:
         key = (hold.centre, hold.hold_id)
         if key not in self.holds:
-            listed = self.holds_by_voucher.get(hold.voucher, pvector())
+            listed = self.holds_by_voucher.get(hold.voucher, Seq())
             self.holds_by_voucher = self.holds_by_voucher.set(hold.voucher, listed.append(key))
         self.holds = self.holds.set(key, hold)
 

@@ -31,7 +31,6 @@ from datetime import date, datetime
 from typing import Any
 
 from immutables import Map
-from pyrsistent import PVector, pvector
 
 from ledger import caps as caps_mod
 from ledger import claims as claims_mod
@@ -42,6 +41,7 @@ from ledger.errors import Conflict, Denied, NotFound, Refused
 from ledger.money import apply_rate, format_fen
 from ledger.policy import Policy, Programme, current_policy, require_rate, scheme_terms
 from ledger.reader import Reader, body_reader
+from ledger.seq import Seq
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, local_text, shanghai_end, shanghai_start
 
@@ -140,20 +140,20 @@ class Claim:
 @dataclass
 class ReimbursementBook:
     claims: Map[str, Claim] = field(default_factory=Map)
-    order: PVector[str] = field(default_factory=pvector)  # claim ids in log order
+    order: Seq[str] = field(default_factory=Seq)  # claim ids in log order
     invoices: Map[tuple[str, str], str] = field(default_factory=Map)  # live claims' invoices
     invoice_hashes: Map[str, str] = field(default_factory=Map)  # sha256 -> claim id
     related: Map[str, frozenset[str]] = field(default_factory=Map)  # declared, ever
     # claims naming a registered centre as provider, by (claimant, centre): what a voucher
     # claim at that centre must not cover again
-    at_centre: Map[tuple[str, str], PVector[str]] = field(default_factory=Map)
+    at_centre: Map[tuple[str, str], Seq[str]] = field(default_factory=Map)
 
     def put(self, claim: Claim) -> None:
         if claim.id not in self.claims:
             self.order = self.order.append(claim.id)
             if claim.provider.centre is not None:
                 key = (claim.claimant, claim.provider.centre)
-                listed = self.at_centre.get(key, pvector())
+                listed = self.at_centre.get(key, Seq())
                 self.at_centre = self.at_centre.set(key, listed.append(claim.id))
         self.claims = self.claims.set(claim.id, claim)
 

@@ -24,8 +24,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from immutables import Map
-from pyrsistent import PVector, pvector
 
+from ledger.seq import Seq
 from ledger.state import LedgerState
 from ledger.timeutil import SHANGHAI
 from ledger.vouchers import budget_year, voucher_of
@@ -81,7 +81,7 @@ class Mark(NamedTuple):
 class History(NamedTuple):
     """An entity's history items in log order, and their totals."""
 
-    marks: PVector[Mark] = pvector()
+    marks: Seq[Mark] = Seq()
     cost_fen: int = 0
     subsidy_fen: int = 0
 

@@ -53,7 +53,6 @@ from datetime import date, datetime
 from typing import Any
 
 from immutables import Map
-from pyrsistent import PVector, pvector
 
 from ledger import reports
 from ledger.canonical import canonical_bytes
@@ -63,6 +62,7 @@ from ledger.entry import Entry
 from ledger.errors import Conflict, InvalidInput, NotFound, Refused
 from ledger.policy import current_policy
 from ledger.reader import body_reader
+from ledger.seq import Seq
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import SHANGHAI, format_time, local_text, shanghai_start
 from ledger.vouchers import voucher_of
@@ -257,11 +257,11 @@ class Settled:
 @dataclass
 class SettlementBook:
     statements: Map[str, Statement] = field(default_factory=Map)
-    by_centre: Map[str, PVector[str]] = field(default_factory=Map)  # opened, in log order
+    by_centre: Map[str, Seq[str]] = field(default_factory=Map)  # opened, in log order
     open_by_centre: Map[str, str] = field(default_factory=Map)
     sequences: Map[tuple[str, str], int] = field(default_factory=Map)  # (centre, period)
     settled: Map[tuple[str, str], Settled] = field(default_factory=Map)  # (centre, record)
-    settled_by_centre: Map[str, PVector[tuple[str, str]]] = field(default_factory=Map)
+    settled_by_centre: Map[str, Seq[tuple[str, str]]] = field(default_factory=Map)
 
     def put(self, statement: Statement) -> None:
         self.statements = self.statements.set(statement.id, statement)
@@ -331,7 +331,7 @@ def _walk(state: LedgerState, statement: Statement) -> Iterator[_Next]:
     centre, period, cut = statement.centre, statement.period, statement.index
     cadences: dict[str, str] = {}
     number = statement.lines
-    keys = claims.by_centre.get(centre, pvector())
+    keys = claims.by_centre.get(centre, Seq())
     at = statement.claims_at
     while at < len(keys):
         record = claims.claims[(centre, keys[at])]
@@ -346,7 +346,7 @@ def _walk(state: LedgerState, statement: Statement) -> Iterator[_Next]:
         number += 1
         line = _line(record, state, line=number, settled_before_fen=0, amount_fen=record.net_fen)
         yield _Next(line, record, at, statement.adjust_at)
-    settled = settlement.settled_by_centre.get(centre, pvector())
+    settled = settlement.settled_by_centre.get(centre, Seq())
     adjust = statement.adjust_at
     while adjust < len(settled):
         key = settled[adjust]
@@ -385,7 +385,7 @@ def _settle(settlement: SettlementBook, statement: Statement, item: _Next) -> No
     done = settlement.settled.get(key)
     if done is None:
         done = Settled(0)
-        known = settlement.settled_by_centre.get(statement.centre, pvector())
+        known = settlement.settled_by_centre.get(statement.centre, Seq())
         settlement.settled_by_centre = settlement.settled_by_centre.set(
             statement.centre, known.append(key)
         )
@@ -432,7 +432,7 @@ def _draft(state: LedgerState, centre: str, period: Period, index: int) -> State
     """The statement an open at ``index`` would start."""
     settlement = book(state)
     sequence = settlement.sequences.get((centre, period.text), 0) + 1
-    previous = settlement.by_centre.get(centre, pvector())
+    previous = settlement.by_centre.get(centre, Seq())
     return Statement(
         statement_id(centre, period.text, sequence),
         centre,
@@ -603,7 +603,7 @@ def apply_open(state: LedgerState, entry: Entry, ctx: Context) -> Result:
     # mutate
     settlement = book(state)
     settlement.put(draft)
-    opened = settlement.by_centre.get(centre, pvector())
+    opened = settlement.by_centre.get(centre, Seq())
     settlement.by_centre = settlement.by_centre.set(centre, opened.append(draft.id))
     settlement.open_by_centre = settlement.open_by_centre.set(centre, draft.id)
     settlement.sequences = settlement.sequences.set((centre, period.text), draft.sequence)

@@ -7,7 +7,7 @@ handler decides which kind (a ``Rule``) and applies entries one by one.
 A state never changes once the fold has made it. ``apply`` works on a *draft* of the
 state (:meth:`LedgerState.draft`): the first time a handler asks the draft for a part, it
 gets a shallow copy of that part, and the part's collections are persistent (``Map``,
-``PVector``, tuples, frozen records), so a handler changes a part only by putting new
+``Seq``, tuples, frozen records), so a handler changes a part only by putting new
 values into the copy's fields. The state the draft was made from, and every reader holding
 it, sees nothing of it; a handler that raises halfway leaves only a draft to throw away.
 That is what lets a request fail alone, and readers read without waiting for writers.

@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Any
 
 from immutables import Map
-from pyrsistent import PVector, pvector
 
 from ledger import applications, providers
 from ledger import caps as caps_mod
@@ -57,6 +56,7 @@ from ledger.policy import (
     scheme_terms,
 )
 from ledger.reader import Reader, body_reader
+from ledger.seq import Seq
 from ledger.state import Context, LedgerState, Result
 from ledger.timeutil import (
     SHANGHAI,
@@ -130,7 +130,7 @@ class Voucher:
 @dataclass
 class VoucherBook:
     vouchers: Map[str, Voucher] = field(default_factory=Map)
-    by_holder: Map[str, PVector[str]] = field(default_factory=Map)
+    by_holder: Map[str, Seq[str]] = field(default_factory=Map)
     last_bound_by: Map[str, str] = field(default_factory=Map)  # the cap that bound the last claim
 
     def put(self, voucher: Voucher) -> None:
@@ -322,7 +322,7 @@ def apply_issue(state: LedgerState, entry: Entry, ctx: Context) -> Result:
         voucher, history=({"index": ctx.index, "action": "issue", "status": "active"},)
     )
     vouchers.put(voucher)
-    held = vouchers.by_holder.get(voucher.holder, pvector())
+    held = vouchers.by_holder.get(voucher.holder, Seq())
     vouchers.by_holder = vouchers.by_holder.set(voucher.holder, held.append(voucher.id))
     applications.book(state).put(replace(app, voucher=voucher.id))
     return {"voucher": voucher.id, "holder": voucher.holder, "face_value_fen": face}

@@ -187,12 +187,13 @@ def test_every_part_of_a_full_round_is_immutable(tmp_path: Path) -> None:
 
     from domain_helpers import World, wan
     from immutables import Map
-    from pyrsistent import PVector
+
+    from ledger.seq import Seq
 
     world = World()
     voucher = world.voucher("industry")
     world.claim(voucher, wan(1))
-    allowed = (Map, PVector, tuple, frozenset, int, str, type(None))
+    allowed = (Map, Seq, tuple, frozenset, int, str, type(None))
     for name, part in world.state.parts.items():
         assert is_dataclass(part), name
         for f in fields(part):
