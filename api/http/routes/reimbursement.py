@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from api.errors import problem_responses
 from api.http.auth import check_district, check_entity, require
 from api.http.deps import new_id, own_entity, reading, reviewer_district, service_of
-from api.http.paging import Paging, link_next
+from api.http.paging import PageRequest, Paging, link_next
 from api.http.schemas import Fen, Id, IdPath, Opinion, Recorded, Sha256
 from ledger import reimbursement
 from ledger.store.tokens import Principal
@@ -134,7 +134,13 @@ class ClaimPage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor= for the next page; null: last")
 
 
-def _paged(request: Request, response: Response, page: dict[str, Any]) -> ClaimPage:
+def _paged(request: Request, response: Response, paging: PageRequest, **chosen: Any) -> ClaimPage:
+    """One page of the claims ``chosen`` selects (claimant, district, status, round,
+    programme), with its next cursor and ``Link``."""
+    with reading(request) as snapshot:
+        page = reimbursement_page(
+            snapshot.state, after=paging.after_index(-1), limit=paging.limit, **chosen
+        )
     following = page["next_after"]
     page["next_cursor"] = None if following is None else str(following)
     link_next(request, response, page["next_cursor"])
@@ -182,15 +188,7 @@ def my_claims(
 ) -> ClaimPage:
     """The token's entity's claims, in log order, one page."""
     claimant = own_entity(principal)
-    with reading(request) as snapshot:
-        page = reimbursement_page(
-            snapshot.state,
-            after=paging.after_index(-1),
-            limit=paging.limit,
-            claimant=claimant,
-            status=status,
-        )
-    return _paged(request, response, page)
+    return _paged(request, response, paging, claimant=claimant, status=status)
 
 
 @grantee_router.get("/{claim}")
@@ -215,15 +213,7 @@ def district_claims(
 ) -> ClaimPage:
     """The claims of this reviewer's 区县, in log order, one page."""
     district = reviewer_district(principal)
-    with reading(request) as snapshot:
-        page = reimbursement_page(
-            snapshot.state,
-            after=paging.after_index(-1),
-            limit=paging.limit,
-            district=district,
-            status=status,
-        )
-    return _paged(request, response, page)
+    return _paged(request, response, paging, district=district, status=status)
 
 
 @review_router.post(
@@ -260,16 +250,7 @@ def queue(
     programme: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ClaimPage:
     """Every claim, filtered, in log order, one page."""
-    with reading(request) as snapshot:
-        page = reimbursement_page(
-            snapshot.state,
-            after=paging.after_index(-1),
-            limit=paging.limit,
-            status=status,
-            round=round,
-            programme=programme,
-        )
-    return _paged(request, response, page)
+    return _paged(request, response, paging, status=status, round=round, programme=programme)
 
 
 @bureau_router.get("/{claim}")
