@@ -1,5 +1,7 @@
 """``suanli serve``: the HTTP app under uvicorn and the gRPC server, in one process (the
-one module that starts both ways in; each knows nothing of the other)."""
+one module that starts both ways in; each knows nothing of the other); with ``--workers``
+more processes redeem on the gRPC port, and with ``--grpc-apart`` only they do, so that
+HTTP readers never share an interpreter (its lock, its collector) with the claims."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from api import metrics
 from api.bootstrap import Service, open_service
 from api.http.app import create_app
 from api.settings import Settings
+from ledger.store.unit_of_work import FoldedLog
 
 log = logging.getLogger("suanli")
 
@@ -93,11 +96,45 @@ def freeze_collector(stop: threading.Event, every: float = FREEZE_EVERY) -> thre
     return thread
 
 
+FOLLOW_EVERY = 0.02
+
+
+def follow_log(ledger: FoldedLog, stop: threading.Event, every: float = FOLLOW_EVERY) -> None:
+    """Fold in what other processes append, every ``every`` seconds until ``stop``: in a
+    process that does not redeem (``--grpc-apart``), so that a read finds at most a few
+    entries to fold in first, never a back-fill's worth."""
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                ledger.snapshot()
+            except Exception:  # the next tick tries again; a read folds in what it needs
+                log.exception("folding in the log's new entries failed")
+
+    threading.Thread(target=loop, name="suanli-follow", daemon=True).start()
+
+
+def start_grpc(service: Service, settings: Settings, tls: Any) -> tuple[Any, list[Any], int]:
+    """The gRPC side: this process's server and ``workers - 1`` worker processes on its
+    port; or, with ``grpc_apart``, ``workers`` worker processes and no server here."""
+    from api.grpc.server import GrpcServer
+    from api.workers import start_workers
+
+    if settings.grpc_apart:
+        workers, port = start_workers(settings, None, settings.workers)
+        assert port is not None
+        return None, workers, port
+    server = GrpcServer(service, settings.grpc, tls=tls, reuse_port=settings.workers > 1)
+    port = server.start()
+    workers, _ = start_workers(settings, port, settings.workers - 1)
+    return server, workers, port
+
+
 def run(settings: Settings) -> None:
     from api.datadir import server_tls, settle_mode
-    from api.grpc.server import DEFAULT_GRACE, GrpcServer
+    from api.grpc.server import DEFAULT_GRACE
     from api.witness.gatherer import WitnessGatherer
-    from api.workers import start_workers, stop_workers
+    from api.workers import stop_workers
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -111,8 +148,8 @@ def run(settings: Settings) -> None:
     service = open_service(settings)
     ledger = service.ledger
     ledger.refresh()  # replay the log before accepting traffic
-    stop_freezing = threading.Event()
-    freeze_collector(stop_freezing)
+    stopping = threading.Event()
+    freeze_collector(stopping)
     metrics.LOG_SIZE.set(ledger.state.size)
     projections = ProjectionWriter(service, PROJECTION_INTERVAL)
     keeper = ledger.start_snapshots(settings.snapshot_every)
@@ -140,10 +177,11 @@ def run(settings: Settings) -> None:
             ", ".join(f"{w.name} at {w.url}" for w in service.witness_policy.witnesses),
             service.witness_policy.quorum,
         )
-    grpc_server = GrpcServer(service, settings.grpc, tls=tls, reuse_port=settings.workers > 1)
-    grpc_port = grpc_server.start()
-    log.info("gRPC (mTLS) on %s (port %d)", settings.grpc, grpc_port)
-    workers = start_workers(settings, grpc_port, settings.workers - 1)
+    grpc_server, workers, grpc_port = start_grpc(service, settings, tls)
+    where = "worker processes only" if settings.grpc_apart else "this process"
+    log.info("gRPC (mTLS) on %s (port %d; %s)", settings.grpc, grpc_port, where)
+    if workers:
+        follow_log(ledger, stopping)
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
     # uvicorn handles SIGINT/SIGTERM, stops HTTP gracefully, then raises the signal again
     # once it has returned: note SIGTERM instead of dying, so that gRPC drains too.
@@ -153,11 +191,12 @@ def run(settings: Settings) -> None:
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
         stop_workers(workers)
-        grpc_server.stop(DEFAULT_GRACE)
+        if grpc_server is not None:
+            grpc_server.stop(DEFAULT_GRACE)
         if gatherer is not None:
             gatherer.stop()
         projections.stop()
-        stop_freezing.set()
+        stopping.set()
         keeper.stop()
         service.close()
         signal.signal(signal.SIGTERM, previous)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     """Processes that redeem on the gRPC port (``SO_REUSEPORT``), the first of which also
     serves HTTP; more than one is for PostgreSQL (docs/configuration.md)."""
+    grpc_apart: bool = False
+    """Redeem only in worker processes (``workers`` of them) and serve HTTP from the first
+    process alone, so that readers never share an interpreter with the claims."""
     witness_policy: Path | None = None
     """A c2sp.org/tlog-policy file naming the log's witnesses, each with its submission URL
     (``witness <name> <vkey> <url>``), and the quorum ``/checkpoint`` waits for

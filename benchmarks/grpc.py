@@ -118,9 +118,12 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) -> Iterator[Server]:
-    """``suanli serve`` on the seeded data dir and database (or, with ``echo``, the echo
-    server of this module on the same TLS material) in its own process, until exit."""
+def serve(
+    seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1, grpc_apart: bool = False
+) -> Iterator[Server]:
+    """``suanli serve [--workers N] [--grpc-apart]`` on the seeded data dir and database (or,
+    with ``echo``, the echo server of this module on the same TLS material) in its own
+    process, until exit."""
     from api.settings import Settings
 
     port = _free_port()
@@ -133,6 +136,7 @@ def serve(seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1) ->
         http=http,
         grpc=f"127.0.0.1:{port}",
         workers=workers,
+        grpc_apart=grpc_apart,
     )
     env = {**os.environ, **settings.environment()}
     log = tmp / f"serve-{port}.log"

@@ -82,7 +82,43 @@ def _history_paths(base: str, token: str, uscc: str) -> tuple[str, ...]:
     return (first, "/v1/bureau/entities?limit=100&year=2023", second, "/v1/bureau/budget")
 
 
+def _paced_beside_readers(
+    server: Any, seeded: Any, paced: Any, tag: str, commits: int, job: ReadJob
+) -> tuple[Any, list[float]]:
+    """The paced claim phase while ``READER_PROCESSES`` processes read as ``job`` says."""
+    from benchmarks.grpc import run_phase
+
+    ctx = mp.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    readers = [
+        ctx.Process(target=_reader, args=(job, stop, results)) for _ in range(READER_PROCESSES)
+    ]
+    for process in readers:
+        process.start()
+    time.sleep(3.0)  # the readers connected and reading
+    try:
+        loaded = run_phase(server, seeded, paced, tag, commits)
+    finally:
+        stop.set()
+    latencies: list[float] = []
+    failures: list[str] = []
+    for _ in readers:
+        try:
+            got, failed = results.get(timeout=120)
+        except Empty:
+            raise RuntimeError("a reader process did not answer") from None
+        latencies += got
+        failures += failed
+    for process in readers:
+        process.join(30)
+    if failures:
+        raise RuntimeError(f"reads failed: {failures[0]}")
+    return loaded, latencies
+
+
 def measure(backend: str, quick: bool) -> dict[str, Any]:
+    """Fill the heavy grantee, then the paced phase alone and beside the readers, on one
+    ``suanli serve`` and then on ``suanli serve --grpc-apart`` over the same database."""
     from benchmarks.grpc import Options, Phase, checkpoint_count, run_phase, serve
     from benchmarks.seed import seed
     from ledger.store.db import make_engine
@@ -90,6 +126,7 @@ def measure(backend: str, quick: bool) -> dict[str, Any]:
     from ledger.uscc import complete
 
     options = Options.quick() if quick else Options()
+    found: dict[str, Any] = {}
     with BACKENDS[backend]() as (url, tmp):
         seeded = seed(url, tmp / "data", 8)
         engine = make_engine(url)
@@ -99,47 +136,21 @@ def measure(backend: str, quick: bool) -> dict[str, Any]:
             engine.dispose()
         commits = checkpoint_count(url)
         heavy = complete("91510100MA7000000")  # the holder of the first voucher
-        with serve(seeded, tmp) as server:
-            fill = Phase("fill", "stream", 1, 1, 3.0 if quick else 15.0)
-            filled = run_phase(server, seeded, fill, f"{backend[:2]}f", commits)
-            paced = Phase("Claim @100/s", "paced", 1, 1, options.paced_seconds)
-            alone = run_phase(server, seeded, paced, f"{backend[:2]}a", commits)
-            base = f"http://{server.http}"
-            paths = _history_paths(base, token, heavy)
-            ctx = mp.get_context("spawn")
-            stop, results = ctx.Event(), ctx.Queue()
-            job = ReadJob(base, token, paths, READER_THREADS)
-            readers = [
-                ctx.Process(target=_reader, args=(job, stop, results))
-                for _ in range(READER_PROCESSES)
-            ]
-            for process in readers:
-                process.start()
-            time.sleep(3.0)  # the readers connected and reading
-            try:
-                loaded = run_phase(server, seeded, paced, f"{backend[:2]}r", commits)
-            finally:
-                stop.set()
-            read_latencies: list[float] = []
-            failures: list[str] = []
-            for _ in readers:
-                try:
-                    got, failed = results.get(timeout=120)
-                except Empty:
-                    raise RuntimeError("a reader process did not answer") from None
-                read_latencies += got
-                failures += failed
-            for process in readers:
-                process.join(30)
-        if failures:
-            raise RuntimeError(f"reads failed: {failures[0]}")
-        return {
-            "claims": filled.outcome.ok,
-            "alone": alone,
-            "loaded": loaded,
-            "reads": read_latencies,
-            "read_seconds": loaded.seconds + 3.0,
-        }
+        paced = Phase("Claim @100/s", "paced", 1, 1, options.paced_seconds)
+        for apart in (False, True):
+            with serve(seeded, tmp, grpc_apart=apart) as server:
+                tag = f"{backend[:2]}{'g' if apart else ''}"
+                if not apart:
+                    fill = Phase("fill", "stream", 1, 1, 3.0 if quick else 15.0)
+                    found["claims"] = run_phase(server, seeded, fill, f"{tag}f", commits).outcome.ok
+                alone = run_phase(server, seeded, paced, f"{tag}a", commits)
+                base = f"http://{server.http}"
+                job = ReadJob(base, token, _history_paths(base, token, heavy), READER_THREADS)
+                loaded, reads = _paced_beside_readers(
+                    server, seeded, paced, f"{tag}r", commits, job
+                )
+                found[apart] = (alone, loaded, reads)
+    return found
 
 
 def run(backends: list[str], quick: bool = False) -> list[Table]:
@@ -151,10 +162,12 @@ def run(backends: list[str], quick: bool = False) -> list[Table]:
     )  # fmt: skip
     for backend in backends:
         found = measure(backend, quick)
-        for label, m, reads in (
-            ("none", found["alone"], None),
-            ("32", found["loaded"], found["reads"]),
-        ):
+        rows = []
+        for apart in (False, True):
+            alone, loaded, reads = found[apart]
+            where = ", gRPC apart" if apart else ""
+            rows += [(f"none{where}", alone, None), (f"32{where}", loaded, reads)]
+        for label, m, reads in rows:
             lat = m.outcome.latencies
             p99 = percentile(lat, 99)
             table.add(
@@ -175,6 +188,10 @@ def run(backends: list[str], quick: bool = False) -> list[Table]:
         "readers: 4 processes × 8 threads, closed loop, each reading in turn the heavy"
         " grantee's history (pages 1 and 2 of 100 items), the bureau's entity report (100"
         " rows) and the budget report; every read answered 200"
+    )
+    table.notes.append(
+        "gRPC apart: `suanli serve --grpc-apart` on the same database (HTTP in the first"
+        " process, the claims in a worker process of their own)"
     )
     table.notes.append(f"machine: {os.cpu_count()} cores; the readers, the claim client and"
                        " the server share them")  # fmt: skip

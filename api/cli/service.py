@@ -39,6 +39,10 @@ def serve(
         int | None,
         typer.Option(min=1, max=64, help="processes redeeming on the gRPC port (PostgreSQL)"),
     ] = None,
+    grpc_apart: Annotated[
+        bool,
+        typer.Option("--grpc-apart", help="redeem in worker processes only; this one serves HTTP"),
+    ] = False,
     witness_policy: Annotated[
         Path | None,
         typer.Option(
@@ -71,6 +75,7 @@ def serve(
             data_dir, db, env_file=env_file, http=http, grpc=grpc, workers=workers,
             witness_policy=witness_policy, tls_cert=tls_cert, tls_key=tls_key,
             client_ca=client_ca, read_db=read_db, migrate=migrate or None,
+            grpc_apart=grpc_apart or None,
         )  # fmt: skip
         if not settings.data_dir.exists() and not data_dir_given(settings):
             set_up_data_dir(settings, development=True)  # make run's first start
