@@ -28,6 +28,7 @@ _DUMP_SORTED = json.JSONEncoder(
 # (0xF0..0xF4), the only characters whose code-point order differs from UTF-16 order; and
 # numbers of 16 or more digits, which may be outside the I-JSON range.
 _NEEDS_FULL_CHECK = re.compile(rb"[\xee\xef\xf0-\xf4]|\d{16}")
+_SORTS_OTHERWISE = re.compile(rb"[\xee\xef\xf0-\xf4]")
 
 
 def _utf16_key(name: str) -> bytes:
@@ -61,8 +62,37 @@ def _normalise(value: Any, path: str) -> Any:
     raise InvalidInput(f"{path}: {type(value).__name__} is not a JSON value")
 
 
+def _plain(value: Any) -> bool:
+    """``value`` is made of dicts with str names, lists, tuples, str, bool, None and ints in
+    the I-JSON range only, each of exactly that type (no float, no subclass): what
+    ``json.dumps`` writes as JCS does, but for the member order ``_SORTS_OTHERWISE`` finds."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_bytes(value: Any) -> bytes:
-    """The RFC 8785 canonical UTF-8 bytes of ``value`` (dicts, lists, str, int, bool, None)."""
+    """The RFC 8785 canonical UTF-8 bytes of ``value`` (dicts, lists, str, int, bool, None).
+
+    The common case is written in C, as ``parse_canonical`` checks it: a ``_plain`` value
+    (JSON types only, integers in range) whose text holds no character that sorts
+    otherwise in UTF-16 is JCS as ``json.dumps(sort_keys=True)`` writes it. Anything else,
+    and every refusal (with the path it names), takes the full walk."""
+    if _plain(value):
+        try:
+            data = _DUMP_SORTED(value).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: refused below, naming where
+            pass
+        else:
+            if data.isascii() or _SORTS_OTHERWISE.search(data) is None:
+                return data
     return _DUMP(_normalise(value, "$")).encode("utf-8")
 
 

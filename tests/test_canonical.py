@@ -67,7 +67,21 @@ def test_parse_refuses_non_canonical_or_non_ledger_json(data: bytes) -> None:
         parse_canonical(data)
 
 
-@pytest.mark.parametrize("value", [1.0, {"a": float("nan")}, 2**53, {1: "x"}, "\ud800", b"x"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.0,
+        {"a": float("nan")},
+        2**53,
+        -(2**53),
+        {1: "x"},
+        "\ud800",
+        b"x",
+        {"a": [1, {"b": 1.5}]},  # deep inside an otherwise plain value
+        {"a": ["\udc00"]},
+        {"a": {True: 1}},
+    ],
+)
 def test_canonical_bytes_refuses_what_jcs_cannot_say(value: object) -> None:
     with pytest.raises(InvalidInput):
         canonical_bytes(value)
