@@ -70,7 +70,8 @@ def _plain(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+        in_range: bool = -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+        return in_range
     if kind is dict:
         return all(type(k) is str and _plain(v) for k, v in value.items())
     if kind is list or kind is tuple:
