@@ -86,7 +86,7 @@ def claim(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
     centre, record_id = str(entry.body.get("centre")), str(entry.body.get("record_id"))
     first = claims.book(state).claims.get((centre, record_id))
     if first is None:
-        return _append(uow, write)
+        return _append(uow, write, entry)
     _authorise_retry(state, write)
     if dict(first.body) != dict(entry.body):
         where = f"record {centre}/{record_id}"
@@ -170,9 +170,11 @@ def _check_time(uow: UnitOfWork, write: SignedWrite) -> None:
         check_signed_time(write.entry, parse_time(uow.now()), write.tolerance)
 
 
-def _append(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
+def _append(uow: UnitOfWork, write: SignedWrite, entry: Entry | None = None) -> Redeemed:
+    """Append the write; its answer. ``entry``: the write's entry opened, if the caller has
+    it already."""
     done = uow.append(write.entry, signatures_checked=write.signatures_checked)
-    entry = opened(write.entry)
+    entry = opened(write.entry) if entry is None else entry
     at = uow.state.time
     return Redeemed(
         done.index,
