@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ledger.canonical import canonical_bytes, parse_canonical
+from ledger.canonical import canonical_flat, parse_canonical
 from ledger.errors import InvalidInput, VerificationError
 
 SD = "_sd"
@@ -89,7 +89,7 @@ def new_salt() -> str:
 
 
 def disclose(name: str, value: Any, salt: str) -> Disclosure:
-    encoded = b64url(canonical_bytes([salt, name, value]))
+    encoded = b64url(canonical_flat((salt, name, value)))
     return Disclosure(salt, name, value, encoded)
 
 

@@ -9,7 +9,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.canonical import MAX_SAFE_INT, canonical_bytes, parse_canonical
+from ledger.canonical import MAX_SAFE_INT, canonical_bytes, canonical_flat, parse_canonical
 from ledger.errors import InvalidInput
 
 # Keys and strings from the whole of Unicode (minus lone surrogates), including the
@@ -28,6 +28,17 @@ json_values = st.recursive(
 @given(json_values)
 def test_matches_the_reference_implementation(value: object) -> None:
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+@given(st.lists(text | ints | json_values, max_size=4))
+def test_a_flat_array_is_written_as_the_reference_does(items: list[object]) -> None:
+    assert canonical_flat(items) == rfc8785.dumps(items) == canonical_bytes(items)
+
+
+@pytest.mark.parametrize("items", [["s", 1.5], ["s", 2**53], ["\ud800", "n", 1], [True, {1: 2}]])
+def test_a_flat_array_refuses_what_jcs_cannot_say(items: list[object]) -> None:
+    with pytest.raises(InvalidInput):
+        canonical_flat(items)
 
 
 @given(json_values)
