@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger import claims, vouchers
@@ -167,7 +167,7 @@ def claim_each(uow: UnitOfWork, writes: Sequence[SignedWrite]) -> list[Redeemed 
 
 def _check_time(uow: UnitOfWork, write: SignedWrite) -> None:
     if write.tolerance is not None:
-        check_signed_time(write.entry, parse_time(uow.now()), write.tolerance)
+        check_signed_time(write.entry, uow.clock_now().astimezone(UTC), write.tolerance)
 
 
 def _append(uow: UnitOfWork, write: SignedWrite, entry: Entry | None = None) -> Redeemed:
