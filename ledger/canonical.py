@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ledger.errors import InvalidInput
@@ -22,6 +22,22 @@ from ledger.errors import InvalidInput
 MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493) / JCS: integers must be exact in a double
 
 _STRING = json.encoder.encode_basestring  # ensure_ascii=False: as JCS escapes a string
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# _DUMP_SORTED's C encoder, made once rather than on every call (``_plain`` values only: no
+# cycles, no floats); None where the json module has no C accelerator
+_MAKE_C_ENCODER: Callable[..., Callable[[Any, int], Iterable[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_C_SORTED = (
+    _MAKE_C_ENCODER(None, _refuse, _STRING, None, ":", ",", True, False, False)
+    if _MAKE_C_ENCODER is not None
+    else None
+)
 _DUMP = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _DUMP_SORTED = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
@@ -90,7 +106,8 @@ def canonical_bytes(value: Any) -> bytes:
     and every refusal (with the path it names), takes the full walk."""
     if _plain(value):
         try:
-            data = _DUMP_SORTED(value).encode("utf-8")
+            text = "".join(_C_SORTED(value, 0)) if _C_SORTED else _DUMP_SORTED(value)
+            data = text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: refused below, naming where
             pass
         else:
