@@ -128,3 +128,22 @@ def test_an_entry_is_its_canonical_bytes_however_it_was_made(body, stamped) -> N
         entry = entry.stamped("2023-08-20T02:00:01.000000Z")
     assert entry.to_bytes() == canonical_bytes(entry.to_json())
     assert Entry.from_bytes(entry.to_bytes()) == entry
+
+
+def test_an_entry_copy_keeps_every_field_and_changes_only_what_it_is_told() -> None:
+    import dataclasses
+
+    from ledger.entry import _FIELDS, Entry
+
+    assert {f.name for f in dataclasses.fields(Entry)} == _FIELDS
+    entry = Entry("log.note", "2023-08-20T02:00:00.000000Z", {"text": "x"}).disclosed(("d",))
+    stamped = entry.stamped("2023-08-20T02:00:01.000000Z")
+    assert stamped.logged == "2023-08-20T02:00:01.000000Z" and entry.logged is None
+    assert (stamped.kind, stamped.at, stamped.body, stamped.disclosures) == (
+        entry.kind,
+        entry.at,
+        entry.body,
+        entry.disclosures,
+    )
+    with pytest.raises(TypeError):
+        entry._copy(nonsense=1)
