@@ -20,6 +20,7 @@ from immutables import Map
 _T = TypeVar("_T")
 
 
+_NO_CHUNKS: Map[int, tuple[Any, ...]] = Map()
 CHUNK = 32  # items per chunk: the last, partial one is a tuple of its own (the tail)
 
 
@@ -33,13 +34,20 @@ class Seq(Sequence[_T]):
 
     __slots__ = ("_chunks", "_size", "_tail")
 
+    _chunks: Map[int, tuple[_T, ...]]
+    _tail: tuple[_T, ...]
+    _size: int
+
     def __init__(self, items: Iterable[_T] = ()) -> None:
+        if not items:  # Seq(), the default of many a lookup: nothing to chunk
+            self._chunks, self._tail, self._size = _NO_CHUNKS, (), 0
+            return
         listed = list(items)
         full = len(listed) - len(listed) % CHUNK
-        self._chunks: Map[int, tuple[_T, ...]] = Map(
+        self._chunks = Map(
             (n, tuple(listed[at : at + CHUNK])) for n, at in enumerate(range(0, full, CHUNK))
         )
-        self._tail: tuple[_T, ...] = tuple(listed[full:])
+        self._tail = tuple(listed[full:])
         self._size = len(listed)
 
     @classmethod
