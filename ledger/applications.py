@@ -110,7 +110,7 @@ def book(state: LedgerState) -> ApplicationBook:
 
 
 def application_of(state: LedgerState, application_id: str) -> Application:
-    applications = book(state)
+    applications: ApplicationBook = state.read("applications", ApplicationBook)
     found = applications.applications.get(application_id)
     if found is None:
         if application_id in applications.erased:

@@ -14,12 +14,30 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ledger.errors import InvalidInput
 
 MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493) / JCS: integers must be exact in a double
 
+_STRING = json.encoder.encode_basestring  # ensure_ascii=False: as JCS escapes a string
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# _DUMP_SORTED's C encoder, made once rather than on every call (``_plain`` values only: no
+# cycles, no floats); None where the json module has no C accelerator
+_MAKE_C_ENCODER: Callable[..., Callable[[Any, int], Iterable[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_C_SORTED = (
+    _MAKE_C_ENCODER(None, _refuse, _STRING, None, ":", ",", True, False, False)
+    if _MAKE_C_ENCODER is not None
+    else None
+)
 _DUMP = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _DUMP_SORTED = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
@@ -28,6 +46,7 @@ _DUMP_SORTED = json.JSONEncoder(
 # (0xF0..0xF4), the only characters whose code-point order differs from UTF-16 order; and
 # numbers of 16 or more digits, which may be outside the I-JSON range.
 _NEEDS_FULL_CHECK = re.compile(rb"[\xee\xef\xf0-\xf4]|\d{16}")
+_SORTS_OTHERWISE = re.compile(rb"[\xee\xef\xf0-\xf4]")
 
 
 def _utf16_key(name: str) -> bytes:
@@ -61,9 +80,59 @@ def _normalise(value: Any, path: str) -> Any:
     raise InvalidInput(f"{path}: {type(value).__name__} is not a JSON value")
 
 
+def _plain(value: Any) -> bool:
+    """``value`` is made of dicts with str names, lists, tuples, str, bool, None and ints in
+    the I-JSON range only, each of exactly that type (no float, no subclass): what
+    ``json.dumps`` writes as JCS does, but for the member order ``_SORTS_OTHERWISE`` finds."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        in_range: bool = -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+        return in_range
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_bytes(value: Any) -> bytes:
-    """The RFC 8785 canonical UTF-8 bytes of ``value`` (dicts, lists, str, int, bool, None)."""
+    """The RFC 8785 canonical UTF-8 bytes of ``value`` (dicts, lists, str, int, bool, None).
+
+    The common case is written in C, as ``parse_canonical`` checks it: a ``_plain`` value
+    (JSON types only, integers in range) whose text holds no character that sorts
+    otherwise in UTF-16 is JCS as ``json.dumps(sort_keys=True)`` writes it. Anything else,
+    and every refusal (with the path it names), takes the full walk."""
+    if _plain(value):
+        try:
+            text = "".join(_C_SORTED(value, 0)) if _C_SORTED else _DUMP_SORTED(value)
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: refused below, naming where
+            pass
+        else:
+            if data.isascii() or _SORTS_OTHERWISE.search(data) is None:
+                return data
     return _DUMP(_normalise(value, "$")).encode("utf-8")
+
+
+def canonical_flat(items: Sequence[Any]) -> bytes:
+    """``canonical_bytes(list(items))``, written directly when every item is a str or an int
+    in range (a disclosure's ``[salt, name, value]``, most often): JCS escapes a string as
+    ``json`` does; anything else takes ``canonical_bytes``."""
+    parts = []
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            parts.append(_STRING(item))
+        elif kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+            parts.append(str(item))
+        else:
+            return canonical_bytes(list(items))
+    try:
+        return ("[" + ",".join(parts) + "]").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: refused by the full walk, naming where
+        return canonical_bytes(list(items))
 
 
 def _reject_float(text: str) -> Any:

@@ -278,7 +278,7 @@ def claim_at(state: LedgerState, centre: str, index: int) -> ClaimRecord | None:
 
 
 def centre_of(state: LedgerState, centre_id: str) -> Centre:
-    found = book(state).centres.get(centre_id)
+    found = state.read("claims", ClaimBook).centres.get(centre_id)
     if found is None:
         raise NotFound(f"centre {centre_id!r} is not registered", reason="UNKNOWN_CENTRE")
     return found

@@ -22,9 +22,10 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from ledger.canonical import canonical_bytes, parse_canonical
+from ledger.canonical import canonical_flat, parse_canonical
 from ledger.errors import InvalidInput, VerificationError
 
 SD = "_sd"
@@ -76,7 +77,10 @@ class Disclosure:
         return digest_of(self.encoded)
 
 
+@lru_cache(maxsize=8192)
 def digest_of(encoded: str) -> str:
+    """The digest of a disclosure (remembered for the last few thousand: the edge makes a
+    claim's digests for its body, the store orders its disclosures by them)."""
     return b64url(hashlib.sha256(encoded.encode("ascii")).digest())
 
 
@@ -85,7 +89,7 @@ def new_salt() -> str:
 
 
 def disclose(name: str, value: Any, salt: str) -> Disclosure:
-    encoded = b64url(canonical_bytes([salt, name, value]))
+    encoded = b64url(canonical_flat((salt, name, value)))
     return Disclosure(salt, name, value, encoded)
 
 

@@ -116,7 +116,7 @@ def book(state: LedgerState) -> EntityBook:
 
 def entity_of(state: LedgerState, uscc: str) -> Entity:
     """The registered entity, or NotFound(UNKNOWN_ENTITY)."""
-    found = book(state).entities.get(uscc)
+    found = state.read("entities", EntityBook).entities.get(uscc)
     if found is None:
         raise NotFound(
             f"no entity with 统一社会信用代码 {uscc} is registered", reason="UNKNOWN_ENTITY"

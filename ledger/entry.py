@@ -33,6 +33,9 @@ ENTRY_VERSION = 1
 SIGNING_PREFIX = b"suanli-entry/v1\n"
 MAX_ENTRY_BYTES = 65535  # a C2SP entry bundle stores each entry's length as uint16
 _LAST_MEMBER = b',"v":%d}' % ENTRY_VERSION
+_FIELDS = frozenset(
+    {"kind", "at", "body", "sigs", "logged", "_signed_part", "disclosures", "_clear"}
+)
 
 
 @dataclass(frozen=True)
@@ -68,18 +71,18 @@ class Entry:
         return self.logged if self.logged is not None else self.at
 
     def _copy(self, **changes: Any) -> Entry:
-        """A copy with ``changes``, keeping the signed part's JCS and the disclosures."""
-        fields: dict[str, Any] = {
-            "kind": self.kind,
-            "at": self.at,
-            "body": self.body,
-            "sigs": self.sigs,
-            "logged": self.logged,
-            "_signed_part": self._signed_part,
-            "disclosures": self.disclosures,
-            "_clear": self._clear,
-        }
-        return Entry(**(fields | changes))
+        """A copy with ``changes``, keeping the signed part's JCS and the disclosures.
+
+        Made as ``ledger.state`` copies a part, by its ``__dict__`` (an entry has no checks
+        in ``__init__``), not through the dataclass's ``__init__``: each claim is copied
+        two or three times on its way in."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"Entry has no field {sorted(unknown)[0]!r}")
+        twin: Entry = object.__new__(Entry)
+        twin.__dict__.update(self.__dict__)
+        twin.__dict__.update(changes)
+        return twin
 
     def stamped(self, logged: str) -> Entry:
         """This entry as the ledger records it at ``logged`` (signatures unchanged)."""

@@ -469,9 +469,15 @@ def book(state: LedgerState) -> PolicyBook:
     return part
 
 
+def _read(state: LedgerState) -> PolicyBook:
+    """The policy part, to read only (``LedgerState.read``)."""
+    part: PolicyBook = state.read("policy", PolicyBook)
+    return part
+
+
 def current_policy(state: LedgerState, round_id: str = DEFAULT_POLICY) -> Policy:
     """The round's policy in force; NotFound(POLICY_NOT_PUBLISHED) before any is published."""
-    found = book(state)
+    found = _read(state)
     version = found.current.get(round_id)
     if version is None:
         raise NotFound(
@@ -482,7 +488,7 @@ def current_policy(state: LedgerState, round_id: str = DEFAULT_POLICY) -> Policy
 
 def policy_at(state: LedgerState, version: str) -> Policy:
     try:
-        return book(state).versions[version]
+        return _read(state).versions[version]
     except KeyError:
         raise NotFound(
             f"policy version {version} is not published", reason="POLICY_NOT_PUBLISHED"
@@ -564,7 +570,7 @@ def scheme_terms(
     figure stated later in the year finds the year's earlier payments on its counter."""
     if policy.scheme is None or programme not in policy.scheme_programmes:
         return None
-    caps = book(state).schemes.get(policy.scheme) or SchemeCaps(None, None)
+    caps = _read(state).schemes.get(policy.scheme) or SchemeCaps(None, None)
     return (policy.scheme, caps.entity_yearly_fen, caps.pool_yearly_fen)
 
 

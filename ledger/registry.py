@@ -163,6 +163,9 @@ def _str(entry: Entry, name: str) -> str:
     return value
 
 
+_INTRODUCED = {"log.genesis": "log_key", "log.rotate": "new_key"}  # the member naming the key
+
+
 def verify_entry_signatures(registry: KeyRegistry, entry: Entry) -> None:
     """Check every signature of ``entry`` cryptographically against the registry.
 
@@ -170,14 +173,17 @@ def verify_entry_signatures(registry: KeyRegistry, entry: Entry) -> None:
     (``UNKNOWN_KEY``) — except the keys that ``log.genesis`` and ``log.rotate`` introduce,
     which sign the very entry that registers them.
     """
-    known = {key_id: k.verifier for key_id, k in registry.keys.items()}
-    introduced = {"log.genesis": "log_key", "log.rotate": "new_key"}.get(entry.kind)
+    new: Verifier | None = None
+    introduced = _INTRODUCED.get(entry.kind)
     if introduced and isinstance(entry.body.get(introduced), str):
         new = Verifier.parse(entry.body[introduced])
-        known.setdefault(new.key_id, new)
     message = entry.message()
     for sig in entry.sigs:
-        verifier = known.get(sig.key)
+        registered = registry.keys.get(sig.key)
+        if registered is not None:
+            verifier: Verifier | None = registered.verifier
+        else:
+            verifier = new if new is not None and new.key_id == sig.key else None
         if verifier is not None and not verifier.is_valid(message, sig.sig):
             raise Denied(
                 f"the signature by key {sig.key} does not verify",

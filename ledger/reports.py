@@ -28,7 +28,7 @@ from immutables import Map
 from ledger.seq import Seq
 from ledger.state import LedgerState
 from ledger.timeutil import SHANGHAI
-from ledger.vouchers import budget_year, voucher_of
+from ledger.vouchers import voucher_of
 
 if TYPE_CHECKING:  # both modules count through this one: no import cycle at run time
     from ledger.claims import ClaimRecord
@@ -54,7 +54,12 @@ class Tally(NamedTuple):
         return self.subsidy_fen + self.grants_fen
 
     def plus(self, other: Tally) -> Tally:
-        return Tally(*(a + b for a, b in zip(self, other, strict=True)))
+        return Tally(
+            self.claims + other.claims,
+            self.cost_fen + other.cost_fen,
+            self.subsidy_fen + other.subsidy_fen,
+            self.grants_fen + other.grants_fen,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class ReportBook:
         self, at: datetime, payee: str, centre: str | None, programme: str, paid: Tally
     ) -> None:
         """Add ``paid`` to the tallies of the budget year and month of ``at``."""
-        year, month = budget_year(at), budget_month(at)
+        local = at.astimezone(SHANGHAI)  # budget_year's and budget_month's, converted once
+        year, month = local.year, local.month
         found = self.years.get(year) or YearTally()
         centres = found.centres
         if centre is not None:

@@ -20,24 +20,47 @@ from immutables import Map
 _T = TypeVar("_T")
 
 
-class Seq(Sequence[_T]):
-    """An immutable sequence: ``append`` returns a new one; reading by position is O(log n)."""
+_NO_CHUNKS: Map[int, tuple[Any, ...]] = Map()
+CHUNK = 32  # items per chunk: the last, partial one is a tuple of its own (the tail)
 
-    __slots__ = ("_items", "_size")
+
+class Seq(Sequence[_T]):
+    """An immutable sequence: ``append`` returns a new one; reading by position is O(log n).
+
+    The items are kept in chunks of ``CHUNK`` (tuples) in an ``immutables.Map`` by chunk
+    number, and the last chunk, not yet full, as a tuple of its own: an append copies that
+    short tuple, and only one append in ``CHUNK`` puts a chunk into the map (a ``Map.set``
+    copies a node at each level of the trie: the dearest step of an append)."""
+
+    __slots__ = ("_chunks", "_size", "_tail")
+
+    _chunks: Map[int, tuple[_T, ...]]
+    _tail: tuple[_T, ...]
+    _size: int
 
     def __init__(self, items: Iterable[_T] = ()) -> None:
+        if not items:  # Seq(), the default of many a lookup: nothing to chunk
+            self._chunks, self._tail, self._size = _NO_CHUNKS, (), 0
+            return
         listed = list(items)
-        self._items: Map[int, _T] = Map(enumerate(listed))
+        full = len(listed) - len(listed) % CHUNK
+        self._chunks = Map(
+            (n, tuple(listed[at : at + CHUNK])) for n, at in enumerate(range(0, full, CHUNK))
+        )
+        self._tail = tuple(listed[full:])
         self._size = len(listed)
 
     @classmethod
-    def _made(cls, items: Map[int, _T], size: int) -> Seq[_T]:
+    def _made(cls, chunks: Map[int, tuple[_T, ...]], tail: tuple[_T, ...], size: int) -> Seq[_T]:
         made: Seq[_T] = cls.__new__(cls)
-        made._items, made._size = items, size
+        made._chunks, made._tail, made._size = chunks, tail, size
         return made
 
     def append(self, item: _T) -> Seq[_T]:
-        return Seq._made(self._items.set(self._size, item), self._size + 1)
+        tail = (*self._tail, item)
+        if len(tail) < CHUNK:
+            return Seq._made(self._chunks, tail, self._size + 1)
+        return Seq._made(self._chunks.set(self._size // CHUNK, tail), (), self._size + 1)
 
     def __len__(self) -> int:
         return self._size
@@ -50,24 +73,36 @@ class Seq(Sequence[_T]):
 
     def __getitem__(self, at: int | slice) -> _T | list[_T]:
         if isinstance(at, slice):
-            return [self._items[i] for i in range(*at.indices(self._size))]
+            return [self._at(i) for i in range(*at.indices(self._size))]
         if at < 0:
             at += self._size
         if not 0 <= at < self._size:
             raise IndexError("Seq index out of range")
-        return self._items[at]
+        return self._at(at)
+
+    def _at(self, at: int) -> _T:
+        chunk, offset = divmod(at, CHUNK)
+        if chunk == len(self._chunks):
+            return self._tail[offset]
+        return self._chunks[chunk][offset]
 
     def __iter__(self) -> Iterator[_T]:
-        items = self._items
-        return (items[i] for i in range(self._size))
+        chunks = self._chunks
+        for n in range(len(chunks)):
+            yield from chunks[n]
+        yield from self._tail
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Seq):
             return NotImplemented
-        return self._size == other._size and self._items == other._items
+        return (
+            self._size == other._size
+            and self._tail == other._tail
+            and self._chunks == other._chunks
+        )
 
     def __hash__(self) -> int:
-        return hash((self._size, self._items))
+        return hash((self._size, self._tail, self._chunks))
 
     def __repr__(self) -> str:
         return f"Seq({list(self)!r})"

@@ -71,6 +71,13 @@ class LedgerState:
         assert found is not None
         return found
 
+    def read(self, name: str, factory: Callable[[], _Part]) -> _Part:
+        """The part ``name`` to read only, never to change: in a draft, the draft's copy if
+        it has one, else the part it shares with the state it was made from (not copied;
+        a lookup that changes nothing need not pay for a copy)."""
+        found: _Part | None = self.parts.get(name)
+        return found if found is not None else factory()
+
     def edit_registry(self) -> KeyRegistry:
         """The draft's own copy of the key registry, free to change."""
         if self._copied is None:

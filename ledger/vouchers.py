@@ -143,7 +143,7 @@ def book(state: LedgerState) -> VoucherBook:
 
 
 def voucher_of(state: LedgerState, voucher_id: str) -> Voucher:
-    found = book(state).vouchers.get(voucher_id)
+    found = state.read("vouchers", VoucherBook).vouchers.get(voucher_id)
     if found is None:
         raise NotFound(
             f"no voucher {voucher_id!r}", reason="UNKNOWN_VOUCHER", details={"voucher": voucher_id}

@@ -9,7 +9,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.canonical import MAX_SAFE_INT, canonical_bytes, parse_canonical
+from ledger.canonical import MAX_SAFE_INT, canonical_bytes, canonical_flat, parse_canonical
 from ledger.errors import InvalidInput
 
 # Keys and strings from the whole of Unicode (minus lone surrogates), including the
@@ -28,6 +28,17 @@ json_values = st.recursive(
 @given(json_values)
 def test_matches_the_reference_implementation(value: object) -> None:
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+@given(st.lists(text | ints | json_values, max_size=4))
+def test_a_flat_array_is_written_as_the_reference_does(items: list[object]) -> None:
+    assert canonical_flat(items) == rfc8785.dumps(items) == canonical_bytes(items)
+
+
+@pytest.mark.parametrize("items", [["s", 1.5], ["s", 2**53], ["\ud800", "n", 1], [True, {1: 2}]])
+def test_a_flat_array_refuses_what_jcs_cannot_say(items: list[object]) -> None:
+    with pytest.raises(InvalidInput):
+        canonical_flat(items)
 
 
 @given(json_values)
@@ -67,7 +78,21 @@ def test_parse_refuses_non_canonical_or_non_ledger_json(data: bytes) -> None:
         parse_canonical(data)
 
 
-@pytest.mark.parametrize("value", [1.0, {"a": float("nan")}, 2**53, {1: "x"}, "\ud800", b"x"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.0,
+        {"a": float("nan")},
+        2**53,
+        -(2**53),
+        {1: "x"},
+        "\ud800",
+        b"x",
+        {"a": [1, {"b": 1.5}]},  # deep inside an otherwise plain value
+        {"a": ["\udc00"]},
+        {"a": {True: 1}},
+    ],
+)
 def test_canonical_bytes_refuses_what_jcs_cannot_say(value: object) -> None:
     with pytest.raises(InvalidInput):
         canonical_bytes(value)
@@ -103,3 +128,22 @@ def test_an_entry_is_its_canonical_bytes_however_it_was_made(body, stamped) -> N
         entry = entry.stamped("2023-08-20T02:00:01.000000Z")
     assert entry.to_bytes() == canonical_bytes(entry.to_json())
     assert Entry.from_bytes(entry.to_bytes()) == entry
+
+
+def test_an_entry_copy_keeps_every_field_and_changes_only_what_it_is_told() -> None:
+    import dataclasses
+
+    from ledger.entry import _FIELDS, Entry
+
+    assert {f.name for f in dataclasses.fields(Entry)} == _FIELDS
+    entry = Entry("log.note", "2023-08-20T02:00:00.000000Z", {"text": "x"}).disclosed(("d",))
+    stamped = entry.stamped("2023-08-20T02:00:01.000000Z")
+    assert stamped.logged == "2023-08-20T02:00:01.000000Z" and entry.logged is None
+    assert (stamped.kind, stamped.at, stamped.body, stamped.disclosures) == (
+        entry.kind,
+        entry.at,
+        entry.body,
+        entry.disclosures,
+    )
+    with pytest.raises(TypeError):
+        entry._copy(nonsense=1)

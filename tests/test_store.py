@@ -259,3 +259,12 @@ def test_a_read_beside_a_commit_gets_each_entry_with_its_disclosures(
     finally:
         engine.dispose()
     assert [e.kind for e in again] == ["claim"] and again[0].disclosures
+
+
+def test_the_rows_staged_for_sqlite_name_each_column_of_their_table() -> None:
+    from ledger.store.log import _DISCLOSURE, _ENTRY, _NODE
+
+    for how in (_ENTRY, _NODE, _DISCLOSURE):
+        assert tuple(c.name for c in how.table.columns) == how.columns
+        names, marks = ", ".join(how.columns), ", ".join("?" * len(how.columns))
+        assert how.sqlite == f"INSERT INTO {how.table.name} ({names}) VALUES ({marks})"

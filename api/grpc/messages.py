@@ -214,8 +214,11 @@ def fill(message: Message, *sources: Mapping[str, Any]) -> Message:
     return message
 
 
-def claim_result(outcome: Redeemed) -> pb.ClaimResult:
-    message = pb.ClaimResult()
+def claim_result(outcome: Redeemed, message: pb.ClaimResult | None = None) -> pb.ClaimResult:
+    """The answer to a claim or capture, in ``message`` if given (a field of a stream's
+    answer, filled where it is rather than copied into it)."""
+    if message is None:
+        message = pb.ClaimResult()
     fill(message, outcome.body, outcome.result)
     if outcome.kind == "capture":
         message.released_fen = released_on_capture(outcome.result)

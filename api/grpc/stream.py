@@ -169,5 +169,5 @@ def _answer(message: _Message, answer: Answer) -> _Message:
         message.refusal.CopyFrom(messages.refusal_message(answer))
     else:
         metrics.redeemed(answer)
-        message.result.CopyFrom(messages.claim_result(answer))
+        messages.claim_result(answer, message.result)
     return message

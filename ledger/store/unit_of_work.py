@@ -85,6 +85,9 @@ class Transaction:
     def now(self) -> str:
         return format_time(self.ledger.clock())
 
+    def clock_now(self) -> datetime:
+        return self.ledger.clock()
+
     def append(self, entry: Entry, *, signatures_checked: bool = False) -> Appended:
         """Decide ``entry`` on the working state (``ledger.usecases.unit_of_work.decide``:
         signatures, the ledger's time, the fold; raising if the rules refuse it) and stage it.

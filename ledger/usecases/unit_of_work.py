@@ -64,6 +64,10 @@ class UnitOfWork(Protocol):
         """The service clock, RFC 3339 UTC (the ``at`` of entries signed here)."""
         ...
 
+    def clock_now(self) -> datetime:
+        """The service clock as a time (what ``now`` writes), for comparing with it."""
+        ...
+
     def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
         """A new entry of ``kind`` at ``now()``, signed by ``signers``."""
         ...
@@ -119,6 +123,9 @@ class MemoryUnitOfWork:
 
     def now(self) -> str:
         return format_time(self.clock())
+
+    def clock_now(self) -> datetime:
+        return self.clock()
 
     def sign(self, kind: str, body: dict[str, Any], *signers: Signer) -> Entry:
         entry = concealed(kind, self.now(), body).signed(*signers)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger import claims, vouchers
@@ -29,7 +29,7 @@ from ledger.fold import RULES, opened
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState
 from ledger.timeutil import format_time, parse_ledger_time, parse_time
-from ledger.usecases.unit_of_work import UnitOfWork
+from ledger.usecases.unit_of_work import Appended, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def claim(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
     centre, record_id = str(entry.body.get("centre")), str(entry.body.get("record_id"))
     first = claims.book(state).claims.get((centre, record_id))
     if first is None:
-        return _append(uow, write)
+        return _append(uow, write, entry)
     _authorise_retry(state, write)
     if dict(first.body) != dict(entry.body):
         where = f"record {centre}/{record_id}"
@@ -167,20 +167,26 @@ def claim_each(uow: UnitOfWork, writes: Sequence[SignedWrite]) -> list[Redeemed 
 
 def _check_time(uow: UnitOfWork, write: SignedWrite) -> None:
     if write.tolerance is not None:
-        check_signed_time(write.entry, parse_time(uow.now()), write.tolerance)
+        check_signed_time(write.entry, uow.clock_now().astimezone(UTC), write.tolerance)
 
 
-def _append(uow: UnitOfWork, write: SignedWrite) -> Redeemed:
+def _append(uow: UnitOfWork, write: SignedWrite, entry: Entry | None = None) -> Redeemed:
+    """Append the write; its answer. ``entry``: the write's entry opened, if the caller has
+    it already."""
     done = uow.append(write.entry, signatures_checked=write.signatures_checked)
-    entry = opened(write.entry)
+    entry = opened(write.entry) if entry is None else entry
+    return Redeemed(done.index, entry.kind, entry.body, done.result, _effective(uow, done))
+
+
+def _effective(uow: UnitOfWork, done: Appended) -> str:
+    """The ledger's time of what was just appended, written as ``format_time`` does: the
+    entry's own time text when that is the time (a text in the ledger's form is that
+    form's only spelling of its instant), else the later time of the entry before it."""
     at = uow.state.time
-    return Redeemed(
-        done.index,
-        entry.kind,
-        entry.body,
-        done.result,
-        format_time(at) if at is not None else entry.at,
-    )
+    if at is None:
+        return done.entry.at
+    text = done.entry.time
+    return text if parse_ledger_time(text) == at else format_time(at)
 
 
 def _authorise_retry(state: LedgerState, write: SignedWrite) -> None:
