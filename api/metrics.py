@@ -35,6 +35,11 @@ STANDBY_BEHIND = Counter(
     "Reads answered from the primary because the standby had not reached the size asked for",
     registry=REGISTRY,
 )
+WORKER_RESTARTS = Counter(
+    "suanli_worker_restarts",
+    "gRPC worker processes started again after one exited (suanli serve --workers/--grpc-apart)",
+    registry=REGISTRY,
+)
 LOG_SIZE = Gauge("suanli_log_size", "Entries in the log (latest checkpoint)", registry=REGISTRY)
 CHECKPOINT_AGE = Gauge(
     "suanli_checkpoint_age_seconds",

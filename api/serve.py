@@ -18,6 +18,7 @@ from api import metrics
 from api.bootstrap import Service, open_service
 from api.http.app import create_app
 from api.settings import Settings
+from api.workers import Workers
 from ledger.store.unit_of_work import FoldedLog
 
 log = logging.getLogger("suanli")
@@ -114,19 +115,20 @@ def follow_log(ledger: FoldedLog, stop: threading.Event, every: float = FOLLOW_E
     threading.Thread(target=loop, name="suanli-follow", daemon=True).start()
 
 
-def start_grpc(service: Service, settings: Settings, tls: Any) -> tuple[Any, list[Any], int]:
+def start_grpc(service: Service, settings: Settings, tls: Any) -> tuple[Any, Workers, int]:
     """The gRPC side: this process's server and ``workers - 1`` worker processes on its
     port; or, with ``grpc_apart``, ``workers`` worker processes and no server here."""
     from api.grpc.server import GrpcServer
-    from api.workers import start_workers
 
     if settings.grpc_apart:
-        workers, port = start_workers(settings, None, settings.workers)
+        workers = Workers(settings, settings.workers)
+        port = workers.start(None)
         assert port is not None
         return None, workers, port
     server = GrpcServer(service, settings.grpc, tls=tls, reuse_port=settings.workers > 1)
     port = server.start()
-    workers, _ = start_workers(settings, port, settings.workers - 1)
+    workers = Workers(settings, settings.workers - 1)
+    workers.start(port)
     return server, workers, port
 
 
@@ -134,7 +136,6 @@ def run(settings: Settings) -> None:
     from api.datadir import server_tls, settle_mode
     from api.grpc.server import DEFAULT_GRACE
     from api.witness.gatherer import WitnessGatherer
-    from api.workers import stop_workers
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -180,7 +181,7 @@ def run(settings: Settings) -> None:
     grpc_server, workers, grpc_port = start_grpc(service, settings, tls)
     where = "worker processes only" if settings.grpc_apart else "this process"
     log.info("gRPC (mTLS) on %s (port %d; %s)", settings.grpc, grpc_port, where)
-    if workers:
+    if workers.count:
         follow_log(ledger, stopping)
     log.info("HTTP on http://%s:%d (API docs at /docs)", host, port)
     # uvicorn handles SIGINT/SIGTERM, stops HTTP gracefully, then raises the signal again
@@ -190,7 +191,7 @@ def run(settings: Settings) -> None:
         uvicorn.run(create_app(service), **uvicorn_options(settings))
     finally:
         log.info("gRPC: draining calls in flight (up to %.0f s)", DEFAULT_GRACE)
-        stop_workers(workers)
+        workers.stop()
         if grpc_server is not None:
             grpc_server.stop(DEFAULT_GRACE)
         if gatherer is not None:

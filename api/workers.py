@@ -15,8 +15,9 @@ buy is CPU: TLS, parsing, the signature check and the fold run on more cores. On
 processes queue on one file lock, so more than one redeeming process is for PostgreSQL;
 ``--grpc-apart`` with one worker suits SQLite too (HTTP writes are few).
 
-A worker that dies is logged and not replaced: its connections fail over to the others
-when the centres reconnect (the agent retries UNAVAILABLE).
+A worker that exits before the service stops is logged, counted and started again on the
+same port (``Workers``); meanwhile its centres' connections fail over to the other
+processes, or wait for the new one (the agent retries UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import threading
 
+from api import metrics
 from api.settings import Settings
 
 log = logging.getLogger("suanli.workers")
@@ -35,47 +37,98 @@ log = logging.getLogger("suanli.workers")
 READY = "suanli gRPC worker ready on port"
 
 
-def start_workers(
-    settings: Settings, port: int | None, count: int
-) -> tuple[list[subprocess.Popen[str]], int | None]:
-    """Start ``count`` gRPC worker processes on ``port`` (the one the main process bound
-    with SO_REUSEPORT), or, with ``port`` None, the first on ``settings.grpc`` and the rest
-    on the port it bound; return once each has bound it, with the port."""
-    host = settings.grpc.rpartition(":")[0] or "127.0.0.1"
-    workers: list[subprocess.Popen[str]] = []
-    for n in range(1, count + 1):
-        address = settings.grpc if port is None else f"{host}:{port}"
-        shared = settings.model_copy(update={"grpc": address, "workers": 1, "grpc_apart": False})
+class Workers:
+    """The gRPC worker processes of one ``suanli serve``, kept running until :meth:`stop`:
+    one that exits (a crash, the OOM killer, kill -9) is logged, counted
+    (``suanli_worker_restarts_total``) and started again on the same port, so that a
+    ``--grpc-apart`` service never stays without its claims side."""
+
+    WATCH_EVERY = 1.0  # seconds between looks at the workers
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings, self.count = settings, count
+        self.processes: list[subprocess.Popen[str]] = []
+        self.port: int | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self, port: int | None) -> int | None:
+        """Start the workers on ``port`` (the one the main process bound with SO_REUSEPORT),
+        or, with ``port`` None, the first on ``settings.grpc`` and the rest on the port it
+        bound; return once each has bound it, with the port."""
+        self.port = port
+        for n in range(1, self.count + 1):
+            try:
+                self.processes.append(self._spawn(n))
+            except RuntimeError:
+                self.stop()
+                raise
+        if self.processes:
+            self._watcher = threading.Thread(target=self._watch, name="suanli-workers")
+            self._watcher.daemon = True
+            self._watcher.start()
+        return self.port
+
+    def _spawn(self, n: int) -> subprocess.Popen[str]:
+        host = self.settings.grpc.rpartition(":")[0] or "127.0.0.1"
+        address = self.settings.grpc if self.port is None else f"{host}:{self.port}"
+        shared = self.settings.model_copy(
+            update={"grpc": address, "workers": 1, "grpc_apart": False}
+        )
         process = subprocess.Popen(
             [sys.executable, "-c", "from api.workers import worker_main; worker_main()"],
             env={**os.environ, **shared.environment(), "SUANLI_WORKER": str(n)},
             stdout=subprocess.PIPE,
             text=True,
         )
-        workers.append(process)
         assert process.stdout is not None
         line = process.stdout.readline()
         if READY not in line:
-            stop_workers(workers)
+            _end(process, 5.0)
             raise RuntimeError(f"gRPC worker {n} did not start (exit {process.poll()})")
-        port = int(line.rpartition(" ")[2])
-        log.info("gRPC worker %d (pid %d) on port %d", n, process.pid, port)
-    return workers, port
+        self.port = int(line.rpartition(" ")[2])
+        log.info("gRPC worker %d (pid %d) on port %d", n, process.pid, self.port)
+        return process
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.WATCH_EVERY):
+            for n, process in enumerate(self.processes, start=1):
+                if process.poll() is None or self._stopping.is_set():
+                    continue
+                log.error("gRPC worker %d (pid %d) exited with %s: starting another", n,
+                          process.pid, process.returncode)  # fmt: skip
+                metrics.WORKER_RESTARTS.inc()
+                if process.stdout is not None:
+                    process.stdout.close()
+                try:
+                    self.processes[n - 1] = self._spawn(n)
+                except RuntimeError:
+                    log.exception("gRPC worker %d did not start again; next try in %.0f s",
+                                  n, self.WATCH_EVERY)  # fmt: skip
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM every worker (each drains its calls in flight), then wait for them."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            _end(process, grace)
 
 
-def stop_workers(workers: list[subprocess.Popen[str]], grace: float = 15.0) -> None:
-    """SIGTERM every worker (each drains its calls in flight), then wait for them."""
-    for process in workers:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in workers:
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+def _end(process: subprocess.Popen[str], grace: float) -> None:
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def worker_main() -> None:

@@ -119,11 +119,17 @@ def process_cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def serve(
-    seeded: Seeded, tmp: Path, *, echo: bool = False, workers: int = 1, grpc_apart: bool = False
+    seeded: Seeded,
+    tmp: Path,
+    *,
+    echo: bool = False,
+    workers: int = 1,
+    grpc_apart: bool = False,
+    **more: Any,
 ) -> Iterator[Server]:
     """``suanli serve [--workers N] [--grpc-apart]`` on the seeded data dir and database (or,
     with ``echo``, the echo server of this module on the same TLS material) in its own
-    process, until exit."""
+    process, until exit; ``more``: other settings."""
     from api.settings import Settings
 
     port = _free_port()
@@ -137,6 +143,7 @@ def serve(
         grpc=f"127.0.0.1:{port}",
         workers=workers,
         grpc_apart=grpc_apart,
+        **more,
     )
     env = {**os.environ, **settings.environment()}
     log = tmp / f"serve-{port}.log"

@@ -147,3 +147,31 @@ def test_an_entry_copy_keeps_every_field_and_changes_only_what_it_is_told() -> N
     )
     with pytest.raises(TypeError):
         entry._copy(nonsense=1)
+
+
+_BYTES_THAT_MATTER = st.lists(
+    st.sampled_from([b"0", b"5", b"9", b"a", b'"', b"\xee", b"\xef", b"\xf0", b"\xf4", b"\xe9",
+                     b"\xc3", b"\x7f", b"-", b"."]),
+    max_size=60,
+).map(b"".join)  # fmt: skip
+
+
+@given(st.one_of(_BYTES_THAT_MATTER, st.binary(max_size=80)))
+def test_needs_full_check_is_the_lead_byte_or_digit_run_rule(data: bytes) -> None:
+    """The two-pass check says exactly what the one regular expression it replaced says."""
+    import re
+
+    from ledger.canonical import needs_full_check
+
+    rule = re.compile(rb"[\xee\xef\xf0-\xf4]|[0-9]{16}")
+    assert needs_full_check(data) == (rule.search(data) is not None)
+
+
+def test_needs_full_check_at_the_edges() -> None:
+    from ledger.canonical import needs_full_check
+
+    assert not needs_full_check(b'{"n":' + b"9" * 15 + b"}")
+    assert needs_full_check(b'{"n":' + b"1" + b"0" * 15 + b"}")
+    assert needs_full_check('{"s":"\ue000"}'.encode())
+    assert needs_full_check('{"s":"😀"}'.encode())
+    assert not needs_full_check('{"s":"成都"}'.encode())

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,7 +66,14 @@ def _listening_ports(pid: int) -> set[int]:
 
 
 def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """Process ``pid``'s children, whichever of its threads started them."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return sorted(found)
 
 
 @pytest.fixture
@@ -148,3 +156,31 @@ def test_http_apart_from_the_claims_one_log_order(apart: Apart) -> None:
         seen = {"Suanli-Min-Log-Size": str(second.log_index + 1)}
         voucher = http.get(f"/v1/admin/vouchers/{apart.voucher}", headers=seen).json()
         assert voucher["used_fen"] == first.subsidy_fen + second.subsidy_fen
+
+
+def test_a_worker_killed_is_started_again(apart: Apart) -> None:
+    (worker,) = _children(apart.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    with httpx.Client(base_url=f"http://{apart.http}") as http:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert http.get("/readyz").status_code == 200  # HTTP never went away
+            now = _children(apart.process.pid)
+            if now and now != [worker] and apart.grpc_port in _listening_ports(now[0]):
+                break
+            time.sleep(0.2)
+        else:
+            log = (apart.data_dir.parent / "serve.log").read_text()
+            pytest.fail(f"no new gRPC worker within 60 s (children {now}, was {worker}):\n{log}")
+        assert "suanli_worker_restarts_total 1.0" in http.get("/metrics").text
+    client = RedemptionClient.from_data_dir(
+        f"localhost:{apart.grpc_port}",
+        apart.data_dir,
+        "nscc-cd",
+        clock=lambda: apart.clock_start + timedelta(seconds=1),  # type: ignore[operator]
+        timeout=30,
+    )
+    with client:
+        assert client.wait_serving(30)
+        done = client.claim(apart.usages[2], apart.voucher, COST_FEN)
+    assert done.subsidy_fen > 0

@@ -56,7 +56,8 @@ def test_a_quarter_of_more_than_100000_claims_settles_and_audits(
                     end=USAGE + timedelta(hours=1),
                     cost_fen=cost,
                 )
-                tx.append(concealed("claim", tx.now(), body).signed(key))
+                # signed here with the centre's key; the audit below verifies every signature
+                tx.append(concealed("claim", tx.now(), body).signed(key), signatures_checked=True)
 
     done = issue_statement(service.write, centre="nscc-cd", period="2023-Q3")
     statement = done.result["statement"]
