@@ -138,9 +138,10 @@ def measure(backend: str, quick: bool) -> dict[str, Any]:
         heavy = complete("91510100MA7000000")  # the holder of the first voucher
         paced = Phase("Claim @100/s", "paced", 1, 1, options.paced_seconds)
         for apart in (False, True):
-            # every reader uses one token: let all of them have a request in flight
-            readers = READER_PROCESSES * READER_THREADS
-            with serve(seeded, tmp, grpc_apart=apart, max_requests_per_client=readers) as server:
+            # The readers share one token: room for each one's request in flight, and for
+            # its next arriving before the server has counted the last one out.
+            limit = 2 * READER_PROCESSES * READER_THREADS
+            with serve(seeded, tmp, grpc_apart=apart, max_requests_per_client=limit) as server:
                 tag = f"{backend[:2]}{'g' if apart else ''}"
                 if not apart:
                     fill = Phase("fill", "stream", 1, 1, 3.0 if quick else 15.0)
