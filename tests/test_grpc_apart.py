@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -43,7 +43,14 @@ class Apart:
     voucher: str
     holder: str
     usages: list[UsageRecord]
-    clock_start: object
+    clock_start: datetime
+
+    def centre_client(self) -> RedemptionClient:
+        """nscc-cd's gRPC client, its clock a second into the service's."""
+        at = self.clock_start + timedelta(seconds=1)
+        return RedemptionClient.from_data_dir(
+            f"localhost:{self.grpc_port}", self.data_dir, "nscc-cd", clock=lambda: at, timeout=30
+        )
 
 
 def _listening_ports(pid: int) -> set[int]:
@@ -124,13 +131,7 @@ def test_http_apart_from_the_claims_one_log_order(apart: Apart) -> None:
     assert int(apart.http.rpartition(":")[2]) in _listening_ports(apart.process.pid)
 
     headers = {"Authorization": f"Bearer {apart.token}"}
-    client = RedemptionClient.from_data_dir(
-        f"localhost:{apart.grpc_port}",
-        apart.data_dir,
-        "nscc-cd",
-        clock=lambda: apart.clock_start + timedelta(seconds=1),  # type: ignore[operator]
-        timeout=30,
-    )
+    client = apart.centre_client()
     with client, httpx.Client(base_url=f"http://{apart.http}", headers=headers) as http:
         first = client.claim(apart.usages[0], apart.voucher, COST_FEN)
         seen = {"Suanli-Min-Log-Size": str(first.log_index + 1)}
@@ -173,13 +174,7 @@ def test_a_worker_killed_is_started_again(apart: Apart) -> None:
             log = (apart.data_dir.parent / "serve.log").read_text()
             pytest.fail(f"no new gRPC worker within 60 s (children {now}, was {worker}):\n{log}")
         assert "suanli_worker_restarts_total 1.0" in http.get("/metrics").text
-    client = RedemptionClient.from_data_dir(
-        f"localhost:{apart.grpc_port}",
-        apart.data_dir,
-        "nscc-cd",
-        clock=lambda: apart.clock_start + timedelta(seconds=1),  # type: ignore[operator]
-        timeout=30,
-    )
+    client = apart.centre_client()
     with client:
         assert client.wait_serving(30)
         done = client.claim(apart.usages[2], apart.voucher, COST_FEN)
