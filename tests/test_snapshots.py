@@ -4,9 +4,11 @@ nobody with the log key made is never loaded; the audit checks each snapshot it 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from ledger.audit import verify_log
@@ -196,3 +198,36 @@ def test_a_snapshot_without_every_part_of_the_fold_is_replayed_instead(
         assert again.snapshot().size == header.size
     assert starts == [0]
     assert "before the fold kept" in caplog.text
+
+
+def test_the_state_is_pickled_in_a_child_process(open_service, db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The serving process only reads the child's bytes from a pipe; what it stores loads as
+    the state it snapshotted."""
+    log = open_service(db_url).ledger
+    grow(log, 30)
+    children: list[int] = []
+    fork = os.fork
+    monkeypatch.setattr(snapshots.os, "fork", lambda: children.append(fork()) or children[-1])
+    header = take(log)
+    assert len(children) == 1 and children[0] > 0  # in this process, the child's pid
+    grow(log, 2, "tail")  # the parent's connections still work after the child exited
+    again = open_service(db_url).ledger
+    starts = replayed_from(again, monkeypatch)
+    assert again.snapshot().parts == log.snapshot().parts
+    assert starts == [header.size]
+
+
+def test_a_child_that_cannot_pickle_fails_the_snapshot_not_the_service(
+    open_service, db_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    log = open_service(db_url).ledger
+    grow(log, 5)
+    state = log.snapshot()
+    unpicklable = state.draft()
+    unpicklable.parts["broken"] = lambda: None  # pickle refuses a lambda
+    unpicklable = unpicklable.seal(state.size, state.time)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="child process failed"):
+        save_snapshot(log.store.engine, log.origin, unpicklable, log.log_signer_for(state.size))
+    assert headers(log.store.engine) == []
+    grow(log, 1, "after")  # the database connections the parent holds are intact
+    assert log.snapshot().size == state.size + 1
