@@ -611,3 +611,29 @@ def test_vector_bodies_are_what_the_builders_make() -> None:
     card = Policy.load().rate_cards[0].prices
     assert card["gpu:a100"].cost(claim["quantity"]) == claim["cost_fen"]
     assert card["gpu:910b"].cost(cap["quantity"]) == cap["cost_fen"]
+
+
+def test_a_centres_claims_page_from_any_index() -> None:
+    """``centre_claims`` (gRPC ListClaims) pages a centre's claims in log order from any
+    index: the same as filtering and sorting every claim of the ledger, page by page."""
+    from ledger.claims import book
+    from ledger.usecases.views.centres import centre_claims
+
+    world = World()
+    vouchers = [world.voucher(), world.voucher()]
+    for n in range(24):
+        world.claim(vouchers[n % 2], wan(1), centre="nscc-cd" if n % 3 else "cd-icc")
+    every = sorted(book(world.state).claims.values(), key=lambda r: r.index)
+    for centre in ("nscc-cd", "cd-icc"):
+        mine = [r.index for r in every if r.centre == centre]
+        for start in (0, mine[0], mine[0] + 1, mine[len(mine) // 2], mine[-1], mine[-1] + 1):
+            for limit in (0, 1, 5):
+                got = [x.index for x in centre_claims(world.state, centre, from_index=start,
+                                                       limit=limit)]  # fmt: skip
+                want = [i for i in mine if i >= start]
+                assert got == (want[:limit] if limit else want), (centre, start, limit)
+        of_voucher = centre_claims(world.state, centre, voucher=vouchers[1], from_index=mine[1])
+        assert [x.index for x in of_voucher] == [
+            r.index for r in every
+            if r.centre == centre and r.voucher == vouchers[1] and r.index >= mine[1]
+        ]  # fmt: skip

@@ -469,9 +469,13 @@ def test_every_claim_is_settled_exactly_once_at_its_net(steps: list[Any]) -> Non
         record = world.state.parts["claims"].claims[key]
         assert claim_lines.get(key) == 1, f"{key} settled {claim_lines.get(key)} times"
         assert paid[key] == record.net_fen
+    books = settlement.book(world.state)
     for centre in centres:
         position = settlement.centre_settlement(world.state, centre)
-        assert position["due_fen"] == 0 and position["unsettled_claims_fen"] == 0
+        # the statements' totals are what their lines settled, claim by claim
+        recount = sum(done.amount_fen for (c, _), done in books.settled.items() if c == centre)
+        assert position["settled_fen"] == recount
+        assert position["due_fen"] == 0
 
 
 # --- centres fetch their statements over gRPC (mutual TLS, the real server) ------------------

@@ -4,6 +4,7 @@ found, like a missing one."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from ledger import claims, credential, providers, settlement, vouchers
 from ledger.claims import _check_voucher as check_voucher_at_centre
 from ledger.errors import InvalidInput, LedgerError, NotFound, VerificationError
+from ledger.seq import Seq
 from ledger.state import LedgerState
 from ledger.timeutil import format_time
 from ledger.usecases.commands.redemption import Redeemed
@@ -96,15 +98,22 @@ def centre_claims(
     state: LedgerState, centre: str, *, voucher: str = "", from_index: int = 0, limit: int = 0
 ) -> list[Redeemed]:
     """The centre's own claims and captures in log order, from ``from_index``, of one
-    voucher if given, at most ``limit`` (0: all)."""
+    voucher if given, at most ``limit`` (0: all).
+
+    A centre's page costs O(log n + the page): its record ids are kept in log order, so the
+    first at or after ``from_index`` is found by bisection (a centre reconciling a year of
+    10^6 claims pages through them; walking every claim of the ledger took a second a page)."""
     book = claims.book(state)
     if voucher:
-        records = [book.claims[k] for k in book.by_voucher.get(voucher, []) if k[0] == centre]
+        keys = [k for k in book.by_voucher.get(voucher, []) if k[0] == centre]
+        listed = sorted((book.claims[k] for k in keys), key=lambda r: r.index)
+        chosen = [r for r in listed if r.index >= from_index]
+        chosen = chosen[:limit] if limit else chosen
     else:
-        records = [r for (c, _), r in book.claims.items() if c == centre]
-    chosen = sorted((r for r in records if r.index >= from_index), key=lambda r: r.index)
-    if limit:
-        chosen = chosen[:limit]
+        ids = book.by_centre.get(centre, Seq())
+        start = bisect_left(ids, from_index, key=lambda rid: book.claims[(centre, rid)].index)
+        end = min(len(ids), start + limit) if limit else len(ids)
+        chosen = [book.claims[(centre, rid)] for rid in ids[start:end]]
     return [
         Redeemed(r.index, r.kind, dict(r.body), dict(r.result), format_time(r.at)) for r in chosen
     ]
