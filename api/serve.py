@@ -106,11 +106,18 @@ def follow_log(ledger: FoldedLog, stop: threading.Event, every: float = FOLLOW_E
     entries to fold in first, never a back-fill's worth."""
 
     def loop() -> None:
+        failing = False  # said once when it starts failing, once when it recovers
         while not stop.wait(every):
             try:
                 ledger.snapshot()
             except Exception:  # the next tick tries again; a read folds in what it needs
-                log.exception("folding in the log's new entries failed")
+                if not failing:
+                    log.exception("folding in the log's new entries failed; retrying")
+                failing = True
+            else:
+                if failing:
+                    log.info("folding in the log's new entries works again")
+                failing = False
 
     threading.Thread(target=loop, name="suanli-follow", daemon=True).start()
 

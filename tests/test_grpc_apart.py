@@ -179,3 +179,34 @@ def test_a_worker_killed_is_started_again(apart: Apart) -> None:
         assert client.wait_serving(30)
         done = client.claim(apart.usages[2], apart.voucher, COST_FEN)
     assert done.subsidy_fen > 0
+
+
+def test_the_follower_says_once_that_it_fails_and_once_that_it_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database away for a while gives two log lines, not fifty a second."""
+    import threading
+
+    from api.serve import follow_log
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls, self.recovered = 0, threading.Event()
+
+        def snapshot(self) -> None:
+            self.calls += 1
+            if self.calls <= 20:
+                raise OSError("database unreachable")
+            if self.calls > 21:  # the first success has been logged by now
+                self.recovered.set()
+
+    flaky, stop = Flaky(), threading.Event()
+    with caplog.at_level("INFO", logger="suanli"):
+        follow_log(flaky, stop, every=0.001)  # type: ignore[arg-type]
+        assert flaky.recovered.wait(10)
+        stop.set()
+    said = [r.getMessage() for r in caplog.records if "folding in" in r.getMessage()]
+    assert said == [
+        "folding in the log's new entries failed; retrying",
+        "folding in the log's new entries works again",
+    ]
