@@ -55,9 +55,18 @@ def needs_full_check(data: bytes) -> bool:
     only the full JCS encoder decides whether it is canonical. Done in C in two passes over
     the bytes; one regular expression with both alternatives took ten times as long (it
     tries the digit run at every position), and the audit asks this of every entry."""
-    if not data.isascii() and _SORTS_OTHERWISE.search(data) is not None:
-        return True
-    return _SIXTEEN_DIGITS in data.translate(_DIGITS_TO_ZERO)
+    return _sorts_otherwise(data) or _SIXTEEN_DIGITS in data.translate(_DIGITS_TO_ZERO)
+
+
+def _sorts_otherwise(data: bytes) -> bool:
+    """Whether ``data`` holds a character whose code-point order differs from UTF-16's."""
+    return not data.isascii() and _SORTS_OTHERWISE.search(data) is not None
+
+
+def _sorted_text(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True)`` in the compact form, by the C encoder made
+    once where the json module has one (JSON types only)."""
+    return "".join(_C_SORTED(value, 0)) if _C_SORTED is not None else _DUMP_SORTED(value)
 
 
 def _utf16_key(name: str) -> bytes:
@@ -117,12 +126,11 @@ def canonical_bytes(value: Any) -> bytes:
     and every refusal (with the path it names), takes the full walk."""
     if _plain(value):
         try:
-            text = "".join(_C_SORTED(value, 0)) if _C_SORTED else _DUMP_SORTED(value)
-            data = text.encode("utf-8")
+            data = _sorted_text(value).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: refused below, naming where
             pass
         else:
-            if data.isascii() or _SORTS_OTHERWISE.search(data) is None:
+            if not _sorts_otherwise(data):
                 return data
     return _DUMP(_normalise(value, "$")).encode("utf-8")
 
@@ -164,7 +172,7 @@ def parse_canonical(data: bytes) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"not valid ledger JSON: {exc}") from exc
     if not needs_full_check(data):
-        canonical = _DUMP_SORTED(value).encode("utf-8") == data
+        canonical = _sorted_text(value).encode("utf-8") == data
     else:
         canonical = canonical_bytes(value) == data
     if not canonical:

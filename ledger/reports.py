@@ -27,17 +27,11 @@ from immutables import Map
 
 from ledger.seq import Seq
 from ledger.state import LedgerState
-from ledger.timeutil import SHANGHAI
-from ledger.vouchers import voucher_of
+from ledger.vouchers import budget_year_and_month, voucher_of
 
 if TYPE_CHECKING:  # both modules count through this one: no import cycle at run time
     from ledger.claims import ClaimRecord
     from ledger.grants import Grant
-
-
-def budget_month(moment: datetime) -> int:
-    """The month (1..12, Asia/Shanghai) of the budget year an entry pays in."""
-    return moment.astimezone(SHANGHAI).month
 
 
 class Tally(NamedTuple):
@@ -106,8 +100,7 @@ class ReportBook:
         self, at: datetime, payee: str, centre: str | None, programme: str, paid: Tally
     ) -> None:
         """Add ``paid`` to the tallies of the budget year and month of ``at``."""
-        local = at.astimezone(SHANGHAI)  # budget_year's and budget_month's, converted once
-        year, month = local.year, local.month
+        year, month = budget_year_and_month(at)
         found = self.years.get(year) or YearTally()
         centres = found.centres
         if centre is not None:

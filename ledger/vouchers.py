@@ -179,7 +179,13 @@ def check_usable(state: LedgerState, voucher: Voucher, now: datetime) -> None:
 
 def budget_year(moment: datetime) -> int:
     """The budget year of a payment: its Asia/Shanghai calendar year."""
-    return moment.astimezone(SHANGHAI).year
+    return budget_year_and_month(moment)[0]
+
+
+def budget_year_and_month(moment: datetime) -> tuple[int, int]:
+    """The budget year of a payment and its month in it (1..12): Asia/Shanghai's."""
+    local = moment.astimezone(SHANGHAI)
+    return local.year, local.month
 
 
 def cap_lines(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import (
     ColumnElement,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ledger import merkle
 from ledger.disclosure import digest_of, erasure_marker
@@ -87,18 +90,17 @@ class _Rows:
 
     table: Table
     columns: tuple[str, ...]
-    sqlite: str  # the same INSERT as SQLite's driver takes it
+
+    @cached_property
+    def sqlite(self) -> str:
+        """The same INSERT as SQLite's driver takes it (positional ``?`` parameters)."""
+        statement = insert(self.table).values({c: bindparam(c) for c in self.columns})
+        return str(statement.compile(dialect=sqlite_dialect()))
 
 
-_ENTRY = _Rows(log_entries, ("idx", "data"), "INSERT INTO log_entries (idx, data) VALUES (?, ?)")
-_NODE = _Rows(
-    log_nodes, ("level", "idx", "hash"), "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
-)
-_DISCLOSURE = _Rows(
-    disclosures,
-    ("idx", "data", "erased_by"),
-    "INSERT INTO entry_disclosures (idx, data, erased_by) VALUES (?, ?, ?)",
-)
+_ENTRY = _Rows(log_entries, ("idx", "data"))
+_NODE = _Rows(log_nodes, ("level", "idx", "hash"))
+_DISCLOSURE = _Rows(disclosures, ("idx", "data", "erased_by"))
 
 
 def _insert(conn: Connection, how: _Rows, rows: list[tuple[object, ...]]) -> None:

@@ -29,7 +29,7 @@ from ledger.fold import RULES, opened
 from ledger.registry import verify_entry_signatures
 from ledger.state import LedgerState
 from ledger.timeutil import format_time, parse_ledger_time, parse_time
-from ledger.usecases.unit_of_work import Appended, UnitOfWork
+from ledger.usecases.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -175,18 +175,9 @@ def _append(uow: UnitOfWork, write: SignedWrite, entry: Entry | None = None) -> 
     it already."""
     done = uow.append(write.entry, signatures_checked=write.signatures_checked)
     entry = opened(write.entry) if entry is None else entry
-    return Redeemed(done.index, entry.kind, entry.body, done.result, _effective(uow, done))
-
-
-def _effective(uow: UnitOfWork, done: Appended) -> str:
-    """The ledger's time of what was just appended, written as ``format_time`` does: the
-    entry's own time text when that is the time (a text in the ledger's form is that
-    form's only spelling of its instant), else the later time of the entry before it."""
     at = uow.state.time
-    if at is None:
-        return done.entry.at
-    text = done.entry.time
-    return text if parse_ledger_time(text) == at else format_time(at)
+    effective = format_time(at) if at is not None else entry.at
+    return Redeemed(done.index, entry.kind, entry.body, done.result, effective)
 
 
 def _authorise_retry(state: LedgerState, write: SignedWrite) -> None:
