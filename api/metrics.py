@@ -87,6 +87,11 @@ def committed(entries: int, size: int) -> None:
     LOG_SIZE.set(size)
 
 
+# the counters of a centre's claims and subsidy by (centre, kind): one dict lookup a claim
+# instead of two label lookups (each takes the metric's lock)
+_REDEEMED: dict[tuple[str, str], tuple[Counter, Counter]] = {}
+
+
 def redeemed(outcome: Redeemed) -> None:
     """Count a centre's claim or capture and its subsidy (a replayed answer only once)."""
     if outcome.replayed or outcome.kind not in ("claim", "capture"):
@@ -98,11 +103,6 @@ def redeemed(outcome: Redeemed) -> None:
         _REDEEMED[(centre, outcome.kind)] = counters
     counters[0].inc()
     counters[1].inc(int(outcome.result.get("subsidy_fen", 0)))
-
-
-# the counters of a centre's claims and subsidy by (centre, kind): one dict lookup a claim
-# instead of two label lookups (each takes the metric's lock)
-_REDEEMED: dict[tuple[str, str], tuple[Counter, Counter]] = {}
 
 
 def refresh_ages() -> None:

@@ -106,9 +106,6 @@ class Workers:
                     log.exception("gRPC worker %d did not start again; next try in %.0f s",
                                   n, self.WATCH_EVERY)  # fmt: skip
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
-
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM every worker (each drains its calls in flight), then wait for them."""
         self._stopping.set()
